@@ -1,0 +1,1 @@
+"""Example Esper policy plugin (see README "Write your own policy")."""
