@@ -7,7 +7,9 @@ space (8 heads, SPEC §2) is built by :func:`morphogenetic_action_space`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import torch
 
@@ -35,14 +37,16 @@ HEAD_NAMES: tuple[str, ...] = (
 )
 
 #: Heads that each op causally depends on, besides the op head itself (SPEC §2, tamiyo-facts §1.1).
-OP_RELEVANT_HEADS: dict[LifecycleOp, frozenset[str]] = {
-    LifecycleOp.WAIT: frozenset(),
-    LifecycleOp.GERMINATE: frozenset({"slot", "blueprint", "style", "tempo", "alpha_target"}),
-    LifecycleOp.SET_ALPHA_TARGET: frozenset({"slot", "style", "alpha_target", "alpha_speed", "alpha_curve"}),
-    LifecycleOp.PRUNE: frozenset({"slot", "alpha_speed", "alpha_curve"}),
-    LifecycleOp.FOSSILIZE: frozenset({"slot"}),
-    LifecycleOp.ADVANCE: frozenset({"slot"}),
-}
+OP_RELEVANT_HEADS: Mapping[LifecycleOp, frozenset[str]] = MappingProxyType(
+    {
+        LifecycleOp.WAIT: frozenset(),
+        LifecycleOp.GERMINATE: frozenset({"slot", "blueprint", "style", "tempo", "alpha_target"}),
+        LifecycleOp.SET_ALPHA_TARGET: frozenset({"slot", "style", "alpha_target", "alpha_speed", "alpha_curve"}),
+        LifecycleOp.PRUNE: frozenset({"slot", "alpha_speed", "alpha_curve"}),
+        LifecycleOp.FOSSILIZE: frozenset({"slot"}),
+        LifecycleOp.ADVANCE: frozenset({"slot"}),
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -117,6 +117,14 @@ class ObservationLayout:
             _offsets(SLOT_FIELDS, BASE_FEATURE_SIZE + k * SLOT_FEATURE_SIZE) for k in range(self.num_slots)
         )
 
+    def _slot_index(self, slot: int | str) -> int:
+        """Position of slot id or index ``slot``; ``IndexError`` for an index outside ``[0, num_slots)``."""
+        if isinstance(slot, str):
+            return self.slot_config.index_of(slot)
+        if not 0 <= slot < self.num_slots:
+            raise IndexError(f"slot index {slot} out of range for {self.num_slots} slots")
+        return slot
+
     def base(self, name: str) -> slice:
         """Index range of base field ``name``."""
         try:
@@ -126,7 +134,7 @@ class ObservationLayout:
 
     def slot(self, slot: int | str, name: str) -> slice:
         """Index range of per-slot field ``name`` for slot index or id ``slot``."""
-        index = self.slot_config.index_of(slot) if isinstance(slot, str) else slot
+        index = self._slot_index(slot)
         try:
             return self._slots[index][name]
         except KeyError:
@@ -134,7 +142,7 @@ class ObservationLayout:
 
     def slot_block(self, slot: int | str) -> slice:
         """Index range of the whole 31-feature block of one slot."""
-        index = self.slot_config.index_of(slot) if isinstance(slot, str) else slot
+        index = self._slot_index(slot)
         start = BASE_FEATURE_SIZE + index * SLOT_FEATURE_SIZE
         return slice(start, start + SLOT_FEATURE_SIZE)
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_SLOT_ID = re.compile(r"^r(\d+)c(\d+)$")
+_SLOT_ID = re.compile(r"r([0-9]+)c([0-9]+)")
 
 
 def parse_slot_id(slot_id: str) -> tuple[int, int]:
     """Return ``(row, col)`` of a canonical ``r{row}c{col}`` id or raise ``ValueError``."""
-    match = _SLOT_ID.match(slot_id) if isinstance(slot_id, str) else None
+    match = _SLOT_ID.fullmatch(slot_id) if isinstance(slot_id, str) else None
     if match is None:
         raise ValueError(f"invalid slot id {slot_id!r}: expected the form 'r{{row}}c{{col}}', e.g. 'r0c1'")
     return int(match.group(1)), int(match.group(2))

@@ -1,0 +1,155 @@
+"""``PPOConfig``: every hyperparameter of the PPO update, documented and validated in one place.
+
+Each field's docstring is also its ``--help`` text in ``esper-train`` (the CLI reads them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from esper.tamiyo.contract import ActionSpace
+
+#: Entropy-bonus multipliers per head (simic-facts §2): heads whose choices are rarer and easier
+#: to collapse (blueprint, tempo) get a little more push to keep exploring.
+DEFAULT_ENTROPY_HEAD_MULTIPLIERS: Mapping[str, float] = MappingProxyType({
+    "op": 1.0,
+    "slot": 1.0,
+    "blueprint": 1.3,
+    "style": 1.2,
+    "tempo": 1.3,
+    "alpha_target": 1.2,
+    "alpha_speed": 1.2,
+    "alpha_curve": 1.2,
+})
+
+#: The reference's per-head probability floors (simic-facts §1), for reproducing it. Not the
+#: default: with 40-epoch episodes a 15% floor on every valid op means several random lifecycle
+#: operations per episode even for a converged policy.
+REFERENCE_PROBABILITY_FLOORS: Mapping[str, float] = MappingProxyType({
+    "op": 0.15,
+    "slot": 0.05,
+    "blueprint": 0.12,
+    "style": 0.08,
+    "tempo": 0.12,
+    "alpha_target": 0.08,
+    "alpha_speed": 0.06,
+    "alpha_curve": 0.06,
+})
+
+#: Early stopping fires when a minibatch's approx-KL exceeds this multiple of ``target_kl``
+#: (the Stable-Baselines3 rule, also the reference's 1.5, simic-facts §3.9e).
+KL_EARLY_STOP_FACTOR = 1.5
+
+
+def _check_range(name: str, value: float, low: float, high: float, *, low_open: bool = False) -> None:
+    below = value <= low if low_open else value < low
+    if below or value > high:
+        bracket = "(" if low_open else "["
+        raise ValueError(f"{name} must be in {bracket}{low}, {high}], got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class PPOConfig:
+    """Hyperparameters of :class:`~esper.simic.agent.PPOAgent` (defaults tuned for CPU-sized runs)."""
+
+    learning_rate: float = 3e-4
+    """Adam step size (constant; no schedule). Range (0, 1]."""
+    adam_eps: float = 1e-5
+    """Adam epsilon; 1e-5 rather than torch's 1e-8, as in the PPO implementation-details literature."""
+    gamma: float = 0.99
+    """Discount per RL step (one host epoch). Must equal the environment's gamma (potential-based shaping uses it)."""
+    gae_lambda: float = 0.95
+    """GAE lambda in [0, 1]: 1 = Monte-Carlo returns (high variance), 0 = one-step TD (high bias)."""
+    clip_coef: float = 0.2
+    """PPO clip epsilon, applied to every head's ratio separately. Range (0, 1)."""
+    update_epochs: int = 4
+    """Passes over the rollout per update (>= 1); later epochs are cut short by target_kl."""
+    num_minibatches: int = 1
+    """Minibatches per epoch, made of whole environment sequences; must not exceed the number of envs."""
+    target_kl: float | None = 0.015
+    """Stop the update when a minibatch's approx-KL exceeds 1.5 x this; None disables early stopping."""
+    entropy_coef: float = 0.05
+    """Weight of the normalised-entropy bonus (entropy in [0, 1] per head); >= 0."""
+    entropy_coef_per_head: Mapping[str, float] | None = None
+    """Multiplier of entropy_coef per head name (heads not listed use 1.0); None = the reference's
+    multipliers (DEFAULT_ENTROPY_HEAD_MULTIPLIERS) for the heads the policy has."""
+    value_coef: float = 0.5
+    """Weight of the value loss (on normalised returns); >= 0."""
+    q_coef: float = 0.25
+    """Weight of the auxiliary Q(s, op) loss (same normalised target; only the Q head learns from it); >= 0."""
+    max_grad_norm: float = 1.0
+    """Global gradient-norm clip over all policy parameters; > 0."""
+    normalize_advantages: bool = True
+    """Normalise advantages to zero mean / unit std over all valid steps of the rollout."""
+    advantage_std_floor: float = 0.1
+    """Lower bound of the std used by advantage normalisation (keeps near-constant advantages from
+    being blown up into noise); > 0."""
+    normalize_value_targets: bool = True
+    """Train the critic on returns divided by their running std (the value normaliser)."""
+    value_norm_warmup: int = 32
+    """Returns the value normaliser must see before it stops being the identity; >= 1."""
+    probability_floor: Mapping[str, float] | None = None
+    """Per-head minimum probability of every valid action, or None for no floor. The policy applies it
+    (in get_action and evaluate_actions alike), so the trainer must build the policy with
+    ``create_policy(..., **config.policy_kwargs())``; PPOAgent checks that the two agree.
+    REFERENCE_PROBABILITY_FLOORS reproduces the reference."""
+
+    def __post_init__(self) -> None:
+        _check_range("learning_rate", self.learning_rate, 0.0, 1.0, low_open=True)
+        _check_range("adam_eps", self.adam_eps, 0.0, 1.0, low_open=True)
+        _check_range("gamma", self.gamma, 0.0, 1.0)
+        _check_range("gae_lambda", self.gae_lambda, 0.0, 1.0)
+        if not 0.0 < self.clip_coef < 1.0:
+            raise ValueError(f"clip_coef must be in (0, 1), got {self.clip_coef!r}")
+        for name in ("update_epochs", "num_minibatches", "value_norm_warmup"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if self.target_kl is not None and not self.target_kl > 0.0:
+            raise ValueError(f"target_kl must be > 0 or None, got {self.target_kl!r}")
+        for name in ("entropy_coef", "value_coef", "q_coef"):
+            if not getattr(self, name) >= 0.0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        for name in ("max_grad_norm", "advantage_std_floor"):
+            if not getattr(self, name) > 0.0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if self.entropy_coef_per_head is not None:
+            multipliers = dict(self.entropy_coef_per_head)
+            bad = {h: m for h, m in multipliers.items() if not m >= 0.0}
+            if bad:
+                raise ValueError(f"entropy_coef_per_head multipliers must be >= 0, got {bad}")
+            object.__setattr__(self, "entropy_coef_per_head", multipliers)
+        if self.probability_floor is not None:
+            floors = dict(self.probability_floor)
+            bad = {h: f for h, f in floors.items() if not 0.0 <= f < 1.0}
+            if bad:
+                raise ValueError(f"probability_floor values must be in [0, 1), got {bad}")
+            object.__setattr__(self, "probability_floor", floors)
+
+    @property
+    def kl_stop_threshold(self) -> float | None:
+        """Approx-KL above which the update stops (``1.5 * target_kl``), or None."""
+        return None if self.target_kl is None else KL_EARLY_STOP_FACTOR * self.target_kl
+
+    def entropy_coefs(self, action_space: ActionSpace) -> dict[str, float]:
+        """Final entropy weight per head of ``action_space``: ``entropy_coef * multiplier``.
+
+        Raises:
+            ValueError: an explicit ``entropy_coef_per_head`` or ``probability_floor`` names a head that
+                the action space does not have (a typo would otherwise be silently ignored).
+        """
+        explicit = {"entropy_coef_per_head": self.entropy_coef_per_head, "probability_floor": self.probability_floor}
+        for name, keys in explicit.items():
+            unknown = sorted(set(keys or {}) - set(action_space.head_names))
+            if unknown:
+                raise ValueError(f"{name} names unknown heads {unknown}; heads: {list(action_space.head_names)}")
+        multipliers = self.entropy_coef_per_head
+        if multipliers is None:
+            multipliers = DEFAULT_ENTROPY_HEAD_MULTIPLIERS
+        return {h: self.entropy_coef * multipliers.get(h, 1.0) for h in action_space.head_names}
+
+    def policy_kwargs(self) -> dict[str, object]:
+        """Constructor options the policy needs from this config (``{}`` when there is no floor)."""
+        return {} if self.probability_floor is None else {"probability_floor": dict(self.probability_floor)}

@@ -1,0 +1,266 @@
+"""Running normalisers for observations, rewards and value targets (simic-facts §5).
+
+All three keep exact running statistics (Chan et al.'s parallel mean/variance update), not an
+exponential moving average: the reference's EMA from step 0 adapts by about 1% per round, so early
+rounds saw badly scaled inputs (simic-facts §10). Statistics live in float64; outputs keep the
+input's dtype. Each has ``state_dict``/``load_state_dict`` made of plain tensors, floats and ints,
+so checkpoints load with ``torch.load(weights_only=True)``.
+
+Who calls what (the trainer's job, documented here because the order matters):
+
+* ``ObservationNormalizer``: ``normalize`` every step with the statistics *frozen* for the whole
+  rollout, so the observations stored in the buffer are exactly what the policy saw and the
+  update's log-probs match the rollout's; ``update`` once per round with that round's raw
+  observations, before the PPO update.
+* ``RewardNormalizer``: ``normalize`` each step's rewards as they arrive (this also updates it).
+* ``ValueNormalizer``: owned by the PPO agent; updated once per update with the round's returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+_STATS_DTYPE = torch.float64
+
+
+class RunningMeanStd:
+    """Exact running mean and population variance of a stream of ``[..., *shape]`` batches.
+
+    Before the first update it reports mean 0 and variance 1 (so normalising is the identity);
+    the first update adopts that batch's statistics exactly, later ones merge with them.
+    """
+
+    def __init__(self, shape: Sequence[int] = (), *, device: torch.device | str = "cpu"):
+        self.shape = tuple(int(s) for s in shape)
+        self.mean = torch.zeros(self.shape, dtype=_STATS_DTYPE, device=device)
+        self.var = torch.ones(self.shape, dtype=_STATS_DTYPE, device=device)
+        self.count = 0
+
+    def update(self, batch: torch.Tensor) -> None:
+        """Fold in ``batch [..., *shape]`` (all leading dims are samples). An empty batch is a no-op."""
+        if batch.dim() < len(self.shape) or tuple(batch.shape[batch.dim() - len(self.shape) :]) != self.shape:
+            raise ValueError(f"batch of shape {list(batch.shape)} does not end with the statistics shape {self.shape}")
+        samples = batch.detach().to(device=self.mean.device, dtype=_STATS_DTYPE).reshape(-1, *self.shape)
+        n = samples.shape[0]
+        if n == 0:
+            return
+        batch_mean = samples.mean(dim=0)
+        batch_var = samples.var(dim=0, correction=0)
+        total = self.count + n  # with count 0 the merge below reduces to the batch statistics
+        delta = batch_mean - self.mean
+        self.mean = self.mean + delta * (n / total)
+        self.var = (self.var * self.count + batch_var * n + delta.square() * (self.count * n / total)) / total
+        self.count = total
+
+    @property
+    def std(self) -> torch.Tensor:
+        """Population standard deviation (float64, ``shape``)."""
+        return self.var.sqrt()
+
+    def to(self, device: torch.device | str) -> RunningMeanStd:
+        """Move the statistics to ``device`` (in place); returns self."""
+        self.mean = self.mean.to(device)
+        self.var = self.var.to(device)
+        return self
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"mean": self.mean.clone(), "var": self.var.clone(), "count": self.count}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Load statistics saved by :meth:`state_dict`; a shape mismatch raises ``ValueError``."""
+        mean, var = state["mean"], state["var"]
+        if tuple(mean.shape) != self.shape or tuple(var.shape) != self.shape:
+            raise ValueError(
+                f"running statistics of shape {list(mean.shape)} do not fit a normaliser of shape {list(self.shape)}"
+            )
+        self.mean = mean.to(device=self.mean.device, dtype=_STATS_DTYPE).clone()
+        self.var = var.to(device=self.var.device, dtype=_STATS_DTYPE).clone()
+        self.count = int(state["count"])
+
+
+class ObservationNormalizer:
+    """Per-feature ``clamp((x - mean) / sqrt(var + epsilon), -clip, clip)`` over observation features.
+
+    Frozen during a rollout (``normalize`` never updates); ``update`` once per round with the raw
+    features of the round (see the module docstring). A constant feature maps to 0.
+    """
+
+    def __init__(
+        self, feature_dim: int, *, clip: float = 10.0, epsilon: float = 1e-8, device: torch.device | str = "cpu"
+    ):
+        if feature_dim < 1:
+            raise ValueError(f"feature_dim must be >= 1, got {feature_dim}")
+        if clip <= 0.0:
+            raise ValueError(f"clip must be > 0, got {clip}")
+        if epsilon <= 0.0:
+            raise ValueError(f"epsilon must be > 0, got {epsilon}")
+        self.clip = float(clip)
+        self.epsilon = float(epsilon)
+        self.stats = RunningMeanStd((feature_dim,), device=device)
+
+    @property
+    def feature_dim(self) -> int:
+        return self.stats.shape[0]
+
+    def normalize(self, features: torch.Tensor) -> torch.Tensor:
+        """Normalised copy of raw ``features [..., F]`` in their dtype; does not update the statistics."""
+        if features.shape[-1] != self.feature_dim:
+            raise ValueError(f"features have {features.shape[-1]} columns, the normaliser expects {self.feature_dim}")
+        mean = self.stats.mean.to(features.device)
+        scale = (self.stats.var.to(features.device) + self.epsilon).sqrt()
+        out = ((features.to(_STATS_DTYPE) - mean) / scale).clamp(-self.clip, self.clip)
+        return out.to(features.dtype)
+
+    def update(self, raw_features: torch.Tensor) -> None:
+        """Fold in a round's raw ``features [..., F]`` (any leading sample dims)."""
+        self.stats.update(raw_features)
+
+    def to(self, device: torch.device | str) -> ObservationNormalizer:
+        self.stats.to(device)
+        return self
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"stats": self.stats.state_dict(), "clip": self.clip, "epsilon": self.epsilon}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.stats.load_state_dict(state["stats"])
+        self.clip = float(state["clip"])
+        self.epsilon = float(state["epsilon"])
+
+
+class RewardNormalizer:
+    """Scale rewards by the running std of the discounted return, then clip (no mean subtraction).
+
+    Each environment keeps its discounted return ``G = gamma * G + r`` (reset after an episode
+    ends); the std of those returns is the scale (Engstrom et al. 2020, "Implementation Matters";
+    gymnasium's ``NormalizeReward``). The mean is not subtracted because shifting rewards would
+    change which behaviour is optimal (e.g. turn a living reward into a living cost).
+    """
+
+    def __init__(self, num_envs: int, *, gamma: float, clip: float = 10.0, epsilon: float = 1e-8):
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        if not 0.0 <= gamma <= 1.0:
+            raise ValueError(f"gamma must be in [0, 1], got {gamma}")
+        if clip <= 0.0:
+            raise ValueError(f"clip must be > 0, got {clip}")
+        if epsilon <= 0.0:
+            raise ValueError(f"epsilon must be > 0, got {epsilon}")
+        self.gamma = float(gamma)
+        self.clip = float(clip)
+        self.epsilon = float(epsilon)
+        self.stats = RunningMeanStd(())
+        self.discounted_returns = torch.zeros(num_envs, dtype=_STATS_DTYPE)
+
+    @property
+    def num_envs(self) -> int:
+        return self.discounted_returns.shape[0]
+
+    @property
+    def scale(self) -> float:
+        """Current divisor ``sqrt(var(G) + epsilon)``; 1.0 until two returns have been seen."""
+        if self.stats.count < 2:
+            return 1.0
+        return float((self.stats.var + self.epsilon).sqrt())
+
+    def normalize(
+        self, rewards: torch.Tensor, episode_end: torch.Tensor, active: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Update with one step of raw ``rewards [num_envs]`` and return them scaled and clipped.
+
+        Args:
+            rewards: float ``[num_envs]`` raw rewards of this step.
+            episode_end: bool ``[num_envs]``, True where this step ended the episode (terminated or
+                truncated); that env's running return restarts at the next step.
+            active: bool ``[num_envs]``, False for envs that were not stepped (their reward is
+                ignored and they do not enter the statistics); ``None`` = all active.
+
+        Returns:
+            ``clamp(rewards / scale, -clip, clip)`` in ``rewards``' dtype and device; 0 for inactive envs.
+        """
+        if rewards.shape != (self.num_envs,) or episode_end.shape != (self.num_envs,):
+            raise ValueError(
+                f"rewards {list(rewards.shape)} and episode_end {list(episode_end.shape)} must both be [{self.num_envs}]"
+            )
+        active_cpu = torch.ones(self.num_envs, dtype=torch.bool) if active is None else active.detach().cpu()
+        raw = rewards.detach().to("cpu", _STATS_DTYPE)
+        updated = self.gamma * self.discounted_returns + raw
+        self.discounted_returns = torch.where(active_cpu, updated, self.discounted_returns)
+        self.stats.update(self.discounted_returns[active_cpu])
+        scaled = torch.where(active_cpu, (raw / self.scale).clamp(-self.clip, self.clip), torch.zeros_like(raw))
+        ended = active_cpu & episode_end.detach().cpu()
+        self.discounted_returns = torch.where(ended, torch.zeros_like(raw), self.discounted_returns)
+        return scaled.to(device=rewards.device, dtype=rewards.dtype)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "stats": self.stats.state_dict(),
+            "discounted_returns": self.discounted_returns.clone(),
+            "gamma": self.gamma,
+            "clip": self.clip,
+            "epsilon": self.epsilon,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Load a saved state; a different number of environments raises ``ValueError``."""
+        returns = state["discounted_returns"]
+        if tuple(returns.shape) != (self.num_envs,):
+            raise ValueError(f"saved reward normaliser has {returns.shape[0]} envs, this one has {self.num_envs}")
+        self.stats.load_state_dict(state["stats"])
+        self.discounted_returns = returns.to(_STATS_DTYPE).clone()
+        self.gamma = float(state["gamma"])
+        self.clip = float(state["clip"])
+        self.epsilon = float(state["epsilon"])
+
+
+class ValueNormalizer:
+    """A scalar scale for value targets: the critic learns ``returns / std(returns)``.
+
+    A simplified PopArt without the mean shift or output rescaling (simic-facts §5). It is the
+    identity until it has seen ``warmup_samples`` returns, so a fresh critic is not judged against a
+    scale estimated from a handful of numbers. ``denormalize`` turns critic outputs back into the
+    return scale (GAE, explained variance).
+    """
+
+    def __init__(self, *, warmup_samples: int = 32, epsilon: float = 1e-8):
+        if warmup_samples < 1:
+            raise ValueError(f"warmup_samples must be >= 1, got {warmup_samples}")
+        if epsilon <= 0.0:
+            raise ValueError(f"epsilon must be > 0, got {epsilon}")
+        self.warmup_samples = int(warmup_samples)
+        self.epsilon = float(epsilon)
+        self.stats = RunningMeanStd(())
+
+    @property
+    def scale(self) -> float:
+        """The divisor: 1.0 during warmup, else ``sqrt(var + epsilon)`` of the returns seen so far."""
+        if self.stats.count < self.warmup_samples:
+            return 1.0
+        return float((self.stats.var + self.epsilon).sqrt())
+
+    def update(self, returns: torch.Tensor) -> None:
+        """Fold in a 1-D tensor of returns (valid steps only)."""
+        if returns.dim() != 1:
+            raise ValueError(f"returns must be 1-D (valid steps only), got shape {list(returns.shape)}")
+        self.stats.update(returns)
+
+    def normalize(self, values: torch.Tensor) -> torch.Tensor:
+        return values / self.scale
+
+    def denormalize(self, values: torch.Tensor) -> torch.Tensor:
+        return values * self.scale
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "stats": self.stats.state_dict(),
+            "warmup_samples": self.warmup_samples,
+            "epsilon": self.epsilon,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.stats.load_state_dict(state["stats"])
+        self.warmup_samples = int(state["warmup_samples"])
+        self.epsilon = float(state["epsilon"])

@@ -1,0 +1,194 @@
+"""``esper-train``: a thin shell over :mod:`esper.simic.training` (STYLE rule 13).
+
+Subcommands: ``ppo`` (train), ``heuristic`` (run the rule-based policy), ``eval`` (checkpoint vs
+heuristic vs no growth), ``policies`` (what the registry knows, broken plugins included). Options
+are generated from the config dataclasses and their field docstrings, so ``--help`` is the config's
+documentation. Input errors print one ``esper-train: error: ...`` line and exit with status 2;
+``--traceback`` shows the full stack instead (for bug reports).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from esper.simic.env import EnvConfig
+from esper.simic.training import (
+    CheckpointError,
+    ConfigFileError,
+    ConfigKeyError,
+    ConsoleProgress,
+    EvalConfig,
+    RunDirectoryError,
+    TrainConfig,
+    build_config,
+    evaluate,
+    evaluate_heuristic,
+    load_config_file,
+    read_checkpoint,
+    train,
+)
+from esper.simic.training.dataclass_io import from_plain
+from esper.simic.training.options import Option, add_options, collect_options, given_values
+from esper.tamiyo.policy import PolicyRegistryError, list_policies
+
+PROG = "esper-train"
+#: Flag stems that differ from the field name (the reference's and the spec's names).
+RENAMES = {"out_dir": "out", "slot_ids": "slots"}
+#: Additional spellings accepted for the same option.
+ALIASES = {"num_envs": ("--envs",), "out_dir": ("--out-dir",), "slot_ids": ("--slot-ids",)}
+#: Exceptions that mean "bad input", reported in one line (anything else is a bug and keeps its traceback).
+INPUT_ERRORS = (
+    CheckpointError, ConfigFileError, ConfigKeyError, RunDirectoryError, PolicyRegistryError,
+    ValueError, TypeError, FileNotFoundError,
+)
+
+
+class UsageError(Exception):
+    """A command-line parsing error (unknown flag, bad value); reported like any input error."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """``ArgumentParser`` that raises instead of printing the usage block and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: error: {message}")
+
+
+def _train_options() -> list[Option]:
+    return collect_options(TrainConfig, renames=RENAMES, aliases=ALIASES)
+
+
+def _eval_options() -> list[Option]:
+    return collect_options(EvalConfig, aliases=ALIASES)
+
+
+def _env_options() -> list[Option]:
+    return collect_options(EnvConfig, renames=RENAMES, aliases=ALIASES, prefix=("env",))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``esper-train`` parser (exposed for documentation and tests)."""
+    parser = _Parser(prog=PROG, description="Train and evaluate Tamiyo, the morphogenetic controller of Esper.")
+    parser.add_argument("--traceback", action="store_true", help="show the full traceback on errors (bug reports)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    ppo = commands.add_parser("ppo", help="train a policy with PPO", description="Train a policy with recurrent PPO.")
+    ppo.add_argument("--config", metavar="FILE", help="TOML or JSON config file (flags given here override it)")
+    ppo.add_argument("--resume", metavar="CHECKPOINT", help="continue the run of this checkpoint up to --rounds/--episodes")
+    ppo.add_argument("--quiet", action="store_true", help="no progress display")
+    options = _train_options()
+    top = [o for o in options if len(o.paths[0]) == 1]
+    add_options(ppo.add_argument_group("run"), top)
+    add_options(ppo.add_argument_group("environment"), [o for o in options if o.paths[0][0] == "env"])
+    add_options(ppo.add_argument_group("ppo"), [o for o in options if o.paths[0][0] == "ppo" and o not in top])
+
+    heuristic = commands.add_parser(
+        "heuristic", help="run the rule-based policy and report",
+        description="Run the heuristic (rule-based) policy on the vector environment and report its results.",
+    )
+    heuristic.add_argument("--out", metavar="FILE", help="also write the report as JSON to FILE")
+    add_options(heuristic.add_argument_group("evaluation"), _eval_options())
+    add_options(heuristic.add_argument_group("environment"), _env_options())
+
+    evaluation = commands.add_parser(
+        "eval", help="compare a checkpoint with the heuristic and no growth",
+        description="Play the same episodes with the checkpoint's deterministic policy, the heuristic and a "
+        "no-growth baseline (always WAIT); print a table and write it as JSON.",
+    )
+    evaluation.add_argument("checkpoint", help="checkpoint file (e.g. runs/ppo-.../checkpoint_last.pt)")
+    evaluation.add_argument("--out", metavar="FILE", help="JSON report path (default: eval.json next to the checkpoint)")
+    evaluation.add_argument("--data-dir", help="override the checkpoint's data directory (cifar10 on another machine)")
+    add_options(evaluation.add_argument_group("evaluation"), _eval_options())
+
+    commands.add_parser("policies", help="list registered policies (plugins included)",
+                        description="List registered policies, including plugins and broken plugins with their error.")
+    return parser
+
+
+def _ppo(args: argparse.Namespace) -> int:
+    layers: list[dict[str, Any]] = []
+    if args.resume is not None:
+        layers += [read_checkpoint(args.resume)["config"], {"out_dir": str(Path(args.resume).parent)}]
+    if args.config is not None:
+        layers.append(load_config_file(args.config))
+    layers.append(given_values(args, _train_options()))
+    config = build_config(*layers)
+    if config.out_dir is None:
+        config = build_config(config.to_dict(), {"out_dir": str(Path("runs") / time.strftime("ppo-%Y%m%d-%H%M%S"))})
+    sink = None if args.quiet else ConsoleProgress()
+    result = train(config, resume=args.resume, sink=sink)
+    print(f"run directory: {config.out_dir}")
+    if result.checkpoint is not None:
+        print(f"compare with the heuristic: {PROG} eval {result.checkpoint}")
+    return 0
+
+
+def _heuristic(args: argparse.Namespace) -> int:
+    given = given_values(args, [*_eval_options(), *_env_options()])
+    env_config = from_plain(EnvConfig, given.pop("env", {}), where="env")
+    report = evaluate_heuristic(env_config, from_plain(EvalConfig, given))
+    print(report.table())
+    if args.out is not None:
+        _write_json(Path(args.out), report.to_json())
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    config = from_plain(EvalConfig, given_values(args, _eval_options()))
+    report = evaluate(args.checkpoint, config, data_dir=args.data_dir)
+    print(report.table())
+    out = Path(args.out) if args.out is not None else Path(args.checkpoint).parent / "eval.json"
+    _write_json(out, report.to_json())
+    print(f"wrote {out}")
+    return 0
+
+
+def _policies(args: argparse.Namespace) -> int:
+    del args
+    infos = list_policies()
+    width = max((len(info.name) for info in infos), default=4)
+    for info in infos:
+        status = "ok" if info.ok else f"BROKEN: {info.error}"
+        print(f"{info.name.ljust(width)}  {info.source}  {info.target}  [{status}]")
+    return 0
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+COMMANDS = {"ppo": _ppo, "heuristic": _heuristic, "eval": _eval, "policies": _policies}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``esper-train``; returns the process exit status."""
+    parser = build_parser()
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = parser.parse_args(arguments)
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # --help / --version
+        return int(exc.code or 0)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return COMMANDS[args.command](args)
+    except INPUT_ERRORS as exc:
+        if args.traceback:
+            raise
+        print(f"{PROG}: error: {' '.join(str(exc).split()) or type(exc).__name__}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\n{PROG}: interrupted", file=sys.stderr)
+        return 130
+

@@ -1,0 +1,123 @@
+"""Host networks: three blocks with an injection point (slot ``r0c{i}``) after block ``i``, then a head.
+
+- ``mlp``: flatten → three ``Linear → ReLU`` blocks → ``Linear`` head. Slot activations ``[B, W_i]``.
+- ``cnn``: three ``Conv(k×k, no bias) → BatchNorm → ReLU`` blocks; a 2×2 max-pool opens blocks 1
+  and 2 (while the map is at least 4 wide), so slots see ``[B, C_i, H_i, W_i]`` at 8/4/2 pixels on
+  digits and 32/16/8 on CIFAR; head = global average pool → ``Linear``. The slot sits before the
+  pool (the reference's PRE_POOL row).
+
+Each topology has a normal and an *impaired* width preset. The impaired hosts are too narrow to
+learn the task well on their own, so a seed that adds capacity at a slot has something to fix
+(``env-facts.md`` §3.1, §9.2); the numbers in :data:`HOST_PRESETS` were measured on digits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from esper.simic.env.config import NUM_HOST_BLOCKS
+from esper.simic.env.param_init import build_seeded
+
+
+@dataclass(frozen=True, slots=True)
+class HostPreset:
+    """Widths of one host variant."""
+
+    widths: tuple[int, ...]
+    """Features (mlp) or channels (cnn) of each block, one per slot position."""
+    kernel_size: int = 3
+    """Conv kernel size (cnn only); the impaired cnn uses 1×1 kernels (no spatial receptive field)."""
+
+    def __post_init__(self) -> None:
+        if len(self.widths) != NUM_HOST_BLOCKS or any(w < 1 for w in self.widths):
+            raise ValueError(f"need {NUM_HOST_BLOCKS} positive widths, got {self.widths}")
+        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd and >= 1, got {self.kernel_size}")
+
+
+#: ``(topology, impaired) → preset``. Measured on digits after 40 epochs (see README / bench):
+#: the impaired presets stay clearly below the normal ones without seeds.
+HOST_PRESETS: Mapping[tuple[str, bool], HostPreset] = MappingProxyType(
+    {
+        ("mlp", False): HostPreset((32, 32, 32)),
+        ("mlp", True): HostPreset((4, 4, 4)),
+        ("cnn", False): HostPreset((8, 16, 32), kernel_size=3),
+        ("cnn", True): HostPreset((2, 4, 8), kernel_size=1),
+    }
+)
+
+
+class HostNetwork(nn.Module):
+    """A host: ``blocks[i]`` produces the activation seen by slot ``r0c{i}``; ``head`` maps the last one to logits."""
+
+    def __init__(self, topology: str, blocks: list[nn.Module], head: nn.Module, slot_shapes: tuple[tuple[int, ...], ...]) -> None:
+        super().__init__()
+        self.topology = topology
+        self.blocks = nn.ModuleList(blocks)
+        self.head = head
+        self.slot_shapes = slot_shapes
+        """Per-sample activation shape at each slot: ``(W,)`` for mlp, ``(C, H, W)`` for cnn."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Seedless forward: images ``[B, C, H, W]`` → logits ``[B, num_classes]``."""
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x)
+
+    @property
+    def num_params(self) -> int:
+        """Trainable parameter count."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+def _mlp(input_shape: tuple[int, int, int], num_classes: int, preset: HostPreset) -> HostNetwork:
+    in_features = input_shape[0] * input_shape[1] * input_shape[2]
+    blocks: list[nn.Module] = []
+    for i, width in enumerate(preset.widths):
+        layers: list[nn.Module] = [nn.Flatten()] if i == 0 else []
+        blocks.append(nn.Sequential(*layers, nn.Linear(in_features, width), nn.ReLU()))
+        in_features = width
+    return HostNetwork("mlp", blocks, nn.Linear(in_features, num_classes), tuple((w,) for w in preset.widths))
+
+
+def _cnn(input_shape: tuple[int, int, int], num_classes: int, preset: HostPreset) -> HostNetwork:
+    channels, height, width = input_shape
+    blocks: list[nn.Module] = []
+    shapes: list[tuple[int, ...]] = []
+    k = preset.kernel_size
+    for i, out_channels in enumerate(preset.widths):
+        layers: list[nn.Module] = []
+        if i > 0 and min(height, width) >= 4:
+            layers.append(nn.MaxPool2d(2))
+            height, width = height // 2, width // 2
+        layers += [nn.Conv2d(channels, out_channels, k, padding=k // 2, bias=False), nn.BatchNorm2d(out_channels), nn.ReLU()]
+        blocks.append(nn.Sequential(*layers))
+        shapes.append((out_channels, height, width))
+        channels = out_channels
+    head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes))
+    return HostNetwork("cnn", blocks, head, tuple(shapes))
+
+
+def build_host(
+    topology: str,
+    *,
+    impaired: bool,
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    generator: torch.Generator,
+    preset: HostPreset | None = None,
+) -> HostNetwork:
+    """A freshly initialised host (parameters drawn from ``generator``, on CPU).
+
+    ``preset`` overrides the width preset of ``(topology, impaired)``.
+    """
+    if topology not in ("mlp", "cnn"):
+        raise ValueError(f"unknown host topology {topology!r}; expected 'mlp' or 'cnn'")
+    chosen = preset or HOST_PRESETS[(topology, impaired)]
+    factory = _mlp if topology == "mlp" else _cnn
+    return build_seeded(lambda: factory(input_shape, num_classes, chosen), generator)

@@ -1,0 +1,88 @@
+"""The morphogenetic model: a host with a :class:`SeedSlot` after each enabled block.
+
+:meth:`MorphogeneticModel.forward` runs the host block by block and passes each enabled slot's
+activation through its slot. :meth:`MorphogeneticModel.forward_configs` evaluates K alpha
+configurations in one pass for counterfactual validation: the batch is shared until the first
+slot whose alpha differs between configurations, then repeated K times along the batch dimension
+with a per-sample alpha tensor at every slot that varies (``env-facts.md`` §3.3, §6).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from esper.simic.env.hosts import HostNetwork
+from esper.simic.env.slot import SeedSlot, SlotSettings
+from esper.tamiyo.contract import parse_slot_id
+
+
+class MorphogeneticModel(nn.Module):
+    """Host + slots. ``slots`` is keyed by slot id in slot-head order; slot ``r0c{i}`` follows block ``i``."""
+
+    def __init__(
+        self, host: HostNetwork, slot_ids: Sequence[str], settings: SlotSettings, device: torch.device | str = "cpu"
+    ) -> None:
+        super().__init__()
+        self.host = host
+        self.slots = nn.ModuleDict()
+        self._block_slot: dict[int, str] = {}
+        for slot_id in slot_ids:
+            _, col = parse_slot_id(slot_id)
+            if col >= len(host.blocks):
+                raise ValueError(f"slot {slot_id!r} has no host block: the host has {len(host.blocks)} blocks")
+            self.slots[slot_id] = SeedSlot(slot_id, host.slot_shapes[col], host.topology, settings, device)
+            self._block_slot[col] = slot_id
+
+    def slot(self, slot_id: str) -> SeedSlot:
+        """The slot with id ``slot_id``."""
+        return self.slots[slot_id]  # type: ignore[return-value]
+
+    def all_slots(self) -> list[SeedSlot]:
+        """Slots in slot-head order."""
+        return [s for s in self.slots.values()]  # type: ignore[misc]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Images ``[B, C, H, W]`` → logits ``[B, num_classes]`` with every slot at its own alpha."""
+        h = x
+        for i, block in enumerate(self.host.blocks):
+            h = block(h)
+            slot_id = self._block_slot.get(i)
+            if slot_id is not None:
+                h = self.slots[slot_id](h)
+        return self.host.head(h)
+
+    def forward_configs(self, x: torch.Tensor, alpha_table: Mapping[str, Sequence[float]]) -> torch.Tensor:
+        """Logits ``[K, B, num_classes]`` of K alpha configurations in one stacked pass.
+
+        ``alpha_table[slot_id]`` gives that slot's alpha in each of the K configurations (all the
+        same length K); slots not in the table use their own alpha in every configuration.
+        Configurations share computation up to the first slot whose alphas differ.
+        """
+        lengths = {len(v) for v in alpha_table.values()}
+        if len(lengths) > 1:
+            raise ValueError(f"alpha_table columns differ in length: {sorted(lengths)}")
+        num_configs = lengths.pop() if lengths else 1
+        batch = x.shape[0]
+        expanded = False
+        h = x
+        for i, block in enumerate(self.host.blocks):
+            h = block(h)
+            slot_id = self._block_slot.get(i)
+            if slot_id is None:
+                continue
+            alphas = alpha_table.get(slot_id)
+            if alphas is None or len(set(alphas)) == 1:
+                h = self.slots[slot_id](h, None if alphas is None else float(alphas[0]))
+                continue
+            if not expanded:
+                h = h.repeat(num_configs, *([1] * (h.dim() - 1)))
+                expanded = True
+            per_sample = torch.tensor(alphas, dtype=h.dtype, device=h.device).repeat_interleave(batch)
+            h = self.slots[slot_id](h, per_sample.view(-1, *([1] * (h.dim() - 1))))
+        logits = self.host.head(h)
+        if not expanded:
+            return logits.unsqueeze(0).expand(num_configs, -1, -1)
+        return logits.view(num_configs, batch, -1)

@@ -1,0 +1,165 @@
+"""Versioned training checkpoints: atomic writes, safe loads, one clear error for every mismatch.
+
+A checkpoint is a plain dict of tensors, primitives, lists and dicts, so it loads with
+``torch.load(weights_only=True)`` (no pickled code runs). Layout (``FORMAT_VERSION`` 1)::
+
+    format_version   int
+    policy           {"type", "config", "slot_ids", "head_names", "head_sizes", "feature_dim"}
+    policy_state     the bundle's state dict (no compile prefix)
+    agent_state      PPOAgent.state_dict() (optimiser, value normaliser, counters)
+    normalizers      {"obs": ..., "reward": ...} state dicts
+    counters         {"rounds_completed", "episodes_completed", "env_steps"}
+    rng              see :func:`esper.simic.training.rng.capture_rng_state`
+    config           TrainConfig.to_dict() of the run
+
+The policy is rebuilt from ``policy.type`` + ``policy.config`` through the registry, so a plugin
+policy resumes as long as its distribution is installed. No backward compatibility: any other
+version fails fast (simic-facts §6).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from esper.tamiyo.contract import ActionSpace, SlotConfig
+from esper.tamiyo.policy import PolicyBundle, PolicyRegistryError, create_policy, get_policy_class
+
+FORMAT_VERSION = 1
+"""Bumped on any incompatible change of the layout above."""
+
+LAST_CHECKPOINT = "checkpoint_last.pt"
+"""File name of the rolling checkpoint in a run directory."""
+
+REQUIRED_KEYS: tuple[str, ...] = (
+    "format_version", "policy", "policy_state", "agent_state", "normalizers", "counters", "rng", "config",
+)
+POLICY_KEYS: tuple[str, ...] = ("type", "config", "slot_ids", "head_names", "head_sizes", "feature_dim")
+
+
+class CheckpointError(Exception):
+    """A checkpoint cannot be used: unreadable, wrong version, or incompatible with the run. One line."""
+
+
+def round_checkpoint_name(round_index: int) -> str:
+    """File name of the numbered checkpoint written after ``round_index`` rounds."""
+    return f"checkpoint_round_{round_index:04d}.pt"
+
+
+def write_checkpoint(path: Path, checkpoint: Mapping[str, Any]) -> None:
+    """Save ``checkpoint`` atomically: a temporary file in the same directory, then ``os.replace``.
+
+    A crash mid-write leaves the previous file intact; readers never see a partial checkpoint.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(dict(checkpoint), handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load and structurally validate a checkpoint on CPU.
+
+    Raises:
+        CheckpointError: missing or unreadable file, not a checkpoint, missing keys, other version.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise CheckpointError(f"checkpoint {str(file)!r} does not exist")
+    try:
+        data = torch.load(file, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"checkpoint {str(file)!r} is corrupt or not a checkpoint ({reason})") from exc
+    if not isinstance(data, dict) or "format_version" not in data:
+        raise CheckpointError(f"{str(file)!r} is not an Esper training checkpoint (no format_version)")
+    if data["format_version"] != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {str(file)!r} has format version {data['format_version']!r}, this Esper reads "
+            f"version {FORMAT_VERSION}; retrain or use the Esper version that wrote it"
+        )
+    missing = [k for k in REQUIRED_KEYS if k not in data]
+    missing += [f"policy.{k}" for k in POLICY_KEYS if isinstance(data.get("policy"), dict) and k not in data["policy"]]
+    if missing or not isinstance(data.get("policy"), dict):
+        raise CheckpointError(f"checkpoint {str(file)!r} is incomplete: missing {missing or ['policy']}")
+    return data
+
+
+def policy_header(policy_type: str, policy: PolicyBundle) -> dict[str, Any]:
+    """What a checkpoint records to rebuild and check ``policy`` (all primitives)."""
+    space = policy.action_space
+    return {
+        "type": policy_type,
+        "config": dict(policy.policy_config),
+        "slot_ids": list(policy.slot_config.slot_ids),
+        "head_names": list(space.head_names),
+        "head_sizes": list(space.head_sizes),
+        "feature_dim": int(policy.feature_dim),
+    }
+
+
+def check_compatible(
+    header: Mapping[str, Any], *, slot_config: SlotConfig, action_space: ActionSpace, feature_dim: int
+) -> None:
+    """Raise :class:`CheckpointError` if the checkpoint's policy does not fit the environment.
+
+    Checked before any policy is built, in this order: slot ids (order matters: it is the slot
+    head's order), action space head names and sizes, observation feature size.
+    """
+    if list(header["slot_ids"]) != list(slot_config.slot_ids):
+        raise CheckpointError(
+            f"checkpoint slot ids {list(header['slot_ids'])} do not match the environment's {list(slot_config.slot_ids)}"
+        )
+    saved_space = dict(zip(header["head_names"], header["head_sizes"]))
+    if saved_space != action_space.sizes() or list(header["head_names"]) != list(action_space.head_names):
+        raise CheckpointError(
+            f"checkpoint action space {saved_space} does not match the environment's {action_space.sizes()}"
+        )
+    if int(header["feature_dim"]) != feature_dim:
+        raise CheckpointError(
+            f"checkpoint feature size {header['feature_dim']} does not match the environment's {feature_dim}"
+        )
+
+
+def rebuild_policy(
+    header: Mapping[str, Any], state: Mapping[str, Any], *, device: torch.device | str, compile_mode: str
+) -> PolicyBundle:
+    """Build the checkpoint's policy through the registry, load its weights, then compile.
+
+    Raises:
+        CheckpointError: unknown or broken policy type, or weights that do not fit the architecture.
+    """
+    policy_type = str(header["type"])
+    try:
+        get_policy_class(policy_type)
+    except PolicyRegistryError as exc:
+        raise CheckpointError(f"checkpoint policy type {policy_type!r} is not available: {_first_line(exc)}") from exc
+    slot_config = SlotConfig(tuple(header["slot_ids"]))
+    try:
+        policy = create_policy(
+            policy_type, slot_config=slot_config, feature_dim=int(header["feature_dim"]),
+            device="cpu", compile_mode="off", **dict(header["config"]),
+        )
+        policy.load_state_dict(dict(state), strict=True)
+    except (ValueError, TypeError, KeyError, RuntimeError) as exc:
+        raise CheckpointError(f"checkpoint weights do not fit policy {policy_type!r}: {_first_line(exc)}") from exc
+    return policy.to(device).compile(compile_mode)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,184 @@
+"""``TrainConfig``: the one frozen object that configures a training run (and documents its CLI).
+
+Every field has a default and a docstring; the docstring's first paragraph is the ``--help``
+text of the matching ``esper-train`` option. Nested ``env`` (:class:`EnvConfig`) and ``ppo``
+(:class:`PPOConfig`) sections are the environment's and the agent's own configs. Values can come
+from a TOML or JSON file (unknown keys rejected by name), from CLI flags, or from Python; they are
+layered by :func:`build_config` (later layers win) and validated once, in ``__post_init__``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from esper.simic.agent import PPOConfig
+from esper.simic.env import EnvConfig
+from esper.simic.training.dataclass_io import from_plain, to_plain
+
+DEFAULT_ROUNDS = 25
+"""Rounds when neither ``rounds`` nor ``episodes`` is given (100 digits episodes on 4 envs: a few
+minutes on a laptop CPU, enough to see the return rise; see scripts/bench_train.py)."""
+
+CompileMode = Literal["off", "default", "reduce-overhead", "max-autotune"]
+
+#: Fields that may differ between a checkpoint's run and the run that resumes it; every other
+#: field must match, or the resumed run would not continue the same experiment.
+RESUME_OVERRIDABLE: frozenset[str] = frozenset(
+    {"rounds", "episodes", "out_dir", "checkpoint_every", "keep_checkpoints", "device", "compile_mode"}
+)
+
+
+class ConfigFileError(ValueError):
+    """A config file is missing, unreadable or not valid TOML/JSON."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrainConfig:
+    """A PPO training run: which policy, how many rounds of how many lockstep episodes, where to write."""
+
+    policy: str = "lstm"
+    """Registered policy to train (`esper-train policies` lists them, plugins included)."""
+    policy_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Constructor options of the policy as a JSON object, e.g. '{"lstm_hidden": 64}'."""
+    num_envs: int = 4
+    """Environments run in lockstep; each round trains on num_envs fresh episodes."""
+    rounds: int | None = None
+    """Training rounds (one PPO update each). Default 25 unless episodes is given; give one of the two."""
+    episodes: int | None = None
+    """Total training episodes; sets rounds = ceil(episodes / num_envs)."""
+    seed: int = 42
+    """Run seed: policy initialisation, action sampling and every environment's seed derive from it."""
+    device: str = "cpu"
+    """Torch device of the policy and the rollout buffer ("cpu", "cuda", "cuda:1"); envs stay on CPU."""
+    compile_mode: CompileMode = "off"
+    """torch.compile mode for the policy network ("off" disables compilation)."""
+    checkpoint_every: int = 10
+    """Write checkpoint_last.pt every this many rounds (0: only at the end of the run)."""
+    keep_checkpoints: bool = False
+    """Also keep a numbered checkpoint_round_XXXX.pt at every periodic checkpoint."""
+    out_dir: str | None = None
+    """Run directory (resolved config, metrics.jsonl, checkpoints, summary.json); None writes nothing."""
+    env: EnvConfig = field(default_factory=EnvConfig)
+    """Environment settings (task, host, episode length, reward mode, slots, ...)."""
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    """PPO hyperparameters (learning rate, clip ratio, epochs, entropy coefficients, ...)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "policy_kwargs", dict(self.policy_kwargs))
+        if not isinstance(self.policy, str) or not self.policy:
+            raise ValueError(f"policy must be a registered policy name, got {self.policy!r}")
+        if self.num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {self.num_envs}")
+        if self.rounds is not None and self.episodes is not None:
+            raise ValueError(f"give rounds ({self.rounds}) or episodes ({self.episodes}), not both")
+        if self.rounds is not None and self.rounds < 1:
+            raise ValueError(f"rounds must be >= 1, got {self.rounds}")
+        if self.episodes is not None and self.episodes < 1:
+            raise ValueError(f"episodes must be >= 1, got {self.episodes}")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be >= 0 (0 = only at the end), got {self.checkpoint_every}")
+        if self.compile_mode not in ("off", "default", "reduce-overhead", "max-autotune"):
+            raise ValueError(f"unknown compile_mode {self.compile_mode!r}")
+        _check_device(self.device)
+        if not math.isclose(self.env.gamma, self.ppo.gamma, rel_tol=0.0, abs_tol=1e-12):
+            raise ValueError(
+                f"env.gamma ({self.env.gamma}) must equal ppo.gamma ({self.ppo.gamma}): potential-based "
+                "reward shaping is only policy-invariant for the discount PPO optimises"
+            )
+        try:
+            json.dumps(self.policy_kwargs)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"policy_kwargs must be JSON-serialisable, got {self.policy_kwargs!r}") from exc
+
+    @property
+    def total_rounds(self) -> int:
+        """Rounds the run stops after: ``rounds``, else ``ceil(episodes / num_envs)``, else the default."""
+        if self.rounds is not None:
+            return self.rounds
+        if self.episodes is not None:
+            return math.ceil(self.episodes / self.num_envs)
+        return DEFAULT_ROUNDS
+
+    @property
+    def total_episodes(self) -> int:
+        """Episodes the run trains on (``total_rounds * num_envs``; may round ``episodes`` up)."""
+        return self.total_rounds * self.num_envs
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config as plain JSON/TOML data (nested ``env`` and ``ppo`` tables)."""
+        return to_plain(self)  # type: ignore[no-any-return]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; missing keys take defaults, unknown keys raise ``ConfigKeyError``."""
+        return from_plain(cls, data)
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"invalid device {device!r} (expected e.g. 'cpu', 'cuda', 'cuda:1')") from exc
+
+
+def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a ``.toml`` or ``.json`` config file into nested plain data (not yet validated).
+
+    Raises:
+        ConfigFileError: missing file, unknown extension or a parse error (with its location).
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigFileError(f"config file {str(file)!r} does not exist")
+    suffix = file.suffix.lower()
+    try:
+        if suffix == ".toml":
+            with file.open("rb") as handle:
+                data: Any = tomllib.load(handle)
+        elif suffix == ".json":
+            data = json.loads(file.read_text(encoding="utf-8"))
+        else:
+            raise ConfigFileError(f"config file {str(file)!r} must end in .toml or .json")
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigFileError(f"config file {str(file)!r} is not valid {suffix[1:].upper()}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigFileError(f"config file {str(file)!r} must contain a table/object at the top level")
+    return data
+
+
+#: Keys of which only the one given last counts (a later layer's choice replaces an earlier one's).
+_EXCLUSIVE_GROUPS: tuple[frozenset[str], ...] = (frozenset({"rounds", "episodes"}),)
+
+
+def merge_layers(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge plain config mappings; later layers win, nested tables merge key by key.
+
+    Setting ``episodes`` in a layer clears ``rounds`` from earlier layers and vice versa, so a CLI
+    ``--episodes`` overrides a file's ``rounds``.
+    """
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        for group in _EXCLUSIVE_GROUPS:
+            if group & {k for k, v in layer.items() if v is not None}:
+                for key in group:
+                    merged.pop(key, None)
+        for key, value in layer.items():
+            if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+                merged[key] = merge_layers(merged[key], value)
+            else:
+                merged[key] = value
+    return merged
+
+
+def build_config(*layers: Mapping[str, Any]) -> TrainConfig:
+    """``TrainConfig`` from plain layers (e.g. checkpoint config, file, CLI flags), later ones winning."""
+    return TrainConfig.from_dict(merge_layers(*layers))

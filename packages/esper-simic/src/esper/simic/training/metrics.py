@@ -1,0 +1,233 @@
+"""Typed training telemetry: one frozen record per round, the run summary, and the sink protocol.
+
+The trainer returns diagnostics as data and hands each finished record to an injected
+:class:`TrainingSink` (SB3's logger/callback seam, STYLE rule 11); what is kept and where
+(``metrics.jsonl``, a console line, TensorBoard) is the sink's business. The default sink does
+nothing. Returns and rewards here are on the *raw* reward scale (before reward normalisation);
+accuracies are in percent.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from esper.simic.training.dataclass_io import to_plain
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseTimings:
+    """Wall-clock seconds one round spent in each phase."""
+
+    env_s: float
+    """Environment resets and steps (host training, validation, lifecycle, reward)."""
+    policy_s: float
+    """Batched ``get_action`` calls plus bootstrap ``get_value`` calls (incl. observation normalisation)."""
+    update_s: float
+    """PPO update (GAE, epochs, optimiser) and the observation-normaliser update; 0 for evaluation."""
+    checkpoint_s: float
+    """Writing checkpoints after the round (0 when none was due)."""
+    total_s: float
+    """Whole round, including buffer writes and bookkeeping not listed above."""
+
+    @property
+    def other_s(self) -> float:
+        """Time not attributed to a named phase (buffer writes, metrics, Python overhead)."""
+        return max(0.0, self.total_s - self.env_s - self.policy_s - self.update_s - self.checkpoint_s)
+
+
+@dataclass(frozen=True, slots=True)
+class EpisodeStats:
+    """Outcome of a batch of finished episodes (one round, or an evaluation)."""
+
+    returns: tuple[float, ...]
+    """Raw-scale return of each episode, in env order."""
+    final_accuracies: tuple[float, ...]
+    """Validation accuracy (%) at each episode's end."""
+    germinated: int
+    """Seeds germinated, summed over episodes."""
+    fossilized: int
+    """Seeds fossilized, summed over episodes."""
+    pruned: int
+    """Seeds pruned, summed over episodes."""
+    rollbacks: int
+    """Governor rollbacks (episodes ended early by a divergence), summed."""
+    params_added: int
+    """Parameters of fossilized seeds at episode end, summed over episodes (0 if the env does not report it)."""
+
+    def __post_init__(self) -> None:
+        if len(self.returns) == 0 or len(self.returns) != len(self.final_accuracies):
+            raise ValueError(
+                f"need one return and one final accuracy per episode, got {len(self.returns)} and "
+                f"{len(self.final_accuracies)}"
+            )
+
+    @classmethod
+    def from_infos(cls, episodes: Sequence[Mapping[str, Any]]) -> EpisodeStats:
+        """From the envs' end-of-episode ``info["episode"]`` dicts."""
+        return cls(
+            returns=tuple(float(e["return"]) for e in episodes),
+            final_accuracies=tuple(float(e["final_accuracy"]) for e in episodes),
+            germinated=sum(int(e.get("germinated", 0)) for e in episodes),
+            fossilized=sum(int(e.get("fossilized", 0)) for e in episodes),
+            pruned=sum(int(e.get("pruned", 0)) for e in episodes),
+            rollbacks=sum(int(e.get("rollbacks", 0)) for e in episodes),
+            params_added=sum(int(e.get("params_added", 0)) for e in episodes),
+        )
+
+    @property
+    def num_episodes(self) -> int:
+        return len(self.returns)
+
+    @property
+    def mean_return(self) -> float:
+        return math.fsum(self.returns) / len(self.returns)
+
+    @property
+    def mean_final_accuracy(self) -> float:
+        return math.fsum(self.final_accuracies) / len(self.final_accuracies)
+
+    @property
+    def std_final_accuracy(self) -> float:
+        """Population standard deviation of the final accuracies (0 for one episode)."""
+        mean = self.mean_final_accuracy
+        return math.sqrt(math.fsum((a - mean) ** 2 for a in self.final_accuracies) / len(self.final_accuracies))
+
+
+@dataclass(frozen=True, slots=True)
+class RoundRecord:
+    """Everything logged about one training round (one line of ``metrics.jsonl``)."""
+
+    round: int
+    """1-based index of the round just completed."""
+    episodes: int
+    """Episodes completed in the run so far (``round * num_envs``)."""
+    env_steps: int
+    """Transitions collected this round (RL steps over all envs)."""
+    episode_stats: EpisodeStats
+    """Returns, final accuracies and lifecycle counts of this round's episodes."""
+    invalid_actions: int
+    """Sampled actions the env executed as WAIT because they were invalid."""
+    op_counts: Mapping[str, int]
+    """Executed op name → count over this round's transitions."""
+    head_entropies: Mapping[str, float | None]
+    """Mean normalised rollout entropy per head over steps where the head was relevant (None if never)."""
+    update: Mapping[str, Any]
+    """Scalar diagnostics of the PPO update (losses, approx_kl, clip fraction, ...), as returned by the agent."""
+    timings: PhaseTimings
+    """Seconds per phase."""
+
+    def to_json(self) -> dict[str, Any]:
+        """A flat-ish JSON object: the summary statistics first, then the detailed blocks."""
+        stats = self.episode_stats
+        return {
+            "round": self.round,
+            "episodes": self.episodes,
+            "env_steps": self.env_steps,
+            "mean_return": stats.mean_return,
+            "min_return": min(stats.returns),
+            "max_return": max(stats.returns),
+            "mean_final_accuracy": stats.mean_final_accuracy,
+            "min_final_accuracy": min(stats.final_accuracies),
+            "max_final_accuracy": max(stats.final_accuracies),
+            "returns": list(stats.returns),
+            "final_accuracies": list(stats.final_accuracies),
+            "germinated": stats.germinated,
+            "fossilized": stats.fossilized,
+            "pruned": stats.pruned,
+            "rollbacks": stats.rollbacks,
+            "params_added": stats.params_added,
+            "invalid_actions": self.invalid_actions,
+            "op_counts": dict(self.op_counts),
+            "head_entropies": dict(self.head_entropies),
+            "update": to_plain(self.update),
+            "timings": {**to_plain(self.timings), "other_s": self.timings.other_s},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RunStart:
+    """Handed to sinks before the first round of a run (or of a resumed run)."""
+
+    config: Mapping[str, Any]
+    """The resolved run configuration (``TrainConfig.to_dict()``)."""
+    start_round: int
+    """Rounds already completed (0 for a fresh run; the checkpoint's count when resuming)."""
+    total_rounds: int
+    """Round count the run stops at."""
+    num_envs: int
+    """Episodes per round."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """End-of-run summary (``summary.json``)."""
+
+    rounds_completed: int
+    """Rounds completed in the run, resumed parts included."""
+    episodes_completed: int
+    """Episodes completed in the run, resumed parts included."""
+    wall_time_s: float
+    """Seconds this invocation took (a resumed run counts only its own part)."""
+    final_mean_return: float | None
+    """Mean raw return of the last round (None if this invocation ran no round)."""
+    final_mean_accuracy: float | None
+    """Mean final accuracy (%) of the last round."""
+    best_mean_accuracy: float | None
+    """Best per-round mean final accuracy seen in this invocation."""
+    checkpoint: str | None
+    """Path of the last checkpoint written (None without a run directory)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return to_plain(self)  # type: ignore[no-any-return]
+
+
+@runtime_checkable
+class TrainingSink(Protocol):
+    """Observer of a training run; receives typed events, never the trainer's internals."""
+
+    def on_run_start(self, start: RunStart) -> None:
+        """Called once before the first round of this invocation."""
+        ...
+
+    def on_round(self, record: RoundRecord) -> None:
+        """Called after each round (after its checkpoint, if one was due)."""
+        ...
+
+    def on_run_end(self, summary: RunSummary) -> None:
+        """Called once after the last round."""
+        ...
+
+
+class NullSink:
+    """The default sink: ignores every event."""
+
+    def on_run_start(self, start: RunStart) -> None:
+        del start
+
+    def on_round(self, record: RoundRecord) -> None:
+        del record
+
+    def on_run_end(self, summary: RunSummary) -> None:
+        del summary
+
+
+class FanOutSink:
+    """Forwards every event to each of ``sinks`` in order."""
+
+    def __init__(self, *sinks: TrainingSink) -> None:
+        self.sinks = sinks
+
+    def on_run_start(self, start: RunStart) -> None:
+        for sink in self.sinks:
+            sink.on_run_start(start)
+
+    def on_round(self, record: RoundRecord) -> None:
+        for sink in self.sinks:
+            sink.on_round(record)
+
+    def on_run_end(self, summary: RunSummary) -> None:
+        for sink in self.sinks:
+            sink.on_run_end(summary)

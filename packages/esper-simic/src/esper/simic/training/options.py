@@ -1,0 +1,192 @@
+"""Command-line options generated from config dataclasses (the tyro idea without the dependency).
+
+Each leaf field of a config dataclass (nested sections included) becomes one ``--flag`` whose
+help is the field's docstring and whose parser follows the annotation: ``int``/``float``/``str``,
+``Literal`` → choices, ``bool`` → ``--x/--no-x``, ``tuple[str, ...]`` → one or more values, a
+mapping → a JSON object. Flags default to "not given", so the values a user typed can be layered
+over a config file or a checkpoint's config (:func:`esper.simic.training.config.merge_layers`).
+A field name that appears in two sections with the same type (``gamma`` in ``env`` and ``ppo``)
+becomes one flag that sets both, which is what keeps such coupled values consistent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Union
+
+from esper.simic.training.dataclass_io import field_docs, field_types, is_dataclass_type, to_plain
+
+Path = tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One generated flag and the config fields it sets."""
+
+    flag: str
+    """Primary flag, e.g. ``--episode-length``."""
+    paths: tuple[Path, ...]
+    """Field paths it sets, e.g. ``(("env", "episode_length"),)``."""
+    annotation: Any
+    """Resolved field type (parsing and choices follow it)."""
+    help: str
+    """Help text (the field docstring, plus the default)."""
+    aliases: tuple[str, ...] = ()
+    """Extra flags accepted for the same option (the reference's names)."""
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+def collect_options(
+    cls: type,
+    *,
+    renames: Mapping[str, str] | None = None,
+    aliases: Mapping[str, Sequence[str]] | None = None,
+    skip: frozenset[str] = frozenset(),
+    prefix: Path = (),
+) -> list[Option]:
+    """Options for every leaf field of dataclass ``cls`` (nested dataclass fields expanded).
+
+    Args:
+        renames: field name → flag stem (``{"out_dir": "out"}`` gives ``--out``).
+        aliases: field name → extra flags (``{"num_envs": ["--envs"]}``).
+        skip: field names (at any depth) not exposed on the command line.
+        prefix: path of ``cls`` inside the root config.
+
+    Raises:
+        TypeError: two fields map to the same flag with different types (a naming bug).
+    """
+    renames = renames or {}
+    aliases = aliases or {}
+    by_flag: dict[str, Option] = {}
+    for option in _leaf_options(cls, renames, aliases, skip, prefix):
+        existing = by_flag.get(option.flag)
+        if existing is None:
+            by_flag[option.flag] = option
+            continue
+        if existing.annotation != option.annotation:
+            raise TypeError(f"fields {existing.paths} and {option.paths} both map to {option.flag} with different types")
+        joined = " and ".join(".".join(p) for p in (*existing.paths, *option.paths))
+        by_flag[option.flag] = dataclasses.replace(
+            existing, paths=existing.paths + option.paths, help=f"{existing.help} Sets {joined}."
+        )
+    return list(by_flag.values())
+
+
+def _leaf_options(
+    cls: type, renames: Mapping[str, str], aliases: Mapping[str, Sequence[str]], skip: frozenset[str], prefix: Path
+) -> list[Option]:
+    docs = field_docs(cls)
+    defaults = {f.name: _default_of(f) for f in dataclasses.fields(cls)}
+    options: list[Option] = []
+    for name, annotation in field_types(cls).items():
+        if name in skip:
+            continue
+        if is_dataclass_type(annotation):
+            options += _leaf_options(annotation, renames, aliases, skip, (*prefix, name))
+            continue
+        flag = "--" + renames.get(name, name).replace("_", "-")
+        default = defaults[name]
+        shown = "" if default is dataclasses.MISSING else f" (default: {_show(default)})"
+        options.append(
+            Option(flag, ((*prefix, name),), annotation, docs[name] + shown, tuple(aliases.get(name, ())))
+        )
+    return options
+
+
+def _default_of(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
+def _show(value: Any) -> str:
+    plain = to_plain(value)
+    if isinstance(plain, (dict, list)):
+        return json.dumps(plain)
+    return "none" if plain is None else str(plain)
+
+
+def add_options(parser: argparse.ArgumentParser | Any, options: Sequence[Option]) -> None:
+    """Register ``options`` on ``parser`` (or an argument group); every flag defaults to absent."""
+    for option in options:
+        kwargs: dict[str, Any] = {"dest": option.dest, "default": argparse.SUPPRESS, "help": option.help.replace("%", "%%")}
+        kwargs.update(_parse_spec(option.annotation, option.flag))
+        parser.add_argument(option.flag, *option.aliases, **kwargs)
+
+
+def _parse_spec(annotation: Any, flag: str) -> dict[str, Any]:
+    """argparse keyword arguments (type/choices/nargs/action/metavar) for a field annotation."""
+    origin = typing.get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        inner = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(inner) == 1:
+            return _parse_spec(inner[0], flag)
+        raise TypeError(f"{flag}: unsupported union annotation {annotation}")
+    if origin is Literal:
+        choices = typing.get_args(annotation)
+        return {"choices": choices, "type": type(choices[0])}
+    if annotation is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    if origin is tuple:
+        item = typing.get_args(annotation)[0]
+        return {"nargs": "+", "type": _scalar(item, flag), "metavar": item.__name__.upper()}
+    if annotation in (dict, Mapping) or origin in (dict, Mapping):
+        return {"type": _json_object(flag), "metavar": "JSON"}
+    return {"type": _scalar(annotation, flag), "metavar": getattr(annotation, "__name__", "VALUE").upper()}
+
+
+def _scalar(tp: Any, flag: str) -> Callable[[str], Any]:
+    if tp not in (int, float, str):
+        raise TypeError(f"{flag}: unsupported option type {tp}")
+
+    def parse(text: str) -> Any:
+        try:
+            return tp(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if tp is int else 'a number'}, got {text!r}") from None
+
+    parse.__name__ = tp.__name__
+    return parse
+
+
+def _json_object(flag: str) -> Callable[[str], dict[str, Any]]:
+    def parse(text: str) -> dict[str, Any]:
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r} ({exc.msg})") from None
+        if not isinstance(value, dict):
+            raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+        return value
+
+    parse.__name__ = "JSON object"
+    return parse
+
+
+def given_values(namespace: argparse.Namespace, options: Sequence[Option]) -> dict[str, Any]:
+    """The nested config layer of the options the user actually gave (absent flags are left out)."""
+    layer: dict[str, Any] = {}
+    values = vars(namespace)
+    for option in options:
+        if option.dest not in values:
+            continue
+        value = values[option.dest]
+        if isinstance(value, list):
+            value = tuple(value)
+        for path in option.paths:
+            node = layer
+            for key in path[:-1]:
+                node = node.setdefault(key, {})
+            node[path[-1]] = value
+    return layer

@@ -1,0 +1,100 @@
+"""The run directory: resolved config, ``metrics.jsonl``, checkpoints and ``summary.json``.
+
+Layout of ``out_dir``::
+
+    config.json                  the resolved TrainConfig (rewritten on resume)
+    metrics.jsonl                one RoundRecord.to_json() per line, in round order
+    checkpoint_last.pt           rolling checkpoint (every K rounds and at the end)
+    checkpoint_round_XXXX.pt     numbered copies when keep_checkpoints is on
+    summary.json                 RunSummary of the last invocation
+
+:class:`RunDirectory` is itself a :class:`~esper.simic.training.metrics.TrainingSink`, so the
+trainer writes files through the same seam as any other observer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from esper.simic.training.checkpoint import LAST_CHECKPOINT, round_checkpoint_name
+from esper.simic.training.metrics import RoundRecord, RunStart, RunSummary
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"
+
+
+class RunDirectoryError(Exception):
+    """The run directory cannot be used (e.g. it already holds a different run)."""
+
+
+class RunDirectory:
+    """Files of one training run under ``path``."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / METRICS_FILE
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.path / LAST_CHECKPOINT
+
+    def round_checkpoint(self, round_index: int) -> Path:
+        return self.path / round_checkpoint_name(round_index)
+
+    def prepare(self, *, start_round: int) -> None:
+        """Create the directory; on resume keep only metrics of rounds ``<= start_round``.
+
+        Raises:
+            RunDirectoryError: a fresh run (``start_round == 0``) pointed at a directory that
+                already has metrics, which would mix two runs in one file.
+        """
+        if start_round == 0 and self.metrics_path.exists() and self.metrics_path.stat().st_size > 0:
+            raise RunDirectoryError(
+                f"run directory {str(self.path)!r} already contains a run; choose another output "
+                f"directory or resume from {str(self.last_checkpoint)!r}"
+            )
+        self.path.mkdir(parents=True, exist_ok=True)
+        if start_round > 0:
+            self._truncate_metrics(start_round)
+
+    def _truncate_metrics(self, keep_through_round: int) -> None:
+        """Drop lines of rounds after the checkpoint (written before a crash), keeping the file exact."""
+        if not self.metrics_path.exists():
+            return
+        kept = [
+            line for line in self.metrics_path.read_text().splitlines()
+            if line.strip() and json.loads(line)["round"] <= keep_through_round
+        ]
+        _write_text_atomic(self.metrics_path, "".join(line + "\n" for line in kept))
+
+    def on_run_start(self, start: RunStart) -> None:
+        _write_text_atomic(self.path / CONFIG_FILE, _dumps(dict(start.config)))
+
+    def on_round(self, record: RoundRecord) -> None:
+        with self.metrics_path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record.to_json()) + "\n")
+
+    def on_run_end(self, summary: RunSummary) -> None:
+        _write_text_atomic(self.path / SUMMARY_FILE, _dumps(summary.to_json()))
+
+
+def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Parse a ``metrics.jsonl`` file into one dict per round."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, indent=2) + "\n"
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,314 @@
+"""``train(config) -> RunResult``: the vectorized PPO training run, start to finish.
+
+One loop, in CleanRL order: set up (env, policy through the registry, agent, buffer,
+normalisers, RNGs; or restore all of it from a checkpoint) → for each round: roll out N lockstep
+episodes (:func:`~esper.simic.training.rollout.collect_rollout`) → ``agent.update(buffer)`` →
+update the observation normaliser → checkpoint when due → hand a :class:`RoundRecord` to the
+sinks. Rounds never depend on wall-clock or global state outside the run: every random stream
+derives from ``config.seed``, so two runs with the same config are identical on CPU, and a run
+resumed from a checkpoint continues bit-identically.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from esper.simic.agent import ObservationNormalizer, PPOAgent, RewardNormalizer, RolloutBuffer
+from esper.simic.env import VectorEnv
+from esper.simic.training.checkpoint import (
+    FORMAT_VERSION,
+    CheckpointError,
+    check_compatible,
+    policy_header,
+    read_checkpoint,
+    rebuild_policy,
+    write_checkpoint,
+)
+from esper.simic.training.config import RESUME_OVERRIDABLE, TrainConfig
+from esper.simic.training.metrics import (
+    EpisodeStats,
+    FanOutSink,
+    NullSink,
+    PhaseTimings,
+    RoundRecord,
+    RunStart,
+    RunSummary,
+    TrainingSink,
+)
+from esper.simic.training.rng import (
+    SHUFFLE_STREAM,
+    TRAIN_RESET_STREAM,
+    capture_rng_state,
+    derive_seed,
+    isolated_global_rngs,
+    make_sampler,
+    restore_rng_state,
+)
+from esper.simic.training.rollout import collect_rollout, op_count_names, supports_generator
+from esper.simic.training.run_dir import RunDirectory
+from esper.tamiyo.policy import PolicyBundle, create_policy
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """What :func:`train` returns."""
+
+    config: TrainConfig
+    """The resolved configuration of the run."""
+    rounds_completed: int
+    """Rounds completed, earlier (resumed) parts included."""
+    history: tuple[RoundRecord, ...]
+    """Records of the rounds this call ran."""
+    summary: RunSummary
+    """End-of-run summary (also written to ``summary.json`` with a run directory)."""
+    policy: PolicyBundle
+    """The trained policy (on ``config.device``)."""
+    checkpoint: Path | None
+    """Last checkpoint written (None without ``out_dir``)."""
+
+
+@dataclass(slots=True)
+class _Components:
+    """Mutable training state that a checkpoint captures (internal to this module)."""
+
+    policy: PolicyBundle
+    agent: PPOAgent
+    obs_normalizer: ObservationNormalizer
+    reward_normalizer: RewardNormalizer
+    sampler: torch.Generator
+    rounds_completed: int = 0
+    env_steps: int = 0
+
+
+def resolve_device(name: str) -> torch.device:
+    """``torch.device`` for ``name``; raises ``ValueError`` if it names an unavailable accelerator."""
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available on this machine")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {name!r} requested but MPS is not available on this machine")
+    return device
+
+
+def policy_kwargs(config: TrainConfig) -> dict[str, Any]:
+    """Constructor options of the policy: the user's ``policy_kwargs`` plus what PPO needs (floors).
+
+    Raises:
+        ValueError: ``policy_kwargs`` and ``ppo.probability_floor`` both set floors that differ.
+    """
+    kwargs = dict(config.policy_kwargs)
+    for key, value in config.ppo.policy_kwargs().items():
+        if key in kwargs and kwargs[key] != value:
+            raise ValueError(f"policy_kwargs[{key!r}]={kwargs[key]!r} conflicts with ppo.{key}={value!r}")
+        kwargs[key] = value
+    return kwargs
+
+
+def check_resume_config(saved: Mapping[str, Any], config: TrainConfig) -> None:
+    """Raise :class:`CheckpointError` unless ``config`` continues the run that wrote ``saved``.
+
+    Only :data:`~esper.simic.training.config.RESUME_OVERRIDABLE` fields (length of the run,
+    output, device, compilation) may differ.
+    """
+    current = config.to_dict()
+    differing = sorted(
+        key for key in set(saved) | set(current) if key not in RESUME_OVERRIDABLE and saved.get(key) != current.get(key)
+    )
+    if differing:
+        details = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {current.get(k)!r}" for k in differing[:3])
+        raise CheckpointError(
+            f"cannot resume: the run config differs from the checkpoint's in {differing} ({details}); "
+            f"only {sorted(RESUME_OVERRIDABLE)} may change"
+        )
+
+
+def _fresh_components(config: TrainConfig, venv: VectorEnv, device: torch.device) -> _Components:
+    policy = create_policy(
+        config.policy, slot_config=venv.slot_config, feature_dim=venv.feature_dim, device=device,
+        compile_mode=config.compile_mode, **policy_kwargs(config),
+    )
+    check_compatible(
+        policy_header(config.policy, policy),
+        slot_config=venv.slot_config, action_space=venv.action_space, feature_dim=venv.feature_dim,
+    )
+    return _Components(
+        policy=policy,
+        agent=PPOAgent(policy, config.ppo, generator=torch.Generator().manual_seed(derive_seed(config.seed, SHUFFLE_STREAM))),
+        obs_normalizer=ObservationNormalizer(venv.feature_dim),
+        reward_normalizer=RewardNormalizer(config.num_envs, gamma=config.ppo.gamma),
+        sampler=make_sampler(config.seed, device),
+    )
+
+
+def _restored_components(
+    checkpoint: Mapping[str, Any], config: TrainConfig, venv: VectorEnv, device: torch.device
+) -> _Components:
+    header = checkpoint["policy"]
+    check_compatible(header, slot_config=venv.slot_config, action_space=venv.action_space, feature_dim=venv.feature_dim)
+    policy = rebuild_policy(header, checkpoint["policy_state"], device=device, compile_mode=config.compile_mode)
+    parts = _Components(
+        policy=policy,
+        agent=PPOAgent(policy, config.ppo, generator=torch.Generator()),
+        obs_normalizer=ObservationNormalizer(venv.feature_dim),
+        reward_normalizer=RewardNormalizer(config.num_envs, gamma=config.ppo.gamma),
+        sampler=make_sampler(config.seed, device),
+    )
+    try:
+        parts.agent.load_state_dict(checkpoint["agent_state"])
+        parts.obs_normalizer.load_state_dict(checkpoint["normalizers"]["obs"])
+        parts.reward_normalizer.load_state_dict(checkpoint["normalizers"]["reward"])
+        restore_rng_state(checkpoint["rng"], parts.sampler)
+        parts.rounds_completed = int(checkpoint["counters"]["rounds_completed"])
+        parts.env_steps = int(checkpoint["counters"]["env_steps"])
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+        raise CheckpointError(f"checkpoint state cannot be restored: {type(exc).__name__}: {exc}") from exc
+    return parts
+
+
+def _checkpoint_dict(parts: _Components, config: TrainConfig) -> dict[str, Any]:
+    return {
+        "format_version": FORMAT_VERSION,
+        "policy": policy_header(config.policy, parts.policy),
+        "policy_state": parts.policy.state_dict(),
+        "agent_state": parts.agent.state_dict(),
+        "normalizers": {"obs": parts.obs_normalizer.state_dict(), "reward": parts.reward_normalizer.state_dict()},
+        "counters": {
+            "rounds_completed": parts.rounds_completed,
+            "episodes_completed": parts.rounds_completed * config.num_envs,
+            "env_steps": parts.env_steps,
+        },
+        "rng": capture_rng_state(parts.sampler),
+        "config": config.to_dict(),
+    }
+
+
+def _checkpoint_due(config: TrainConfig, rounds_completed: int) -> bool:
+    if rounds_completed == config.total_rounds:
+        return True
+    return config.checkpoint_every > 0 and rounds_completed % config.checkpoint_every == 0
+
+
+def _run_round(parts: _Components, venv: VectorEnv, buffer: RolloutBuffer, config: TrainConfig) -> tuple[Any, float, Any]:
+    """Rollout + update of round ``parts.rounds_completed``; returns (rollout, update seconds, update metrics)."""
+    round_index = parts.rounds_completed
+    seeds = [derive_seed(config.seed, TRAIN_RESET_STREAM, round_index, i) for i in range(config.num_envs)]
+    generator = parts.sampler if supports_generator(parts.policy) else None
+    rollout = collect_rollout(
+        venv, parts.policy, buffer, seeds=seeds, obs_normalizer=parts.obs_normalizer,
+        reward_normalizer=parts.reward_normalizer, generator=generator,
+    )
+    started = time.perf_counter()
+    update = parts.agent.update(buffer)
+    parts.obs_normalizer.update(rollout.raw_features)
+    update_s = time.perf_counter() - started
+    parts.rounds_completed += 1
+    parts.env_steps += rollout.num_transitions
+    return rollout, update_s, update
+
+
+def train(
+    config: TrainConfig,
+    *,
+    resume: str | os.PathLike[str] | None = None,
+    sink: TrainingSink | None = None,
+) -> RunResult:
+    """Train ``config.policy`` with PPO for ``config.total_rounds`` rounds (or continue a checkpoint).
+
+    Args:
+        config: the run; with ``out_dir`` set, the run directory gets the resolved config,
+            ``metrics.jsonl``, checkpoints and ``summary.json``.
+        resume: a checkpoint to continue from; ``config`` must match its run except for
+            :data:`~esper.simic.training.config.RESUME_OVERRIDABLE` fields. Training continues at
+            the checkpoint's round count up to ``config.total_rounds``.
+        sink: extra observer of the run (progress display, custom logging); default none.
+
+    Raises:
+        CheckpointError: unreadable or incompatible checkpoint.
+        RunDirectoryError: a fresh run pointed at a directory that already holds one.
+        UnknownPolicyError / PolicyLoadError: ``config.policy`` is not usable.
+        ValueError: invalid combination (non-trainable policy, unavailable device, ...).
+    """
+    device = resolve_device(config.device)
+    checkpoint = None
+    if resume is not None:
+        checkpoint = read_checkpoint(resume)
+        check_resume_config(checkpoint["config"], config)
+    run_dir = None if config.out_dir is None else RunDirectory(config.out_dir)
+    observer = sink if sink is not None else NullSink()
+    sinks: TrainingSink = observer if run_dir is None else FanOutSink(run_dir, observer)
+    started = time.perf_counter()
+    with isolated_global_rngs(config.seed, device):
+        venv = VectorEnv(config.env, config.num_envs)
+        if checkpoint is None:
+            parts = _fresh_components(config, venv, device)
+        else:
+            parts = _restored_components(checkpoint, config, venv, device)
+        if parts.rounds_completed > config.total_rounds:
+            raise CheckpointError(
+                f"the checkpoint already has {parts.rounds_completed} rounds, more than the "
+                f"{config.total_rounds} this run asks for; raise --rounds/--episodes"
+            )
+        if run_dir is not None:
+            run_dir.prepare(start_round=parts.rounds_completed)
+        buffer = RolloutBuffer.for_policy(parts.policy, num_envs=config.num_envs, num_steps=config.env.episode_length)
+        sinks.on_run_start(RunStart(config.to_dict(), parts.rounds_completed, config.total_rounds, config.num_envs))
+        history: list[RoundRecord] = []
+        last_checkpoint: Path | None = None
+        while parts.rounds_completed < config.total_rounds:
+            round_started = time.perf_counter()
+            rollout, update_s, update = _run_round(parts, venv, buffer, config)
+            checkpoint_s = 0.0
+            if run_dir is not None and _checkpoint_due(config, parts.rounds_completed):
+                checkpoint_started = time.perf_counter()
+                last_checkpoint = _save(parts, config, run_dir)
+                checkpoint_s = time.perf_counter() - checkpoint_started
+            record = RoundRecord(
+                round=parts.rounds_completed,
+                episodes=parts.rounds_completed * config.num_envs,
+                env_steps=rollout.num_transitions,
+                episode_stats=EpisodeStats.from_infos(rollout.episodes),
+                invalid_actions=rollout.invalid_actions,
+                op_counts=op_count_names(rollout.executed_op_counts),
+                head_entropies=rollout.head_entropies,
+                update=update.as_dict(),
+                timings=PhaseTimings(
+                    env_s=rollout.env_s, policy_s=rollout.policy_s, update_s=update_s, checkpoint_s=checkpoint_s,
+                    total_s=time.perf_counter() - round_started,
+                ),
+            )
+            history.append(record)
+            sinks.on_round(record)
+    summary = _summary(history, parts, config, time.perf_counter() - started, last_checkpoint)
+    sinks.on_run_end(summary)
+    return RunResult(config, parts.rounds_completed, tuple(history), summary, parts.policy, last_checkpoint)
+
+
+def _save(parts: _Components, config: TrainConfig, run_dir: RunDirectory) -> Path:
+    """Write ``checkpoint_last.pt`` (and a numbered copy when asked); returns the rolling path."""
+    data = _checkpoint_dict(parts, config)
+    write_checkpoint(run_dir.last_checkpoint, data)
+    if config.keep_checkpoints:
+        write_checkpoint(run_dir.round_checkpoint(parts.rounds_completed), data)
+    return run_dir.last_checkpoint
+
+
+def _summary(
+    history: list[RoundRecord], parts: _Components, config: TrainConfig, wall_s: float, checkpoint: Path | None
+) -> RunSummary:
+    accuracies = [r.episode_stats.mean_final_accuracy for r in history]
+    return RunSummary(
+        rounds_completed=parts.rounds_completed,
+        episodes_completed=parts.rounds_completed * config.num_envs,
+        wall_time_s=wall_s,
+        final_mean_return=history[-1].episode_stats.mean_return if history else None,
+        final_mean_accuracy=accuracies[-1] if accuracies else None,
+        best_mean_accuracy=max(accuracies) if accuracies else None,
+        checkpoint=None if checkpoint is None else str(checkpoint),
+    )

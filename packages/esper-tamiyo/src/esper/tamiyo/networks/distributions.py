@@ -1,0 +1,119 @@
+"""Masked categorical maths for one action head, in FP32, shared by the rollout and update legs.
+
+``get_action`` (rollout) and ``evaluate_actions`` (update) both score actions with these
+functions and nothing else, so the first PPO ratio of an update is exactly 1 (tamiyo-facts §2.1,
+§7 "P1-EVAL", "CRITICAL-1"). They are pure: tensors and floats in, tensors out; no module state,
+no hidden RNG (sampling takes an explicit ``torch.Generator``), no host sync, no graph break.
+``torch.distributions.Categorical`` is deliberately not used: it validates and syncs on
+construction and costs several times more per head (tamiyo-facts §7, performance tricks).
+
+Shapes: any leading dims ``[...]`` (``[B]`` on the rollout leg, ``[B, T]`` on the update leg)
+followed by the head's action dim ``n``. Masks are bool ``[..., n]``, True = valid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+from esper.tamiyo.contract import EmptyMaskError
+
+#: Logit given to invalid actions. Finite (unlike -inf or finfo.min) so half precision cannot
+#: overflow, and low enough that ``exp`` of it underflows to exactly 0 in FP32 (tamiyo-facts §2.1).
+MASKED_LOGIT = -1e4
+#: Probabilities are clamped to this before the log when a floor is applied (tamiyo-facts §2.1).
+MIN_PROBABILITY = 1e-8
+#: The effective floor never exceeds this share of the mass divided by the number of valid actions,
+#: so a head with many valid actions keeps a proper distribution (tamiyo-facts §2.1).
+MAX_FLOOR_MASS = 0.99
+
+
+def masked_logits(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``logits [..., n]`` in FP32 with invalid actions set to ``MASKED_LOGIT``."""
+    return torch.where(mask, logits.float(), torch.full_like(logits, MASKED_LOGIT, dtype=torch.float32))
+
+
+def apply_probability_floor(log_probs: torch.Tensor, mask: torch.Tensor, floor: float) -> torch.Tensor:
+    """Raise every valid action's probability to at least ``floor``; returns FP32 log-probs ``[..., n]``.
+
+    The effective floor is ``min(floor, 0.99 / num_valid)``. Valid actions below it are set to it,
+    the valid actions at or above it are scaled so the total mass stays 1, then probabilities are
+    clamped at 1e-8, logged and invalid actions put back at ``MASKED_LOGIT``. Known quirk (kept on
+    purpose, as in the reference): an action just above the floor can end a hair below it after
+    rescaling.
+
+    Args:
+        log_probs: normalised FP32 log-probs ``[..., n]`` (invalid actions at ~``MASKED_LOGIT``).
+        mask: bool ``[..., n]``.
+        floor: minimum probability in [0, 1).
+    """
+    probs = log_probs.exp()
+    num_valid = mask.sum(dim=-1, keepdim=True).clamp_min(1).to(probs.dtype)
+    effective = torch.clamp(MAX_FLOOR_MASS / num_valid, max=floor)
+    below = mask & (probs < effective)
+    above = mask & ~below
+    mass_below = (below.to(probs.dtype) * effective).sum(dim=-1, keepdim=True)
+    mass_above = torch.where(above, probs, torch.zeros_like(probs)).sum(dim=-1, keepdim=True)
+    scale = (1.0 - mass_below) / mass_above.clamp_min(MIN_PROBABILITY)
+    floored = torch.where(below, effective.expand_as(probs), probs * scale)
+    return torch.where(mask, floored.clamp_min(MIN_PROBABILITY).log(), torch.full_like(probs, MASKED_LOGIT))
+
+
+def head_log_probs(logits: torch.Tensor, mask: torch.Tensor, floor: float = 0.0) -> torch.Tensor:
+    """Normalised FP32 log-probs ``[..., n]`` of one head under ``mask``, with an optional floor.
+
+    With a single valid action its log-prob is exactly 0 (the masked terms underflow to 0 in the
+    log-sum-exp), floored or not. ``floor`` is a Python float so a compiled graph specialises on it.
+    """
+    log_probs = torch.log_softmax(masked_logits(logits, mask), dim=-1)
+    if floor > 0.0:
+        log_probs = torch.log_softmax(apply_probability_floor(log_probs, mask, floor), dim=-1)
+    return log_probs
+
+
+def log_prob_of(log_probs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """Log-prob ``[...]`` of ``actions`` (int ``[...]``) under ``log_probs [..., n]``."""
+    return log_probs.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+
+
+def normalised_entropy(log_probs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Entropy ``[...]`` over the valid actions divided by ``ln(num_valid)``, in [0, 1].
+
+    Exactly 0 when one action is valid (no choice, no exploration signal), exactly 1 for a uniform
+    distribution over k >= 2 valid actions up to rounding (clamped into [0, 1]).
+    """
+    plogp = torch.where(mask, log_probs.exp() * log_probs, torch.zeros_like(log_probs))
+    entropy = -plogp.sum(dim=-1)
+    num_valid = mask.sum(dim=-1)
+    max_entropy = num_valid.clamp_min(2).to(entropy.dtype).log()
+    normalised = (entropy / max_entropy).clamp(0.0, 1.0)
+    return torch.where(num_valid > 1, normalised, torch.zeros_like(normalised))
+
+
+def sample_actions(log_probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Draw int64 ``[B]`` actions from ``log_probs [B, n]`` (invalid actions have probability 0).
+
+    ``generator`` must live on ``log_probs``' device; ``None`` uses torch's global RNG.
+    """
+    return torch.multinomial(log_probs.exp(), 1, generator=generator).squeeze(-1)
+
+
+def greedy_actions(log_probs: torch.Tensor) -> torch.Tensor:
+    """Most likely int64 action ``[...]`` of ``log_probs [..., n]`` (deterministic mode)."""
+    return log_probs.argmax(dim=-1)
+
+
+@torch.compiler.disable
+def check_nonempty(masks: Mapping[str, torch.Tensor]) -> None:
+    """Raise ``EmptyMaskError`` naming the head if any row of any mask ``[..., n]`` is all False.
+
+    One host sync for all heads together; excluded from compilation so callers inside a compiled
+    region keep a single graph. A row without a valid action is a bug upstream and is never
+    replaced by a uniform distribution (SPEC, STYLE rule 12).
+    """
+    rows_ok = torch.stack([mask.any(dim=-1).all() for mask in masks.values()])
+    if bool(rows_ok.all()):
+        return
+    bad = [head for head, ok in zip(masks, rows_ok.tolist()) if not ok]
+    raise EmptyMaskError(f"action mask for head(s) {bad} has a row with no valid action")

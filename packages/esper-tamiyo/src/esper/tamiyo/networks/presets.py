@@ -1,0 +1,44 @@
+"""Named network sizes: small CPU-friendly defaults and the reference esper-lite size."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkSize:
+    """Widths of an actor-critic trunk."""
+
+    hidden_size: int = 128
+    """Width of the observation encoder (Linear → LayerNorm → ReLU); 512 in the reference."""
+    lstm_hidden: int = 128
+    """Width of the recurrent state (second trunk layer for the feed-forward net); heads use half."""
+
+    def __post_init__(self) -> None:
+        if self.hidden_size < 1:
+            raise ValueError(f"hidden_size must be >= 1, got {self.hidden_size}")
+        if self.lstm_hidden < 2:
+            raise ValueError(f"lstm_hidden must be >= 2 (heads are lstm_hidden // 2 wide), got {self.lstm_hidden}")
+
+
+#: ``default`` runs fast on CPU (SPEC §3); ``reference`` is esper-lite's 512/512 (tamiyo-facts §4).
+NETWORK_PRESETS: MappingProxyType[str, NetworkSize] = MappingProxyType(
+    {"default": NetworkSize(128, 128), "reference": NetworkSize(512, 512)}
+)
+
+
+def resolve_network_size(preset: str | None, hidden_size: int | None, lstm_hidden: int | None) -> NetworkSize:
+    """Sizes from ``preset`` (default ``"default"``), with explicit widths taking precedence.
+
+    Raises:
+        ValueError: unknown preset name (the message lists the known ones) or a width < its minimum.
+    """
+    name = "default" if preset is None else preset
+    if name not in NETWORK_PRESETS:
+        raise ValueError(f"unknown network preset {name!r}; known presets: {sorted(NETWORK_PRESETS)}")
+    base = NETWORK_PRESETS[name]
+    return NetworkSize(
+        base.hidden_size if hidden_size is None else hidden_size,
+        base.lstm_hidden if lstm_hidden is None else lstm_hidden,
+    )

@@ -1,0 +1,87 @@
+"""Boundary checks of what a trainer hands a bundle: shapes and dtypes, with messages that show them.
+
+Shape checks read tensor metadata only (no host sync); they run before any network code so a
+mis-shaped batch fails with a ``ValueError`` naming the tensor instead of a broadcast surprise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+from esper.tamiyo.contract import ActionMasks, ActionSpace, Observation
+from esper.tamiyo.networks import SLOT_HEAD
+from esper.tamiyo.policy.results import Hidden
+
+
+def check_observation(obs: Observation, feature_dim: int, num_slots: int, *, sequence: bool) -> tuple[int, ...]:
+    """Leading dims of ``obs``: ``(B,)`` for ``[B, F]`` / ``[B, S]``, ``(B, T)`` when ``sequence``."""
+    features, indices = obs.features, obs.blueprint_indices
+    rank = 3 if sequence else 2
+    layout = "[B, T, F]" if sequence else "[B, F]"
+    if features.dim() != rank or features.shape[-1] != feature_dim or not features.is_floating_point():
+        raise ValueError(
+            f"obs.features must be a float {layout} tensor with F={feature_dim}, "
+            f"got {features.dtype} {list(features.shape)}"
+        )
+    if indices.shape != (*features.shape[:-1], num_slots) or indices.is_floating_point():
+        raise ValueError(
+            f"obs.blueprint_indices must be int {[*features.shape[:-1], num_slots]} to match obs.features, "
+            f"got {indices.dtype} {list(indices.shape)}"
+        )
+    return tuple(features.shape[:-1])
+
+
+def check_masks(masks: ActionMasks, space: ActionSpace, *, batch_shape: tuple[int, ...], rollout: bool) -> None:
+    """Every head's mask is bool ``[*batch_shape, size]``; ``slot_by_op`` present exactly on the rollout leg."""
+    if set(masks.heads) != set(space.head_names):
+        raise ValueError(f"masks must have exactly the heads {list(space.head_names)}, got {list(masks.heads)}")
+    for head, size in space.sizes().items():
+        mask = masks.heads[head]
+        if mask.dtype != torch.bool or tuple(mask.shape) != (*batch_shape, size):
+            raise ValueError(
+                f"mask of head {head!r} must be bool {[*batch_shape, size]}, got {mask.dtype} {list(mask.shape)}"
+            )
+    slot_by_op = masks.slot_by_op
+    if not rollout:
+        if slot_by_op is not None:
+            raise ValueError(
+                "evaluate_actions expects the stored op-conditioned slot mask and slot_by_op=None, "
+                f"got slot_by_op {list(slot_by_op.shape)}"
+            )
+        return
+    if SLOT_HEAD not in space.head_names:
+        if slot_by_op is not None:
+            raise ValueError(f"slot_by_op was given but the action space has no {SLOT_HEAD!r} head")
+        return
+    expected = (*batch_shape, space.num_ops, space.size(SLOT_HEAD))
+    if slot_by_op is None or slot_by_op.dtype != torch.bool or tuple(slot_by_op.shape) != expected:
+        got = None if slot_by_op is None else f"{slot_by_op.dtype} {list(slot_by_op.shape)}"
+        raise ValueError(f"get_action needs masks.slot_by_op as bool {list(expected)}, got {got}")
+
+
+def check_actions(actions: Mapping[str, torch.Tensor], space: ActionSpace, batch_shape: tuple[int, ...]) -> None:
+    """Every head has an integer action tensor of shape ``batch_shape``."""
+    for head in space.head_names:
+        if head not in actions:
+            raise ValueError(f"actions has no entry for head {head!r}; got {list(actions)}")
+        action = actions[head]
+        if tuple(action.shape) != batch_shape or action.is_floating_point() or action.dtype == torch.bool:
+            raise ValueError(
+                f"actions[{head!r}] must be an integer tensor of shape {list(batch_shape)}, "
+                f"got {action.dtype} {list(action.shape)}"
+            )
+
+
+def check_hidden(hidden: Hidden, hidden_dim: int, batch_size: int) -> None:
+    """``hidden`` is None, or (recurrent bundles only) a tuple of ``[layers, B, hidden_dim]`` tensors."""
+    if hidden is None:
+        return
+    if hidden_dim == 0:
+        raise ValueError("this policy is feed-forward: pass hidden=None")
+    for tensor in hidden:
+        if tensor.dim() != 3 or tensor.shape[1] != batch_size or tensor.shape[2] != hidden_dim:
+            raise ValueError(
+                f"hidden tensors must be [layers, {batch_size}, {hidden_dim}], got {[list(t.shape) for t in hidden]}"
+            )

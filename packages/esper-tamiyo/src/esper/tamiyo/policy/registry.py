@@ -1,0 +1,268 @@
+"""Policy registry: names → ``PolicyBundle`` classes, with lazy ``esper.policies`` entry points.
+
+Modelled on pluggy's ``PluginManager`` (an explicit registry object, conformance checked at
+registration, the supplying distribution recorded) and Gymnasium's registry (lazy
+``"module:attr"`` entry points, "did you mean" errors). Rules:
+
+* :meth:`PolicyRegistry.register` / :meth:`PolicyRegistry.register_policy` check the class
+  against :data:`~esper.tamiyo.policy.protocol.PROTOCOL_MEMBERS` at once: a ``TypeError`` names
+  every missing member. A name that is already registered raises ``ValueError``.
+* Entry points in group ``esper.policies`` are discovered on first lookup (metadata only, no
+  import) and a plugin module is imported only when its name is requested, or when
+  :meth:`PolicyRegistry.list_policies` needs to report on every plugin. A plugin that fails to
+  import or fails validation is recorded as ``(name, distribution, exception)``: asking for it
+  raises :class:`PolicyLoadError` naming both, listing shows it with its error, and every other
+  policy keeps working. It is never reduced to a log line.
+* Precedence: an explicit registration wins over an entry point of the same name (the entry
+  point is skipped, as pluggy skips already-registered names). Two *distributions* that
+  advertise the same name with different targets make that name unusable until one is removed
+  (recorded as broken, naming both), because silently picking one would depend on ``sys.path``
+  order.
+
+The built-in bundles (``lstm``, ``mlp``, ``heuristic``) are registered through esper-tamiyo's own
+entry points, exactly as a third-party package registers its own. :data:`default_registry` is
+the one process-wide instance (the only module-level state); tests build their own
+``PolicyRegistry()`` and pass it as ``registry=`` to :func:`~esper.tamiyo.policy.factory.create_policy`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from typing import TypeVar
+
+from esper.tamiyo.policy.protocol import PROTOCOL_MEMBERS, PolicyBundle
+
+#: Entry-point group that policy packages advertise their bundles in.
+ENTRY_POINT_GROUP = "esper.policies"
+#: ``PolicyInfo.source`` of classes registered in code rather than through an entry point.
+REGISTERED_IN_CODE = "<registered>"
+
+_T = TypeVar("_T", bound=type)
+
+
+class PolicyRegistryError(Exception):
+    """Base class of the registry's lookup errors (lets a CLI report them in one line)."""
+
+
+class UnknownPolicyError(PolicyRegistryError, ValueError):
+    """No policy of that name is registered or advertised by an installed distribution."""
+
+
+class PolicyLoadError(PolicyRegistryError, RuntimeError):
+    """A registered plugin could not be used: its import failed or its class is not a ``PolicyBundle``.
+
+    ``name``, ``source`` (distribution) and ``cause`` (the original exception, also chained as
+    ``__cause__``) are kept as attributes.
+    """
+
+    def __init__(self, name: str, source: str, target: str, cause: BaseException) -> None:
+        super().__init__(
+            f"policy {name!r} from {source} ({target}) failed to load: {type(cause).__name__}: {cause}"
+        )
+        self.name = name
+        self.source = source
+        self.cause = cause
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyInfo:
+    """One row of :meth:`PolicyRegistry.list_policies`."""
+
+    name: str
+    """Registry name (what ``create_policy`` and ``--policy`` take)."""
+    source: str
+    """Distribution that advertised the entry point, or ``"<registered>"`` for in-code registration."""
+    target: str
+    """``"module:attr"`` of the class."""
+    error: str | None = None
+    """``"ExceptionType: message"`` when the plugin is broken, else ``None``."""
+
+    @property
+    def ok(self) -> bool:
+        """Whether the policy can be built."""
+        return self.error is None
+
+
+def _method_members() -> frozenset[str]:
+    """Protocol members that are methods (the rest are properties); derived from the protocol itself."""
+    return frozenset(
+        name for name in PROTOCOL_MEMBERS if not isinstance(inspect.getattr_static(PolicyBundle, name), property)
+    )
+
+
+_METHODS = _method_members()
+
+
+def _target_of(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def validate_policy_class(cls: object) -> None:
+    """Check that ``cls`` is a class providing every ``PolicyBundle`` member.
+
+    Members must be defined on the class (methods or properties); signatures are left to static
+    typing. Raises ``TypeError`` naming the class and every missing or non-callable member.
+    """
+    if not isinstance(cls, type):
+        raise TypeError(f"a policy must be registered as a class, got {cls!r} ({type(cls).__name__})")
+    missing = [name for name in PROTOCOL_MEMBERS if not hasattr(cls, name)]
+    not_callable = [name for name in sorted(_METHODS) if hasattr(cls, name) and not callable(getattr(cls, name))]
+    problems = []
+    if missing:
+        problems.append(f"missing members: {', '.join(missing)}")
+    if not_callable:
+        problems.append(f"not callable: {', '.join(not_callable)}")
+    if problems:
+        raise TypeError(f"policy class {_target_of(cls)} does not satisfy PolicyBundle; {'; '.join(problems)}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """Registry record: a loaded class, a pending entry point, or a recorded failure."""
+
+    name: str
+    source: str
+    target: str
+    cls: type | None = None
+    entry_point: metadata.EntryPoint | None = None
+    error: BaseException | None = None
+
+    def info(self) -> PolicyInfo:
+        error = None if self.error is None else f"{type(self.error).__name__}: {self.error}"
+        return PolicyInfo(self.name, self.source, self.target, error)
+
+
+class PolicyRegistry:
+    """Names → ``PolicyBundle`` classes, from in-code registration and lazy entry points.
+
+    Args:
+        group: entry-point group to discover (``None`` turns discovery off, giving a purely
+            in-memory registry).
+    """
+
+    def __init__(self, group: str | None = ENTRY_POINT_GROUP) -> None:
+        self._group = group
+        self._entries: dict[str, _Entry] = {}
+        self._discovered = group is None
+
+    def register(self, name: str, cls: _T) -> _T:
+        """Register ``cls`` under ``name`` and return it.
+
+        Raises:
+            ValueError: ``name`` is empty or already registered in code.
+            TypeError: ``cls`` does not provide every ``PolicyBundle`` member (all missing ones named).
+        """
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"policy name must be a non-empty string, got {name!r}")
+        existing = self._entries.get(name)
+        if existing is not None and existing.source == REGISTERED_IN_CODE:
+            raise ValueError(f"policy {name!r} is already registered ({existing.target}); pick another name")
+        validate_policy_class(cls)
+        # In-code registration wins over an entry point of the same name (see module docstring).
+        self._entries[name] = _Entry(name, REGISTERED_IN_CODE, _target_of(cls), cls=cls)
+        return cls
+
+    def register_policy(self, name: str) -> Callable[[_T], _T]:
+        """Class decorator form of :meth:`register`: ``@registry.register_policy("mine")``."""
+
+        def decorator(cls: _T) -> _T:
+            return self.register(name, cls)
+
+        return decorator
+
+    def get_policy_class(self, name: str) -> type[PolicyBundle]:
+        """The class registered as ``name``, importing its plugin on first use.
+
+        Raises:
+            UnknownPolicyError: no such name; the message lists the known names and a close match.
+            PolicyLoadError: the plugin failed to import or to validate (name, distribution, cause).
+        """
+        self._discover()
+        entry = self._entries.get(name)
+        if entry is None:
+            raise UnknownPolicyError(self._unknown_message(name))
+        entry = self._load(entry)
+        if entry.error is not None:
+            raise PolicyLoadError(entry.name, entry.source, entry.target, entry.error) from entry.error
+        assert entry.cls is not None  # a loaded entry has either a class or an error
+        return entry.cls
+
+    def list_policies(self) -> tuple[PolicyInfo, ...]:
+        """Every known policy sorted by name, broken plugins included (with their error).
+
+        Imports every not-yet-loaded plugin so that its status is known.
+        """
+        self._discover()
+        return tuple(self._load(self._entries[name]).info() for name in sorted(self._entries))
+
+    def __contains__(self, name: object) -> bool:
+        """Whether ``name`` is known (loaded, pending or broken); imports nothing."""
+        self._discover()
+        return name in self._entries
+
+    def _unknown_message(self, name: str) -> str:
+        known = sorted(self._entries)
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        listing = ", ".join(known) if known else "none"
+        return f"unknown policy {name!r}{hint} Known policies: {listing}"
+
+    def _discover(self) -> None:
+        """Record the group's entry points (metadata only) once; in-code names take precedence."""
+        if self._discovered:
+            return
+        self._discovered = True
+        by_name: dict[str, list[metadata.EntryPoint]] = {}
+        for entry_point in metadata.entry_points(group=self._group):
+            by_name.setdefault(entry_point.name, []).append(entry_point)
+        for name, entry_points in by_name.items():
+            if name in self._entries:
+                continue
+            self._entries[name] = _pending_entry(name, entry_points)
+
+    def _load(self, entry: _Entry) -> _Entry:
+        """Import a pending entry point and validate its class; records the outcome and returns it."""
+        if entry.entry_point is None or entry.cls is not None or entry.error is not None:
+            return entry
+        try:
+            cls = entry.entry_point.load()
+            validate_policy_class(cls)
+        # The plugin loader is the one place allowed to catch everything: a plugin may raise
+        # anything at import time, and the failure is recorded with its context, not hidden.
+        except Exception as exc:  # noqa: BLE001
+            loaded = _Entry(entry.name, entry.source, entry.target, entry_point=entry.entry_point, error=exc)
+        else:
+            loaded = _Entry(entry.name, entry.source, entry.target, cls=cls, entry_point=entry.entry_point)
+        self._entries[entry.name] = loaded
+        return loaded
+
+
+def _source_of(entry_point: metadata.EntryPoint) -> str:
+    dist = entry_point.dist
+    return "<unknown distribution>" if dist is None else f"{dist.name} {dist.version}"
+
+
+def _pending_entry(name: str, entry_points: list[metadata.EntryPoint]) -> _Entry:
+    """A lazy entry, or a broken one when distributions disagree on what ``name`` means."""
+    first = entry_points[0]
+    targets = {ep.value for ep in entry_points}
+    if len(targets) == 1:
+        return _Entry(name, _source_of(first), first.value, entry_point=first)
+    claims = "; ".join(f"{_source_of(ep)} -> {ep.value}" for ep in entry_points)
+    conflict = ValueError(f"entry point {name!r} is advertised by several distributions: {claims}")
+    return _Entry(name, ", ".join(_source_of(ep) for ep in entry_points), first.value, error=conflict)
+
+
+#: The process-wide registry (the only one that ``esper-train`` and checkpoints use by default).
+default_registry = PolicyRegistry()
+
+#: ``@register_policy("name")`` on :data:`default_registry`.
+register_policy = default_registry.register_policy
+#: :meth:`PolicyRegistry.get_policy_class` on :data:`default_registry`.
+get_policy_class = default_registry.get_policy_class
+#: :meth:`PolicyRegistry.list_policies` on :data:`default_registry`.
+list_policies = default_registry.list_policies

@@ -1,0 +1,97 @@
+"""Benchmark the default ``esper-train ppo`` configuration and print JSON.
+
+Runs the same configuration the CLI uses by default (TrainConfig defaults, checkpoints written to
+a temporary run directory), optionally shortened with ``--rounds``, and reports:
+
+* wall time per round, split into environment steps, policy calls, PPO update, checkpointing
+  and the rest (mean over rounds, plus the first round separately since it includes warm-up);
+* environment steps (RL transitions) per second over the whole run;
+* peak resident memory of the process (``resource.getrusage``, MiB).
+
+Usage::
+
+    uv run python scripts/bench_train.py                 # the full default run
+    uv run python scripts/bench_train.py --rounds 3      # quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from statistics import mean
+
+import torch
+
+from esper.simic.training import RoundRecord, RunStart, RunSummary, TrainConfig, train
+
+
+class _Collect:
+    """Sink that keeps every round record."""
+
+    def __init__(self) -> None:
+        self.records: list[RoundRecord] = []
+
+    def on_run_start(self, start: RunStart) -> None:
+        del start
+
+    def on_round(self, record: RoundRecord) -> None:
+        self.records.append(record)
+
+    def on_run_end(self, summary: RunSummary) -> None:
+        del summary
+
+
+def _phases(record: RoundRecord) -> dict[str, float]:
+    t = record.timings
+    return {
+        "env_s": t.env_s, "policy_s": t.policy_s, "update_s": t.update_s, "checkpoint_s": t.checkpoint_s,
+        "other_s": t.other_s, "total_s": t.total_s,
+    }
+
+
+def _peak_rss_mib() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=None, help="override the number of rounds")
+    args = parser.parse_args()
+    sink = _Collect()
+    with tempfile.TemporaryDirectory() as out_dir:
+        config = replace(TrainConfig(), out_dir=out_dir, rounds=args.rounds)
+        started = time.perf_counter()
+        train(config, sink=sink)
+        wall_s = time.perf_counter() - started
+    per_round = [_phases(r) for r in sink.records]
+    steady = per_round[1:] or per_round
+    env_steps = sum(r.env_steps for r in sink.records)
+    report = {
+        "config": {
+            "policy": config.policy, "task": config.env.task, "host": config.env.host,
+            "num_envs": config.num_envs, "rounds": config.total_rounds, "episode_length": config.env.episode_length,
+            "slots": list(config.env.slot_ids), "device": config.device,
+        },
+        "machine": {"python": platform.python_version(), "torch": torch.__version__,
+                    "threads": torch.get_num_threads(), "processor": platform.processor() or platform.machine()},
+        "wall_time_s": wall_s,
+        "rounds": len(per_round),
+        "env_steps": env_steps,
+        "env_steps_per_s": env_steps / wall_s,
+        "first_round_s": per_round[0],
+        "mean_round_s_after_first": {k: mean(r[k] for r in steady) for k in steady[0]},
+        "final_mean_accuracy": sink.records[-1].episode_stats.mean_final_accuracy,
+        "peak_rss_mib": _peak_rss_mib(),
+    }
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Gymnasium adapter (esper.simic.env.gym_adapter): API conformance, masks, registration."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import gymnasium
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from esper.simic.env.config import EnvConfig
+from esper.simic.env.gym_adapter import ENV_ID, MorphogeneticGymEnv, register_envs
+from esper.simic.env.morphogenetic import MorphogeneticEnv
+from esper.tamiyo.contract import HEAD_NAMES, LifecycleOp, feature_size
+
+TINY = EnvConfig(task="synthetic", synthetic_train_size=64, synthetic_val_size=32, batch_size=32, episode_length=4)
+
+
+@pytest.fixture()
+def env() -> MorphogeneticGymEnv:
+    return MorphogeneticGymEnv(TINY)
+
+
+def test_check_env_passes(env: MorphogeneticGymEnv) -> None:
+    check_env(env, skip_render_check=True)
+
+
+def test_spaces(env: MorphogeneticGymEnv) -> None:
+    sizes = env.env.action_space.sizes()
+    assert env.action_space.nvec.tolist() == [sizes[h] for h in HEAD_NAMES]
+    assert env.observation_space.shape == (feature_size(3) + 3,)
+    assert env.observation_space.dtype == np.float32
+
+
+def test_action_masks_are_flat_per_head_concatenation(env: MorphogeneticGymEnv) -> None:
+    env.reset(seed=0)
+    masks = env.action_masks()
+    assert masks.dtype == np.bool_
+    assert masks.shape == (int(env.action_space.nvec.sum()),)
+    heads = MorphogeneticEnv(TINY).reset(0).masks.heads  # same seed, same state
+    offset = 0
+    for head in HEAD_NAMES:
+        size = heads[head].shape[0]
+        assert masks[offset : offset + size].tolist() == heads[head].tolist()
+        offset += size
+
+
+def test_observation_splits_back_into_features_and_blueprints(env: MorphogeneticGymEnv) -> None:
+    obs, _ = env.reset(seed=1)
+    parts = env.split_observation(obs)
+    assert parts.features.shape == (feature_size(3),)
+    assert parts.blueprint_indices.tolist() == [-1, -1, -1]  # no seed at episode start
+
+
+def test_invalid_combination_runs_as_wait(env: MorphogeneticGymEnv) -> None:
+    env.reset(seed=2)
+    action = np.zeros(len(HEAD_NAMES), dtype=np.int64)
+    action[HEAD_NAMES.index("op")] = LifecycleOp.FOSSILIZE  # nothing is HOLDING at the start
+    _, reward, terminated, truncated, info = env.step(action)
+    assert info["action_valid"] is False
+    assert info["executed_op"] == LifecycleOp.WAIT
+    assert np.isfinite(reward) and not terminated and not truncated
+
+
+def test_registered_id_makes_the_env() -> None:
+    register_envs()
+    register_envs()  # idempotent
+    made = gymnasium.make(ENV_ID, config=TINY)
+    assert isinstance(made.unwrapped, MorphogeneticGymEnv)
+    obs, _ = made.reset(seed=3)
+    assert obs in made.observation_space
+    made.close()
+
+
+def test_importing_the_env_package_does_not_import_gymnasium() -> None:
+    code = "import sys, esper.simic.env; assert 'gymnasium' not in sys.modules, 'gymnasium imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,101 @@
+"""Round records, the run directory sink and the console progress display."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from esper.simic.training.metrics import EpisodeStats, FanOutSink, PhaseTimings, RoundRecord, RunStart, RunSummary
+from esper.simic.training.progress import ConsoleProgress
+from esper.simic.training.run_dir import RunDirectory, RunDirectoryError, read_metrics
+
+
+def _record(round_index: int) -> RoundRecord:
+    stats = EpisodeStats(
+        returns=(1.0, 3.0), final_accuracies=(80.0, 90.0), germinated=2, fossilized=1, pruned=0, rollbacks=0,
+        params_added=100,
+    )
+    return RoundRecord(
+        round=round_index, episodes=2 * round_index, env_steps=16, episode_stats=stats, invalid_actions=1,
+        op_counts={"WAIT": 14, "GERMINATE": 2}, head_entropies={"op": 0.5, "slot": None},
+        update={"approx_kl": 0.01, "policy_loss": -0.1},
+        timings=PhaseTimings(env_s=1.0, policy_s=0.25, update_s=0.5, checkpoint_s=0.0, total_s=2.0),
+    )
+
+
+def _start(total: int = 3, start: int = 0) -> RunStart:
+    return RunStart({"policy": "lstm"}, start, total, 2)
+
+
+def _summary() -> RunSummary:
+    return RunSummary(3, 6, 12.0, 2.0, 85.0, 85.0, "ckpt.pt")
+
+
+def test_episode_stats_exact_values() -> None:
+    stats = _record(1).episode_stats
+    assert stats.mean_return == 2.0
+    assert stats.mean_final_accuracy == 85.0
+    assert stats.std_final_accuracy == 5.0
+    with pytest.raises(ValueError, match="one return"):
+        EpisodeStats((), (), 0, 0, 0, 0, 0)
+
+
+def test_record_json_has_summary_statistics_and_timings() -> None:
+    data = _record(2).to_json()
+    assert (data["round"], data["episodes"], data["mean_return"], data["min_return"], data["max_return"]) == (2, 4, 2.0, 1.0, 3.0)
+    assert data["mean_final_accuracy"] == 85.0
+    assert data["timings"]["other_s"] == 0.25
+    assert data["head_entropies"] == {"op": 0.5, "slot": None}
+    json.dumps(data)
+
+
+def test_run_directory_writes_config_metrics_and_summary(tmp_path: Path) -> None:
+    run = RunDirectory(tmp_path / "run")
+    run.prepare(start_round=0)
+    sink = FanOutSink(run)
+    sink.on_run_start(_start())
+    for r in (1, 2, 3):
+        sink.on_round(_record(r))
+    sink.on_run_end(_summary())
+    assert json.loads((tmp_path / "run" / "config.json").read_text()) == {"policy": "lstm"}
+    assert [m["round"] for m in read_metrics(run.metrics_path)] == [1, 2, 3]
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["rounds_completed"] == 3
+
+
+def test_fresh_run_refuses_a_used_directory_and_resume_truncates(tmp_path: Path) -> None:
+    run = RunDirectory(tmp_path)
+    run.prepare(start_round=0)
+    for r in (1, 2, 3):
+        run.on_round(_record(r))
+    with pytest.raises(RunDirectoryError, match="already contains a run"):
+        run.prepare(start_round=0)
+    run.prepare(start_round=2)
+    assert [m["round"] for m in read_metrics(run.metrics_path)] == [1, 2]
+
+
+def test_console_progress_plain_lines_when_not_a_tty() -> None:
+    stream = io.StringIO()
+    progress = ConsoleProgress(stream, live=False, log_every=2)
+    progress.on_run_start(_start())
+    for r in (1, 2, 3):
+        progress.on_round(_record(r))
+    progress.on_run_end(_summary())
+    lines = stream.getvalue().splitlines()
+    assert "\r" not in stream.getvalue()
+    assert [line.split(" |")[0] for line in lines[1:-1]] == ["round 2/3", "round 3/3"]
+    assert lines[-1].startswith("done: 3 rounds, 6 episodes")
+
+
+def test_console_progress_live_overwrites_one_line() -> None:
+    stream = io.StringIO()
+    progress = ConsoleProgress(stream, live=True)
+    progress.on_run_start(_start(total=2))
+    progress.on_round(_record(1))
+    progress.on_round(_record(2))
+    progress.on_run_end(_summary())
+    text = stream.getvalue()
+    assert text.count("\r") == 2
+    assert "round 2/2 | ep 4 | return +2.00 | acc 85.0%" in text

@@ -1,0 +1,61 @@
+"""create_policy: every registered bundle builds through one call, compile modes, placement."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from esper.tamiyo.contract import SlotConfig, feature_size
+from esper.tamiyo.policy import (
+    COMPILE_MODES,
+    PolicyBundle,
+    PolicyRegistry,
+    UnknownPolicyError,
+    create_policy,
+)
+from esper.tamiyo.policy.heuristic import HeuristicPolicyBundle
+
+
+@pytest.mark.parametrize("policy_type", ["lstm", "mlp", "heuristic", "example-gru"])
+def test_every_registered_bundle_is_a_policy_bundle(policy_type: str) -> None:
+    slots = SlotConfig.for_count(2)
+    policy = create_policy(policy_type, slot_config=slots)
+    assert isinstance(policy, PolicyBundle)
+    assert policy.slot_config == slots
+    assert policy.feature_dim == feature_size(2)
+    assert policy.device == torch.device("cpu")
+    # the policy_config rebuilds the same kind of bundle through the registry
+    rebuilt = create_policy(policy_type, slot_config=slots, **policy.policy_config)
+    assert type(rebuilt) is type(policy) and dict(rebuilt.policy_config) == dict(policy.policy_config)
+
+
+def test_defaults_to_three_slots_and_passes_kwargs() -> None:
+    policy = create_policy("heuristic", topology="cnn", embargo_epochs_after_prune=5)
+    assert isinstance(policy, HeuristicPolicyBundle)
+    assert policy.slot_config == SlotConfig() and policy.topology == "cnn"
+    assert policy.config.embargo_epochs_after_prune == 5
+
+
+def test_rejects_an_unknown_compile_mode_before_building() -> None:
+    with pytest.raises(ValueError, match=r"unknown compile_mode 'fast'; expected one of \['off', 'default'"):
+        create_policy("heuristic", compile_mode="fast")
+    assert COMPILE_MODES[0] == "off"
+
+
+def test_unknown_policy_type_names_the_alternatives() -> None:
+    registry = PolicyRegistry(group=None)
+    registry.register("heuristic", HeuristicPolicyBundle)
+    with pytest.raises(UnknownPolicyError, match="did you mean 'heuristic'"):
+        create_policy("heuristics", registry=registry)
+
+
+def test_uses_the_given_registry() -> None:
+    registry = PolicyRegistry(group=None)
+
+    @registry.register_policy("mine")
+    class Mine(HeuristicPolicyBundle):
+        pass
+
+    assert type(create_policy("mine", registry=registry)) is Mine
+    with pytest.raises(UnknownPolicyError):
+        create_policy("lstm", registry=registry)

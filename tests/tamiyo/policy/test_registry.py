@@ -1,0 +1,211 @@
+"""PolicyRegistry: validation, duplicates, unknown names, and entry-point plugins (real distributions)."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from esper.tamiyo.contract import SlotConfig
+from esper.tamiyo.policy import (
+    PROTOCOL_MEMBERS,
+    PolicyBundle,
+    PolicyInfo,
+    PolicyLoadError,
+    PolicyRegistry,
+    UnknownPolicyError,
+    create_policy,
+    default_registry,
+    get_policy_class,
+    validate_policy_class,
+)
+from esper.tamiyo.policy.heuristic import HeuristicPolicyBundle
+
+
+class _Partial:
+    """Has only a few protocol members."""
+
+    def get_action(self) -> None: ...
+
+    def to(self) -> None: ...
+
+
+class _NotCallable(HeuristicPolicyBundle):
+    get_action = 3  # type: ignore[assignment]
+
+
+class _Custom(HeuristicPolicyBundle):
+    """A valid bundle registered in code."""
+
+
+def test_register_rejects_a_class_missing_members_and_names_them() -> None:
+    registry = PolicyRegistry(group=None)
+    with pytest.raises(TypeError) as info:
+        registry.register("partial", _Partial)
+    message = str(info.value)
+    assert "_Partial" in message
+    missing = [m for m in PROTOCOL_MEMBERS if m not in ("get_action", "to")]
+    assert f"missing members: {', '.join(missing)}" in message
+    assert "partial" not in registry
+
+
+def test_register_rejects_non_callable_methods_and_non_classes() -> None:
+    with pytest.raises(TypeError, match="not callable: get_action"):
+        validate_policy_class(_NotCallable)
+    with pytest.raises(TypeError, match="must be registered as a class"):
+        validate_policy_class(HeuristicPolicyBundle(slot_config=SlotConfig()))
+
+
+def test_decorator_registers_and_duplicates_raise() -> None:
+    registry = PolicyRegistry(group=None)
+
+    @registry.register_policy("custom")
+    class Decorated(HeuristicPolicyBundle):
+        pass
+
+    assert registry.get_policy_class("custom") is Decorated
+    with pytest.raises(ValueError, match="'custom' is already registered"):
+        registry.register("custom", _Custom)
+    with pytest.raises(ValueError, match="non-empty"):
+        registry.register("  ", _Custom)
+    assert registry.list_policies() == (PolicyInfo("custom", "<registered>", f"{__name__}:{Decorated.__qualname__}"),)
+
+
+def test_unknown_name_lists_known_names_and_a_close_match() -> None:
+    registry = PolicyRegistry(group=None)
+    registry.register("heuristic", HeuristicPolicyBundle)
+    registry.register("custom", _Custom)
+    with pytest.raises(UnknownPolicyError) as info:
+        registry.get_policy_class("heuristik")
+    assert str(info.value) == "unknown policy 'heuristik'; did you mean 'heuristic'? Known policies: custom, heuristic"
+    assert isinstance(info.value, ValueError)
+    with pytest.raises(UnknownPolicyError, match=r"'zzz' Known policies: custom, heuristic"):
+        registry.get_policy_class("zzz")
+
+
+def test_builtins_and_the_example_plugin_come_from_entry_points() -> None:
+    infos = {info.name: info for info in PolicyRegistry().list_policies()}
+    for name in ("lstm", "mlp", "heuristic"):
+        assert infos[name].source.startswith("esper-tamiyo "), infos[name]
+    assert infos["heuristic"] == PolicyInfo(
+        "heuristic", infos["heuristic"].source, "esper.tamiyo.policy.heuristic:HeuristicPolicyBundle"
+    )
+    assert infos["example-gru"].source.startswith("esper-policy-example ")
+    assert infos["example-gru"].target == "esper_policy_example.gru:GRUPolicyBundle"
+    assert all(info.ok for info in infos.values()), [i for i in infos.values() if not i.ok]
+
+
+def test_default_registry_resolves_builtins() -> None:
+    assert get_policy_class("heuristic") is HeuristicPolicyBundle
+    assert "lstm" in default_registry
+
+
+# --- a real distribution on a temporary sys.path entry ------------------------------------------
+
+_PLUGIN_MODULE = """
+from esper.tamiyo.policy.heuristic import HeuristicPolicyBundle
+
+
+class TmpPolicy(HeuristicPolicyBundle):
+    '''A plugin bundle (reuses the heuristic's behaviour).'''
+
+
+class NotAPolicy:
+    def get_action(self):
+        return None
+"""
+
+
+def _make_distribution(root: Path, dist: str, entry_points: dict[str, str]) -> None:
+    info = root / f"{dist.replace('-', '_')}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+    lines = "\n".join(f"{name} = {target}" for name, target in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[esper.policies]\n{lines}\n")
+
+
+@pytest.fixture
+def plugin_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> str:
+    """A plugin module plus a distribution advertising one good and two broken entry points.
+
+    Returns the module name (unique per test, so ``sys.modules`` never leaks between tests).
+    """
+    module = f"esper_tmp_plugin_{request.node.name.replace('[', '_').replace(']', '_').replace('-', '_')}"
+    (tmp_path / f"{module}.py").write_text(textwrap.dedent(_PLUGIN_MODULE))
+    _make_distribution(
+        tmp_path,
+        "esper-tmp-plugin",
+        {
+            "tmp-policy": f"{module}:TmpPolicy",
+            "broken-import": f"{module}_missing:Nope",
+            "broken-class": f"{module}:NotAPolicy",
+        },
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    yield module
+    sys.modules.pop(module, None)
+
+
+def test_plugin_distribution_is_discovered_and_built_by_create_policy(plugin_path: str) -> None:
+    registry = PolicyRegistry()
+    policy = create_policy("tmp-policy", registry=registry, slot_config=SlotConfig.for_count(2), topology="cnn")
+    assert type(policy).__name__ == "TmpPolicy" and type(policy).__module__ == plugin_path
+    assert isinstance(policy, PolicyBundle)
+    assert policy.slot_config.num_slots == 2
+    info = {i.name: i for i in registry.list_policies()}["tmp-policy"]
+    assert info == PolicyInfo("tmp-policy", "esper-tmp-plugin 1.0", f"{plugin_path}:TmpPolicy")
+
+
+def test_plugins_load_lazily(plugin_path: str) -> None:
+    registry = PolicyRegistry()
+    assert "tmp-policy" in registry and "broken-import" in registry
+    assert plugin_path not in sys.modules  # discovery reads metadata only
+    registry.get_policy_class("heuristic")
+    assert plugin_path not in sys.modules
+    registry.get_policy_class("tmp-policy")
+    assert plugin_path in sys.modules
+
+
+def test_broken_plugins_are_reported_by_name_and_do_not_break_others(plugin_path: str) -> None:
+    registry = PolicyRegistry()
+    with pytest.raises(PolicyLoadError) as info:
+        registry.get_policy_class("broken-import")
+    message = str(info.value)
+    assert "'broken-import'" in message and "esper-tmp-plugin 1.0" in message
+    assert f"ModuleNotFoundError: No module named '{plugin_path}_missing'" in message
+    assert isinstance(info.value.cause, ModuleNotFoundError) and info.value.__cause__ is info.value.cause
+    with pytest.raises(PolicyLoadError, match=r"'broken-class'.*TypeError: .*NotAPolicy does not satisfy PolicyBundle; missing members: evaluate_actions"):
+        registry.get_policy_class("broken-class")
+    # everything else still works, and the listing shows the broken ones with their errors
+    assert registry.get_policy_class("tmp-policy").__name__ == "TmpPolicy"
+    assert isinstance(create_policy("heuristic", registry=registry), HeuristicPolicyBundle)
+    listing = {i.name: i for i in registry.list_policies()}
+    assert listing["broken-import"].error == f"ModuleNotFoundError: No module named '{plugin_path}_missing'"
+    assert listing["broken-class"].error is not None and "missing members" in listing["broken-class"].error
+    assert not listing["broken-class"].ok and listing["tmp-policy"].ok and listing["heuristic"].ok
+
+
+def test_in_code_registration_wins_over_an_entry_point(plugin_path: str) -> None:
+    registry = PolicyRegistry()
+    registry.register("tmp-policy", _Custom)
+    assert registry.get_policy_class("tmp-policy") is _Custom
+    assert plugin_path not in sys.modules
+    # and a broken entry point can be replaced by a working in-code class of the same name
+    assert registry.register("broken-import", _Custom) is _Custom
+    assert registry.get_policy_class("broken-import") is _Custom
+
+
+def test_two_distributions_claiming_one_name_is_an_error_naming_both(
+    plugin_path: str, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = tmp_path_factory.mktemp("other")
+    _make_distribution(other, "esper-rival-plugin", {"tmp-policy": "somewhere_else:Rival"})
+    monkeypatch.syspath_prepend(str(other))
+    registry = PolicyRegistry()
+    with pytest.raises(PolicyLoadError, match=r"advertised by several distributions") as info:
+        registry.get_policy_class("tmp-policy")
+    assert "esper-tmp-plugin 1.0" in str(info.value) and "esper-rival-plugin 1.0" in str(info.value)
+    assert registry.get_policy_class("heuristic") is HeuristicPolicyBundle
