@@ -8,7 +8,8 @@
 Every import form counts: ``import x``, ``from x import y``, ``from esper.tamiyo import networks``,
 relative imports, ``importlib.import_module("...")`` / ``__import__("...")`` with a literal name,
 and imports under ``if TYPE_CHECKING:``. The checker is tested on synthetic sources so the rule
-can demonstrably fail.
+can demonstrably fail. Also checked: ``esper`` is the only namespace package (every code directory
+below it has an ``__init__.py``).
 """
 
 from __future__ import annotations
@@ -168,6 +169,14 @@ def test_neither_distribution_ships_a_namespace_init() -> None:
     """``esper`` is an implicit namespace package shared by both wheels."""
     assert not (SIMIC_SRC / "esper" / "__init__.py").exists()
     assert not (TAMIYO_SRC / "esper" / "__init__.py").exists()
+
+
+@pytest.mark.parametrize("package_dir", [SIMIC_SRC / "esper" / "simic", TAMIYO_SRC / "esper" / "tamiyo"])
+def test_only_esper_is_a_namespace_package(package_dir: Path) -> None:
+    """A code directory without ``__init__.py`` becomes a stray namespace package (imports fail oddly)."""
+    code_dirs = {p.parent for p in package_dir.rglob("*.py") if "__pycache__" not in p.parts}
+    missing = sorted(str(d.relative_to(ROOT)) for d in code_dirs if not (d / "__init__.py").is_file())
+    assert missing == []
 
 
 def test_scanner_sees_real_imports() -> None:

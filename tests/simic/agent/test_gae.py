@@ -173,7 +173,8 @@ def test_normalize_advantages_exact_values_and_floor() -> None:
 
     nearly_constant = torch.tensor([[1.0, 1.01]], dtype=torch.float64)
     floored = normalize_advantages(nearly_constant, _flags([T_, T_]), std_floor=0.1)
-    torch.testing.assert_close(floored.advantages, torch.tensor([[-0.05, 0.05]], dtype=torch.float64), rtol=0, atol=1e-12)
+    expected_floored = torch.tensor([[-0.05, 0.05]], dtype=torch.float64)
+    torch.testing.assert_close(floored.advantages, expected_floored, rtol=0, atol=1e-12)
 
     with pytest.raises(ValueError, match="at least one valid"):
         normalize_advantages(advantages, torch.zeros_like(valid), std_floor=0.1)

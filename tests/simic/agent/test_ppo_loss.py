@@ -20,7 +20,8 @@ def test_clipped_surrogate_hand_values_and_gradients() -> None:
     advantages = torch.tensor([1.0, -1.0, 2.0, -1.0], dtype=torch.float64)
     log_ratio = ratios.log().requires_grad_(True)
     mask = torch.ones(4, dtype=torch.bool)
-    loss = clipped_surrogate(log_ratio, advantages, mask, clip_coef=0.2, num_steps=torch.tensor(4.0, dtype=torch.float64))
+    num_steps = torch.tensor(4.0, dtype=torch.float64)
+    loss = clipped_surrogate(log_ratio, advantages, mask, clip_coef=0.2, num_steps=num_steps)
     # min(r A, clip(r) A): 0.5 | -1 | min(3, 2.4) = 2.4 | min(-0.5, -0.8) = -0.8  -> sum 1.1
     assert abs(loss.item() - (-1.1 / 4)) < 1e-12
     loss.backward()
@@ -143,5 +144,6 @@ def test_explained_variance_exact_cases() -> None:
     valid = torch.tensor([True, True, True, False])
     assert explained_variance(target, target, valid) == 1.0
     assert explained_variance(torch.full((4,), 2.0), target, valid) == 0.0
-    assert explained_variance(torch.tensor([3.0, 2.0, 1.0, 0.0]), target, valid) == pytest.approx(1.0 - 8.0 / 3.0 / (2.0 / 3.0))
+    reversed_prediction = torch.tensor([3.0, 2.0, 1.0, 0.0])  # residuals -2, 0, 2: variance 8/3 vs 2/3
+    assert explained_variance(reversed_prediction, target, valid) == pytest.approx(1.0 - (8.0 / 3.0) / (2.0 / 3.0))
     assert math.isnan(explained_variance(target, torch.ones(4), valid))

@@ -59,3 +59,55 @@ def test_uses_the_given_registry() -> None:
     assert type(create_policy("mine", registry=registry)) is Mine
     with pytest.raises(UnknownPolicyError):
         create_policy("lstm", registry=registry)
+
+
+def test_places_before_compiling() -> None:
+    calls: list[tuple[str, str]] = []
+    registry = PolicyRegistry(group=None)
+
+    @registry.register_policy("spy")
+    class Spy(HeuristicPolicyBundle):
+        def to(self, device: torch.device | str) -> "Spy":
+            calls.append(("to", str(device)))
+            return super().to(device)
+
+        def compile(self, mode: str = "default") -> "Spy":
+            calls.append(("compile", mode))
+            return super().compile(mode)
+
+    create_policy("spy", registry=registry, compile_mode="max-autotune")
+    assert calls == [("to", "cpu"), ("compile", "max-autotune")]
+    calls.clear()
+    create_policy("spy", registry=registry)  # "off": never compiled
+    assert calls == [("to", "cpu")]
+
+
+@pytest.mark.parametrize("policy_type", ["lstm", "mlp", "example-gru"])
+def test_compile_is_in_place_and_idempotent(policy_type: str) -> None:
+    policy = create_policy(policy_type, compile_mode="default", hidden_size=8, lstm_hidden=8)
+    network = policy.network
+    keys = sorted(policy.state_dict())
+    assert policy.compile("default") is policy and policy.compile("max-autotune") is policy
+    assert policy.network is network  # the inner module is compiled in place, the wrapper never
+    assert sorted(policy.state_dict()) == keys and not any(k.startswith("_orig_mod.") for k in keys)
+    assert type(policy).__module__.startswith(("esper.", "esper_policy_example."))
+
+
+@pytest.mark.parametrize("policy_type", ["lstm", "mlp", "example-gru"])
+def test_a_compiled_policy_stays_where_it_was_compiled(policy_type: str) -> None:
+    """Decided behaviour: compile after placement. Moving a compiled trainable bundle to another
+    device raises (its graphs are specialised to the device); ``.to`` its own device is a no-op."""
+    policy = create_policy(policy_type, compile_mode="default", hidden_size=8, lstm_hidden=8)
+    assert policy.to("cpu") is policy and policy.device == torch.device("cpu")
+    with pytest.raises(RuntimeError, match="compile after placement"):
+        policy.to("meta")
+    assert policy.device == torch.device("cpu")
+    uncompiled = create_policy(policy_type, hidden_size=8, lstm_hidden=8)
+    assert uncompiled.to("meta").device == torch.device("meta")
+
+
+def test_heuristic_compile_is_a_validated_no_op() -> None:
+    policy = create_policy("heuristic", compile_mode="reduce-overhead")
+    assert policy.network is None and policy.to("meta").device == torch.device("meta")
+    with pytest.raises(ValueError, match="unknown compile mode 'fast'"):
+        policy.compile("fast")

@@ -94,7 +94,9 @@ class RolloutBatch:
             truncated=rows(self.truncated),
             valid=rows(self.valid),
             bootstrap_values=rows(self.bootstrap_values),
-            initial_hidden=None if self.initial_hidden is None else tuple(h.index_select(1, index) for h in self.initial_hidden),
+            initial_hidden=None
+            if self.initial_hidden is None
+            else tuple(h.index_select(1, index) for h in self.initial_hidden),
         )
 
 
@@ -185,7 +187,8 @@ class RolloutBuffer:
             for tensor in initial_hidden:
                 if tensor.dim() < 2 or tensor.shape[1] != self.num_envs:
                     raise ValueError(
-                        f"initial hidden tensors need the batch ({self.num_envs} envs) at dim 1, got {list(tensor.shape)}"
+                        f"initial hidden tensors need the batch ({self.num_envs} envs) at dim 1, "
+                        f"got {list(tensor.shape)}"
                     )
             initial_hidden = tuple(t.detach().to(self.device).clone() for t in initial_hidden)
         self.initial_hidden = initial_hidden
@@ -250,10 +253,11 @@ class RolloutBuffer:
                 when no env was truncated (entries of other envs are ignored).
 
         Raises:
-            ValueError: a tensor has the wrong shape, or an env is truncated without bootstrap values. RuntimeError: not reset, or already full.
+            ValueError: a tensor has the wrong shape, or an env is truncated without bootstrap values.
+            RuntimeError: the buffer was not reset, or is already full.
         """
         self._check_step_inputs(obs, masks, result)
-        if bootstrap_values is None and bool(truncated.any()):
+        if bootstrap_values is None and bool((truncated.cpu() & active.cpu()).any()):
             raise ValueError("some environments were truncated at this step but no bootstrap_values were given")
         t = self.step
         live = active.to(device=self.device, dtype=torch.bool)

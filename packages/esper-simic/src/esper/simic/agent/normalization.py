@@ -183,7 +183,8 @@ class RewardNormalizer:
         """
         if rewards.shape != (self.num_envs,) or episode_end.shape != (self.num_envs,):
             raise ValueError(
-                f"rewards {list(rewards.shape)} and episode_end {list(episode_end.shape)} must both be [{self.num_envs}]"
+                f"rewards {list(rewards.shape)} and episode_end {list(episode_end.shape)} "
+                f"must both be [{self.num_envs}]"
             )
         active_cpu = torch.ones(self.num_envs, dtype=torch.bool) if active is None else active.detach().cpu()
         raw = rewards.detach().to("cpu", _STATS_DTYPE)

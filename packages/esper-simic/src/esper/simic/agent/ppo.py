@@ -99,6 +99,21 @@ class UpdateMetrics:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class _Targets:
+    """Per-round learning targets, all ``[N, T]`` over the whole buffer, plus their statistics."""
+
+    advantages: torch.Tensor
+    value_targets: torch.Tensor
+    relevance: Mapping[str, torch.Tensor]
+    explained_variance: float
+    advantage_mean: float
+    advantage_std: float
+    return_mean: float
+    return_std: float
+    value_target_scale: float
+
+
 class PPOAgent:
     """Trains an injected ``PolicyBundle`` with factored, recurrent PPO.
 
@@ -183,26 +198,7 @@ class PPOAgent:
         if num_valid == 0:
             raise ValueError("the rollout buffer holds no valid step to learn from")
         first_groups = env_minibatches(data.num_envs, config.num_minibatches, self.generator)
-
-        gae = generalized_advantage_estimate(
-            data.rewards,
-            self.denormalize_values(data.values),
-            self.denormalize_values(data.bootstrap_values),
-            data.terminated,
-            data.truncated,
-            valid,
-            gamma=config.gamma,
-            lam=config.gae_lambda,
-        )
-        ev = explained_variance(self.denormalize_values(data.values), gae.returns, valid)
-        valid_returns = gae.returns[valid]
-        if self.value_normalizer is not None:
-            self.value_normalizer.update(valid_returns)
-        scale = 1.0 if self.value_normalizer is None else self.value_normalizer.scale
-        targets = gae.returns / scale
-        adv_stats = normalize_advantages(gae.advantages, valid, std_floor=config.advantage_std_floor)
-        advantages = adv_stats.advantages if config.normalize_advantages else gae.advantages
-        relevance = self.policy.action_space.relevance_masks(data.executed_op)
+        prepared = self._prepare_targets(data)
 
         old_log_probs = self._anchor_log_probs(data, first_groups)
         drift = max(float((old_log_probs[h] - data.log_probs[h])[valid].abs().max()) for h in old_log_probs)
@@ -212,10 +208,14 @@ class PPOAgent:
         stop_epoch: int | None = None
         epochs_completed = 0
         for epoch in range(config.update_epochs):
-            groups = first_groups if epoch == 0 else env_minibatches(data.num_envs, config.num_minibatches, self.generator)
+            groups = (
+                first_groups
+                if epoch == 0
+                else env_minibatches(data.num_envs, config.num_minibatches, self.generator)
+            )
             for group in groups:
                 index = group.to(valid.device)
-                loss = self._minibatch_loss(data.select(index), index, old_log_probs, advantages, targets, relevance)
+                loss = self._minibatch_loss(data.select(index), index, old_log_probs, prepared)
                 losses.append(loss)
                 kl, total = (float(x) for x in torch.stack([loss.approx_kl, loss.total.detach()]).tolist())
                 if config.kl_stop_threshold is not None and kl > config.kl_stop_threshold:
@@ -236,35 +236,66 @@ class PPOAgent:
         return _summarise(
             losses,
             grad_norms,
-            ev=ev,
+            prepared,
             drift=drift,
-            adv_stats=(float(adv_stats.mean), float(adv_stats.std)),
-            returns=valid_returns,
-            scale=scale,
             epochs_completed=epochs_completed,
             stop_epoch=stop_epoch,
             num_valid=num_valid,
         )
 
+    def _prepare_targets(self, data: RolloutBatch) -> _Targets:
+        """GAE on the return scale, value-normaliser update, critic targets, advantages and relevance.
+
+        GAE uses the value normaliser's statistics from before this round (those the critic was
+        trained against); the targets use the statistics updated with this round's returns.
+        """
+        config, valid = self.config, data.valid
+        values = self.denormalize_values(data.values)
+        gae = generalized_advantage_estimate(
+            data.rewards,
+            values,
+            self.denormalize_values(data.bootstrap_values),
+            data.terminated,
+            data.truncated,
+            valid,
+            gamma=config.gamma,
+            lam=config.gae_lambda,
+        )
+        valid_returns = gae.returns[valid]
+        if self.value_normalizer is not None:
+            self.value_normalizer.update(valid_returns)
+        scale = 1.0 if self.value_normalizer is None else self.value_normalizer.scale
+        stats = normalize_advantages(gae.advantages, valid, std_floor=config.advantage_std_floor)
+        return _Targets(
+            advantages=stats.advantages if config.normalize_advantages else gae.advantages,
+            value_targets=gae.returns / scale,
+            relevance=self.policy.action_space.relevance_masks(data.executed_op),
+            explained_variance=explained_variance(values, gae.returns, valid),
+            advantage_mean=float(stats.mean),
+            advantage_std=float(stats.std),
+            return_mean=float(valid_returns.mean()),
+            return_std=float(valid_returns.std(correction=0)),
+            value_target_scale=scale,
+        )
+
     def _minibatch_loss(
-        self,
-        batch: RolloutBatch,
-        index: torch.Tensor,
-        old_log_probs: Mapping[str, torch.Tensor],
-        advantages: torch.Tensor,
-        targets: torch.Tensor,
-        relevance: Mapping[str, torch.Tensor],
+        self, batch: RolloutBatch, index: torch.Tensor, old_log_probs: Mapping[str, torch.Tensor], prepared: _Targets
     ) -> PPOLoss:
+        """Evaluate the env rows ``index`` (already selected as ``batch``) and build their loss."""
         result = self._evaluate(batch)
+
+        def rows(tensor: torch.Tensor) -> torch.Tensor:
+            return tensor.index_select(0, index)
+
         return ppo_loss(
             new_log_probs=result.log_probs,
-            old_log_probs={h: lp.index_select(0, index) for h, lp in old_log_probs.items()},
+            old_log_probs={h: rows(lp) for h, lp in old_log_probs.items()},
             entropies=result.entropies,
-            advantages=advantages.index_select(0, index),
-            relevance={h: r.index_select(0, index) for h, r in relevance.items()},
+            advantages=rows(prepared.advantages),
+            relevance={h: rows(r) for h, r in prepared.relevance.items()},
             valid=batch.valid,
             values=result.value,
-            value_targets=targets.index_select(0, index),
+            value_targets=rows(prepared.value_targets),
             q_values=result.q_value,
             clip_coef=self.config.clip_coef,
             value_coef=self.config.value_coef,
@@ -340,12 +371,9 @@ def _mean(values: list[torch.Tensor]) -> float:
 def _summarise(
     losses: list[PPOLoss],
     grad_norms: list[torch.Tensor],
+    prepared: _Targets,
     *,
-    ev: float,
     drift: float,
-    adv_stats: tuple[float, float],
-    returns: torch.Tensor,
-    scale: float,
     epochs_completed: int,
     stop_epoch: int | None,
     num_valid: int,
@@ -368,12 +396,12 @@ def _summarise(
         head_entropies=per_head("head_entropies"),
         head_approx_kl=per_head("head_approx_kl"),
         head_clip_fractions=per_head("head_clip_fractions"),
-        explained_variance=ev,
-        advantage_mean=adv_stats[0],
-        advantage_std=adv_stats[1],
-        return_mean=float(returns.mean()),
-        return_std=float(returns.std(correction=0)),
-        value_target_scale=scale,
+        explained_variance=prepared.explained_variance,
+        advantage_mean=prepared.advantage_mean,
+        advantage_std=prepared.advantage_std,
+        return_mean=prepared.return_mean,
+        return_std=prepared.return_std,
+        value_target_scale=prepared.value_target_scale,
         grad_norm=_mean(grad_norms),
         gradient_steps=len(grad_norms),
         epochs_completed=epochs_completed,

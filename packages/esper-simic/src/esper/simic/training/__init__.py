@@ -1,1 +1,49 @@
-"""tmp"""
+"""Simic training: the vectorized PPO loop, checkpoints, metrics, evaluation and run configuration.
+
+Everything ``esper-train`` does is available from Python::
+
+    from esper.simic.training import TrainConfig, train, evaluate
+    result = train(TrainConfig(episodes=40, out_dir="runs/demo"))
+    print(evaluate("runs/demo/checkpoint_last.pt").table())
+"""
+
+from esper.simic.training.checkpoint import (
+    FORMAT_VERSION,
+    LAST_CHECKPOINT,
+    CheckpointError,
+    read_checkpoint,
+    write_checkpoint,
+)
+from esper.simic.training.config import (
+    DEFAULT_ROUNDS,
+    RESUME_OVERRIDABLE,
+    ConfigFileError,
+    TrainConfig,
+    build_config,
+    load_config_file,
+    merge_layers,
+)
+from esper.simic.training.dataclass_io import ConfigKeyError
+from esper.simic.training.evaluation import EvalConfig, EvalReport, EvalRow, evaluate, evaluate_heuristic
+from esper.simic.training.metrics import (
+    EpisodeStats,
+    FanOutSink,
+    NullSink,
+    PhaseTimings,
+    RoundRecord,
+    RunStart,
+    RunSummary,
+    TrainingSink,
+)
+from esper.simic.training.progress import ConsoleProgress
+from esper.simic.training.run_dir import RunDirectory, RunDirectoryError, read_metrics
+from esper.simic.training.vectorized import RunResult, train
+
+__all__ = [
+    "DEFAULT_ROUNDS", "FORMAT_VERSION", "LAST_CHECKPOINT", "RESUME_OVERRIDABLE",
+    "CheckpointError", "ConfigFileError", "ConfigKeyError", "ConsoleProgress", "EpisodeStats", "EvalConfig",
+    "EvalReport", "EvalRow", "FanOutSink", "NullSink", "PhaseTimings", "RoundRecord", "RunDirectory",
+    "RunDirectoryError", "RunResult", "RunStart", "RunSummary", "TrainConfig", "TrainingSink",
+    "build_config", "evaluate", "evaluate_heuristic", "load_config_file", "merge_layers", "read_checkpoint",
+    "read_metrics", "train", "write_checkpoint",
+]

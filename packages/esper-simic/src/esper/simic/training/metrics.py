@@ -55,7 +55,7 @@ class EpisodeStats:
     rollbacks: int
     """Governor rollbacks (episodes ended early by a divergence), summed."""
     params_added: int
-    """Parameters of fossilized seeds at episode end, summed over episodes (0 if the env does not report it)."""
+    """Seed parameters in the host at episode end (live and fossilized), summed over episodes."""
 
     def __post_init__(self) -> None:
         if len(self.returns) == 0 or len(self.returns) != len(self.final_accuracies):
@@ -74,7 +74,7 @@ class EpisodeStats:
             fossilized=sum(int(e.get("fossilized", 0)) for e in episodes),
             pruned=sum(int(e.get("pruned", 0)) for e in episodes),
             rollbacks=sum(int(e.get("rollbacks", 0)) for e in episodes),
-            params_added=sum(int(e.get("params_added", 0)) for e in episodes),
+            params_added=sum(int(e.get("seed_params", 0)) for e in episodes),
         )
 
     @property

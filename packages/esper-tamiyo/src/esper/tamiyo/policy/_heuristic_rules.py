@@ -45,10 +45,10 @@ class HeuristicConfig:
     episode_length: int = 40
     """Epochs per episode: the observation normalises epoch counts by it (must match the env)."""
     plateau_epochs_to_germinate: int = 3
-    """Germinate after this many consecutive epochs improving accuracy by < ``plateau_threshold`` [3].
+    """Germinate after this many consecutive epochs whose accuracy moved by < ``plateau_threshold`` [3].
     Counted from ``accuracy_history`` alone, so at most ``HISTORY_LENGTH - 1`` = 4."""
     plateau_threshold: float = 0.5
-    """An epoch whose accuracy gain is below this many points counts as plateau [0.5]."""
+    """An epoch whose accuracy changed by less than this many points (either way) is a plateau epoch [0.5]."""
     min_epochs_before_germinate: int = 3
     """No germination before this epoch [5]."""
     stabilisation_epochs: int = 3
@@ -206,11 +206,16 @@ def read_signals(features: torch.Tensor, layout: ObservationLayout, config: Heur
     Derived signals (the base block has no plateau counter or stabilisation flag):
 
     * ``plateau``: trailing run of epochs in ``accuracy_history`` (known entries only; UNKNOWN
-      padding is skipped) whose gain over the previous epoch is below ``plateau_threshold``.
+      padding is skipped) whose accuracy changed by less than ``plateau_threshold`` points.
     * ``loss_stable``: the trailing run of epochs in ``loss_history`` (losses recovered as
       ``expm1(7 * v)``, the inverse of symlog/7 for non-negative losses) whose relative
       improvement ``(prev - cur) / prev`` lies strictly inside ``stability_band`` is at least
-      ``stabilisation_epochs`` long. A zero previous loss counts as stable; a non-finite one does not.
+      ``stabilisation_epochs`` long. A previous loss that is 0 or not finite is never stable.
+
+    These are the environment tracker's definitions (plateau counter, stabilisation latch)
+    recomputed from the 5-epoch window the observation exports; the histories end with the
+    current epoch. The stage comes from the stage one-hot (an empty slot's all-zero block decodes
+    to UNKNOWN, which is not live).
     """
     L = float(config.episode_length)
 
@@ -222,20 +227,20 @@ def read_signals(features: torch.Tensor, layout: ObservationLayout, config: Heur
 
     acc_hist, loss_hist = base("accuracy_history"), base("loss_history")
     acc_known, loss_known = acc_hist > UNKNOWN / 2, loss_hist > UNKNOWN / 2
-    acc_gain = (acc_hist[:, 1:] - acc_hist[:, :-1]) * 100.0
-    plateau = _trailing_true(acc_known[:, 1:] & acc_known[:, :-1] & (acc_gain < config.plateau_threshold))
+    acc_change = (acc_hist[:, 1:] - acc_hist[:, :-1]) * 100.0
+    plateau = _trailing_true(acc_known[:, 1:] & acc_known[:, :-1] & (acc_change.abs() < config.plateau_threshold))
 
     loss = torch.expm1(loss_hist.clamp_min(0.0) * 7.0)
     prev, cur = loss[:, :-1], loss[:, 1:]
-    rel = torch.where(prev > 0, (prev - cur) / prev.clamp_min(torch.finfo(torch.float32).tiny), torch.zeros_like(prev))
+    rel = (prev - cur) / prev.clamp_min(torch.finfo(torch.float32).tiny)
     low, high = config.stability_band
-    stable_step = loss_known[:, 1:] & loss_known[:, :-1] & (rel > low) & (rel < high)
+    measurable = loss_known[:, 1:] & loss_known[:, :-1] & (prev > 0) & torch.isfinite(prev) & torch.isfinite(cur)
+    stable_step = measurable & (rel > low) & (rel < high)
     loss_stable = _trailing_true(stable_step) >= config.stabilisation_epochs
 
     stage_values = torch.tensor([int(s) for s in STAGE_ORDER], device=features.device)
     stage_onehot = torch.stack([layout.read(features, "stage", slot=k) for k in range(layout.num_slots)], dim=1)
-    is_active = per_slot("is_active") > 0.5
-    stage = torch.where(is_active, stage_values[stage_onehot.argmax(dim=-1)], torch.zeros_like(is_active, dtype=torch.long))
+    stage = stage_values[stage_onehot.argmax(dim=-1)]
     return Signals(
         epoch=torch.round(base("epoch_progress")[:, 0] * L),
         accuracy=base("val_accuracy")[:, 0] * 100.0,

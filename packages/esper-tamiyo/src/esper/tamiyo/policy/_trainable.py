@@ -133,10 +133,15 @@ class TrainablePolicyBundle:
         check_actions(actions, self._action_space, (batch, steps))
         check_hidden(hidden, self._module.hidden_dim, batch)
         check_nonempty(masks.heads)
-        state = None if hidden is None else tuple(t.clone() if t.is_inference() else t for t in hidden)
-        out: ActorCriticOutput = self._module(obs.features, obs.blueprint_indices, state)
-        scores = score_actions(self._action_space, self._floors, out.logits, masks.heads, actions)
-        q_value = self._module.q_value(out.trunk, actions[self._action_space.op_head])
+        # Tensors straight from get_action are inference tensors, which autograd may not save.
+        state = None if hidden is None else tuple(_trackable(t) for t in hidden)
+        stored = {head: _trackable(actions[head]) for head in self._action_space.head_names}
+        heads = {head: _trackable(mask) for head, mask in masks.heads.items()}
+        out: ActorCriticOutput = self._module(
+            _trackable(obs.features), _trackable(obs.blueprint_indices), state
+        )
+        scores = score_actions(self._action_space, self._floors, out.logits, heads, stored)
+        q_value = self._module.q_value(out.trunk, stored[self._action_space.op_head])
         return EvalResult(scores.log_probs, scores.entropies, out.value, q_value, out.hidden)
 
     def get_value(self, obs: Observation, hidden: Hidden = None) -> torch.Tensor:
@@ -345,6 +350,11 @@ def _rollout_rows(masks: ActionMasks, space: ActionSpace) -> dict[str, torch.Ten
         op_mask = masks.heads[space.op_head]
         rows["slot_by_op"] = masks.slot_by_op | ~op_mask.unsqueeze(-1)
     return rows
+
+
+def _trackable(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor``, or an ordinary copy of it if it was created in inference mode."""
+    return tensor.clone() if tensor.is_inference() else tensor
 
 
 def _same_device(a: torch.device, b: torch.device) -> bool:

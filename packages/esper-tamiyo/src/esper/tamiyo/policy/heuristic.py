@@ -39,6 +39,7 @@ from esper.tamiyo.contract import (
     Observation,
     ObservationLayout,
     SlotConfig,
+    check_masks_nonempty,
     morphogenetic_action_space,
     op_conditioned_slot_mask,
 )
@@ -52,6 +53,7 @@ from esper.tamiyo.policy._heuristic_rules import (
     read_signals,
     seed_ops,
 )
+from esper.tamiyo.policy._checks import check_hidden, check_masks, check_observation
 from esper.tamiyo.policy.protocol import COMPILE_MODES
 from esper.tamiyo.policy.results import ActionResult, EvalResult, Hidden
 
@@ -112,12 +114,14 @@ class HeuristicPolicyBundle:
         ``deterministic`` is accepted for protocol compatibility; the rules are always deterministic.
         Log-probs, entropies and values are zeros ``[B]``; ``hidden`` is the updated memory.
         """
-        features, slot_by_op = self._check_inputs(obs, masks)
-        batch, device = features.shape[0], features.device
+        (batch,) = check_observation(obs, self._layout.size, self._slot_config.num_slots, sequence=False)
+        check_masks(masks, self._action_space, batch_shape=(batch,), rollout=True)
+        check_hidden(hidden, self.hidden_dim, batch)
+        check_masks_nonempty(masks)
+        features, device = obs.features, obs.features.device
+        slot_by_op = masks.slot_by_op.to(device)  # type: ignore[union-attr]  # checked above
         packed = (self.initial_hidden(batch) if hidden is None else hidden)[0].to(device)  # type: ignore[index]
         memory = HeuristicMemory.unpack(packed, self._slot_config.num_slots)
-        if memory.rotation.shape[0] != batch:
-            raise ValueError(f"hidden state is for {memory.rotation.shape[0]} environments, observation for {batch}")
         signals = read_signals(features, self._layout, self._config)
         memory = observe(memory, signals, self._config)
 
@@ -175,16 +179,6 @@ class HeuristicPolicyBundle:
             last_prune=torch.where(pruned, epoch + 1, memory.last_prune),
             penalties=memory.penalties + hit,
         )
-
-    def _check_inputs(self, obs: Observation, masks: ActionMasks) -> tuple[torch.Tensor, torch.Tensor]:
-        features = obs.features
-        if features.dim() != 2 or features.shape[1] != self._layout.size:
-            raise ValueError(
-                f"heuristic get_action expects features [B, {self._layout.size}], got {list(features.shape)}"
-            )
-        if masks.slot_by_op is None:
-            raise ValueError("heuristic get_action needs masks.slot_by_op (the rollout-time masks)")
-        return features, masks.slot_by_op.to(features.device)
 
     def evaluate_actions(
         self, obs: Observation, actions: Mapping[str, torch.Tensor], masks: ActionMasks, hidden: Hidden = None

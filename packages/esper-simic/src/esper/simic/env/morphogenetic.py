@@ -1,0 +1,300 @@
+"""``MorphogeneticEnv``: one host training run as an RL episode, one host epoch per step.
+
+``reset(seed)`` builds a fresh host from ``seed`` (all randomness of the episode, parameter
+initialisation and minibatch order, comes from one ``torch.Generator`` seeded with it), validates
+the untrained host (epoch 0) and returns the first observation.
+
+``step(action)`` runs, in this order:
+
+1. **Execute** the action chosen on the previous observation. An action the masks do not allow,
+   or that a gate refuses (ADVANCE, FOSSILIZE), runs as WAIT with ``info["action_valid"] = False``.
+   A FOSSILIZE takes a governor snapshot at once.
+2. **Lifecycle clock**: every slot ticks once (cleanup pipeline, auto-advance, alpha ramps,
+   scheduled prunes, epoch counters).
+3. **Train** one host epoch (host and seeds on their own optimisers).
+4. **Validate** with counterfactual configurations; record gradients and contributions.
+5. **Governor** check on the validation loss: NaN/Inf or sustained divergence restores the last
+   snapshot, prunes live seeds, resets optimiser momentum and ends the episode
+   (``terminated=True``) with the penalty. Otherwise snapshot every ``snapshot_interval`` epochs.
+6. **Reward** of the step, from facts captured at decision time (the targeted seed's
+   contribution and progress, the stages the policy saw) and after the epoch (stages, accuracy);
+   it is assembled last so the final step's terminal bonus uses the final accuracy.
+7. **Observation and masks** for the next decision; ``truncated=True`` after the last epoch.
+
+This is SPEC §4's loop (train → validate → governor → observe → act → reward → tick) cut at the
+observation instead of at the training pass, so one ``step`` call contains one decision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from esper.simic.env.actions import action_allowed, execute_action, parse_action
+from esper.simic.env.config import EnvConfig
+from esper.simic.env.datasets import TaskData, load_task
+from esper.simic.env.governor import Governor, GovernorSettings, Snapshot, restore_snapshot, take_snapshot
+from esper.simic.env.hosts import build_host
+from esper.simic.env.model import MorphogeneticModel
+from esper.simic.env.observations import build_masks, build_observation
+from esper.simic.env.results import EnvReset, EnvStep
+from esper.simic.env.rewards import RewardInputs, compute_reward
+from esper.simic.env.signals import SignalTracker
+from esper.simic.env.slot import SlotSettings
+from esper.simic.env.training import train_epoch
+from esper.simic.env.validation import ValidationResult, validate
+from esper.tamiyo.contract import (
+    ActionMasks,
+    ActionSpace,
+    LifecycleOp,
+    Observation,
+    ObservationLayout,
+    SeedStage,
+    SlotConfig,
+    morphogenetic_action_space,
+)
+
+
+class EpisodeOverError(RuntimeError):
+    """``step`` was called after the episode ended; call ``reset`` first."""
+
+
+class MorphogeneticEnv:
+    """A host network growing seeds, controlled one epoch at a time (see module docstring)."""
+
+    def __init__(self, config: EnvConfig, device: torch.device | str = "cpu", *, data: TaskData | None = None) -> None:
+        """``data`` lets several environments share one loaded task (it is never modified)."""
+        self.config = config
+        self.device = torch.device(device)
+        self.data = (data if data is not None else load_task(config)).to(self.device)
+        self._slot_config = config.slot_config
+        self._layout = ObservationLayout(self._slot_config)
+        self._space = morphogenetic_action_space(self._slot_config)
+        self._slot_settings = SlotSettings(config.training_dwell, config.embargo_epochs, config.seed_lr, config.seed_momentum)
+        self._reward_config = config.reward_config
+        self.governor = Governor(
+            GovernorSettings(
+                config.governor_window, config.governor_min_samples, config.governor_patience,
+                config.governor_sigma, config.governor_factor, config.governor_min_loss,
+            )
+        )
+        self.tracker = SignalTracker()
+        self.model: MorphogeneticModel | None = None
+        self.snapshot: Snapshot | None = None
+        self._generator = torch.Generator()
+        self._host_optimizer: torch.optim.SGD | None = None
+        self._masks: ActionMasks | None = None
+        self._validation: ValidationResult | None = None
+        self._epoch = 0
+        self._done = True
+        self._stats: dict[str, Any] = {}
+
+    # ----------------------------------------------------------------------------- properties
+    @property
+    def slot_config(self) -> SlotConfig:
+        return self._slot_config
+
+    @property
+    def layout(self) -> ObservationLayout:
+        return self._layout
+
+    @property
+    def action_space(self) -> ActionSpace:
+        return self._space
+
+    @property
+    def feature_dim(self) -> int:
+        """Length of the observation feature vector."""
+        return self._layout.size
+
+    @property
+    def topology(self) -> str:
+        return self.config.topology
+
+    @property
+    def epoch(self) -> int:
+        """Host epochs trained so far in this episode."""
+        return self._epoch
+
+    @property
+    def done(self) -> bool:
+        """The episode has ended (or was never started)."""
+        return self._done
+
+    # ---------------------------------------------------------------------------------- reset
+    def reset(self, seed: int) -> EnvReset:
+        """Start a new episode with a fresh host built from ``seed``; returns the epoch-0 observation."""
+        self._generator = torch.Generator().manual_seed(int(seed))
+        cfg = self.config
+        host = build_host(
+            cfg.host, impaired=cfg.impaired, input_shape=self.data.input_shape, num_classes=self.data.num_classes, generator=self._generator
+        )
+        self.model = MorphogeneticModel(host, cfg.slot_ids, self._slot_settings, self.device).to(self.device)
+        self._host_optimizer = self._make_host_optimizer()
+        self.governor.reset()
+        self.tracker.reset()
+        self._epoch = 0
+        self._done = False
+        self._stats = {"return": 0.0, "germinated": 0, "fossilized": 0, "pruned": 0, "rollbacks": 0, "invalid_actions": 0}
+        self._validation = validate(self.model, self.data.val_x, self.data.val_y, chunk_size=cfg.val_batch_size)
+        self.snapshot = take_snapshot(self.model)
+        signals = self.tracker.update(self._validation.loss, self._validation.accuracy)
+        obs, self._masks = self._observe(signals, success=True, op=LifecycleOp.WAIT)
+        info = {"val_accuracy": self._validation.accuracy, "val_loss": self._validation.loss, "host_params": host.num_params}
+        return EnvReset(obs, self._masks, info)
+
+    def _make_host_optimizer(self) -> torch.optim.SGD:
+        cfg = self.config
+        assert self.model is not None
+        return torch.optim.SGD(
+            self.model.host.parameters(), lr=cfg.host_lr, momentum=cfg.host_momentum, weight_decay=cfg.host_weight_decay
+        )
+
+    def _observe(self, signals: Any, *, success: bool, op: int) -> tuple[Observation, ActionMasks]:
+        assert self.model is not None
+        slots = self.model.all_slots()
+        cfg = self.config
+        obs = build_observation(
+            self._layout, slots, signals, epoch=self._epoch, episode_length=cfg.episode_length, last_action_success=success, last_op=op
+        )
+        masks = build_masks(
+            slots,
+            slot_config=self._slot_config,
+            topology=cfg.topology,
+            max_seeds=cfg.max_seeds,
+            min_prune_age=cfg.min_prune_age,
+            auto_advance=cfg.auto_advance,
+        )
+        return obs, masks
+
+    # ----------------------------------------------------------------------------------- step
+    def step(self, action: Mapping[str, object]) -> EnvStep:
+        """Execute ``action`` ({head: index}), train one epoch, and return the next observation (module docstring)."""
+        if self._done or self.model is None or self._masks is None or self._validation is None:
+            raise EpisodeOverError("the episode is over (or was never started): call reset(seed) first")
+        model, cfg = self.model, self.config
+        act = parse_action(action, self._space)
+        slots = model.all_slots()
+        stages_before = tuple(int(s.stage) for s in slots)
+        last_accuracy = self._validation.accuracy
+        target = slots[act["slot"]]
+        contribution = target.contribution if target.is_live else None
+        progress = last_accuracy - target.accuracy_at_germination if target.is_live else None
+
+        valid = action_allowed(act, self._masks, self._space)
+        valid = valid and execute_action(act, model, cfg.slot_ids, self._generator, last_accuracy)
+        op = act["op"] if valid else int(LifecycleOp.WAIT)
+        self._count_op(op, valid)
+        if op == LifecycleOp.FOSSILIZE:
+            self.snapshot = take_snapshot(model)
+
+        for slot in slots:
+            slot.tick(cfg.auto_advance)
+        self._epoch += 1
+        rollback, reason = self._train_and_check()
+        val = self._validation
+        signals = self.tracker.update(val.loss, val.accuracy)
+
+        last_step = self._epoch >= cfg.episode_length
+        reward = compute_reward(
+            cfg.reward_mode,
+            RewardInputs(
+                op=op,
+                action_valid=valid,
+                stages_before=stages_before,
+                stages_after=tuple(int(s.stage) for s in slots),
+                val_accuracy=val.accuracy,
+                seed_params=sum(s.num_params for s in slots),
+                host_params=model.host.num_params,
+                seed_contribution=contribution,
+                seed_progress=progress,
+                is_last_step=last_step,
+                governor_rollback=rollback,
+            ),
+            self._reward_config,
+        )
+        self._stats["return"] += reward.total
+        self._done = rollback or last_step
+        obs, self._masks = self._observe(signals, success=valid, op=op)
+        info: dict[str, Any] = {
+            "executed_op": op,
+            "action_valid": valid,
+            "val_accuracy": val.accuracy,
+            "val_loss": val.loss,
+            "reward_components": reward.as_dict(),
+            "governor_rollback": rollback,
+            "epoch": self._epoch,
+            "contributions": dict(val.contributions),
+        }
+        if reason is not None:
+            info["rollback_reason"] = reason
+        if self._done:
+            info["episode"] = self._episode_summary(val)
+        return EnvStep(obs, self._masks, reward.total, rollback, last_step and not rollback, info)
+
+    def _count_op(self, op: int, valid: bool) -> None:
+        stats = self._stats
+        if not valid:
+            stats["invalid_actions"] += 1
+        elif op == LifecycleOp.GERMINATE:
+            stats["germinated"] += 1
+        elif op == LifecycleOp.FOSSILIZE:
+            stats["fossilized"] += 1
+        elif op == LifecycleOp.PRUNE:
+            stats["pruned"] += 1
+
+    def _train_and_check(self) -> tuple[bool, str | None]:
+        """Train one epoch, validate, run the governor; returns ``(rolled_back, reason)``."""
+        model, cfg = self.model, self.config
+        assert model is not None and self._host_optimizer is not None
+        epoch_stats = train_epoch(
+            model,
+            self.data,
+            self._host_optimizer,
+            batch_size=cfg.batch_size,
+            generator=self._generator,
+            host_max_grad_norm=cfg.host_max_grad_norm,
+            seed_max_grad_norm=cfg.seed_max_grad_norm,
+        )
+        for slot in model.all_slots():
+            slot.record_gradients(epoch_stats.seed_gradients.get(slot.slot_id))
+        val = validate(model, self.data.val_x, self.data.val_y, chunk_size=cfg.val_batch_size)
+        for slot in model.all_slots():
+            slot.record_contribution(val.contributions.get(slot.slot_id))
+        verdict = self.governor.check(val.loss)
+        if verdict.panic:
+            self._rollback()
+            val = validate(model, self.data.val_x, self.data.val_y, chunk_size=cfg.val_batch_size)
+        elif self._epoch % cfg.snapshot_interval == 0 and not self.governor.anomaly_pending:
+            self.snapshot = take_snapshot(model)
+        self._validation = val
+        return verdict.panic, verdict.reason
+
+    def _rollback(self) -> None:
+        """Restore the snapshot, prune every live seed, reset every optimiser's momentum."""
+        model = self.model
+        assert model is not None and self.snapshot is not None
+        restore_snapshot(model, self.snapshot)
+        for slot in model.all_slots():
+            if slot.is_live:
+                slot.prune_now()
+            slot.reset_optimizer()
+        self._host_optimizer = self._make_host_optimizer()
+        self._stats["rollbacks"] += 1
+
+    def _episode_summary(self, val: ValidationResult) -> dict[str, Any]:
+        assert self.model is not None
+        slots = self.model.all_slots()
+        return {
+            **self._stats,
+            "final_accuracy": val.accuracy,
+            "final_loss": val.loss,
+            "length": self._epoch,
+            "host_accuracy": val.all_off_accuracy,
+            "committed_accuracy": val.committed_accuracy,
+            "fossilized_slots": [s.slot_id for s in slots if s.stage == SeedStage.FOSSILIZED],
+            "seed_params": sum(s.num_params for s in slots),
+            "host_params": self.model.host.num_params,
+        }
