@@ -32,7 +32,8 @@ def _masks(step: int) -> ActionMasks:
         states = {}
         for k, slot_id in enumerate(SLOTS.slot_ids):
             stage = cycle[(env + k + step) % len(cycle)]
-            states[slot_id] = None if stage is None else SlotState(int(stage), age_epochs=env + step, alpha_mode=AlphaMode.HOLD)
+            seed = None if stage is None else SlotState(int(stage), age_epochs=env + step, alpha_mode=AlphaMode.HOLD)
+            states[slot_id] = seed
         batch.append(states)
     return compute_batch_masks(batch, slot_config=SLOTS, topology="mlp", auto_advance=False)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import replace
 
@@ -40,15 +41,15 @@ CFG = RewardConfig()
 
 def inputs(**overrides: object) -> RewardInputs:
     """A WAIT step with three empty slots, 50 % accuracy, no seeds; fields overridden by keyword."""
-    base: dict[str, object] = dict(
-        op=LifecycleOp.WAIT,
-        action_valid=True,
-        stages_before=(D, D, D),
-        stages_after=(D, D, D),
-        val_accuracy=50.0,
-        seed_params=0,
-        host_params=1000,
-    )
+    base: dict[str, object] = {
+        "op": LifecycleOp.WAIT,
+        "action_valid": True,
+        "stages_before": (D, D, D),
+        "stages_after": (D, D, D),
+        "val_accuracy": 50.0,
+        "seed_params": 0,
+        "host_params": 1000,
+    }
     base.update(overrides)
     return RewardInputs(**base)  # type: ignore[arg-type]
 
@@ -94,7 +95,7 @@ def test_stage_shaping_telescopes(gamma: float, stages: list[tuple[int, int, int
     discounted = sum(
         gamma**t
         * simplified_reward(inputs(stages_before=before, stages_after=after), cfg).stage_shaping
-        for t, (before, after) in enumerate(zip(stages, stages[1:]))
+        for t, (before, after) in enumerate(itertools.pairwise(stages))
     )
     horizon = len(stages) - 1
     expected = 0.3 * (gamma**horizon * state_potential(stages[-1]) - state_potential(stages[0]))

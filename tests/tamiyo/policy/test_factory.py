@@ -16,10 +16,15 @@ from esper.tamiyo.policy import (
 from esper.tamiyo.policy.heuristic import HeuristicPolicyBundle
 
 
-@pytest.mark.parametrize("policy_type", ["lstm", "mlp", "heuristic", "example-gru"])
-def test_every_registered_bundle_is_a_policy_bundle(policy_type: str) -> None:
+SMALL = {"hidden_size": 8, "lstm_hidden": 8}
+
+
+@pytest.mark.parametrize(
+    ("policy_type", "kwargs"), [("lstm", SMALL), ("mlp", SMALL), ("heuristic", {}), ("example-gru", SMALL)]
+)
+def test_every_registered_bundle_is_a_policy_bundle(policy_type: str, kwargs: dict[str, int]) -> None:
     slots = SlotConfig.for_count(2)
-    policy = create_policy(policy_type, slot_config=slots)
+    policy = create_policy(policy_type, slot_config=slots, **kwargs)
     assert isinstance(policy, PolicyBundle)
     assert policy.slot_config == slots
     assert policy.feature_dim == feature_size(2)
@@ -84,7 +89,7 @@ def test_places_before_compiling() -> None:
 
 @pytest.mark.parametrize("policy_type", ["lstm", "mlp", "example-gru"])
 def test_compile_is_in_place_and_idempotent(policy_type: str) -> None:
-    policy = create_policy(policy_type, compile_mode="default", hidden_size=8, lstm_hidden=8)
+    policy = create_policy(policy_type, compile_mode="default", **SMALL)
     network = policy.network
     keys = sorted(policy.state_dict())
     assert policy.compile("default") is policy and policy.compile("max-autotune") is policy
@@ -97,12 +102,12 @@ def test_compile_is_in_place_and_idempotent(policy_type: str) -> None:
 def test_a_compiled_policy_stays_where_it_was_compiled(policy_type: str) -> None:
     """Decided behaviour: compile after placement. Moving a compiled trainable bundle to another
     device raises (its graphs are specialised to the device); ``.to`` its own device is a no-op."""
-    policy = create_policy(policy_type, compile_mode="default", hidden_size=8, lstm_hidden=8)
+    policy = create_policy(policy_type, compile_mode="default", **SMALL)
     assert policy.to("cpu") is policy and policy.device == torch.device("cpu")
     with pytest.raises(RuntimeError, match="compile after placement"):
         policy.to("meta")
     assert policy.device == torch.device("cpu")
-    uncompiled = create_policy(policy_type, hidden_size=8, lstm_hidden=8)
+    uncompiled = create_policy(policy_type, **SMALL)
     assert uncompiled.to("meta").device == torch.device("meta")
 
 

@@ -51,7 +51,11 @@ class Seed:
 
 
 def _write(
-    layout: ObservationLayout, features: torch.Tensor, name: str, values: Sequence[float] | float, slot: int | None = None
+    layout: ObservationLayout,
+    features: torch.Tensor,
+    name: str,
+    values: Sequence[float] | float,
+    slot: int | None = None,
 ) -> None:
     rng = layout.base(name) if slot is None else layout.slot(slot, name)
     features[rng] = torch.as_tensor(values, dtype=torch.float32)
@@ -107,7 +111,13 @@ class Runner:
         self.policy = HeuristicPolicyBundle(slot_config=SLOTS, topology="mlp", **config)
         self.hidden = self.policy.initial_hidden(1)
 
-    def step(self, epoch: int, seeds: Mapping[int, Seed] | None = None, mask_kwargs: Mapping[str, object] | None = None, **obs: object) -> dict[str, int]:
+    def step(
+        self,
+        epoch: int,
+        seeds: Mapping[int, Seed] | None = None,
+        mask_kwargs: Mapping[str, object] | None = None,
+        **obs: object,
+    ) -> dict[str, int]:
         features, blueprints = make_features(epoch, seeds=seeds, **obs)  # type: ignore[arg-type]
         result = self.policy.get_action(
             Observation(features[None], blueprints[None]), make_masks(seeds, **(mask_kwargs or {})), self.hidden
@@ -269,8 +279,10 @@ def test_rotates_blueprints_and_skips_penalised_ones() -> None:
 
 
 def test_all_penalised_falls_back_to_lowest_penalty_then_name() -> None:
-    runner = Runner(penalty_decay=1.0, penalty_threshold=1.0, embargo_epochs_after_prune=0, blueprint_rotation=("norm", "attention", "lora"))
-    for epoch, blueprint in enumerate([BlueprintAction.NORM, BlueprintAction.NORM, BlueprintAction.LORA, BlueprintAction.ATTENTION]):
+    rotation = ("norm", "attention", "lora")
+    runner = Runner(penalty_decay=1.0, penalty_threshold=1.0, embargo_epochs_after_prune=0, blueprint_rotation=rotation)
+    failures = [BlueprintAction.NORM, BlueprintAction.NORM, BlueprintAction.LORA, BlueprintAction.ATTENTION]
+    for epoch, blueprint in enumerate(failures):
         runner.step(epoch + 3, {0: Seed(SeedStage.HOLDING, blueprint=blueprint, contribution=-1.0)})
     # penalties: norm 4, lora 2, attention 2 -> order (attention, lora, norm); rotation index 0, 1, 2, 0
     chosen = [runner.step(10 + i)["blueprint"] for i in range(4)]
@@ -311,7 +323,8 @@ def test_batch_equals_per_environment_decisions() -> None:
             assert together.actions[head][i] == alone.actions[head][0], (i, head)
         assert torch.equal(together.hidden[0][:, i], alone.hidden[0][:, 0])  # type: ignore[index]
     assert [int(o) for o in together.actions["op"]] == [1, 4, 0, 3]
-    assert all(torch.equal(v, torch.zeros(4)) for v in [*together.log_probs.values(), *together.entropies.values(), together.value])
+    outputs = [*together.log_probs.values(), *together.entropies.values(), together.value]
+    assert all(torch.equal(v, torch.zeros(4)) for v in outputs)
 
 
 _STAGES = [None, SeedStage.GERMINATED, SeedStage.TRAINING, SeedStage.BLENDING, SeedStage.HOLDING,
@@ -352,7 +365,8 @@ def _env(draw: st.DrawFn, num_slots: int) -> tuple[dict[int, Seed], dict[str, ob
 def test_actions_are_always_mask_valid_and_deterministic(data: st.DataObject, num_slots: int, batch: int) -> None:
     slots = SlotConfig.for_count(num_slots)
     layout = ObservationLayout(slots)
-    policy = HeuristicPolicyBundle(slot_config=slots, topology=data.draw(st.sampled_from(["mlp", "cnn"])), penalty_decay=1.0)
+    topology = data.draw(st.sampled_from(["mlp", "cnn"]))  # "cnn": the rotation is masked out, fallback path
+    policy = HeuristicPolicyBundle(slot_config=slots, topology=topology, penalty_decay=1.0)
     envs = [data.draw(_env(num_slots)) for _ in range(batch)]
     features = torch.zeros(batch, layout.size)
     blueprints = torch.full((batch, num_slots), -1, dtype=torch.long)
@@ -362,7 +376,10 @@ def test_actions_are_always_mask_valid_and_deterministic(data: st.DataObject, nu
         states = {sid: None for sid in slots.slot_ids}
         for k, seed in seeds.items():
             states[slots.slot_ids[k]] = SlotState(int(seed.stage), seed.age, int(seed.alpha_mode))
-        per_env_masks.append(compute_action_masks(states, slot_config=slots, topology="mlp", **mask_kwargs))  # type: ignore[arg-type]
+        env_masks = compute_action_masks(
+            states, slot_config=slots, topology="mlp", **mask_kwargs  # type: ignore[arg-type]
+        )
+        per_env_masks.append(env_masks)
     masks = stack_masks(per_env_masks)
     obs = Observation(features, blueprints)
     hidden = policy.initial_hidden(batch)
@@ -377,3 +394,29 @@ def test_actions_are_always_mask_valid_and_deterministic(data: st.DataObject, nu
         assert slot_row.gather(1, first.actions["slot"].unsqueeze(1)).all()
         assert torch.equal(first.hidden[0], again.hidden[0])  # type: ignore[index]
         hidden = first.hidden
+
+
+def test_noisy_accuracy_without_a_new_best_counts_as_plateau() -> None:
+    # epoch-to-epoch swings of 1-2 points, but nothing beats 65.0 by 0.5: a 4-epoch plateau
+    assert Runner().step(17, accuracies=(65.0, 63.3, 62.8, 65.0, 65.4))["op"] == LifecycleOp.GERMINATE
+    # a new best (+0.6 over 65.0) restarts the count
+    assert Runner().step(17, accuracies=(65.0, 63.3, 62.8, 65.6, 65.4))["op"] == LifecycleOp.WAIT
+
+
+@pytest.mark.parametrize("losses", [(0.0,) * 5, (float("inf"),) * 5, (0.5, float("nan"), 0.5, 0.5, 0.5)])
+def test_degenerate_losses_never_count_as_stable(losses: Sequence[float]) -> None:
+    runner = Runner()
+    assert runner.step(10, losses=losses)["op"] == LifecycleOp.WAIT
+    assert runner.memory.stabilised.item() == 0.0
+
+
+def test_rejects_mis_shaped_inputs() -> None:
+    policy = HeuristicPolicyBundle(slot_config=SLOTS)
+    features, blueprints = make_features(10)
+    obs = Observation(features[None], blueprints[None])
+    with pytest.raises(ValueError, match=r"obs.features must be a float \[B, F\] tensor with F=116"):
+        policy.get_action(Observation(features[None, :-1], blueprints[None]), make_masks())
+    with pytest.raises(ValueError, match="slot_by_op"):
+        policy.get_action(obs, ActionMasks(make_masks().heads))
+    with pytest.raises(ValueError, match=r"hidden tensors must be \[layers, 1, 26\]"):
+        policy.get_action(obs, make_masks(), policy.initial_hidden(2))

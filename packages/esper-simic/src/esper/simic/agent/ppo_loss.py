@@ -10,6 +10,12 @@ and the per-head losses are summed: a factored trust region in which every head 
 own ratio (simic-facts §3.9f). A head that mattered for no step of the batch therefore gets
 exactly zero policy gradient.
 
+Normalisation choice: each head's surrogate is summed over its relevant steps and divided by the
+number of *valid* steps (not by the head's own relevant-step count, as the reference does). The
+sum over heads is then the per-step factored joint objective, and a head that matters on 2% of
+the steps gets 2% of the weight instead of being amplified into full-size steps from a handful of
+samples. Entropy bonuses, per-head KL and clip fractions are means over the head's relevant steps.
+
 Shapes: ``[B, T]`` for every per-step tensor (any shape works as long as all agree).
 """
 

@@ -30,9 +30,10 @@ def create_policy(
 
     Order matters: the bundle is placed *before* it is compiled, so the compiled graph is traced
     for the final device. ``bundle.compile(mode)`` compiles the bundle's inner ``nn.Module``
-    (never the wrapper) and is idempotent. Moving a compiled bundle afterwards is the bundle's
-    business (see its ``to``); the built-in trainable bundles move the shared parameters and let
-    ``torch.compile`` recompile for the new device on the next call.
+    (never the wrapper) and is idempotent. A compiled bundle stays where it was compiled: the
+    trainable bundles (``lstm``, ``mlp`` and subclasses of ``TrainablePolicyBundle``) raise
+    ``RuntimeError`` if ``.to()`` asks for another device (same device: no-op), because compiled
+    graphs are specialised to their device; build a new policy instead.
 
     Args:
         policy_type: registry name (``"lstm"``, ``"mlp"``, ``"heuristic"`` or a plugin's name).

@@ -47,6 +47,7 @@ from esper.tamiyo.policy._heuristic_rules import (
     DEFAULT_ROTATIONS,
     HeuristicConfig,
     HeuristicMemory,
+    Signals,
     choose_blueprints,
     germination_ready,
     observe,
@@ -125,33 +126,15 @@ class HeuristicPolicyBundle:
         signals = read_signals(features, self._layout, self._config)
         memory = observe(memory, signals, self._config)
 
-        op_mask = masks.heads["op"]
-        wanted = seed_ops(memory, signals, self._config)  # [B, S]
-        usable = (
-            (wanted != int(LifecycleOp.WAIT))
-            & slot_by_op.gather(1, wanted.unsqueeze(1)).squeeze(1)
-            & op_mask.gather(1, wanted)
-        )
-        has_seed_op = usable.any(dim=1)
-        seed_slot = usable.to(torch.int8).argmax(dim=1)
-        seed_op = wanted.gather(1, seed_slot.unsqueeze(1)).squeeze(1)
-
-        germ_slots = slot_by_op[:, LifecycleOp.GERMINATE] & op_mask[:, LifecycleOp.GERMINATE : LifecycleOp.GERMINATE + 1]
-        germinate = ~has_seed_op & germ_slots.any(dim=1) & germination_ready(memory, signals, self._config)
-        space = self._action_space
-        op = torch.where(
-            has_seed_op,
-            seed_op,
-            torch.where(germinate, torch.full_like(seed_op, int(LifecycleOp.GERMINATE)), space.canonical_action("op", op_mask)),
-        )
-        fallback_slot = space.canonical_action("slot", op_conditioned_slot_mask(slot_by_op, op))
-        slot = torch.where(has_seed_op, seed_slot, torch.where(germinate, germ_slots.to(torch.int8).argmax(dim=1), fallback_slot))
-
-        blueprint_mask = masks.heads["blueprint"]
+        op, slot, germinate = self._choose_op_and_slot(memory, signals, masks.heads["op"], slot_by_op)
         chosen, next_rotation, rotation_allowed = choose_blueprints(
-            memory, self._rotation.to(device), blueprint_mask, self._config
+            memory, self._rotation.to(device), masks.heads["blueprint"], self._config
         )
         use_rotation = germinate & rotation_allowed
+        space = self._action_space
+        # Every head the op does not use (and style/tempo/alpha for GERMINATE, speed/curve for
+        # PRUNE) takes its canonical placeholder: SIGMOID_ADD, STANDARD tempo, FULL amplitude,
+        # INSTANT, LINEAR when the masks allow them.
         actions = {head: space.canonical_action(head, masks.heads[head]) for head in space.head_names}
         actions.update(slot=slot, op=op, blueprint=torch.where(use_rotation, chosen, actions["blueprint"]))
         memory = self._remember(memory, signals.epoch, op, slot, obs.blueprint_indices.to(device))
@@ -166,8 +149,43 @@ class HeuristicPolicyBundle:
             hidden=(memory.pack(),),
         )
 
+    def _choose_op_and_slot(
+        self, memory: HeuristicMemory, signals: Signals, op_mask: torch.Tensor, slot_by_op: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Op ``[B]``, slot ``[B]`` and whether the env germinates ``[B]``, all mask-valid.
+
+        The first seed (slot order) whose rule asks for a non-WAIT op the masks allow wins; else
+        GERMINATE on the first slot that allows it when the germination rules say so; else the
+        op head's canonical choice (WAIT) with the canonical slot of its ``slot_by_op`` row.
+        """
+        space = self._action_space
+        wanted = seed_ops(memory, signals, self._config)  # [B, S]
+        usable = (
+            (wanted != int(LifecycleOp.WAIT))
+            & slot_by_op.gather(1, wanted.unsqueeze(1)).squeeze(1)
+            & op_mask.gather(1, wanted)
+        )
+        has_seed_op = usable.any(dim=1)
+        seed_slot = usable.to(torch.int8).argmax(dim=1)
+        seed_op = wanted.gather(1, seed_slot.unsqueeze(1)).squeeze(1)
+
+        germ = int(LifecycleOp.GERMINATE)
+        germ_slots = slot_by_op[:, germ] & op_mask[:, germ : germ + 1]
+        germinate = ~has_seed_op & germ_slots.any(dim=1) & germination_ready(memory, signals, self._config)
+        germ_op = torch.full_like(seed_op, germ)
+        op = torch.where(has_seed_op, seed_op, torch.where(germinate, germ_op, space.canonical_action("op", op_mask)))
+        fallback_slot = space.canonical_action("slot", op_conditioned_slot_mask(slot_by_op, op))
+        germ_slot = germ_slots.to(torch.int8).argmax(dim=1)
+        slot = torch.where(has_seed_op, seed_slot, torch.where(germinate, germ_slot, fallback_slot))
+        return op, slot, germinate
+
     def _remember(
-        self, memory: HeuristicMemory, epoch: torch.Tensor, op: torch.Tensor, slot: torch.Tensor, blueprints: torch.Tensor
+        self,
+        memory: HeuristicMemory,
+        epoch: torch.Tensor,
+        op: torch.Tensor,
+        slot: torch.Tensor,
+        blueprints: torch.Tensor,
     ) -> HeuristicMemory:
         """Record a PRUNE: it starts the embargo and penalises the pruned seed's blueprint."""
         pruned = op == int(LifecycleOp.PRUNE)
@@ -201,7 +219,9 @@ class HeuristicPolicyBundle:
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> None:
         """Accept the empty state dict; a non-empty one is another architecture (``ValueError`` if strict)."""
         if strict and state_dict:
-            raise ValueError(f"the heuristic policy has no weights, got a state dict with keys {sorted(state_dict)[:5]}")
+            raise ValueError(
+                f"the heuristic policy has no weights, got a state dict with keys {sorted(state_dict)[:5]}"
+            )
 
     def to(self, device: torch.device | str) -> Self:
         """Record the device ``initial_hidden`` allocates on; decisions follow the observation's device."""

@@ -1,0 +1,295 @@
+"""Benchmark the morphogenetic environment against a plain PyTorch training loop; prints JSON.
+
+For each host (``mlp``, ``cnn``) on ``digits`` and each environment count (1, 4), one episode of a
+``VectorEnv`` is driven by a scripted policy (germinate a seed whenever the masks allow it,
+fossilize every seed that reaches HOLDING), and every ``step`` call is timed. The step time is
+split into:
+
+* ``train_ms``: host training (``train_epoch``: host + seeds, both optimisers);
+* ``validate_ms``: validation with the counterfactual configurations (``validate``);
+* ``other_ms``: everything else the environment adds (action checks and execution, lifecycle
+  tick, governor, signals, reward, observation and masks, stacking across environments).
+
+The two phases are timed by wrapping the functions the environment calls
+(``esper.simic.env.morphogenetic.train_epoch`` / ``validate``) for the duration of the run.
+
+The baseline trains the *same* host and the same seed modules (same blueprints, present in the
+same epochs as in environment 0 of the episode, at alpha 1) for the same number of epochs with a
+plain loop: minibatch SGD with the same optimisers and clipping, then one validation forward per
+epoch, no lifecycle and no counterfactuals. ``overhead_ratio`` is environment milliseconds per
+environment step divided by baseline milliseconds per epoch. Target: ``other_fraction`` (other /
+step) at most 0.15.
+
+Usage::
+
+    uv run python scripts/bench_env.py            # 40-epoch episodes
+    uv run python scripts/bench_env.py --quick    # 8-epoch episodes, for a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import esper.simic.env.morphogenetic as morphogenetic_module
+from esper.simic.env import EnvConfig, HostNetwork, TaskData, VectorEnv, build_blueprint, build_host, load_task
+from esper.tamiyo.contract import (
+    ACTIVE_STAGES,
+    HEAD_NAMES,
+    ActionMasks,
+    ActionSpace,
+    AlphaTargetAction,
+    BlueprintAction,
+    GerminationStyle,
+    LifecycleOp,
+    TempoAction,
+    parse_slot_id,
+)
+
+#: Blueprint the scripted policy germinates, per topology (a mid-sized one of each family).
+SCRIPTED_BLUEPRINT: Mapping[str, BlueprintAction] = {"mlp": BlueprintAction.MLP, "cnn": BlueprintAction.CONV_LIGHT}
+
+T = TypeVar("T")
+
+
+@dataclass
+class PhaseClock:
+    """Seconds spent in the two timed phases since the last :meth:`clear`."""
+
+    train_s: float = 0.0
+    validate_s: float = 0.0
+
+    def clear(self) -> None:
+        self.train_s = self.validate_s = 0.0
+
+
+def _timed(fn: Callable[..., T], add: Callable[[float], None]) -> Callable[..., T]:
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            add(time.perf_counter() - start)
+
+    return wrapper
+
+
+@contextmanager
+def timed_phases(clock: PhaseClock) -> Iterator[None]:
+    """Wrap the environment's training and validation functions so they add to ``clock``."""
+
+    def add_train(s: float) -> None:
+        clock.train_s += s
+
+    def add_validate(s: float) -> None:
+        clock.validate_s += s
+
+    originals = {name: getattr(morphogenetic_module, name) for name in ("train_epoch", "validate")}
+    setattr(morphogenetic_module, "train_epoch", _timed(originals["train_epoch"], add_train))
+    setattr(morphogenetic_module, "validate", _timed(originals["validate"], add_validate))
+    try:
+        yield
+    finally:
+        for name, fn in originals.items():
+            setattr(morphogenetic_module, name, fn)
+
+
+def scripted_actions(masks: ActionMasks, space: ActionSpace, blueprint: BlueprintAction) -> dict[str, torch.Tensor]:
+    """Germinate ``blueprint`` in the first slot that allows it, else fossilize, else WAIT (per env)."""
+    assert masks.slot_by_op is not None
+    num_envs = masks.slot_by_op.shape[0]
+    actions = {h: space.canonical_action(h, masks.heads[h]) for h in HEAD_NAMES}
+    for i in range(num_envs):
+        for op in (LifecycleOp.GERMINATE, LifecycleOp.FOSSILIZE):
+            slots = masks.slot_by_op[i, op].nonzero()
+            if bool(masks.heads["op"][i, op]) and slots.numel() > 0:
+                actions["op"][i], actions["slot"][i] = int(op), int(slots[0])
+                break
+        else:
+            actions["op"][i] = int(LifecycleOp.WAIT)
+    actions["blueprint"][:] = int(blueprint)
+    actions["style"][:] = int(GerminationStyle.LINEAR_ADD)
+    actions["tempo"][:] = int(TempoAction.FAST)
+    actions["alpha_target"][:] = int(AlphaTargetAction.FULL)
+    return actions
+
+
+@dataclass(frozen=True)
+class SeedSchedule:
+    """Which seeds trained in each epoch of environment 0: ``epochs[e]`` = ``((block, blueprint), ...)``."""
+
+    epochs: tuple[tuple[tuple[int, int], ...], ...]
+
+
+def run_env(config: EnvConfig, num_envs: int, data: TaskData, seed: int) -> tuple[dict[str, float], SeedSchedule]:
+    """One timed episode of ``num_envs`` environments; returns per-env-step milliseconds and env 0's seeds."""
+    vec = VectorEnv(config, num_envs, data=data)
+    blueprint = SCRIPTED_BLUEPRINT[config.topology]
+    blocks = [parse_slot_id(s)[1] for s in config.slot_ids]  # slot r0c{i} follows host block i
+    clock = PhaseClock()
+    schedule: list[tuple[tuple[int, int], ...]] = []
+    total_s, env_steps, vector_steps, germinated = 0.0, 0, 0, 0
+    with timed_phases(clock):
+        result: Any = vec.reset([seed + i for i in range(num_envs)])
+        clock.clear()
+        while True:
+            actions = scripted_actions(result.masks, vec.action_space, blueprint)
+            start = time.perf_counter()
+            result = vec.step(actions)
+            total_s += time.perf_counter() - start
+            vector_steps += 1
+            env_steps += int(result.active.sum())
+            germinated += int(((result.executed_op == LifecycleOp.GERMINATE) & result.active).sum())
+            model = vec.envs[0].model
+            assert model is not None
+            if bool(result.active[0]):
+                schedule.append(
+                    tuple(
+                        (blocks[k], int(s.blueprint))
+                        for k, s in enumerate(model.all_slots())
+                        if s.occupied and s.stage in ACTIVE_STAGES and s.blueprint is not None
+                    )
+                )
+            if not bool((~(result.terminated | result.truncated) & result.active).any()):
+                break
+    per_step = 1000.0 / env_steps
+    train_ms, validate_ms, total_ms = clock.train_s * per_step, clock.validate_s * per_step, total_s * per_step
+    other_ms = total_ms - train_ms - validate_ms
+    timing = {
+        "env_steps": env_steps,
+        "vector_steps": vector_steps,
+        "seeds_germinated": germinated,
+        "step_ms": total_ms,
+        "train_ms": train_ms,
+        "validate_ms": validate_ms,
+        "other_ms": other_ms,
+        "other_fraction": other_ms / total_ms,
+        "vector_step_ms": 1000.0 * total_s / vector_steps,
+    }
+    return timing, SeedSchedule(tuple(schedule))
+
+
+class PlainNet(nn.Module):
+    """Host blocks with fixed seed modules after some of them (``h = seed(h)``: ADD at alpha 1)."""
+
+    def __init__(self, host: HostNetwork, seeds: Mapping[int, nn.Module]) -> None:
+        super().__init__()
+        self.host = host
+        self.seeds = nn.ModuleDict({str(k): m for k, m in seeds.items()})
+        self.enabled: frozenset[int] = frozenset()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x
+        for i, block in enumerate(self.host.blocks):
+            h = block(h)
+            if i in self.enabled:
+                h = self.seeds[str(i)](h)
+        out: torch.Tensor = self.host.head(h)
+        return out
+
+
+def plain_loop(config: EnvConfig, data: TaskData, seed: int, schedule: SeedSchedule) -> dict[str, float]:
+    """Train host + scheduled seeds with a plain loop for ``len(schedule.epochs)`` epochs; ms per epoch."""
+    generator = torch.Generator().manual_seed(seed)
+    host = build_host(config.host, impaired=config.impaired, input_shape=data.input_shape, num_classes=data.num_classes, generator=generator)
+    wanted = {block: bp for epoch in schedule.epochs for block, bp in epoch}
+    seeds = {block: build_blueprint(config.topology, bp, host.slot_shapes[block], generator) for block, bp in wanted.items()}
+    net = PlainNet(host, seeds)
+    host_opt = torch.optim.SGD(host.parameters(), lr=config.host_lr, momentum=config.host_momentum, weight_decay=config.host_weight_decay)
+    seed_opts = {k: torch.optim.SGD(m.parameters(), lr=config.seed_lr, momentum=config.seed_momentum) for k, m in seeds.items()}
+    n, size = data.train_x.shape[0], config.batch_size
+    train_s = validate_s = 0.0
+    for enabled in schedule.epochs:
+        net.enabled = frozenset(block for block, _ in enabled)
+        opts = [host_opt, *(seed_opts[k] for k in net.enabled)]
+        start = time.perf_counter()
+        net.train()
+        order = torch.randperm(n, generator=generator)
+        x_all, y_all = data.train_x[order], data.train_y[order]
+        for b in range(max(n // size, 1)):
+            xb, yb = x_all[b * size : (b + 1) * size], y_all[b * size : (b + 1) * size]
+            loss = F.cross_entropy(net(xb), yb)
+            for opt in opts:
+                opt.zero_grad(set_to_none=True)
+            loss.backward()
+            for opt in opts:
+                max_norm = config.host_max_grad_norm if opt is host_opt else config.seed_max_grad_norm
+                torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], max_norm)
+                opt.step()
+        mid = time.perf_counter()
+        net.eval()
+        with torch.inference_mode():
+            correct = 0
+            for s in range(0, data.val_x.shape[0], config.val_batch_size):
+                logits = net(data.val_x[s : s + config.val_batch_size])
+                F.cross_entropy(logits, data.val_y[s : s + config.val_batch_size])
+                correct += int((logits.argmax(dim=1) == data.val_y[s : s + config.val_batch_size]).sum())
+        end = time.perf_counter()
+        train_s += mid - start
+        validate_s += end - mid
+    epochs = len(schedule.epochs)
+    return {
+        "epochs": epochs,
+        "epoch_ms": 1000.0 * (train_s + validate_s) / epochs,
+        "train_ms": 1000.0 * train_s / epochs,
+        "validate_ms": 1000.0 * validate_s / epochs,
+    }
+
+
+def bench(host: str, num_envs: int, episode_length: int, data: TaskData, seed: int) -> dict[str, Any]:
+    config = EnvConfig(task="digits", host=host, episode_length=episode_length)  # type: ignore[arg-type]
+    env_timing, schedule = run_env(config, num_envs, data, seed)
+    plain = plain_loop(config, data, seed, schedule)
+    return {
+        "host": host,
+        "num_envs": num_envs,
+        "episode_length": episode_length,
+        "env": env_timing,
+        "plain": plain,
+        "overhead_ratio": env_timing["step_ms"] / plain["epoch_ms"],
+        "other_within_target": env_timing["other_fraction"] <= 0.15,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="8-epoch episodes instead of --episode-length")
+    parser.add_argument("--episode-length", type=int, default=40, help="epochs per episode (default 40)")
+    parser.add_argument("--hosts", nargs="+", default=["mlp", "cnn"], choices=["mlp", "cnn"])
+    parser.add_argument("--num-envs", nargs="+", type=int, default=[1, 4])
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    episode_length = 8 if args.quick else args.episode_length
+    data = load_task(EnvConfig(task="digits"))
+    # Warm-up: first-use costs (lazy imports, kernel selection) must not land in the first timing.
+    for host in args.hosts:
+        run_env(EnvConfig(task="digits", host=host, episode_length=2), 1, data, args.seed)
+    results = [bench(host, n, episode_length, data, args.seed) for host in args.hosts for n in args.num_envs]
+    report = {
+        "benchmark": "bench_env",
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "threads": args.threads,
+        "task": "digits",
+        "units": "milliseconds per environment step (env) / per epoch (plain)",
+        "results": results,
+    }
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,78 @@
+"""Governor: divergence detection, and an injected NaN restoring the snapshot and ending the episode."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from esper.simic.env import EnvConfig, MorphogeneticEnv
+from esper.simic.env.governor import Governor, GovernorSettings
+from esper.tamiyo.contract import BlueprintAction, LifecycleOp, SeedStage
+
+WAIT = {"slot": 0, "blueprint": 0, "style": 2, "tempo": 1, "alpha_target": 2, "alpha_speed": 0, "alpha_curve": 0, "op": 0}
+
+
+def test_non_finite_loss_panics_immediately() -> None:
+    governor = Governor(GovernorSettings())
+    for loss in (math.nan, math.inf):
+        verdict = governor.check(loss)
+        assert verdict.panic and verdict.reason == "non_finite_loss"
+
+
+def test_divergence_needs_patience_consecutive_anomalies() -> None:
+    governor = Governor(GovernorSettings(window=10, min_samples=5, patience=2, sigma=6.0, factor=3.0, min_loss=5.0))
+    for loss in (2.0, 1.8, 1.6, 1.5, 1.4):
+        assert not governor.check(loss).anomaly
+    first = governor.check(50.0)
+    assert first.anomaly and not first.panic and governor.anomaly_pending
+    assert not governor.check(1.3).anomaly  # a healthy loss clears the streak
+    assert not governor.check(50.0).panic
+    second = governor.check(60.0)
+    assert second.panic and second.reason == "divergence"
+
+
+def test_no_divergence_before_min_samples_or_below_min_loss() -> None:
+    governor = Governor(GovernorSettings(min_samples=5, patience=1, min_loss=5.0))
+    for loss in (0.1, 0.1, 0.1, 0.1):
+        governor.check(loss)
+    assert not governor.check(100.0).anomaly  # only 4 samples in the window
+    governor.check(0.1)
+    assert not governor.check(4.0).anomaly  # far above the mean, but under min_loss
+    assert governor.check(6.0).panic
+
+
+@pytest.fixture(scope="module")
+def config() -> EnvConfig:
+    return EnvConfig(task="synthetic", synthetic_train_size=64, synthetic_val_size=32, batch_size=32, episode_length=20, training_dwell=2)
+
+
+def test_injected_nan_restores_snapshot_and_terminates(config: EnvConfig) -> None:
+    env = MorphogeneticEnv(config)
+    env.reset(seed=3)
+    for _ in range(4):
+        env.step(WAIT)
+    germinate = {**WAIT, "op": int(LifecycleOp.GERMINATE), "slot": 1, "blueprint": int(BlueprintAction.MLP)}
+    env.step(germinate)  # epoch 5: snapshot taken after this epoch's clean check
+    assert env.model is not None and env.snapshot is not None
+    snapshot = {k: v.clone() for k, v in env.snapshot.host.items()}
+    assert all(torch.equal(v, snapshot[k]) for k, v in env.model.host.state_dict().items())
+    assert env.model.slot("r0c1").stage == SeedStage.TRAINING
+    with torch.no_grad():
+        env.model.host.blocks[1][0].weight[0, 0] = math.nan  # type: ignore[index]
+
+    result = env.step(WAIT)
+
+    assert result.terminated and not result.truncated and result.info["governor_rollback"]
+    assert result.info["rollback_reason"] == "non_finite_loss"
+    restored = env.model.host.state_dict()
+    assert restored.keys() == snapshot.keys()
+    assert all(torch.equal(restored[k], snapshot[k]) for k in snapshot)
+    assert env.model.slot("r0c1").stage == SeedStage.PRUNED  # live seed pruned
+    # Penalty plus the shaping that gives back the TRAINING seed's potential (Φ = 2, weight 0.3).
+    assert result.info["reward_components"]["governor_penalty"] == -10.0
+    assert result.reward == pytest.approx(-10.0 - 0.3 * 2.0)
+    assert math.isfinite(result.info["val_loss"]) and bool(torch.isfinite(result.obs.features).all())
+    assert result.info["episode"]["rollbacks"] == 1
+    assert env._host_optimizer is not None and not env._host_optimizer.state  # momentum reset
