@@ -37,9 +37,9 @@ def test_no_divergence_before_min_samples_or_below_min_loss() -> None:
     governor = Governor(GovernorSettings(min_samples=5, patience=1, min_loss=5.0))
     for loss in (0.1, 0.1, 0.1, 0.1):
         governor.check(loss)
-    assert not governor.check(100.0).anomaly  # only 4 samples in the window
+    assert not governor.is_anomalous(100.0)  # only 4 samples in the window
     governor.check(0.1)
-    assert not governor.check(4.0).anomaly  # far above the mean, but under min_loss
+    assert not governor.is_anomalous(4.0)  # far above the mean, but under min_loss
     assert governor.check(6.0).panic
 
 

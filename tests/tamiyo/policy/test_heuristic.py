@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -144,7 +145,7 @@ def test_is_a_policy_bundle_without_parameters() -> None:
 
 def test_policy_config_rebuilds_an_identical_bundle() -> None:
     policy = HeuristicPolicyBundle(slot_config=SLOTS, topology="cnn", embargo_epochs_after_prune=5)
-    rebuilt = HeuristicPolicyBundle(slot_config=SLOTS, **policy.policy_config)
+    rebuilt = HeuristicPolicyBundle(slot_config=SLOTS, **json.loads(json.dumps(policy.policy_config)))
     assert rebuilt.config == policy.config and rebuilt.topology == "cnn"
     assert policy.policy_config["embargo_epochs_after_prune"] == 5
 

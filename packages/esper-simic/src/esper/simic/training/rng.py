@@ -51,7 +51,9 @@ def _uses_cuda(device: torch.device) -> bool:
 def isolated_global_rngs(seed: int, device: torch.device) -> Iterator[None]:
     """Seed the global torch (CPU, and CUDA for a CUDA ``device``), numpy and ``random`` generators
     from ``seed`` inside the block; restore the caller's states on exit."""
-    cuda_devices = [device] if _uses_cuda(device) else []
+    cuda_devices: list[int] = []
+    if _uses_cuda(device):
+        cuda_devices.append(torch.cuda.current_device() if device.index is None else device.index)
     numpy_state = np.random.get_state()
     python_state = random.getstate()
     global_seed = derive_seed(seed, GLOBAL_STREAM)

@@ -14,6 +14,7 @@ import torch
 
 from esper.tamiyo.contract import (
     STAGE_ORDER,
+    SYMLOG_SCALE,
     UNKNOWN,
     AlphaMode,
     BlueprintAction,
@@ -30,6 +31,8 @@ DEFAULT_ROTATIONS: dict[str, tuple[str, ...]] = {
     "mlp": ("norm", "mlp_small", "lora", "attention", "mlp"),
     "transformer": ("attention", "lora", "mlp_small", "norm", "flex_attention"),
 }
+#: The observation stores counterfactual contribution as accuracy points / 10 (``observation.py``).
+CONTRIBUTION_SCALE = 10.0
 _LIVE_STAGES = (SeedStage.GERMINATED, SeedStage.TRAINING, SeedStage.BLENDING, SeedStage.HOLDING)
 _EPS = 1e-6
 
@@ -181,19 +184,30 @@ class HeuristicMemory:
 
 @dataclass(frozen=True, slots=True)
 class Signals:
-    """What the rules read from one observation step (``[B]`` / ``[B, S]``)."""
+    """What the rules read from one observation step, decoded to raw units."""
 
     epoch: torch.Tensor
+    """``[B]`` epochs trained so far (float, integral)."""
     accuracy: torch.Tensor
+    """``[B]`` validation accuracy, points."""
     plateau: torch.Tensor
+    """``[B]`` int64 epochs without a new best accuracy (0..4)."""
     loss_stable: torch.Tensor
+    """``[B]`` bool: the loss window satisfies the stabilisation rule now."""
     stage: torch.Tensor
+    """``[B, S]`` int64 ``SeedStage`` value (UNKNOWN = 0 for an empty slot)."""
     alpha: torch.Tensor
+    """``[B, S]`` current blend alpha."""
     alpha_target: torch.Tensor
+    """``[B, S]`` alpha controller target."""
     alpha_idle: torch.Tensor
+    """``[B, S]`` bool: the alpha controller is in HOLD."""
     contribution: torch.Tensor
+    """``[B, S]`` counterfactual contribution, points (0 when never measured)."""
     measured: torch.Tensor
+    """``[B, S]`` bool: a counterfactual has been measured for this seed."""
     epochs_in_stage: torch.Tensor
+    """``[B, S]`` epochs in the current stage (float, integral)."""
 
 
 def _trailing_true(cond: torch.Tensor) -> torch.Tensor:
@@ -213,14 +227,13 @@ def read_signals(features: torch.Tensor, layout: ObservationLayout, config: Heur
       points) that run almost never reaches 3, and the heuristic would never germinate, so
       "no new best" (patience, as in learning-rate-on-plateau schedulers) is used instead.
     * ``loss_stable``: the trailing run of epochs in ``loss_history`` (losses recovered as
-      ``expm1(7 * v)``, the inverse of symlog/7 for non-negative losses) whose relative
+      ``expm1(SYMLOG_SCALE * v)``, the inverse of symlog/7 for non-negative losses) whose relative
       improvement ``(prev - cur) / prev`` lies strictly inside ``stability_band`` is at least
       ``stabilisation_epochs`` long. A previous loss that is 0 or not finite is never stable.
 
     The stabilisation rule is the environment tracker's, recomputed from the 5-epoch window the
     observation exports; the histories end with the current epoch. The stage comes from the
-    stage one-hot (an empty slot's all-zero block decodes
-    to UNKNOWN, which is not live).
+    stage one-hot (an empty slot's all-zero block decodes to UNKNOWN, which is not live).
     """
     L = float(config.episode_length)
 
@@ -237,7 +250,7 @@ def read_signals(features: torch.Tensor, layout: ObservationLayout, config: Heur
     no_new_best = accuracy[:, 1:] < best_before + config.plateau_threshold
     plateau = _trailing_true(acc_known[:, 1:] & acc_known[:, :-1] & no_new_best)
 
-    loss = torch.expm1(loss_hist.clamp_min(0.0) * 7.0)
+    loss = torch.expm1(loss_hist.clamp_min(0.0) * SYMLOG_SCALE)
     prev, cur = loss[:, :-1], loss[:, 1:]
     rel = (prev - cur) / prev.clamp_min(torch.finfo(torch.float32).tiny)
     low, high = config.stability_band
@@ -257,7 +270,7 @@ def read_signals(features: torch.Tensor, layout: ObservationLayout, config: Heur
         alpha=per_slot("alpha"),
         alpha_target=per_slot("alpha_target"),
         alpha_idle=torch.round(per_slot("alpha_mode") * 2.0) == int(AlphaMode.HOLD),
-        contribution=per_slot("contribution") * 10.0,
+        contribution=per_slot("contribution") * CONTRIBUTION_SCALE,
         measured=per_slot("contribution_freshness") > UNKNOWN / 2,
         epochs_in_stage=torch.round(per_slot("epochs_in_stage") * L),
     )

@@ -1,0 +1,27 @@
+"""Named network sizes and how explicit widths override them."""
+
+from __future__ import annotations
+
+import pytest
+
+from esper.tamiyo.networks import NETWORK_PRESETS, NetworkSize, resolve_network_size
+
+
+def test_presets() -> None:
+    assert NETWORK_PRESETS["default"] == NetworkSize(128, 128)
+    assert NETWORK_PRESETS["reference"] == NetworkSize(512, 512)
+    assert resolve_network_size(None, None, None) == NetworkSize(128, 128)
+
+
+def test_explicit_widths_take_precedence_over_the_preset() -> None:
+    assert resolve_network_size("reference", None, 64) == NetworkSize(512, 64)
+    assert resolve_network_size(None, 32, None) == NetworkSize(32, 128)
+
+
+def test_bad_sizes_are_rejected() -> None:
+    with pytest.raises(ValueError, match="known presets: \\['default', 'reference'\\]"):
+        resolve_network_size("huge", None, None)
+    with pytest.raises(ValueError, match="lstm_hidden must be >= 2"):
+        NetworkSize(128, 1)
+    with pytest.raises(TypeError):
+        NETWORK_PRESETS["mine"] = NetworkSize()  # type: ignore[index]
