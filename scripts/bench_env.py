@@ -95,8 +95,9 @@ def timed_phases(clock: PhaseClock) -> Iterator[None]:
         clock.validate_s += s
 
     originals = {name: getattr(morphogenetic_module, name) for name in ("train_epoch", "validate")}
-    setattr(morphogenetic_module, "train_epoch", _timed(originals["train_epoch"], add_train))
-    setattr(morphogenetic_module, "validate", _timed(originals["validate"], add_validate))
+    wrapped = {"train_epoch": _timed(originals["train_epoch"], add_train), "validate": _timed(originals["validate"], add_validate)}
+    for name, fn in wrapped.items():
+        setattr(morphogenetic_module, name, fn)
     try:
         yield
     finally:

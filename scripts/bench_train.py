@@ -63,7 +63,10 @@ def _peak_rss_mib() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=None, help="override the number of rounds")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     sink = _Collect()
     with tempfile.TemporaryDirectory() as out_dir:
         config = replace(TrainConfig(), out_dir=out_dir, rounds=args.rounds)
@@ -87,7 +90,9 @@ def main() -> None:
         "env_steps_per_s": env_steps / wall_s,
         "first_round_s": per_round[0],
         "mean_round_s_after_first": {k: mean(r[k] for r in steady) for k in steady[0]},
-        "final_mean_accuracy": sink.records[-1].episode_stats.mean_final_accuracy,
+        "mean_return_by_round": [round(r.episode_stats.mean_return, 4) for r in sink.records],
+        "mean_final_accuracy_by_round": [round(r.episode_stats.mean_final_accuracy, 2) for r in sink.records],
+        "fossilized_by_round": [r.episode_stats.fossilized for r in sink.records],
         "peak_rss_mib": _peak_rss_mib(),
     }
     print(json.dumps(report, indent=2))

@@ -157,7 +157,7 @@ def test_incompatible_resume_is_one_line(tmp_path: Path, capsys: pytest.CaptureF
 def test_help_lists_generated_options(capsys: pytest.CaptureFixture[str]) -> None:
     code, stdout, _ = _run(["ppo", "--help"], capsys)
     assert code == 0
-    for flag in ("--episodes", "--num-envs, --envs", "--rounds", "--episode-length", "--policy", "--reward-mode", "--seed",
+    for flag in ("--episodes", "--num-envs INT, --envs INT", "--rounds", "--episode-length", "--policy", "--reward-mode", "--seed",
                  "--device", "--compile-mode", "--resume", "--config", "--out", "--task", "--host", "--data-dir",
                  "--slots", "--checkpoint-every", "--learning-rate", "--gamma"):
         assert flag in stdout

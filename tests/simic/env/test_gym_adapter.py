@@ -67,13 +67,18 @@ def test_invalid_combination_runs_as_wait(env: MorphogeneticGymEnv) -> None:
     assert np.isfinite(reward) and not terminated and not truncated
 
 
-def test_registered_id_makes_the_env() -> None:
+def test_registered_id_makes_the_env_with_config_overrides() -> None:
     register_envs()
     register_envs()  # idempotent
-    made = gymnasium.make(ENV_ID, config=TINY)
+    made = gymnasium.make(ENV_ID, config=TINY, episode_length=2)
     assert isinstance(made.unwrapped, MorphogeneticGymEnv)
     obs, _ = made.reset(seed=3)
     assert obs in made.observation_space
+    wait = np.zeros(len(HEAD_NAMES), dtype=np.int64)
+    assert made.step(wait)[3] is False
+    _, _, terminated, truncated, info = made.step(wait)
+    assert (terminated, truncated) == (False, True)  # time limit after episode_length epochs
+    assert info["episode"]["length"] == 2
     made.close()
 
 

@@ -105,19 +105,24 @@ def test_hidden_state_carries_history() -> None:
     assert not torch.equal(last_a.logits["op"], last_b.logits["op"])
 
 
-def test_sequence_equals_step_by_step() -> None:
+def test_sequence_matches_step_by_step() -> None:
+    """Feeding T steps at once or one at a time gives the same outputs up to GEMM rounding.
+
+    Not bit-identical in general: BLAS may pick other kernels for ``[B*T, K]`` than for ``[B, K]``
+    operands, so only same-shape calls (the T=1 rollout/update parity) are exact.
+    """
     net = _network()
     features, indices = _inputs(3, 2, steps=5)
-    with torch.no_grad():
-        whole = net(features, indices)
-        hidden = None
-        values = []
-        for t in range(5):
-            step = net(features[:, t : t + 1], indices[:, t : t + 1], hidden)
-            hidden = step.hidden
-            values.append(step.value)
-    assert torch.equal(torch.cat(values, dim=1), whole.value)
-    assert all(torch.equal(a, b) for a, b in zip(hidden, whole.hidden))
+    whole = net(features, indices)
+    hidden = None
+    values = []
+    for t in range(5):
+        step = net(features[:, t : t + 1], indices[:, t : t + 1], hidden)
+        hidden = step.hidden
+        values.append(step.value)
+    torch.testing.assert_close(torch.cat(values, dim=1), whole.value, rtol=1e-5, atol=1e-6)
+    for a, b in zip(hidden, whole.hidden):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_evaluation_path_compiles_without_graph_breaks() -> None:
@@ -137,7 +142,8 @@ def test_evaluation_path_compiles_without_graph_breaks() -> None:
 
     features, indices = _inputs(2, 3, steps=2)
     masks = {h: torch.ones(3, 2, n, dtype=torch.bool) for h, n in space.sizes().items()}
-    actions = {h: torch.randint(0, n, (3, 2), generator=torch.Generator().manual_seed(2)) for h, n in space.sizes().items()}
+    generator = torch.Generator().manual_seed(2)
+    actions = {h: torch.randint(0, n, (3, 2), generator=generator) for h, n in space.sizes().items()}
     compiled = torch.compile(evaluate, fullgraph=True, backend="eager")
     got = compiled(features, indices, masks, actions)
     expected = evaluate(features, indices, masks, actions)

@@ -21,6 +21,7 @@ from esper.tamiyo.contract import (
 from esper.tamiyo.policy.lstm import LSTMPolicyBundle
 
 SLOTS = SlotConfig.for_count(3)
+TOLERANCE = {"rtol": 1e-5, "atol": 1e-6}
 STEP_STATES = [
     {"r0c0": None, "r0c1": None, "r0c2": None},
     {"r0c0": SlotState(SeedStage.TRAINING, 1), "r0c1": None, "r0c2": None},
@@ -75,29 +76,37 @@ def test_recurrent_properties() -> None:
 
 
 @pytest.mark.parametrize("deterministic", [False, True])
-def test_sequence_evaluation_matches_step_by_step_rollout_exactly(deterministic: bool) -> None:
+def test_sequence_evaluation_matches_step_by_step_rollout(deterministic: bool) -> None:
+    """Whole-sequence update vs step-by-step rollout: equal up to GEMM rounding.
+
+    Bit-identical only for same-shape calls (T=1, see test_trainable_bundles): BLAS may use
+    other kernels for ``[B*T, K]`` than for ``[B, K]`` operands.
+    """
     bundle = _bundle()
     results, obs_seq, actions, masks_seq = _rollout(bundle, steps=5, deterministic=deterministic)
     update = bundle.evaluate_actions(obs_seq, actions, masks_seq, hidden=None)
     for t, result in enumerate(results):
         for head in bundle.action_space.head_names:
-            assert torch.equal(update.log_probs[head][:, t], result.log_probs[head]), (t, head)
-        assert torch.equal(update.value[:, t], result.value), t
-    assert all(torch.equal(a, b) for a, b in zip(update.hidden, results[-1].hidden))
+            torch.testing.assert_close(update.log_probs[head][:, t], result.log_probs[head], **TOLERANCE)
+        torch.testing.assert_close(update.value[:, t], result.value, **TOLERANCE)
+    for a, b in zip(update.hidden, results[-1].hidden):
+        torch.testing.assert_close(a, b, **TOLERANCE)
 
 
 def test_evaluation_resumes_from_a_stored_hidden_state() -> None:
     bundle = _bundle()
     results, obs_seq, actions, masks_seq = _rollout(bundle, steps=5)
-    tail = bundle.evaluate_actions(
-        Observation(obs_seq.features[:, 2:], obs_seq.blueprint_indices[:, 2:]),
-        {h: a[:, 2:] for h, a in actions.items()},
-        ActionMasks({h: m[:, 2:] for h, m in masks_seq.heads.items()}),
-        hidden=results[1].hidden,
-    )
-    for t in range(3):
-        assert torch.equal(tail.value[:, t], results[t + 2].value)
-        assert torch.equal(tail.log_probs["op"][:, t], results[t + 2].log_probs["op"])
+    for t in range(5):
+        single = bundle.evaluate_actions(
+            Observation(obs_seq.features[:, t : t + 1], obs_seq.blueprint_indices[:, t : t + 1]),
+            {h: a[:, t : t + 1] for h, a in actions.items()},
+            ActionMasks({h: m[:, t : t + 1] for h, m in masks_seq.heads.items()}),
+            hidden=None if t == 0 else results[t - 1].hidden,
+        )
+        # Same shapes as the rollout call, so exact.
+        assert torch.equal(single.value[:, 0], results[t].value)
+        assert all(torch.equal(single.log_probs[h][:, 0], results[t].log_probs[h]) for h in actions)
+        assert all(torch.equal(a, b) for a, b in zip(single.hidden, results[t].hidden))
 
 
 def test_hidden_state_carries_history() -> None:

@@ -76,7 +76,7 @@ class EnvConfig:
     """Training minibatch size (samples); the last incomplete minibatch of an epoch is dropped."""
     val_batch_size: int = 1024
     """Validation samples per forward chunk (each chunk is evaluated for all counterfactual configs at once)."""
-    host_lr: float = 0.05
+    host_lr: float = 0.02
     """SGD learning rate of the host."""
     host_momentum: float = 0.9
     """SGD momentum of the host."""
@@ -84,7 +84,7 @@ class EnvConfig:
     """SGD weight decay of the host (reference 5e-4)."""
     host_max_grad_norm: float = 1.0
     """Gradient-norm clip of the host parameters (separate from the seeds); 0 disables clipping."""
-    seed_lr: float = 0.05
+    seed_lr: float = 0.02
     """SGD learning rate of each seed (each seed has its own optimiser)."""
     seed_momentum: float = 0.9
     """SGD momentum of each seed."""

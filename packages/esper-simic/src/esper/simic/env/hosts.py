@@ -32,6 +32,8 @@ class HostPreset:
     """Features (mlp) or channels (cnn) of each block, one per slot position."""
     kernel_size: int = 3
     """Conv kernel size (cnn only); the impaired cnn uses 1×1 kernels (no spatial receptive field)."""
+    activation: bool = True
+    """ReLU after each mlp block; the impaired mlp has none, so only seeds can add non-linearity."""
 
     def __post_init__(self) -> None:
         if len(self.widths) != NUM_HOST_BLOCKS or any(w < 1 for w in self.widths):
@@ -80,7 +82,8 @@ def _mlp(input_shape: tuple[int, int, int], num_classes: int, preset: HostPreset
     blocks: list[nn.Module] = []
     for i, width in enumerate(preset.widths):
         layers: list[nn.Module] = [nn.Flatten()] if i == 0 else []
-        blocks.append(nn.Sequential(*layers, nn.Linear(in_features, width), nn.ReLU()))
+        layers.append(nn.Linear(in_features, width))
+        blocks.append(nn.Sequential(*layers, *([nn.ReLU()] if preset.activation else [])))
         in_features = width
     return HostNetwork("mlp", blocks, nn.Linear(in_features, num_classes), tuple((w,) for w in preset.widths))
 

@@ -68,7 +68,7 @@ class SlotSettings:
     """Minimum epochs in TRAINING before G2 can pass."""
     embargo_epochs: int = 3
     """Epochs spent EMBARGOED after a prune."""
-    seed_lr: float = 0.05
+    seed_lr: float = 0.02
     """SGD learning rate of the seed's optimiser."""
     seed_momentum: float = 0.9
     """SGD momentum of the seed's optimiser."""

@@ -64,7 +64,8 @@ class TrainConfig:
     keep_checkpoints: bool = False
     """Also keep a numbered checkpoint_round_XXXX.pt at every periodic checkpoint."""
     out_dir: str | None = None
-    """Run directory (resolved config, metrics.jsonl, checkpoints, summary.json); None writes nothing."""
+    """Run directory (resolved config, metrics.jsonl, checkpoints, summary.json). esper-train defaults to
+    runs/ppo-DATE-TIME; from Python, None writes nothing."""
     env: EnvConfig = field(default_factory=EnvConfig)
     """Environment settings (task, host, episode length, reward mode, slots, ...)."""
     ppo: PPOConfig = field(default_factory=PPOConfig)

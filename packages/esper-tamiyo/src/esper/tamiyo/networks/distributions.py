@@ -31,7 +31,7 @@ MAX_FLOOR_MASS = 0.99
 
 def masked_logits(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``logits [..., n]`` in FP32 with invalid actions set to ``MASKED_LOGIT``."""
-    return torch.where(mask, logits.float(), torch.full_like(logits, MASKED_LOGIT, dtype=torch.float32))
+    return torch.where(mask, logits.float(), MASKED_LOGIT)
 
 
 def apply_probability_floor(log_probs: torch.Tensor, mask: torch.Tensor, floor: float) -> torch.Tensor:
@@ -54,10 +54,10 @@ def apply_probability_floor(log_probs: torch.Tensor, mask: torch.Tensor, floor: 
     below = mask & (probs < effective)
     above = mask & ~below
     mass_below = (below.to(probs.dtype) * effective).sum(dim=-1, keepdim=True)
-    mass_above = torch.where(above, probs, torch.zeros_like(probs)).sum(dim=-1, keepdim=True)
+    mass_above = torch.where(above, probs, 0.0).sum(dim=-1, keepdim=True)
     scale = (1.0 - mass_below) / mass_above.clamp_min(MIN_PROBABILITY)
     floored = torch.where(below, effective.expand_as(probs), probs * scale)
-    return torch.where(mask, floored.clamp_min(MIN_PROBABILITY).log(), torch.full_like(probs, MASKED_LOGIT))
+    return torch.where(mask, floored.clamp_min(MIN_PROBABILITY).log(), MASKED_LOGIT)
 
 
 def head_log_probs(logits: torch.Tensor, mask: torch.Tensor, floor: float = 0.0) -> torch.Tensor:
@@ -83,12 +83,12 @@ def normalised_entropy(log_probs: torch.Tensor, mask: torch.Tensor) -> torch.Ten
     Exactly 0 when one action is valid (no choice, no exploration signal), exactly 1 for a uniform
     distribution over k >= 2 valid actions up to rounding (clamped into [0, 1]).
     """
-    plogp = torch.where(mask, log_probs.exp() * log_probs, torch.zeros_like(log_probs))
+    plogp = torch.where(mask, log_probs.exp() * log_probs, 0.0)
     entropy = -plogp.sum(dim=-1)
     num_valid = mask.sum(dim=-1)
     max_entropy = num_valid.clamp_min(2).to(entropy.dtype).log()
     normalised = (entropy / max_entropy).clamp(0.0, 1.0)
-    return torch.where(num_valid > 1, normalised, torch.zeros_like(normalised))
+    return torch.where(num_valid > 1, normalised, 0.0)
 
 
 def sample_actions(log_probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

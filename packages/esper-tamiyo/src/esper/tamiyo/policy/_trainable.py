@@ -83,7 +83,14 @@ class TrainablePolicyBundle:
     def _build_network(
         self, action_space: ActionSpace, feature_dim: int, num_slots: int, size: NetworkSize
     ) -> nn.Module:
-        """The actor-critic this bundle wraps (``forward``, ``q_value``, ``initial_hidden``, ``hidden_dim``)."""
+        """Build the actor-critic this bundle wraps; subclasses implement it.
+
+        The module must provide (see ``FactoredRecurrentActorCritic``):
+        ``forward(features [B, T, F], blueprint_indices [B, T, S], hidden) -> ActorCriticOutput``,
+        ``q_value(trunk [B, T, H], ops [B, T]) -> [B, T]`` on detached features,
+        ``initial_hidden(batch_size) -> tuple[Tensor, ...] | None`` (batch at dim 1),
+        ``hidden_dim: int`` (0 if feed-forward) and ``compile_submodules(mode)`` (in place).
+        """
         raise NotImplementedError
 
     # ----------------------------------------------------------------- rollout and update legs
@@ -163,7 +170,10 @@ class TrainablePolicyBundle:
             return self._module(obs.features.unsqueeze(1), obs.blueprint_indices.unsqueeze(1), hidden)
 
     def initial_hidden(self, batch_size: int) -> Hidden:
-        """Zero recurrent state for ``batch_size`` envs (ordinary tensors, usable with autograd); None if feed-forward."""
+        """Zero recurrent state for ``batch_size`` envs (ordinary tensors, usable with autograd).
+
+        None for a feed-forward bundle.
+        """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         return self._module.initial_hidden(batch_size)
@@ -190,7 +200,8 @@ class TrainablePolicyBundle:
         unexpected = sorted(incoming.keys() - expected.keys())
         if strict and (missing or unexpected):
             raise ValueError(
-                f"state dict does not fit {self._describe()}: missing keys {missing[:8]}, unexpected keys {unexpected[:8]}"
+                f"state dict does not fit {self._describe()}: "
+                f"missing keys {missing[:8]}, unexpected keys {unexpected[:8]}"
             )
         mismatched = [
             f"{key}: got {list(value.shape)}, expected {list(expected[key].shape)}"

@@ -1,0 +1,135 @@
+"""MorphogeneticEnv: step contract, invalid actions, determinism, observations by name, episode end."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+import torch
+
+from esper.simic.env import EnvConfig, EpisodeOverError, MorphogeneticEnv
+from esper.tamiyo.contract import ActionMasks, BlueprintAction, LifecycleOp, SeedStage, feature_size
+
+WAIT = {"slot": 0, "blueprint": 0, "style": 2, "tempo": 1, "alpha_target": 2, "alpha_speed": 0, "alpha_curve": 0, "op": 0}
+SMALL = EnvConfig(task="synthetic", synthetic_train_size=64, synthetic_val_size=32, batch_size=32, episode_length=12, training_dwell=2)
+
+
+def random_valid_action(masks: ActionMasks, rng: random.Random) -> dict[str, int]:
+    """A uniformly drawn op among the valid ones, with valid indices for every head."""
+    action = {}
+    ops = [i for i, ok in enumerate(masks.heads["op"].tolist()) if ok]
+    op = rng.choice(ops)
+    for head, mask in masks.heads.items():
+        action[head] = rng.choice([i for i, ok in enumerate(mask.tolist()) if ok])
+    assert masks.slot_by_op is not None
+    action["slot"] = rng.choice([i for i, ok in enumerate(masks.slot_by_op[op].tolist()) if ok])
+    action["op"] = op
+    return action
+
+
+@pytest.fixture(scope="module")
+def env() -> MorphogeneticEnv:
+    return MorphogeneticEnv(SMALL)
+
+
+def test_reset_and_step_contract(env: MorphogeneticEnv) -> None:
+    reset = env.reset(seed=0)
+    assert reset.obs.features.shape == (feature_size(3),) and reset.obs.features.dtype == torch.float32
+    assert reset.obs.blueprint_indices.tolist() == [-1, -1, -1]
+    assert env.feature_dim == feature_size(3) and env.layout.size == env.feature_dim
+    assert reset.masks.slot_by_op is not None and reset.masks.slot_by_op.shape == (6, 3)
+    assert env.layout.read(reset.obs.features, "epoch_progress").item() == 0.0
+    step = env.step(WAIT)
+    info = step.info
+    for key in ("executed_op", "action_valid", "val_accuracy", "val_loss", "reward_components", "governor_rollback"):
+        assert key in info
+    assert info["executed_op"] == LifecycleOp.WAIT and info["action_valid"] is True
+    assert step.reward == pytest.approx(sum(info["reward_components"].values()))
+    assert env.layout.read(step.obs.features, "epoch_progress").item() == pytest.approx(1 / 12)
+    assert env.layout.read(step.obs.features, "val_accuracy").item() == pytest.approx(info["val_accuracy"] / 100)
+
+
+def test_invalid_action_runs_as_wait(env: MorphogeneticEnv) -> None:
+    env.reset(seed=1)
+    fossilize = {**WAIT, "op": int(LifecycleOp.FOSSILIZE)}  # nothing to fossilize
+    step = env.step(fossilize)
+    assert step.info["executed_op"] == LifecycleOp.WAIT and step.info["action_valid"] is False
+    assert env.layout.read(step.obs.features, "last_action_success").item() == 0.0
+    wrong_blueprint = {**WAIT, "op": int(LifecycleOp.GERMINATE), "blueprint": int(BlueprintAction.CONV_HEAVY)}  # cnn-only
+    step = env.step(wrong_blueprint)
+    assert step.info["action_valid"] is False and env.model is not None
+    assert all(s.stage == SeedStage.DORMANT for s in env.model.all_slots())
+
+
+def test_malformed_action_raises(env: MorphogeneticEnv) -> None:
+    env.reset(seed=1)
+    with pytest.raises(ValueError, match="lacks head 'op'"):
+        env.step({k: v for k, v in WAIT.items() if k != "op"})
+    with pytest.raises(ValueError, match="outside"):
+        env.step({**WAIT, "op": 6})
+    with pytest.raises(ValueError, match="unknown action heads"):
+        env.step({**WAIT, "extra": 0})
+    with pytest.raises(TypeError, match="int"):
+        env.step({**WAIT, "op": 0.5})
+    assert env.step({**WAIT, "op": torch.tensor(0)}).info["action_valid"]
+
+
+def test_germinate_shows_in_observation(env: MorphogeneticEnv) -> None:
+    env.reset(seed=2)
+    step = env.step({**WAIT, "op": int(LifecycleOp.GERMINATE), "slot": 2, "blueprint": int(BlueprintAction.LORA)})
+    obs, layout = step.obs, env.layout
+    assert step.info["executed_op"] == LifecycleOp.GERMINATE
+    assert obs.blueprint_indices.tolist() == [-1, -1, int(BlueprintAction.LORA)]
+    stage = layout.read(obs.features, "stage", slot="r0c2")
+    assert stage.argmax().item() == 3 and stage.sum().item() == 1.0  # TRAINING is one-hot index 3
+    assert layout.read(obs.features, "is_active", slot="r0c2").item() == 1.0
+    assert layout.read(obs.features, "seed_age", slot="r0c2").item() == pytest.approx(1 / 12)
+    assert layout.read(obs.features, "frac_training").item() == pytest.approx(1 / 3)
+    assert torch.count_nonzero(obs.features[layout.slot_block("r0c0")]) == 0
+    assert not step.masks.heads["op"][LifecycleOp.GERMINATE]  # one incubating seed at a time
+
+
+def test_episode_truncates_then_refuses_steps(env: MorphogeneticEnv) -> None:
+    env.reset(seed=4)
+    for _ in range(SMALL.episode_length - 1):
+        step = env.step(WAIT)
+        assert not (step.terminated or step.truncated) and "episode" not in step.info
+    last = env.step(WAIT)
+    assert last.truncated and not last.terminated and env.done
+    episode = last.info["episode"]
+    assert episode["length"] == SMALL.episode_length and episode["final_accuracy"] == last.info["val_accuracy"]
+    assert last.info["reward_components"]["terminal_bonus"] == pytest.approx(0.05 * last.info["val_accuracy"])
+    with pytest.raises(EpisodeOverError):
+        env.step(WAIT)
+
+
+def _rollout(seed: int, action_seed: int) -> tuple[list[torch.Tensor], list[float]]:
+    env = MorphogeneticEnv(SMALL)
+    rng = random.Random(action_seed)
+    result = env.reset(seed)
+    masks, observations, rewards = result.masks, [result.obs.features], []
+    for _ in range(SMALL.episode_length):
+        step = env.step(random_valid_action(masks, rng))
+        observations.append(step.obs.features)
+        rewards.append(step.reward)
+        masks = step.masks
+        if step.terminated:
+            break
+    return observations, rewards
+
+
+def test_same_seed_same_episode() -> None:
+    obs_a, rewards_a = _rollout(seed=7, action_seed=1)
+    obs_b, rewards_b = _rollout(seed=7, action_seed=1)
+    assert rewards_a == rewards_b
+    assert all(torch.equal(a, b) for a, b in zip(obs_a, obs_b, strict=True))
+    obs_c, _ = _rollout(seed=8, action_seed=1)
+    assert not torch.equal(obs_a[1], obs_c[1])
+
+
+def test_observations_are_finite_and_global_rng_untouched() -> None:
+    state = torch.random.get_rng_state()
+    observations, rewards = _rollout(seed=11, action_seed=5)
+    assert torch.equal(state, torch.random.get_rng_state())
+    assert all(bool(torch.isfinite(o).all()) for o in observations) and all(math.isfinite(r) for r in rewards)
