@@ -50,8 +50,12 @@ class _Collect:
 def _phases(record: RoundRecord) -> dict[str, float]:
     t = record.timings
     return {
-        "env_s": t.env_s, "policy_s": t.policy_s, "update_s": t.update_s, "checkpoint_s": t.checkpoint_s,
-        "other_s": t.other_s, "total_s": t.total_s,
+        "env_s": t.env_s,
+        "policy_s": t.policy_s,
+        "update_s": t.update_s,
+        "checkpoint_s": t.checkpoint_s,
+        "other_s": t.other_s,
+        "total_s": t.total_s,
     }
 
 
@@ -63,13 +67,13 @@ def _peak_rss_mib() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=None, help="override the number of rounds")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=None, help="override num_threads (torch CPU threads)")
     args = parser.parse_args()
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
     sink = _Collect()
     with tempfile.TemporaryDirectory() as out_dir:
         config = replace(TrainConfig(), out_dir=out_dir, rounds=args.rounds)
+        if args.threads is not None:
+            config = replace(config, num_threads=args.threads)
         started = time.perf_counter()
         train(config, sink=sink)
         wall_s = time.perf_counter() - started
@@ -78,12 +82,21 @@ def main() -> None:
     env_steps = sum(r.env_steps for r in sink.records)
     report = {
         "config": {
-            "policy": config.policy, "task": config.env.task, "host": config.env.host,
-            "num_envs": config.num_envs, "rounds": config.total_rounds, "episode_length": config.env.episode_length,
-            "slots": list(config.env.slot_ids), "device": config.device,
+            "policy": config.policy,
+            "task": config.env.task,
+            "host": config.env.host,
+            "num_envs": config.num_envs,
+            "rounds": config.total_rounds,
+            "episode_length": config.env.episode_length,
+            "slots": list(config.env.slot_ids),
+            "device": config.device,
         },
-        "machine": {"python": platform.python_version(), "torch": torch.__version__,
-                    "threads": torch.get_num_threads(), "processor": platform.processor() or platform.machine()},
+        "machine": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "num_threads": config.num_threads,
+            "processor": platform.processor() or platform.machine(),
+        },
         "wall_time_s": wall_s,
         "rounds": len(per_round),
         "env_steps": env_steps,

@@ -17,8 +17,16 @@ from esper.tamiyo.policy import PolicyInfo
 
 #: Small synthetic run options shared by most tests (the policy is shrunk to keep them sub-second).
 TINY = [
-    "--task", "synthetic", "--episode-length", "4", "--synthetic-train-size", "64", "--synthetic-val-size", "32",
-    "--batch-size", "32",
+    "--task",
+    "synthetic",
+    "--episode-length",
+    "4",
+    "--synthetic-train-size",
+    "64",
+    "--synthetic-val-size",
+    "32",
+    "--batch-size",
+    "32",
 ]
 TINY_POLICY = ["--policy-kwargs", '{"hidden_size": 16, "lstm_hidden": 16}']
 
@@ -41,11 +49,28 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
 def test_ppo_reference_command_writes_a_run_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
     code, stdout, stderr = _run(
-        ["ppo", "--episodes", "4", "--num-envs", "2", "--episode-length", "8", "--task", "synthetic", "--out", str(out)],
+        [
+            "ppo",
+            "--episodes",
+            "4",
+            "--num-envs",
+            "2",
+            "--episode-length",
+            "8",
+            "--task",
+            "synthetic",
+            "--out",
+            str(out),
+        ],
         capsys,
     )
     assert code == 0, stderr
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint_last.pt", "config.json", "metrics.jsonl", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "checkpoint_last.pt",
+        "config.json",
+        "metrics.jsonl",
+        "summary.json",
+    ]
     config = json.loads((out / "config.json").read_text())
     assert (config["episodes"], config["num_envs"], config["env"]["episode_length"]) == (4, 2, 8)
     rows = read_metrics(out / "metrics.jsonl")
@@ -57,10 +82,15 @@ def test_ppo_reference_command_writes_a_run_directory(tmp_path: Path, capsys: py
 
 
 @pytest.mark.parametrize("policy", ["mlp", "example-gru"])
-def test_ppo_trains_other_bundles_and_resumes_them(policy: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_ppo_trains_other_bundles_and_resumes_them(
+    policy: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / policy
     kwargs = TINY_POLICY if policy == "mlp" else []
-    code, _, stderr = _run(["ppo", "--policy", policy, "--rounds", "1", "--envs", "2", *TINY, *kwargs, "--out", str(out), "--quiet"], capsys)
+    code, _, stderr = _run(
+        ["ppo", "--policy", policy, "--rounds", "1", "--envs", "2", *TINY, *kwargs, "--out", str(out), "--quiet"],
+        capsys,
+    )
     assert code == 0, stderr
     assert stderr == ""
     code, _, stderr = _run(["ppo", "--resume", str(out / "checkpoint_last.pt"), "--rounds", "2", "--quiet"], capsys)
@@ -71,9 +101,13 @@ def test_ppo_trains_other_bundles_and_resumes_them(policy: str, tmp_path: Path, 
 
 def test_config_file_is_layered_under_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "run.toml"
-    config.write_text('policy = "mlp"\nrounds = 5\nnum_envs = 2\n[policy_kwargs]\nhidden_size = 16\nlstm_hidden = 16\n'
-                      '[env]\ntask = "synthetic"\nepisode_length = 3\n')
-    code, _, stderr = _run(["ppo", "--config", str(config), "--rounds", "1", "--quiet", "--out", str(tmp_path / "r")], capsys)
+    config.write_text(
+        'policy = "mlp"\nrounds = 5\nnum_envs = 2\n[policy_kwargs]\nhidden_size = 16\nlstm_hidden = 16\n'
+        '[env]\ntask = "synthetic"\nepisode_length = 3\n'
+    )
+    code, _, stderr = _run(
+        ["ppo", "--config", str(config), "--rounds", "1", "--quiet", "--out", str(tmp_path / "r")], capsys
+    )
     assert code == 0, stderr
     resolved = json.loads((tmp_path / "r" / "config.json").read_text())
     assert (resolved["policy"], resolved["rounds"], resolved["env"]["episode_length"]) == ("mlp", 1, 3)
@@ -81,13 +115,17 @@ def test_config_file_is_layered_under_flags(tmp_path: Path, capsys: pytest.Captu
 
 def test_heuristic_and_eval_print_tables_and_write_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     report = tmp_path / "heuristic.json"
-    code, stdout, stderr = _run(["heuristic", "--episodes", "2", "--num-envs", "2", *TINY, "--out", str(report)], capsys)
+    code, stdout, stderr = _run(
+        ["heuristic", "--episodes", "2", "--num-envs", "2", *TINY, "--out", str(report)], capsys
+    )
     assert code == 0, stderr
     assert stdout.splitlines()[1].startswith("heuristic")
     assert json.loads(report.read_text())["rows"][0]["episodes"] == 2
 
     run = tmp_path / "run"
-    assert _run(["ppo", "--rounds", "1", "--envs", "2", *TINY, *TINY_POLICY, "--out", str(run), "--quiet"], capsys)[0] == 0
+    assert (
+        _run(["ppo", "--rounds", "1", "--envs", "2", *TINY, *TINY_POLICY, "--out", str(run), "--quiet"], capsys)[0] == 0
+    )
     code, stdout, stderr = _run(["eval", str(run / "checkpoint_last.pt"), "--episodes", "2", "--num-envs", "2"], capsys)
     assert code == 0, stderr
     lines = stdout.splitlines()
@@ -96,7 +134,9 @@ def test_heuristic_and_eval_print_tables_and_write_json(tmp_path: Path, capsys: 
     assert len(json.loads((run / "eval.json").read_text())["rows"]) == 3
 
 
-def test_policies_lists_plugins_and_broken_ones(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_policies_lists_plugins_and_broken_ones(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, stdout, _ = _run(["policies"], capsys)
     assert code == 0
     names = [line.split()[0] for line in stdout.splitlines()]
@@ -149,7 +189,9 @@ def test_bad_config_keys_and_corrupt_checkpoints(tmp_path: Path, capsys: pytest.
 
 def test_incompatible_resume_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "run"
-    assert _run(["ppo", "--rounds", "1", "--envs", "2", *TINY, *TINY_POLICY, "--out", str(run), "--quiet"], capsys)[0] == 0
+    assert (
+        _run(["ppo", "--rounds", "1", "--envs", "2", *TINY, *TINY_POLICY, "--out", str(run), "--quiet"], capsys)[0] == 0
+    )
     code, _, stderr = _run(["ppo", "--resume", str(run / "checkpoint_last.pt"), "--rounds", "2", "--envs", "3"], capsys)
     assert code == 2 and "cannot resume" in stderr and "num_envs" in stderr and stderr.count("\n") == 1
 
@@ -157,9 +199,27 @@ def test_incompatible_resume_is_one_line(tmp_path: Path, capsys: pytest.CaptureF
 def test_help_lists_generated_options(capsys: pytest.CaptureFixture[str]) -> None:
     code, stdout, _ = _run(["ppo", "--help"], capsys)
     assert code == 0
-    for flag in ("--episodes", "--num-envs INT, --envs INT", "--rounds", "--episode-length", "--policy", "--reward-mode", "--seed",
-                 "--device", "--compile-mode", "--resume", "--config", "--out", "--task", "--host", "--data-dir",
-                 "--slots", "--checkpoint-every", "--learning-rate", "--gamma"):
+    for flag in (
+        "--episodes",
+        "--num-envs INT, --envs INT",
+        "--rounds",
+        "--episode-length",
+        "--policy",
+        "--reward-mode",
+        "--seed",
+        "--device",
+        "--compile-mode",
+        "--resume",
+        "--config",
+        "--out",
+        "--task",
+        "--host",
+        "--data-dir",
+        "--slots",
+        "--checkpoint-every",
+        "--learning-rate",
+        "--gamma",
+    ):
         assert flag in stdout
     assert "Host epochs per episode" in stdout
 
@@ -170,5 +230,7 @@ def test_console_script_is_installed() -> None:
     assert executable is not None
     result = subprocess.run([executable, "policies"], capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0 and "lstm" in result.stdout
-    result = subprocess.run([executable, "ppo", "--task", "nope"], capture_output=True, text=True, timeout=300, check=False)
+    result = subprocess.run(
+        [executable, "ppo", "--task", "nope"], capture_output=True, text=True, timeout=300, check=False
+    )
     assert result.returncode == 2 and result.stderr.count("\n") == 1

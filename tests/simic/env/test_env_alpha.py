@@ -57,13 +57,12 @@ def test_retarget_refused_while_ramping() -> None:
     assert ctrl.retarget(0.5, 0).alpha == 0.5  # idle again: allowed
 
 
-def test_velocity_and_last_delta() -> None:
+def test_last_delta() -> None:
     ctrl = AlphaController().retarget(1.0, 4, AlphaCurve.LINEAR)
-    assert ctrl.velocity == 0.25
-    ticked = ctrl.tick()
-    assert ticked.last_delta == pytest.approx(0.25)
+    assert ctrl.last_delta == 0.0
+    assert ctrl.tick().last_delta == pytest.approx(0.25)
     snapped = AlphaController(0.2, 0.2, 0.2).retarget(0.7, 0)
-    assert snapped.last_delta == pytest.approx(0.5) and snapped.velocity == 0.0
+    assert snapped.last_delta == pytest.approx(0.5) and snapped.tick().last_delta == 0.0
 
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5, math.nan])

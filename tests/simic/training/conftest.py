@@ -19,7 +19,11 @@ from esper.simic.env import EnvConfig
 from esper.simic.training import TrainConfig
 
 TINY_ENV = EnvConfig(
-    task="synthetic", episode_length=4, synthetic_train_size=64, synthetic_val_size=32, batch_size=32,
+    task="synthetic",
+    episode_length=4,
+    synthetic_train_size=64,
+    synthetic_val_size=32,
+    batch_size=32,
 )
 TINY_POLICY = {"hidden_size": 16, "lstm_hidden": 16}
 
@@ -44,8 +48,12 @@ def make_config(tmp_path: Path) -> Callable[..., TrainConfig]:
 
     def build(out: str | None = "run", **fields: Any) -> TrainConfig:
         values: dict[str, Any] = {
-            "num_envs": 2, "rounds": 2, "env": TINY_ENV, "policy_kwargs": dict(TINY_POLICY),
-            "ppo": PPOConfig(update_epochs=2), "out_dir": None if out is None else str(tmp_path / out),
+            "num_envs": 2,
+            "rounds": 2,
+            "env": TINY_ENV,
+            "policy_kwargs": dict(TINY_POLICY),
+            "ppo": PPOConfig(update_epochs=2),
+            "out_dir": None if out is None else str(tmp_path / out),
         }
         values.update(fields)
         return TrainConfig(**values)

@@ -35,8 +35,10 @@ def _tampered(path: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
         (lambda d: d["policy"].update(head_sizes=[3, 13, 4, 3, 3, 4, 5, 5]), "action space"),
         (lambda d: d["policy"].update(type="no-such-policy"), "policy type 'no-such-policy' is not available"),
         (lambda d: d["policy_state"].popitem(), "weights do not fit policy 'lstm'"),
-        (lambda d: d["normalizers"]["obs"]["stats"].update(mean=d["normalizers"]["obs"]["stats"]["mean"][:3]),
-         "cannot be restored"),
+        (
+            lambda d: d["normalizers"]["obs"]["stats"].update(mean=d["normalizers"]["obs"]["stats"]["mean"][:3]),
+            "cannot be restored",
+        ),
     ],
 )
 def test_incompatible_checkpoints_fail_clearly_on_resume(

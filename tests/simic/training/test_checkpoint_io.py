@@ -24,8 +24,12 @@ def _minimal(**overrides: object) -> dict[str, object]:
     data: dict[str, object] = {key: {} for key in REQUIRED_KEYS}
     data["format_version"] = FORMAT_VERSION
     data["policy"] = {
-        "type": "lstm", "config": {}, "slot_ids": list(slots.slot_ids), "head_names": list(space.head_names),
-        "head_sizes": list(space.head_sizes), "feature_dim": feature_size(3),
+        "type": "lstm",
+        "config": {},
+        "slot_ids": list(slots.slot_ids),
+        "head_names": list(space.head_names),
+        "head_sizes": list(space.head_sizes),
+        "feature_dim": feature_size(3),
     }
     data["policy_state"] = {"w": torch.arange(3.0)}
     data.update(overrides)
@@ -87,7 +91,9 @@ def test_compatibility_checks_name_the_mismatch() -> None:
     check_compatible(header, slot_config=slots, action_space=space, feature_dim=feature_size(3))  # type: ignore[arg-type]
     two = SlotConfig.for_count(2)
     with pytest.raises(CheckpointError, match="slot ids"):
-        check_compatible(header, slot_config=two, action_space=morphogenetic_action_space(two), feature_dim=feature_size(2))  # type: ignore[arg-type]
+        check_compatible(
+            header, slot_config=two, action_space=morphogenetic_action_space(two), feature_dim=feature_size(2)
+        )  # type: ignore[arg-type]
     reordered = SlotConfig(("r0c1", "r0c0", "r0c2"))
     with pytest.raises(CheckpointError, match="slot ids"):
         check_compatible(header, slot_config=reordered, action_space=space, feature_dim=feature_size(3))  # type: ignore[arg-type]

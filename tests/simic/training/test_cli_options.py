@@ -54,7 +54,14 @@ def test_flags_follow_field_names_with_help_from_docstrings() -> None:
     _, options = _parse([])
     by_flag = {o.flag: o for o in options}
     assert set(by_flag) == {
-        "--num-envs", "--mode", "--episode-length", "--gamma", "--slots", "--impaired", "--target-kl", "--floors",
+        "--num-envs",
+        "--mode",
+        "--episode-length",
+        "--gamma",
+        "--slots",
+        "--impaired",
+        "--target-kl",
+        "--floors",
     }
     assert by_flag["--episode-length"].help == "Epochs per episode. (default: 40)"
     assert by_flag["--gamma"].paths == (("env", "gamma"), ("ppo", "gamma"))
@@ -63,7 +70,11 @@ def test_flags_follow_field_names_with_help_from_docstrings() -> None:
 def test_only_given_flags_appear_in_the_layer() -> None:
     assert _parse([])[0] == {}
     layer, _ = _parse(["--envs", "2", "--slots", "r0c1", "r0c2", "--no-impaired", "--floors", '{"op": 0.1}'])
-    assert layer == {"num_envs": 2, "env": {"slot_ids": ("r0c1", "r0c2"), "impaired": False}, "ppo": {"floors": {"op": 0.1}}}
+    assert layer == {
+        "num_envs": 2,
+        "env": {"slot_ids": ("r0c1", "r0c2"), "impaired": False},
+        "ppo": {"floors": {"op": 0.1}},
+    }
 
 
 def test_a_shared_flag_sets_every_section() -> None:

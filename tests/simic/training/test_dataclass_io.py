@@ -45,7 +45,13 @@ def test_field_docs_reads_first_paragraph_and_blank_for_undocumented() -> None:
 def test_round_trip_through_plain_data() -> None:
     value = Outer(mode="y", rate=2.0, limit=4, table={"op": 0.1}, inner=Inner(width=7, names=("p", "q")))
     plain = to_plain(value)
-    assert plain == {"mode": "y", "rate": 2.0, "limit": 4, "table": {"op": 0.1}, "inner": {"width": 7, "names": ["p", "q"]}}
+    assert plain == {
+        "mode": "y",
+        "rate": 2.0,
+        "limit": 4,
+        "table": {"op": 0.1},
+        "inner": {"width": 7, "names": ["p", "q"]},
+    }
     assert from_plain(Outer, plain) == value
 
 

@@ -25,7 +25,9 @@ def test_wait_actions_use_placeholders_allowed_by_the_masks() -> None:
     assert actions["style"].tolist() == [space.placeholders[space.head_names.index("style")]] * 2
 
 
-def test_evaluate_compares_three_policies_on_the_same_seeds(make_config: Callable[..., TrainConfig], tmp_path: Path) -> None:
+def test_evaluate_compares_three_policies_on_the_same_seeds(
+    make_config: Callable[..., TrainConfig], tmp_path: Path
+) -> None:
     train(make_config("run", rounds=1))
     report = evaluate(tmp_path / "run" / "checkpoint_last.pt", EvalConfig(episodes=3, num_envs=2))
     assert [row.policy for row in report.rows] == ["checkpoint (lstm)", "heuristic", NO_GROWTH]

@@ -15,7 +15,14 @@ import torch
 
 from esper.simic.agent import ObservationNormalizer, PPOAgent, PPOConfig, RewardNormalizer, RolloutBuffer
 from esper.simic.training.rollout import collect_rollout
-from esper.tamiyo.contract import ActionMasks, LifecycleOp, Observation, SlotConfig, feature_size, morphogenetic_action_space
+from esper.tamiyo.contract import (
+    ActionMasks,
+    LifecycleOp,
+    Observation,
+    SlotConfig,
+    feature_size,
+    morphogenetic_action_space,
+)
 from esper.tamiyo.policy import create_policy
 
 LENGTH = 4
@@ -81,8 +88,14 @@ class BanditVectorEnv:
         )
         flags = torch.full((self.num_envs,), done)
         return _Step(
-            self._obs(), self._masks(), rewards, torch.zeros(self.num_envs, dtype=torch.bool), flags, ops.clone(),
-            torch.ones(self.num_envs, dtype=torch.bool), infos,
+            self._obs(),
+            self._masks(),
+            rewards,
+            torch.zeros(self.num_envs, dtype=torch.bool),
+            flags,
+            ops.clone(),
+            torch.ones(self.num_envs, dtype=torch.bool),
+            infos,
         )
 
 
@@ -98,9 +111,14 @@ def test_mean_return_rises_clearly_within_a_few_rounds() -> None:
     reward_norm = RewardNormalizer(8, gamma=config.gamma)
     sampler = torch.Generator().manual_seed(1)
     returns = []
-    for round_index in range(12):
+    for _ in range(12):
         rollout = collect_rollout(
-            venv, policy, buffer, seeds=list(range(8)), obs_normalizer=obs_norm, reward_normalizer=reward_norm,
+            venv,
+            policy,
+            buffer,
+            seeds=list(range(8)),
+            obs_normalizer=obs_norm,
+            reward_normalizer=reward_norm,
             generator=sampler,
         )
         returns.append(sum(e["return"] for e in rollout.episodes) / 8)

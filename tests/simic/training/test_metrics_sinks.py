@@ -15,12 +15,22 @@ from esper.simic.training.run_dir import RunDirectory, RunDirectoryError, read_m
 
 def _record(round_index: int) -> RoundRecord:
     stats = EpisodeStats(
-        returns=(1.0, 3.0), final_accuracies=(80.0, 90.0), germinated=2, fossilized=1, pruned=0, rollbacks=0,
+        returns=(1.0, 3.0),
+        final_accuracies=(80.0, 90.0),
+        germinated=2,
+        fossilized=1,
+        pruned=0,
+        rollbacks=0,
         params_added=100,
     )
     return RoundRecord(
-        round=round_index, episodes=2 * round_index, env_steps=16, episode_stats=stats, invalid_actions=1,
-        op_counts={"WAIT": 14, "GERMINATE": 2}, head_entropies={"op": 0.5, "slot": None},
+        round=round_index,
+        episodes=2 * round_index,
+        env_steps=16,
+        episode_stats=stats,
+        invalid_actions=1,
+        op_counts={"WAIT": 14, "GERMINATE": 2},
+        head_entropies={"op": 0.5, "slot": None},
         update={"approx_kl": 0.01, "policy_loss": -0.1},
         timings=PhaseTimings(env_s=1.0, policy_s=0.25, update_s=0.5, checkpoint_s=0.0, total_s=2.0),
     )
@@ -45,7 +55,13 @@ def test_episode_stats_exact_values() -> None:
 
 def test_record_json_has_summary_statistics_and_timings() -> None:
     data = _record(2).to_json()
-    assert (data["round"], data["episodes"], data["mean_return"], data["min_return"], data["max_return"]) == (2, 4, 2.0, 1.0, 3.0)
+    assert (data["round"], data["episodes"], data["mean_return"], data["min_return"], data["max_return"]) == (
+        2,
+        4,
+        2.0,
+        1.0,
+        3.0,
+    )
     assert data["mean_final_accuracy"] == 85.0
     assert data["timings"]["other_s"] == 0.25
     assert data["head_entropies"] == {"op": 0.5, "slot": None}

@@ -39,14 +39,21 @@ def test_resume_is_bit_identical_to_a_straight_run(make_config: Callable[..., Tr
     train(make_config("split", rounds=2, checkpoint_every=1))
     resumed = train(make_config("split", rounds=3), resume=tmp_path / "split" / "checkpoint_last.pt")
     assert [r.round for r in resumed.history] == [3]
-    assert _without_timings(tmp_path / "split" / "metrics.jsonl") == _without_timings(tmp_path / "straight" / "metrics.jsonl")
+    assert _without_timings(tmp_path / "split" / "metrics.jsonl") == _without_timings(
+        tmp_path / "straight" / "metrics.jsonl"
+    )
     assert _same_parameters(resumed.policy.state_dict(), straight.policy.state_dict())
 
 
-def test_resume_truncates_metrics_written_after_the_checkpoint(make_config: Callable[..., TrainConfig], tmp_path: Path) -> None:
+def test_resume_truncates_metrics_written_after_the_checkpoint(
+    make_config: Callable[..., TrainConfig], tmp_path: Path
+) -> None:
     train(make_config("run", rounds=3, checkpoint_every=1, keep_checkpoints=True))
     assert sorted(p.name for p in (tmp_path / "run").glob("checkpoint_*.pt")) == [
-        "checkpoint_last.pt", "checkpoint_round_0001.pt", "checkpoint_round_0002.pt", "checkpoint_round_0003.pt",
+        "checkpoint_last.pt",
+        "checkpoint_round_0001.pt",
+        "checkpoint_round_0002.pt",
+        "checkpoint_round_0003.pt",
     ]
     resumed = train(make_config("run", rounds=3), resume=tmp_path / "run" / "checkpoint_round_0001.pt")
     assert [r.round for r in resumed.history] == [2, 3]

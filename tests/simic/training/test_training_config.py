@@ -55,8 +55,9 @@ def test_validation_names_the_offending_value(fields: dict[str, object], message
 
 
 def test_dict_round_trip_and_unknown_keys() -> None:
-    config = TrainConfig(policy="mlp", episodes=9, env=EnvConfig(task="synthetic", slot_ids=("r0c1",)),
-                         ppo=PPOConfig(learning_rate=1e-3))
+    config = TrainConfig(
+        policy="mlp", episodes=9, env=EnvConfig(task="synthetic", slot_ids=("r0c1",)), ppo=PPOConfig(learning_rate=1e-3)
+    )
     data = config.to_dict()
     assert data["env"]["slot_ids"] == ["r0c1"]
     json.dumps(data)
@@ -69,9 +70,16 @@ def test_dict_round_trip_and_unknown_keys() -> None:
 
 def test_toml_and_json_files(tmp_path: Path) -> None:
     toml = tmp_path / "run.toml"
-    toml.write_text('policy = "mlp"\nrounds = 3\n[env]\ntask = "synthetic"\nepisode_length = 6\n[ppo]\nlearning_rate = 0.001\n')
+    toml.write_text(
+        'policy = "mlp"\nrounds = 3\n[env]\ntask = "synthetic"\nepisode_length = 6\n[ppo]\nlearning_rate = 0.001\n'
+    )
     config = build_config(load_config_file(toml))
-    assert (config.policy, config.total_rounds, config.env.episode_length, config.ppo.learning_rate) == ("mlp", 3, 6, 0.001)
+    assert (config.policy, config.total_rounds, config.env.episode_length, config.ppo.learning_rate) == (
+        "mlp",
+        3,
+        6,
+        0.001,
+    )
     as_json = tmp_path / "run.json"
     as_json.write_text(json.dumps(config.to_dict()))
     assert build_config(load_config_file(as_json)) == config
@@ -79,8 +87,12 @@ def test_toml_and_json_files(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("name", "content", "message"),
-    [("a.toml", "x = [", "not valid TOML"), ("a.json", "{", "not valid JSON"), ("a.yaml", "", "must end in .toml or .json"),
-     ("a.json", "[1]", "table/object at the top level")],
+    [
+        ("a.toml", "x = [", "not valid TOML"),
+        ("a.json", "{", "not valid JSON"),
+        ("a.yaml", "", "must end in .toml or .json"),
+        ("a.json", "[1]", "table/object at the top level"),
+    ],
 )
 def test_bad_files(tmp_path: Path, name: str, content: str, message: str) -> None:
     path = tmp_path / name
@@ -92,6 +104,8 @@ def test_bad_files(tmp_path: Path, name: str, content: str, message: str) -> Non
 
 
 def test_later_layers_win_and_episodes_replaces_rounds() -> None:
-    merged = merge_layers({"rounds": 5, "env": {"task": "synthetic", "episode_length": 4}}, {"episodes": 8, "env": {"episode_length": 6}})
+    merged = merge_layers(
+        {"rounds": 5, "env": {"task": "synthetic", "episode_length": 4}}, {"episodes": 8, "env": {"episode_length": 6}}
+    )
     assert merged == {"episodes": 8, "env": {"task": "synthetic", "episode_length": 6}}
     assert build_config({"episodes": 8}, {"rounds": 2}).total_rounds == 2

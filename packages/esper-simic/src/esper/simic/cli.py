@@ -44,8 +44,14 @@ RENAMES = {"out_dir": "out", "slot_ids": "slots"}
 ALIASES = {"num_envs": ("--envs",), "out_dir": ("--out-dir",), "slot_ids": ("--slot-ids",)}
 #: Exceptions that mean "bad input", reported in one line (anything else is a bug and keeps its traceback).
 INPUT_ERRORS = (
-    CheckpointError, ConfigFileError, ConfigKeyError, RunDirectoryError, PolicyRegistryError,
-    ValueError, TypeError, FileNotFoundError,
+    CheckpointError,
+    ConfigFileError,
+    ConfigKeyError,
+    RunDirectoryError,
+    PolicyRegistryError,
+    ValueError,
+    TypeError,
+    FileNotFoundError,
 )
 
 
@@ -80,7 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ppo = commands.add_parser("ppo", help="train a policy with PPO", description="Train a policy with recurrent PPO.")
     ppo.add_argument("--config", metavar="FILE", help="TOML or JSON config file (flags given here override it)")
-    ppo.add_argument("--resume", metavar="CHECKPOINT", help="continue the run of this checkpoint up to --rounds/--episodes")
+    ppo.add_argument(
+        "--resume", metavar="CHECKPOINT", help="continue the run of this checkpoint up to --rounds/--episodes"
+    )
     ppo.add_argument("--quiet", action="store_true", help="no progress display")
     options = _train_options()
     top = [o for o in options if len(o.paths[0]) == 1]
@@ -89,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_options(ppo.add_argument_group("ppo"), [o for o in options if o.paths[0][0] == "ppo" and o not in top])
 
     heuristic = commands.add_parser(
-        "heuristic", help="run the rule-based policy and report",
+        "heuristic",
+        help="run the rule-based policy and report",
         description="Run the heuristic (rule-based) policy on the vector environment and report its results.",
     )
     heuristic.add_argument("--out", metavar="FILE", help="also write the report as JSON to FILE")
@@ -97,17 +106,23 @@ def build_parser() -> argparse.ArgumentParser:
     add_options(heuristic.add_argument_group("environment"), _env_options())
 
     evaluation = commands.add_parser(
-        "eval", help="compare a checkpoint with the heuristic and no growth",
+        "eval",
+        help="compare a checkpoint with the heuristic and no growth",
         description="Play the same episodes with the checkpoint's deterministic policy, the heuristic and a "
         "no-growth baseline (always WAIT); print a table and write it as JSON.",
     )
     evaluation.add_argument("checkpoint", help="checkpoint file (e.g. runs/ppo-.../checkpoint_last.pt)")
-    evaluation.add_argument("--out", metavar="FILE", help="JSON report path (default: eval.json next to the checkpoint)")
+    evaluation.add_argument(
+        "--out", metavar="FILE", help="JSON report path (default: eval.json next to the checkpoint)"
+    )
     evaluation.add_argument("--data-dir", help="override the checkpoint's data directory (cifar10 on another machine)")
     add_options(evaluation.add_argument_group("evaluation"), _eval_options())
 
-    commands.add_parser("policies", help="list registered policies (plugins included)",
-                        description="List registered policies, including plugins and broken plugins with their error.")
+    commands.add_parser(
+        "policies",
+        help="list registered policies (plugins included)",
+        description="List registered policies, including plugins and broken plugins with their error.",
+    )
     return parser
 
 
@@ -191,4 +206,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\n{PROG}: interrupted", file=sys.stderr)
         return 130
-

@@ -90,11 +90,6 @@ class AlphaController:
         """Ticks left in the current ramp (0 when idle)."""
         return 0 if self.idle else self.steps_total - self.steps_done
 
-    @property
-    def velocity(self) -> float:
-        """Planned alpha change per tick of the current ramp, ``(target − start) / steps_total``; 0 when idle."""
-        return 0.0 if self.idle or self.steps_total == 0 else (self.target - self.start) / self.steps_total
-
     def retarget(self, target: float, steps: int, curve: AlphaCurve | int = AlphaCurve.LINEAR, steepness: float = 12.0) -> "AlphaController":
         """Start a ramp from the current alpha to ``target`` over ``steps`` ticks (0 = snap now).
 

@@ -77,7 +77,7 @@ class EnvConfig:
     val_batch_size: int = 1024
     """Validation samples per forward chunk (each chunk is evaluated for all counterfactual configs at once)."""
     host_lr: float = 0.02
-    """SGD learning rate of the host."""
+    """SGD learning rate of the host (reference 0.01; 0.05 made the impaired cnn diverge now and then)."""
     host_momentum: float = 0.9
     """SGD momentum of the host."""
     host_weight_decay: float = 5e-4

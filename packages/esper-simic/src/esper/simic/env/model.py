@@ -59,7 +59,8 @@ class MorphogeneticModel(nn.Module):
 
         ``alpha_table[slot_id]`` gives that slot's alpha in each of the K configurations (all the
         same length K); slots not in the table use their own alpha in every configuration.
-        Configurations share computation up to the first slot whose alphas differ.
+        Configurations share computation up to the first slot whose alphas differ. Call it in
+        eval mode: in train mode BatchNorm would pool batch statistics across configurations.
         """
         lengths = {len(v) for v in alpha_table.values()}
         if len(lengths) > 1:

@@ -43,7 +43,7 @@ from esper.simic.env.results import EnvReset, EnvStep
 from esper.simic.env.rewards import RewardInputs, compute_reward
 from esper.simic.env.signals import SignalTracker
 from esper.simic.env.slot import SlotSettings
-from esper.simic.env.training import train_epoch
+from esper.simic.env.training import EpochStats, train_epoch
 from esper.simic.env.validation import ValidationResult, validate
 from esper.tamiyo.contract import (
     ActionMasks,
@@ -149,7 +149,7 @@ class MorphogeneticEnv:
         cfg = self.config
         assert self.model is not None
         return torch.optim.SGD(
-            self.model.host.parameters(), lr=cfg.host_lr, momentum=cfg.host_momentum, weight_decay=cfg.host_weight_decay
+            self.model.host.parameters(), lr=cfg.host_lr, momentum=cfg.host_momentum, weight_decay=cfg.host_weight_decay, foreach=True
         )
 
     def _observe(self, signals: Any, *, success: bool, op: int) -> tuple[Observation, ActionMasks]:
@@ -193,7 +193,7 @@ class MorphogeneticEnv:
         for slot in slots:
             slot.tick(cfg.auto_advance)
         self._epoch += 1
-        rollback, reason = self._train_and_check()
+        rollback, reason, epoch_stats = self._train_and_check()
         val = self._validation
         signals = self.tracker.update(val.loss, val.accuracy)
 
@@ -226,6 +226,8 @@ class MorphogeneticEnv:
             "reward_components": reward.as_dict(),
             "governor_rollback": rollback,
             "epoch": self._epoch,
+            "train_loss": epoch_stats.train_loss,
+            "train_accuracy": epoch_stats.train_accuracy,
             "contributions": dict(val.contributions),
         }
         if reason is not None:
@@ -245,8 +247,8 @@ class MorphogeneticEnv:
         elif op == LifecycleOp.PRUNE:
             stats["pruned"] += 1
 
-    def _train_and_check(self) -> tuple[bool, str | None]:
-        """Train one epoch, validate, run the governor; returns ``(rolled_back, reason)``."""
+    def _train_and_check(self) -> tuple[bool, str | None, EpochStats]:
+        """Train one epoch, validate, run the governor; returns ``(rolled_back, reason, epoch stats)``."""
         model, cfg = self.model, self.config
         assert model is not None and self._host_optimizer is not None
         epoch_stats = train_epoch(
@@ -270,7 +272,7 @@ class MorphogeneticEnv:
         elif self._epoch % cfg.snapshot_interval == 0 and not self.governor.anomaly_pending:
             self.snapshot = take_snapshot(model)
         self._validation = val
-        return verdict.panic, verdict.reason
+        return verdict.panic, verdict.reason, epoch_stats
 
     def _rollback(self) -> None:
         """Restore the snapshot, prune every live seed, reset every optimiser's momentum."""

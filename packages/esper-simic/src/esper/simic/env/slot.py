@@ -37,7 +37,6 @@ from esper.simic.env.blending import Alpha, blend, straight_through
 from esper.simic.env.blueprints import build_blueprint, build_gate
 from esper.tamiyo.contract import (
     ACTIVE_STAGES,
-    FAILURE_STAGES,
     PRUNABLE_STAGES,
     STYLE_BLENDS,
     AlphaAlgorithm,
@@ -196,7 +195,7 @@ class SeedSlot(nn.Module):
 
     def _make_optimizer(self) -> None:
         params = [p for m in (self.seed, self.gate) if m is not None for p in m.parameters()]
-        self.optimizer = torch.optim.SGD(params, lr=self.settings.seed_lr, momentum=self.settings.seed_momentum)
+        self.optimizer = torch.optim.SGD(params, lr=self.settings.seed_lr, momentum=self.settings.seed_momentum, foreach=True)
 
     def _set_trainable(self, trainable: bool) -> None:
         for module in (self.seed, self.gate):
@@ -385,8 +384,3 @@ class SeedSlot(nn.Module):
         """Forget the seed optimiser's momentum (governor rollback)."""
         if self.seed is not None:
             self._make_optimizer()
-
-    @property
-    def in_failure_stage(self) -> bool:
-        """PRUNED, EMBARGOED or RESETTING."""
-        return self.stage in FAILURE_STAGES

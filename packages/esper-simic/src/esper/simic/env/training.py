@@ -46,8 +46,8 @@ def _clip(params: list[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
     if not grads:
         return torch.zeros(())
     if max_norm > 0:
-        return torch.nn.utils.clip_grad_norm_(params, max_norm)
-    return torch.nn.utils.get_total_norm(grads)
+        return torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
+    return torch.nn.utils.get_total_norm(grads, foreach=True)
 
 
 def _tensor_norms(params: list[torch.nn.Parameter]) -> torch.Tensor:

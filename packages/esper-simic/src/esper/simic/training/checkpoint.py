@@ -39,7 +39,14 @@ LAST_CHECKPOINT = "checkpoint_last.pt"
 """File name of the rolling checkpoint in a run directory."""
 
 REQUIRED_KEYS: tuple[str, ...] = (
-    "format_version", "policy", "policy_state", "agent_state", "normalizers", "counters", "rng", "config",
+    "format_version",
+    "policy",
+    "policy_state",
+    "agent_state",
+    "normalizers",
+    "counters",
+    "rng",
+    "config",
 )
 POLICY_KEYS: tuple[str, ...] = ("type", "config", "slot_ids", "head_names", "head_sizes", "feature_dim")
 
@@ -121,10 +128,9 @@ def check_compatible(
     head's order), action space head names and sizes, observation feature size.
     """
     if list(header["slot_ids"]) != list(slot_config.slot_ids):
-        raise CheckpointError(
-            f"checkpoint slot ids {list(header['slot_ids'])} do not match the environment's {list(slot_config.slot_ids)}"
-        )
-    saved_space = dict(zip(header["head_names"], header["head_sizes"]))
+        saved, expected = list(header["slot_ids"]), list(slot_config.slot_ids)
+        raise CheckpointError(f"checkpoint slot ids {saved} do not match the environment's {expected}")
+    saved_space = dict(zip(header["head_names"], header["head_sizes"], strict=False))
     if saved_space != action_space.sizes() or list(header["head_names"]) != list(action_space.head_names):
         raise CheckpointError(
             f"checkpoint action space {saved_space} does not match the environment's {action_space.sizes()}"
@@ -151,8 +157,12 @@ def rebuild_policy(
     slot_config = SlotConfig(tuple(header["slot_ids"]))
     try:
         policy = create_policy(
-            policy_type, slot_config=slot_config, feature_dim=int(header["feature_dim"]),
-            device="cpu", compile_mode="off", **dict(header["config"]),
+            policy_type,
+            slot_config=slot_config,
+            feature_dim=int(header["feature_dim"]),
+            device="cpu",
+            compile_mode="off",
+            **dict(header["config"]),
         )
         policy.load_state_dict(dict(state), strict=True)
     except (ValueError, TypeError, KeyError, RuntimeError) as exc:

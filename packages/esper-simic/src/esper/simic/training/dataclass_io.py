@@ -40,7 +40,7 @@ def field_docs(cls: type) -> dict[str, str]:
     if not isinstance(body, ast.ClassDef):
         return docs
     statements = body.body
-    for stmt, following in zip(statements, statements[1:]):
+    for stmt, following in zip(statements, statements[1:], strict=False):
         if not (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)):
             continue
         if (
@@ -104,18 +104,7 @@ def coerce(value: Any, tp: Any, *, key: str) -> Any:
         return from_plain(tp, value, where=key)
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
-        options = typing.get_args(tp)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return coerce(value, option, key=key)
-            except ConfigKeyError as exc:
-                errors.append(str(exc))
-        raise ConfigKeyError(errors[0] if len(errors) == 1 else f"config key {key!r}: no type of {tp} fits {value!r}")
+        return _coerce_union(value, typing.get_args(tp), key=key)
     if origin is Literal:
         if value not in typing.get_args(tp):
             raise ConfigKeyError(f"config key {key!r} must be one of {list(typing.get_args(tp))}, got {value!r}")
@@ -130,25 +119,40 @@ def coerce(value: Any, tp: Any, *, key: str) -> Any:
         if not isinstance(value, Mapping):
             raise ConfigKeyError(f"config key {key!r} expects a table/object, got {value!r}")
         return dict(value)
-    if tp is Any:
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigKeyError(f"config key {key!r} expects true/false, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigKeyError(f"config key {key!r} expects a number, got {value!r}")
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigKeyError(f"config key {key!r} expects an integer, got {value!r}")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigKeyError(f"config key {key!r} expects a string, got {value!r}")
-        return value
+    if tp in _SCALARS:
+        return _coerce_scalar(value, tp, key=key)
     return value
+
+
+def _coerce_union(value: Any, options: tuple[Any, ...], *, key: str) -> Any:
+    if value is None and type(None) in options:
+        return None
+    errors = []
+    for option in options:
+        if option is type(None):
+            continue
+        try:
+            return coerce(value, option, key=key)
+        except ConfigKeyError as exc:
+            errors.append(str(exc))
+    raise ConfigKeyError(errors[0] if len(errors) == 1 else f"config key {key!r}: no type of {options} fits {value!r}")
+
+
+#: Scalar type → (accepted Python types, description for the error message). bool is an int
+#: subclass in Python, so it is rejected explicitly for int and float.
+_SCALARS: dict[type, tuple[tuple[type, ...], str]] = {
+    bool: ((bool,), "true/false"),
+    int: ((int,), "an integer"),
+    float: ((int, float), "a number"),
+    str: ((str,), "a string"),
+}
+
+
+def _coerce_scalar(value: Any, tp: type, *, key: str) -> Any:
+    accepted, description = _SCALARS[tp]
+    if not isinstance(value, accepted) or (tp is not bool and isinstance(value, bool)):
+        raise ConfigKeyError(f"config key {key!r} expects {description}, got {value!r}")
+    return float(value) if tp is float else value
 
 
 def _join(prefix: str, name: str) -> str:

@@ -22,7 +22,7 @@ from esper.simic.env import EnvConfig, VectorEnv
 from esper.simic.training.checkpoint import CheckpointError, check_compatible, read_checkpoint, rebuild_policy
 from esper.simic.training.dataclass_io import ConfigKeyError, from_plain, to_plain
 from esper.simic.training.metrics import EpisodeStats
-from esper.simic.training.rng import EVAL_RESET_STREAM, derive_seed, isolated_global_rngs
+from esper.simic.training.rng import EVAL_RESET_STREAM, derive_seed, isolated_global_rngs, torch_threads
 from esper.simic.training.rollout import act
 from esper.simic.training.vectorized import resolve_device
 from esper.tamiyo.contract import ActionMasks, ActionSpace, LifecycleOp
@@ -44,6 +44,8 @@ class EvalConfig:
     """Seed of the evaluation episodes (a stream separate from the training seeds)."""
     device: str = "cpu"
     """Torch device of the evaluated policy."""
+    num_threads: int | None = 1
+    """torch CPU threads while evaluating (None: torch's default)."""
 
     def __post_init__(self) -> None:
         if self.episodes < 1:
@@ -52,6 +54,8 @@ class EvalConfig:
             raise ValueError(f"num_envs must be >= 1, got {self.num_envs}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise ValueError(f"num_threads must be >= 1 or None, got {self.num_threads}")
 
     def episode_seeds(self) -> tuple[int, ...]:
         """Reset seed of each evaluation episode."""
@@ -109,17 +113,21 @@ class EvalReport:
         lines = [header]
         for row in self.rows:
             data = row.to_json()
-            lines.append((
-                row.policy,
-                str(data["episodes"]),
-                f"{data['mean_final_accuracy']:.2f} ± {data['std_final_accuracy']:.2f}",
-                f"{data['mean_return']:+.3f}",
-                f"{data['seeds_fossilized_per_episode']:.2f}",
-                f"{data['params_added_per_episode']:,.0f}",
-            ))
+            lines.append(
+                (
+                    row.policy,
+                    str(data["episodes"]),
+                    f"{data['mean_final_accuracy']:.2f} ± {data['std_final_accuracy']:.2f}",
+                    f"{data['mean_return']:+.3f}",
+                    f"{data['seeds_fossilized_per_episode']:.2f}",
+                    f"{data['params_added_per_episode']:,.0f}",
+                )
+            )
         widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
         return "\n".join(
-            "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths)))
+            "  ".join(
+                cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths, strict=True))
+            )
             for line in lines
         )
 
@@ -201,7 +209,7 @@ def evaluate_heuristic(env_config: EnvConfig, config: EvalConfig = EvalConfig())
     """Run the heuristic bundle on ``config.episodes`` episodes of ``env_config``."""
     pool = VectorEnvPool(env_config, min(config.num_envs, config.episodes))
     seeds = config.episode_seeds()
-    with isolated_global_rngs(config.seed, torch.device("cpu")):
+    with torch_threads(config.num_threads), isolated_global_rngs(config.seed, torch.device("cpu")):
         stats = play_episodes(pool, seeds, heuristic_policy(pool.get(pool.batch_size)))
     return EvalReport((EvalRow(HEURISTIC, stats),), seeds, to_plain(env_config), None)
 
@@ -231,10 +239,12 @@ def evaluate(
     device = resolve_device(config.device)
     pool = VectorEnvPool(env_config, min(config.num_envs, config.episodes))
     seeds = config.episode_seeds()
-    with isolated_global_rngs(config.seed, device):
+    with torch_threads(config.num_threads), isolated_global_rngs(config.seed, device):
         venv = pool.get(pool.batch_size)
         header = data["policy"]
-        check_compatible(header, slot_config=venv.slot_config, action_space=venv.action_space, feature_dim=venv.feature_dim)
+        check_compatible(
+            header, slot_config=venv.slot_config, action_space=venv.action_space, feature_dim=venv.feature_dim
+        )
         policy = rebuild_policy(header, data["policy_state"], device=device, compile_mode="off")
         normalizer = ObservationNormalizer(venv.feature_dim)
         try:

@@ -73,7 +73,9 @@ def collect_options(
             by_flag[option.flag] = option
             continue
         if existing.annotation != option.annotation:
-            raise TypeError(f"fields {existing.paths} and {option.paths} both map to {option.flag} with different types")
+            raise TypeError(
+                f"fields {existing.paths} and {option.paths} both map to {option.flag} with different types"
+            )
         joined = " and ".join(".".join(p) for p in (*existing.paths, *option.paths))
         by_flag[option.flag] = dataclasses.replace(
             existing, paths=existing.paths + option.paths, help=f"{existing.help} Sets {joined}."
@@ -96,9 +98,7 @@ def _leaf_options(
         flag = "--" + renames.get(name, name).replace("_", "-")
         default = defaults[name]
         shown = "" if default is dataclasses.MISSING else f" (default: {_show(default)})"
-        options.append(
-            Option(flag, ((*prefix, name),), annotation, docs[name] + shown, tuple(aliases.get(name, ())))
-        )
+        options.append(Option(flag, ((*prefix, name),), annotation, docs[name] + shown, tuple(aliases.get(name, ()))))
     return options
 
 
@@ -120,7 +120,11 @@ def _show(value: Any) -> str:
 def add_options(parser: argparse.ArgumentParser | Any, options: Sequence[Option]) -> None:
     """Register ``options`` on ``parser`` (or an argument group); every flag defaults to absent."""
     for option in options:
-        kwargs: dict[str, Any] = {"dest": option.dest, "default": argparse.SUPPRESS, "help": option.help.replace("%", "%%")}
+        kwargs: dict[str, Any] = {
+            "dest": option.dest,
+            "default": argparse.SUPPRESS,
+            "help": option.help.replace("%", "%%"),
+        }
         kwargs.update(_parse_spec(option.annotation, option.flag))
         parser.add_argument(option.flag, *option.aliases, **kwargs)
 
@@ -154,7 +158,9 @@ def _scalar(tp: Any, flag: str) -> Callable[[str], Any]:
         try:
             return tp(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'an integer' if tp is int else 'a number'}, got {text!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if tp is int else 'a number'}, got {text!r}"
+            ) from None
 
     parse.__name__ = tp.__name__
     return parse

@@ -68,14 +68,34 @@ def isolated_global_rngs(seed: int, device: torch.device) -> Iterator[None]:
         random.setstate(python_state)
 
 
+@contextmanager
+def torch_threads(num_threads: int | None) -> Iterator[None]:
+    """Run the block with ``num_threads`` torch intra-op CPU threads (None: unchanged); restore after.
+
+    Thread count is part of reproducibility, not only speed: reductions may sum in another order.
+    """
+    previous = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def capture_rng_state(sampler: torch.Generator) -> dict[str, Any]:
     """Every RNG state that can influence the rest of a run, as checkpoint-safe values."""
     kind, keys, pos, has_gauss, cached_gauss = np.random.get_state(legacy=True)
     version, internal, gauss_next = random.getstate()
     state: dict[str, Any] = {
         "torch_cpu": torch.get_rng_state(),
-        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gauss": float(cached_gauss), "kind": str(kind)},
+        "numpy": {
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gauss": float(cached_gauss),
+            "kind": str(kind),
+        },
         "python": {"version": int(version), "internal": list(internal), "gauss_next": gauss_next},
         "sampler": sampler.get_state(),
         "sampler_device": str(sampler.device),
@@ -95,8 +115,13 @@ def restore_rng_state(state: dict[str, Any], sampler: torch.Generator) -> None:
     torch.set_rng_state(state["torch_cpu"])
     numpy_state = state["numpy"]
     np.random.set_state(
-        (numpy_state["kind"], numpy_state["keys"].numpy().astype(np.uint32), numpy_state["pos"],
-         numpy_state["has_gauss"], numpy_state["cached_gauss"])
+        (
+            numpy_state["kind"],
+            numpy_state["keys"].numpy().astype(np.uint32),
+            numpy_state["pos"],
+            numpy_state["has_gauss"],
+            numpy_state["cached_gauss"],
+        )
     )
     python_state = state["python"]
     random.setstate((python_state["version"], tuple(python_state["internal"]), python_state["gauss_next"]))

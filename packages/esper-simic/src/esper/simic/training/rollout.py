@@ -157,8 +157,15 @@ def collect_rollout(
             bootstrap = policy.get_value(_normalised(step.obs, obs_normalizer, policy.device), result.hidden)
             policy_s += time.perf_counter() - started
         buffer.add(
-            obs=policy_obs, masks=policy_masks, result=result, executed_op=step.executed_op, rewards=rewards,
-            terminated=step.terminated, truncated=step.truncated, active=active, bootstrap_values=bootstrap,
+            obs=policy_obs,
+            masks=policy_masks,
+            result=result,
+            executed_op=step.executed_op,
+            rewards=rewards,
+            terminated=step.terminated,
+            truncated=step.truncated,
+            active=active,
+            bootstrap_values=bootstrap,
         )
 
         raw_features.append(obs.features[active])
@@ -195,4 +202,4 @@ def collect_rollout(
 def op_count_names(counts: Sequence[int]) -> dict[str, int]:
     """``{op name: count}`` for the morphogenetic op head (generic index names for other spaces)."""
     names = [op.name for op in LifecycleOp] if len(counts) == len(LifecycleOp) else [str(i) for i in range(len(counts))]
-    return dict(zip(names, counts))
+    return dict(zip(names, counts, strict=True))

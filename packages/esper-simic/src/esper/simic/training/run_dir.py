@@ -69,7 +69,8 @@ class RunDirectory:
         if not self.metrics_path.exists():
             return
         kept = [
-            line for line in self.metrics_path.read_text().splitlines()
+            line
+            for line in self.metrics_path.read_text().splitlines()
             if line.strip() and json.loads(line)["round"] <= keep_through_round
         ]
         _write_text_atomic(self.metrics_path, "".join(line + "\n" for line in kept))

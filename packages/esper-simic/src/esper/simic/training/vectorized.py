@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from esper.simic.agent import ObservationNormalizer, PPOAgent, RewardNormalizer, RolloutBuffer
+from esper.simic.agent import ObservationNormalizer, PPOAgent, RewardNormalizer, RolloutBuffer, UpdateMetrics
 from esper.simic.env import VectorEnv
 from esper.simic.training.checkpoint import (
     FORMAT_VERSION,
@@ -50,8 +50,9 @@ from esper.simic.training.rng import (
     isolated_global_rngs,
     make_sampler,
     restore_rng_state,
+    torch_threads,
 )
-from esper.simic.training.rollout import collect_rollout, op_count_names, supports_generator
+from esper.simic.training.rollout import RolloutResult, collect_rollout, op_count_names, supports_generator
 from esper.simic.training.run_dir import RunDirectory
 from esper.tamiyo.policy import PolicyBundle, create_policy
 
@@ -131,16 +132,24 @@ def check_resume_config(saved: Mapping[str, Any], config: TrainConfig) -> None:
 
 def _fresh_components(config: TrainConfig, venv: VectorEnv, device: torch.device) -> _Components:
     policy = create_policy(
-        config.policy, slot_config=venv.slot_config, feature_dim=venv.feature_dim, device=device,
-        compile_mode=config.compile_mode, **policy_kwargs(config),
+        config.policy,
+        slot_config=venv.slot_config,
+        feature_dim=venv.feature_dim,
+        device=device,
+        compile_mode=config.compile_mode,
+        **policy_kwargs(config),
     )
     check_compatible(
         policy_header(config.policy, policy),
-        slot_config=venv.slot_config, action_space=venv.action_space, feature_dim=venv.feature_dim,
+        slot_config=venv.slot_config,
+        action_space=venv.action_space,
+        feature_dim=venv.feature_dim,
     )
     return _Components(
         policy=policy,
-        agent=PPOAgent(policy, config.ppo, generator=torch.Generator().manual_seed(derive_seed(config.seed, SHUFFLE_STREAM))),
+        agent=PPOAgent(
+            policy, config.ppo, generator=torch.Generator().manual_seed(derive_seed(config.seed, SHUFFLE_STREAM))
+        ),
         obs_normalizer=ObservationNormalizer(venv.feature_dim),
         reward_normalizer=RewardNormalizer(config.num_envs, gamma=config.ppo.gamma),
         sampler=make_sampler(config.seed, device),
@@ -195,14 +204,21 @@ def _checkpoint_due(config: TrainConfig, rounds_completed: int) -> bool:
     return config.checkpoint_every > 0 and rounds_completed % config.checkpoint_every == 0
 
 
-def _run_round(parts: _Components, venv: VectorEnv, buffer: RolloutBuffer, config: TrainConfig) -> tuple[Any, float, Any]:
+def _run_round(
+    parts: _Components, venv: VectorEnv, buffer: RolloutBuffer, config: TrainConfig
+) -> tuple[RolloutResult, float, UpdateMetrics]:
     """Rollout + update of round ``parts.rounds_completed``; returns (rollout, update seconds, update metrics)."""
     round_index = parts.rounds_completed
     seeds = [derive_seed(config.seed, TRAIN_RESET_STREAM, round_index, i) for i in range(config.num_envs)]
     generator = parts.sampler if supports_generator(parts.policy) else None
     rollout = collect_rollout(
-        venv, parts.policy, buffer, seeds=seeds, obs_normalizer=parts.obs_normalizer,
-        reward_normalizer=parts.reward_normalizer, generator=generator,
+        venv,
+        parts.policy,
+        buffer,
+        seeds=seeds,
+        obs_normalizer=parts.obs_normalizer,
+        reward_normalizer=parts.reward_normalizer,
+        generator=generator,
     )
     started = time.perf_counter()
     update = parts.agent.update(buffer)
@@ -244,7 +260,7 @@ def train(
     observer = sink if sink is not None else NullSink()
     sinks: TrainingSink = observer if run_dir is None else FanOutSink(run_dir, observer)
     started = time.perf_counter()
-    with isolated_global_rngs(config.seed, device):
+    with torch_threads(config.num_threads), isolated_global_rngs(config.seed, device):
         venv = VectorEnv(config.env, config.num_envs)
         if checkpoint is None:
             parts = _fresh_components(config, venv, device)
@@ -269,25 +285,35 @@ def train(
                 checkpoint_started = time.perf_counter()
                 last_checkpoint = _save(parts, config, run_dir)
                 checkpoint_s = time.perf_counter() - checkpoint_started
-            record = RoundRecord(
-                round=parts.rounds_completed,
-                episodes=parts.rounds_completed * config.num_envs,
-                env_steps=rollout.num_transitions,
-                episode_stats=EpisodeStats.from_infos(rollout.episodes),
-                invalid_actions=rollout.invalid_actions,
-                op_counts=op_count_names(rollout.executed_op_counts),
-                head_entropies=rollout.head_entropies,
-                update=update.as_dict(),
-                timings=PhaseTimings(
-                    env_s=rollout.env_s, policy_s=rollout.policy_s, update_s=update_s, checkpoint_s=checkpoint_s,
-                    total_s=time.perf_counter() - round_started,
-                ),
+            timings = PhaseTimings(
+                env_s=rollout.env_s,
+                policy_s=rollout.policy_s,
+                update_s=update_s,
+                checkpoint_s=checkpoint_s,
+                total_s=time.perf_counter() - round_started,
             )
+            record = _round_record(parts, config, rollout, update, timings)
             history.append(record)
             sinks.on_round(record)
     summary = _summary(history, parts, config, time.perf_counter() - started, last_checkpoint)
     sinks.on_run_end(summary)
     return RunResult(config, parts.rounds_completed, tuple(history), summary, parts.policy, last_checkpoint)
+
+
+def _round_record(
+    parts: _Components, config: TrainConfig, rollout: RolloutResult, update: UpdateMetrics, timings: PhaseTimings
+) -> RoundRecord:
+    return RoundRecord(
+        round=parts.rounds_completed,
+        episodes=parts.rounds_completed * config.num_envs,
+        env_steps=rollout.num_transitions,
+        episode_stats=EpisodeStats.from_infos(rollout.episodes),
+        invalid_actions=rollout.invalid_actions,
+        op_counts=op_count_names(rollout.executed_op_counts),
+        head_entropies=rollout.head_entropies,
+        update=update.as_dict(),
+        timings=timings,
+    )
 
 
 def _save(parts: _Components, config: TrainConfig, run_dir: RunDirectory) -> Path:
