@@ -1,8 +1,10 @@
 """``MorphogeneticEnv``: one host training run as an RL episode, one host epoch per step.
 
 ``reset(seed)`` builds a fresh host from ``seed`` (all randomness of the episode, parameter
-initialisation and minibatch order, comes from one ``torch.Generator`` seeded with it), validates
-the untrained host (epoch 0) and returns the first observation.
+initialisation and minibatch order, comes from one ``torch.Generator`` seeded with it; torch's
+global RNG is never used), validates the untrained host (epoch 0) and returns the first
+observation. The same seed and actions give the same episode bit for bit on CPU with the same
+torch thread count (float reductions depend on it).
 
 ``step(action)`` runs, in this order:
 
@@ -41,7 +43,7 @@ from esper.simic.env.model import MorphogeneticModel
 from esper.simic.env.observations import build_masks, build_observation
 from esper.simic.env.results import EnvReset, EnvStep
 from esper.simic.env.rewards import RewardInputs, compute_reward
-from esper.simic.env.signals import SignalTracker
+from esper.simic.env.signals import SignalTracker, TrackerSignals
 from esper.simic.env.slot import SlotSettings
 from esper.simic.env.training import EpochStats, train_epoch
 from esper.simic.env.validation import ValidationResult, validate
@@ -152,7 +154,7 @@ class MorphogeneticEnv:
             self.model.host.parameters(), lr=cfg.host_lr, momentum=cfg.host_momentum, weight_decay=cfg.host_weight_decay, foreach=True
         )
 
-    def _observe(self, signals: Any, *, success: bool, op: int) -> tuple[Observation, ActionMasks]:
+    def _observe(self, signals: TrackerSignals, *, success: bool, op: int) -> tuple[Observation, ActionMasks]:
         assert self.model is not None
         slots = self.model.all_slots()
         cfg = self.config

@@ -44,7 +44,7 @@ def _clip(params: list[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
     """Clip in place when ``max_norm > 0``; return the pre-clip global norm (a 0-d tensor, no sync)."""
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
-        return torch.zeros(())
+        return torch.zeros((), device=params[0].device if params else None)
     if max_norm > 0:
         return torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
     return torch.nn.utils.get_total_norm(grads, foreach=True)
