@@ -90,7 +90,7 @@ def test_value_tables() -> None:
         (AlphaCurve.LINEAR, AlphaAlgorithm.ADD),
         (AlphaCurve.LINEAR, AlphaAlgorithm.MULTIPLY),
         (AlphaCurve.SIGMOID, AlphaAlgorithm.ADD),
-        (AlphaCurve.SIGMOID, AlphaAlgorithm.GATE),
+        (AlphaCurve.LINEAR, AlphaAlgorithm.GATE),
     )
 
 
@@ -104,7 +104,7 @@ def test_value_tables_align_with_their_enums() -> None:
     assert ALPHA_TARGET_VALUES[AlphaTargetAction.SEVENTY] == 0.7
     assert ALPHA_SPEED_TICKS[AlphaSpeedAction.MEDIUM] == 5
     assert ALPHA_CURVES[AlphaCurveAction.SIGMOID_SHARP] == (AlphaCurve.SIGMOID, 24.0)
-    assert STYLE_BLENDS[GerminationStyle.GATED_GATE] == (AlphaCurve.SIGMOID, AlphaAlgorithm.GATE)
+    assert STYLE_BLENDS[GerminationStyle.GATED_GATE] == (AlphaCurve.LINEAR, AlphaAlgorithm.GATE)
 
 
 def test_blueprint_string_ids() -> None:

@@ -133,7 +133,9 @@ STYLE_BLENDS: tuple[tuple[AlphaCurve, AlphaAlgorithm], ...] = (
     (AlphaCurve.LINEAR, AlphaAlgorithm.ADD),
     (AlphaCurve.LINEAR, AlphaAlgorithm.MULTIPLY),
     (AlphaCurve.SIGMOID, AlphaAlgorithm.ADD),
-    (AlphaCurve.SIGMOID, AlphaAlgorithm.GATE),
+    # Gated ramps linearly on purpose: a sigmoid ramp times a near-zero learned gate starves the
+    # gate of gradient (env-facts §2.2).
+    (AlphaCurve.LINEAR, AlphaAlgorithm.GATE),
 )
 
 #: Selectable blueprints per host topology (NOOP is never selectable).
