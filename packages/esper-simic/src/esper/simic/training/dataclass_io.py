@@ -17,7 +17,7 @@ import textwrap
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any, Literal, TypeVar, Union
+from typing import Any, Literal, TypeVar, Union, cast
 
 T = TypeVar("T")
 
@@ -152,7 +152,7 @@ def _coerce_scalar(value: Any, tp: type, *, key: str) -> Any:
     accepted, description = _SCALARS[tp]
     if not isinstance(value, accepted) or (tp is not bool and isinstance(value, bool)):
         raise ConfigKeyError(f"config key {key!r} expects {description}, got {value!r}")
-    return float(value) if tp is float else value
+    return float(cast(float, value)) if tp is float else value
 
 
 def _join(prefix: str, name: str) -> str:

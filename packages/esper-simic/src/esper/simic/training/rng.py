@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -85,7 +85,9 @@ def torch_threads(num_threads: int | None) -> Iterator[None]:
 
 def capture_rng_state(sampler: torch.Generator) -> dict[str, Any]:
     """Every RNG state that can influence the rest of a run, as checkpoint-safe values."""
-    kind, keys, pos, has_gauss, cached_gauss = np.random.get_state(legacy=True)
+    kind, keys, pos, has_gauss, cached_gauss = cast(
+        tuple[str, np.ndarray, int, int, float], np.random.get_state(legacy=True)
+    )
     version, internal, gauss_next = random.getstate()
     state: dict[str, Any] = {
         "torch_cpu": torch.get_rng_state(),

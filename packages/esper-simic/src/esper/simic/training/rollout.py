@@ -126,7 +126,7 @@ def collect_rollout(
 
     episodes: list[Mapping[str, Any] | None] = [None] * num_envs
     raw_features: list[torch.Tensor] = []
-    invalid = 0
+    invalid = torch.zeros((), dtype=torch.long)
     op_counts = torch.zeros(space.num_ops, dtype=torch.long)
     entropy_sums = {h: torch.zeros((), device=policy.device) for h in space.head_names}
     entropy_counts = {h: torch.zeros((), dtype=torch.long, device=policy.device) for h in space.head_names}
@@ -178,7 +178,8 @@ def collect_rollout(
             entropy_counts[head] += selected.sum()
         for i in torch.nonzero(active & ended).flatten().tolist():
             episodes[i] = step.infos[i]["episode"]
-        invalid += sum(1 for i in torch.nonzero(active).flatten().tolist() if not step.infos[i]["action_valid"])
+        # The env executes an invalid action as WAIT, so "executed != sampled" is exactly "invalid".
+        invalid += (active & (step.executed_op != actions[space.op_head])).sum()
         running &= ~ended
         hidden = result.hidden
         obs, masks = step.obs, step.masks
@@ -191,7 +192,7 @@ def collect_rollout(
         episodes=finished,
         raw_features=torch.cat(raw_features),
         num_transitions=int(buffer.valid.sum()),
-        invalid_actions=invalid,
+        invalid_actions=int(invalid),
         executed_op_counts=tuple(int(c) for c in op_counts.tolist()),
         head_entropies={h: (float(s) / counts[h] if counts[h] else None) for h, s in entropy_sums.items()},
         env_s=env_s,
