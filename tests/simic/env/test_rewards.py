@@ -102,6 +102,28 @@ def test_stage_shaping_telescopes(gamma: float, stages: list[tuple[int, int, int
     assert discounted == pytest.approx(expected, abs=1e-9)
 
 
+@pytest.mark.parametrize("mode", ["shaped", "simplified"])
+@given(stages=st.lists(st.tuples(*[st.sampled_from(list(SeedStage))] * 3), min_size=2, max_size=12))
+def test_episode_shaping_sums_to_minus_initial_potential(mode: str, stages: list[tuple[int, int, int]]) -> None:
+    """Over a whole episode (last step flagged) the shaping sums to -w Φ(s_0), whatever the policy did:
+    ending with seeds parked in high-potential stages earns nothing."""
+    cfg = RewardConfig(gamma=0.99)
+    steps = list(itertools.pairwise(stages))
+    discounted = sum(
+        0.99**t
+        * compute_reward(
+            mode, inputs(stages_before=before, stages_after=after, is_last_step=t == len(steps) - 1), cfg
+        ).stage_shaping
+        for t, (before, after) in enumerate(steps)
+    )
+    assert discounted == pytest.approx(-0.3 * state_potential(stages[0]), abs=1e-9)
+
+
+def test_last_step_drops_the_final_potential() -> None:
+    r = shaped_reward(inputs(stages_before=(F, H, D), stages_after=(F, F, D), is_last_step=True), CFG)
+    assert r.stage_shaping == pytest.approx(-0.3 * (6.0 + 5.5))
+
+
 def test_prune_forfeits_potential() -> None:
     r = shaped_reward(inputs(op=LifecycleOp.PRUNE, stages_before=(H, D, D), stages_after=(P, D, D)), CFG)
     assert r.stage_shaping == pytest.approx(-0.3 * 5.5)

@@ -235,8 +235,9 @@ def stage_shaping_term(phi_before: float, phi_after: float, gamma: float, weight
     """Potential-based shaping ``weight · (γ · Φ(s') − Φ(s))`` (Ng, Harada & Russell 1999).
 
     Summed over an episode with discount γ it telescopes to ``weight · (γ^T Φ(s_T) − Φ(s_0))``, so
-    it moves rewards earlier without changing which policy is optimal. For a true terminal
-    (governor rollback) pass ``phi_after = 0``.
+    it moves rewards earlier without changing which policy is optimal. At the end of an episode
+    (its last step or a governor rollback) pass ``phi_after = 0``: the sum is then ``−Φ(s_0)``,
+    the same for every policy.
     """
     return weight * (gamma * phi_after - phi_before)
 
@@ -290,12 +291,14 @@ def _rollback(inputs: RewardInputs, config: RewardConfig, *, with_shaping: bool)
 
 def _common(inputs: RewardInputs, config: RewardConfig) -> RewardBreakdown:
     """The components shared by ``shaped`` and ``simplified``."""
+    # The episode ends at its last step, so the final state's potential is not carried past the
+    # horizon (Φ = 0 there, as for a rollback). The shaping then sums to -Φ(s_0) = 0 over every
+    # episode: it only moves credit earlier and can never be farmed by ending with seeds parked in
+    # high-potential stages (with Φ(s_T) kept, fossilizing useless seeds paid 1.8 each).
+    phi_after = 0.0 if inputs.is_last_step else state_potential(inputs.stages_after)
     return RewardBreakdown(
         stage_shaping=stage_shaping_term(
-            state_potential(inputs.stages_before),
-            state_potential(inputs.stages_after),
-            config.gamma,
-            config.shaping_weight,
+            state_potential(inputs.stages_before), phi_after, config.gamma, config.shaping_weight
         ),
         action_cost=-config.action_cost(inputs.op),
         invalid_penalty=0.0 if inputs.action_valid else -config.invalid_action_penalty,
