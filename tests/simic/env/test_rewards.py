@@ -82,9 +82,9 @@ def test_germinate_step_components_exact() -> None:
     r = shaped_reward(step, CFG)
     assert r.stage_shaping == pytest.approx(0.3 * (0.99 * 2.0 - 0.0))  # 0.594
     assert r.action_cost == pytest.approx(-0.15)
-    assert r.rent == pytest.approx(-0.02 * math.log(2.0))  # seed as large as the host
+    assert r.rent == pytest.approx(-0.005 * math.log(2.0))  # seed as large as the host
     assert r.attribution == 0.0 and r.terminal_bonus == 0.0 and r.invalid_penalty == 0.0
-    assert r.total == pytest.approx(0.594 - 0.15 - 0.02 * math.log(2.0))
+    assert r.total == pytest.approx(0.594 - 0.15 - 0.005 * math.log(2.0))
 
 
 @pytest.mark.parametrize("gamma", [1.0, 0.99, 0.9])
@@ -138,11 +138,11 @@ def test_stage_shaping_term_formula() -> None:
     ("seed_params", "host_params", "expected"),
     [
         (0, 1000, 0.0),
-        (1000, 1000, -0.02 * math.log(2.0)),
-        (3000, 1000, -0.02 * math.log(4.0)),
-        (100, 50, -0.02 * math.log(1.5)),  # host below the 200 floor: 100 / 200
-        (19_000, 1000, -0.02 * math.log(20.0)),  # just below the cap (0.0599)
-        (10**6, 1000, -0.06),  # capped
+        (1000, 1000, -0.005 * math.log(2.0)),
+        (3000, 1000, -0.005 * math.log(4.0)),
+        (100, 50, -0.005 * math.log(1.5)),  # host below the 200 floor: 100 / 200
+        (19_000, 1000, -0.005 * math.log(20.0)),  # just below the cap (0.01498)
+        (10**6, 1000, -0.015),  # capped
     ],
 )
 def test_rent(seed_params: int, host_params: int, expected: float) -> None:
@@ -230,8 +230,8 @@ def test_sparse_is_zero_before_the_last_step() -> None:
     assert sparse_reward(busy, CFG) == RewardBreakdown()
     last = sparse_reward(replace(busy, is_last_step=True, val_accuracy=80.0), CFG)
     assert last.terminal_bonus == pytest.approx(4.0)
-    assert last.rent == pytest.approx(-0.02 * math.log(2.0))
-    assert last.total == pytest.approx(4.0 - 0.02 * math.log(2.0))
+    assert last.rent == pytest.approx(-0.005 * math.log(2.0))
+    assert last.total == pytest.approx(4.0 - 0.005 * math.log(2.0))
 
 
 @pytest.mark.parametrize("mode", REWARD_MODES)

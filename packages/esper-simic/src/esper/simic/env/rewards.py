@@ -90,11 +90,13 @@ class RewardConfig:
     """Reward per accuracy point credited on a FOSSILIZE or PRUNE decision (10 points → 1.0). The
     reference paid 1.0 per point on every step; paid once per decision, 0.1 keeps a good seed's
     credit comparable to the terminal bonus."""
-    rent_weight: float = 0.02
+    rent_weight: float = 0.005
     """Parameter rent per step: ``rent_weight · ln(1 + seed_params / max(host_params, rent_host_floor))``.
-    Log-scaled so doubling the model costs ``0.02 · ln 2 ≈ 0.014`` per epoch (≈ 0.55 over a
-    40-epoch episode), small against the accuracy a useful seed brings."""
-    rent_cap: float = 0.06
+    Log-scaled so doubling the model costs ``0.005 · ln 2 ≈ 0.0035`` per epoch (≈ 0.14 over a
+    40-epoch episode). Measured on digits: at 0.02 a policy that lifted accuracy from 74 % to 91 %
+    with 4k seed parameters scored a lower return than no growth, so the rent outweighed the
+    accuracy it bought; 0.005 keeps growth a cost without inverting that trade."""
+    rent_cap: float = 0.015
     """Upper bound of the rent charged in one step, reached at seeds 19× the host size
     (``ln 20 ≈ 3``), the same point as the reference's 1.5 at weight 0.5."""
     rent_host_floor: int = 200
