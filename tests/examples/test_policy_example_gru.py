@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 import torch
 
@@ -14,10 +17,12 @@ from esper.tamiyo.contract import (
     SlotState,
     compute_batch_masks,
     feature_size,
-    op_conditioned_slot_mask,
 )
 from esper.tamiyo.policy import PolicyBundle, create_policy
 from esper_policy_example.gru import GRUPolicyBundle
+
+#: The ``record_rollout`` fixture of tests/conftest.py.
+RecordRollout = Callable[..., Any]
 
 SLOTS = SlotConfig.for_count(3)
 BATCH, STEPS = 4, 5
@@ -38,27 +43,15 @@ def _masks(step: int) -> ActionMasks:
     return compute_batch_masks(batch, slot_config=SLOTS, topology="mlp", auto_advance=False)
 
 
-def _rollout(policy: GRUPolicyBundle, deterministic: bool) -> tuple[Observation, dict, ActionMasks, list]:
+def _rollout(record: RecordRollout, policy: GRUPolicyBundle, deterministic: bool) -> Any:
+    """``STEPS`` steps of ``BATCH`` envs from zero state; one generator draws the inputs, then samples."""
     generator = torch.Generator().manual_seed(7)
     features = torch.randn(BATCH, STEPS, feature_size(SLOTS.num_slots), generator=generator)
     blueprints = torch.randint(-1, 13, (BATCH, STEPS, SLOTS.num_slots), generator=generator)
-    hidden = policy.initial_hidden(BATCH)
-    actions, masks, results = [], [], []
-    for t in range(STEPS):
-        step_masks = _masks(t)
-        result = policy.get_action(
-            Observation(features[:, t], blueprints[:, t]), step_masks, hidden, deterministic, generator=generator
-        )
-        stored = dict(step_masks.heads)
-        stored["slot"] = op_conditioned_slot_mask(step_masks.slot_by_op, result.actions["op"])  # type: ignore[arg-type]
-        actions.append(result.actions)
-        masks.append(stored)
-        results.append(result)
-        hidden = result.hidden
-    heads = policy.action_space.head_names
-    seq_actions = {h: torch.stack([a[h] for a in actions], dim=1) for h in heads}
-    seq_masks = ActionMasks({h: torch.stack([m[h] for m in masks], dim=1) for h in heads})
-    return Observation(features, blueprints), seq_actions, seq_masks, results
+    steps = [(Observation(features[:, t], blueprints[:, t]), _masks(t)) for t in range(STEPS)]
+    return record(
+        policy, steps, hidden=policy.initial_hidden(BATCH), deterministic=deterministic, generator=generator
+    )
 
 
 def test_is_a_recurrent_policy_bundle_built_through_the_registry() -> None:
@@ -71,10 +64,12 @@ def test_is_a_recurrent_policy_bundle_built_through_the_registry() -> None:
 
 
 @pytest.mark.parametrize("deterministic", [False, True])
-def test_get_action_and_evaluate_actions_log_probs_agree_exactly(deterministic: bool) -> None:
+def test_get_action_and_evaluate_actions_log_probs_agree_exactly(
+    deterministic: bool, record_rollout: RecordRollout
+) -> None:
     torch.manual_seed(0)
     policy = GRUPolicyBundle(slot_config=SLOTS, probability_floor={"op": 0.1}, **SMALL)
-    obs, actions, masks, results = _rollout(policy, deterministic)
+    results, obs, actions, masks = _rollout(record_rollout, policy, deterministic)
     evaluated = policy.evaluate_actions(obs, actions, masks, policy.initial_hidden(BATCH))
     for t, result in enumerate(results):
         for head in policy.action_space.head_names:
@@ -84,10 +79,10 @@ def test_get_action_and_evaluate_actions_log_probs_agree_exactly(deterministic: 
     assert torch.equal(evaluated.hidden[0], results[-1].hidden[0])  # type: ignore[index]
 
 
-def test_evaluate_actions_gradients_reach_the_gru() -> None:
+def test_evaluate_actions_gradients_reach_the_gru(record_rollout: RecordRollout) -> None:
     torch.manual_seed(0)
     policy = GRUPolicyBundle(slot_config=SLOTS, **SMALL)
-    obs, actions, masks, _ = _rollout(policy, deterministic=False)
+    _, obs, actions, masks = _rollout(record_rollout, policy, deterministic=False)
     evaluated = policy.evaluate_actions(obs, actions, masks)
     loss = -sum(lp.sum() for lp in evaluated.log_probs.values()) + evaluated.value.square().mean()
     loss.backward()
@@ -95,12 +90,12 @@ def test_evaluate_actions_gradients_reach_the_gru() -> None:
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in gru.parameters())
 
 
-def test_state_dict_round_trip_gives_identical_outputs() -> None:
+def test_state_dict_round_trip_gives_identical_outputs(record_rollout: RecordRollout) -> None:
     torch.manual_seed(0)
     source = GRUPolicyBundle(slot_config=SLOTS, **SMALL)
     target = GRUPolicyBundle(slot_config=SLOTS, **SMALL)
     target.load_state_dict(source.state_dict())
-    obs, actions, masks, _ = _rollout(source, deterministic=True)
+    _, obs, actions, masks = _rollout(record_rollout, source, deterministic=True)
     a = source.evaluate_actions(obs, actions, masks)
     b = target.evaluate_actions(obs, actions, masks)
     assert all(torch.equal(a.log_probs[h], b.log_probs[h]) for h in a.log_probs)

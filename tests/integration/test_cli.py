@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from esper.simic import cli
 from esper.simic.training import read_metrics
@@ -29,15 +27,6 @@ TINY = [
     "32",
 ]
 TINY_POLICY = ["--policy-kwargs", '{"hidden_size": 16, "lstm_hidden": 16}']
-
-
-@pytest.fixture(autouse=True)
-def _single_threaded_torch() -> Iterator[None]:
-    """Tiny models: torch's thread pool only adds waiting on a busy machine (results are unaffected)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -152,13 +141,14 @@ def test_policies_lists_plugins_and_broken_ones(
     ("argv", "message"),
     [
         (["ppo", "--reward-mode", "nope"], "invalid choice: 'nope'"),
+        (["ppo", "--task", "nope"], "invalid choice: 'nope'"),
         (["ppo", "--num-envs", "two"], "expected an integer, got 'two'"),
         (["ppo", "--policy-kwargs", "[1]"], "expected a JSON object"),
         (["ppo", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
         (["ppo", "--num-envs", "0"], "num_envs must be >= 1"),
         (["ppo", "--rounds", "1", "--episodes", "2"], "not both"),
         (["ppo", "--config", "missing.toml"], "does not exist"),
-        (["ppo", "--policy", "nope", *TINY], "unknown policy 'nope'"),
+        (["ppo", "--policy", "nope", *TINY], "unknown policy 'nope'. Known policies: "),
         (["ppo", "--policy", "heuristic", *TINY], "no trainable parameters"),
         (["ppo", "--task", "cifar10", "--data-dir", "/no/such/dir"], "does not exist"),
         (["eval", "missing.pt"], "does not exist"),

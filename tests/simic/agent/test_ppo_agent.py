@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -26,16 +26,6 @@ F = feature_size(SLOTS.num_slots)
 SMALL = {"hidden_size": 16, "lstm_hidden": 16}
 
 RewardFn = Callable[[dict[str, torch.Tensor]], torch.Tensor]
-
-
-@pytest.fixture(autouse=True)
-def _single_thread() -> Iterator[None]:
-    """These networks are tiny: one intra-op thread is faster and immune to a busy machine's
-    thread oversubscription (which made this file 10x slower on a loaded 2-core box)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _policy(kind: str = "lstm", seed: int = 0, **kwargs: object) -> PolicyBundle:

@@ -1,18 +1,12 @@
-"""Shared fixtures for the trainer tests: a tiny synthetic configuration and single-threaded torch.
-
-Single-threaded because these tests run many tiny forward passes: on a busy machine torch's
-intra-op thread pool makes each of them wait for cores (measured: 0.25 s instead of 2 ms per
-policy call on a loaded 2-core runner); results do not depend on it within a process.
-"""
+"""Shared fixtures for the trainer tests: a tiny synthetic configuration (torch threads: tests/conftest.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 from esper.simic.agent import PPOConfig
 from esper.simic.env import EnvConfig
@@ -26,14 +20,6 @@ TINY_ENV = EnvConfig(
     batch_size=32,
 )
 TINY_POLICY = {"hidden_size": 16, "lstm_hidden": 16}
-
-
-@pytest.fixture(autouse=True)
-def _single_threaded_torch() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from typing import Literal
 
 import pytest
 
-from esper.simic.training.options import add_options, collect_options, given_values
+from esper.simic.training.options import add_options, collect_options, given_values, plain_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +38,7 @@ class Run:
     num_envs: int = 4
     """Envs in lockstep."""
     mode: Literal["off", "default"] = "off"
-    """Compile mode."""
+    """Compile mode: ``off`` or ``default`` (see :func:`~torch.compile`)."""
     env: Env = field(default_factory=Env)
     ppo: Ppo = field(default_factory=Ppo)
 
@@ -65,6 +65,21 @@ def test_flags_follow_field_names_with_help_from_docstrings() -> None:
     }
     assert by_flag["--episode-length"].help == "Epochs per episode. (default: 40)"
     assert by_flag["--gamma"].paths == (("env", "gamma"), ("ppo", "gamma"))
+    assert by_flag["--mode"].help == "Compile mode: off or default (see compile). (default: off)"
+
+
+@pytest.mark.parametrize(
+    ("doc", "shown"),
+    [
+        ("Task: ``digits`` or ``cifar10`` (read from ``data_dir``).", "Task: digits or cifar10 (read from data_dir)."),
+        ("Rebuilt by :class:`~esper.simic.env.EnvConfig`.", "Rebuilt by EnvConfig."),
+        ("See :func:`esper.tamiyo.policy.create_policy`.", "See esper.tamiyo.policy.create_policy."),
+        ("Listed by `esper-train policies`.", "Listed by 'esper-train policies'."),
+        ("Plain, with 'quotes' and {\"json\": 1}.", "Plain, with 'quotes' and {\"json\": 1}."),
+    ],
+)
+def test_help_renders_rest_markup_as_plain_text(doc: str, shown: str) -> None:
+    assert plain_text(doc) == shown
 
 
 def test_only_given_flags_appear_in_the_layer() -> None:

@@ -7,13 +7,11 @@ update), exactly the round body of ``train``; only the environment is a toy.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 import pytest
 import torch
 
 from esper.simic.agent import ObservationNormalizer, PPOAgent, PPOConfig, RewardNormalizer, RolloutBuffer
+from esper.simic.env import VectorReset, VectorStep
 from esper.simic.training.rollout import collect_rollout
 from esper.tamiyo.contract import (
     ActionMasks,
@@ -27,25 +25,6 @@ from esper.tamiyo.policy import create_policy
 
 LENGTH = 4
 VALID_OPS = (LifecycleOp.WAIT, LifecycleOp.GERMINATE, LifecycleOp.PRUNE)
-
-
-@dataclass(frozen=True)
-class _Reset:
-    obs: Observation
-    masks: ActionMasks
-    infos: tuple[dict[str, Any], ...]
-
-
-@dataclass(frozen=True)
-class _Step:
-    obs: Observation
-    masks: ActionMasks
-    rewards: torch.Tensor
-    terminated: torch.Tensor
-    truncated: torch.Tensor
-    executed_op: torch.Tensor
-    active: torch.Tensor
-    infos: tuple[dict[str, Any], ...]
 
 
 class BanditVectorEnv:
@@ -70,13 +49,13 @@ class BanditVectorEnv:
         heads["op"][:, list(VALID_OPS)] = True
         return ActionMasks(heads, torch.ones(self.num_envs, len(LifecycleOp), 1, dtype=torch.bool))
 
-    def reset(self, seeds: list[int]) -> _Reset:
+    def reset(self, seeds: list[int]) -> VectorReset:
         assert len(seeds) == self.num_envs
         self.t = 0
         self.returns.zero_()
-        return _Reset(self._obs(), self._masks(), tuple({} for _ in seeds))
+        return VectorReset(self._obs(), self._masks(), tuple({} for _ in seeds))
 
-    def step(self, actions: dict[str, torch.Tensor]) -> _Step:
+    def step(self, actions: dict[str, torch.Tensor]) -> VectorStep:
         ops = actions["op"]
         rewards = (ops == LifecycleOp.GERMINATE).float()
         self.returns += rewards
@@ -87,7 +66,7 @@ class BanditVectorEnv:
             for r in self.returns
         )
         flags = torch.full((self.num_envs,), done)
-        return _Step(
+        return VectorStep(
             self._obs(),
             self._masks(),
             rewards,

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
+import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from esper.simic.training.metrics import EpisodeStats, FanOutSink, PhaseTimings, RoundRecord, RunStart, RunSummary
 from esper.simic.training.progress import ConsoleProgress
-from esper.simic.training.run_dir import RunDirectory, RunDirectoryError, read_metrics
+from esper.simic.training.run_dir import RunDirectory, RunDirectoryError, read_metrics, strict_json
 
 
 def _record(round_index: int) -> RoundRecord:
@@ -79,6 +82,35 @@ def test_run_directory_writes_config_metrics_and_summary(tmp_path: Path) -> None
     assert json.loads((tmp_path / "run" / "config.json").read_text()) == {"policy": "lstm"}
     assert [m["round"] for m in read_metrics(run.metrics_path)] == [1, 2, 3]
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["rounds_completed"] == 3
+
+
+def _strict_loads(text: str) -> Any:
+    """``json.loads`` that rejects the non-standard ``NaN`` / ``Infinity`` tokens, as jq or JavaScript do."""
+
+    def reject(token: str) -> None:
+        raise ValueError(f"non-standard JSON token {token}")
+
+    return json.loads(text, parse_constant=reject)
+
+
+def test_strict_json_writes_non_finite_numbers_as_null() -> None:
+    data = {"a": math.nan, "b": [1.5, -math.inf, {"c": math.inf}], "d": (2, None, "nan"), "e": True}
+    assert strict_json(data) == '{"a": null, "b": [1.5, null, {"c": null}], "d": [2, null, "nan"], "e": true}'
+
+
+def test_run_directory_files_are_strict_json_when_metrics_are_nan(tmp_path: Path) -> None:
+    """Explained variance of constant returns and the grad norm of a stepless update are NaN."""
+    run = RunDirectory(tmp_path)
+    run.prepare(start_round=0)
+    record = dataclasses.replace(
+        _record(1), update={"explained_variance": math.nan, "grad_norm": math.nan, "approx_kl": 0.01}
+    )
+    run.on_round(record)
+    run.on_run_end(dataclasses.replace(_summary(), final_mean_return=math.inf))
+    (line,) = run.metrics_path.read_text().splitlines()
+    assert _strict_loads(line)["update"] == {"explained_variance": None, "grad_norm": None, "approx_kl": 0.01}
+    assert read_metrics(run.metrics_path)[0]["update"]["grad_norm"] is None
+    assert _strict_loads((tmp_path / "summary.json").read_text())["final_mean_return"] is None
 
 
 def test_fresh_run_refuses_a_used_directory_and_resume_truncates(tmp_path: Path) -> None:

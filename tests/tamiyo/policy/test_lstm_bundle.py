@@ -5,6 +5,9 @@ Behaviour shared with the ``mlp`` bundle is in ``test_trainable_bundles.py``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 import torch
 
@@ -16,9 +19,11 @@ from esper.tamiyo.contract import (
     SlotState,
     compute_batch_masks,
     feature_size,
-    op_conditioned_slot_mask,
 )
 from esper.tamiyo.policy.lstm import LSTMPolicyBundle
+
+#: The ``record_rollout`` fixture of tests/conftest.py.
+RecordRollout = Callable[..., Any]
 
 SLOTS = SlotConfig.for_count(3)
 TOLERANCE = {"rtol": 1e-5, "atol": 1e-6}
@@ -44,27 +49,15 @@ def _step(t: int, batch: int = 4) -> tuple[Observation, ActionMasks]:
     return Observation(features, indices), masks
 
 
-def _rollout(bundle: LSTMPolicyBundle, steps: int, deterministic: bool = False):  # type: ignore[no-untyped-def]
-    """Step-by-step rollout; returns per-step results and the buffer view ``[B, T, ...]``."""
-    generator = torch.Generator().manual_seed(0)
-    hidden = bundle.initial_hidden(4)
-    results, observations, stored = [], [], []
-    for t in range(steps):
-        obs, masks = _step(t)
-        result = bundle.get_action(obs, masks, hidden, deterministic, generator=generator)
-        hidden = result.hidden
-        heads = dict(masks.heads)
-        heads["slot"] = op_conditioned_slot_mask(masks.slot_by_op, result.actions["op"])
-        results.append(result)
-        observations.append(obs)
-        stored.append(heads)
-    obs_seq = Observation(
-        torch.stack([o.features for o in observations], 1), torch.stack([o.blueprint_indices for o in observations], 1)
+def _rollout(record: RecordRollout, bundle: LSTMPolicyBundle, steps: int, deterministic: bool = False) -> Any:
+    """Step-by-step rollout from zero state: per-step results and the buffer view ``[B, T, ...]``."""
+    return record(
+        bundle,
+        [_step(t) for t in range(steps)],
+        hidden=bundle.initial_hidden(4),
+        deterministic=deterministic,
+        generator=torch.Generator().manual_seed(0),
     )
-    heads = bundle.action_space.head_names
-    actions = {h: torch.stack([r.actions[h] for r in results], 1) for h in heads}
-    masks_seq = ActionMasks({h: torch.stack([m[h] for m in stored], 1) for h in heads})
-    return results, obs_seq, actions, masks_seq
 
 
 def test_recurrent_properties() -> None:
@@ -76,14 +69,14 @@ def test_recurrent_properties() -> None:
 
 
 @pytest.mark.parametrize("deterministic", [False, True])
-def test_sequence_evaluation_matches_step_by_step_rollout(deterministic: bool) -> None:
+def test_sequence_evaluation_matches_step_by_step_rollout(deterministic: bool, record_rollout: RecordRollout) -> None:
     """Whole-sequence update vs step-by-step rollout: equal up to GEMM rounding.
 
     Bit-identical only for same-shape calls (T=1, see test_trainable_bundles): BLAS may use
     other kernels for ``[B*T, K]`` than for ``[B, K]`` operands.
     """
     bundle = _bundle()
-    results, obs_seq, actions, masks_seq = _rollout(bundle, steps=5, deterministic=deterministic)
+    results, obs_seq, actions, masks_seq = _rollout(record_rollout, bundle, steps=5, deterministic=deterministic)
     update = bundle.evaluate_actions(obs_seq, actions, masks_seq, hidden=None)
     for t, result in enumerate(results):
         for head in bundle.action_space.head_names:
@@ -93,9 +86,9 @@ def test_sequence_evaluation_matches_step_by_step_rollout(deterministic: bool) -
         torch.testing.assert_close(a, b, **TOLERANCE)
 
 
-def test_evaluation_resumes_from_a_stored_hidden_state() -> None:
+def test_evaluation_resumes_from_a_stored_hidden_state(record_rollout: RecordRollout) -> None:
     bundle = _bundle()
-    results, obs_seq, actions, masks_seq = _rollout(bundle, steps=5)
+    results, obs_seq, actions, masks_seq = _rollout(record_rollout, bundle, steps=5)
     for t in range(5):
         single = bundle.evaluate_actions(
             Observation(obs_seq.features[:, t : t + 1], obs_seq.blueprint_indices[:, t : t + 1]),
@@ -119,9 +112,9 @@ def test_hidden_state_carries_history() -> None:
     assert not torch.equal(bundle.get_value(obs, None), bundle.get_value(obs, other_history))
 
 
-def test_policy_gradients_reach_the_lstm_and_q_loss_does_not() -> None:
+def test_policy_gradients_reach_the_lstm_and_q_loss_does_not(record_rollout: RecordRollout) -> None:
     bundle = _bundle()
-    _, obs_seq, actions, masks_seq = _rollout(bundle, steps=3)
+    _, obs_seq, actions, masks_seq = _rollout(record_rollout, bundle, steps=3)
     update = bundle.evaluate_actions(obs_seq, actions, masks_seq)
     (sum(lp.sum() for lp in update.log_probs.values()) + update.value.sum()).backward()
     lstm_weights = bundle.network.lstm.layers[0].flat_weights

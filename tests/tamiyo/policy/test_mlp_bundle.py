@@ -5,6 +5,9 @@ Behaviour shared with the ``lstm`` bundle is in ``test_trainable_bundles.py``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 import torch
 
@@ -81,17 +84,10 @@ def test_shares_the_head_architecture_with_the_lstm_bundle() -> None:
     assert mlp_heads == lstm_heads
 
 
-def test_policy_gradients_reach_the_trunk_and_q_loss_does_not() -> None:
+def test_policy_gradients_reach_the_trunk_and_q_loss_does_not(record_rollout: Callable[..., Any]) -> None:
     bundle = _bundle()
-    flat_obs, flat_masks = _obs_and_masks(2, 1)
-    rollout = bundle.get_action(flat_obs, flat_masks)
-    heads = dict(flat_masks.heads)
-    heads["slot"] = op_conditioned_slot_mask(flat_masks.slot_by_op, rollout.actions["op"])
-    args = (
-        Observation(flat_obs.features.unsqueeze(1), flat_obs.blueprint_indices.unsqueeze(1)),
-        {h: a.unsqueeze(1) for h, a in rollout.actions.items()},
-        ActionMasks({h: m.unsqueeze(1) for h, m in heads.items()}),
-    )
+    recorded = record_rollout(bundle, [_obs_and_masks(2, 1)])
+    args = (recorded.obs, recorded.actions, recorded.masks)
     update = bundle.evaluate_actions(*args)
     update.value.sum().backward()
     assert bundle.network.trunk[0].weight.grad.abs().sum() > 0

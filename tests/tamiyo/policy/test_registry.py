@@ -81,7 +81,7 @@ def test_unknown_name_lists_known_names_and_a_close_match() -> None:
         registry.get_policy_class("heuristik")
     assert str(info.value) == "unknown policy 'heuristik'; did you mean 'heuristic'? Known policies: custom, heuristic"
     assert isinstance(info.value, ValueError)
-    with pytest.raises(UnknownPolicyError, match=r"'zzz' Known policies: custom, heuristic"):
+    with pytest.raises(UnknownPolicyError, match=r"^unknown policy 'zzz'\. Known policies: custom, heuristic$"):
         registry.get_policy_class("zzz")
 
 

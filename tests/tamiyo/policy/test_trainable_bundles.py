@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
@@ -29,6 +31,9 @@ from esper.tamiyo.contract import (
 from esper.tamiyo.policy import ActionResult, PolicyBundle
 from esper.tamiyo.policy.lstm import LSTMPolicyBundle
 from esper.tamiyo.policy.mlp import MLPPolicyBundle
+
+#: The ``record_rollout`` fixture of tests/conftest.py.
+RecordRollout = Callable[..., Any]
 
 BUNDLES = [LSTMPolicyBundle, MLPPolicyBundle]
 STAGES = [SeedStage.GERMINATED, SeedStage.TRAINING, SeedStage.BLENDING, SeedStage.HOLDING, SeedStage.FOSSILIZED]
@@ -63,16 +68,6 @@ def _batch(num_slots: int, batch: int, seed: int = 0) -> tuple[Observation, Acti
     return Observation(torch.randn(batch, feature_size(num_slots), generator=generator), indices), masks
 
 
-def _stored_masks(masks: ActionMasks, ops: torch.Tensor) -> ActionMasks:
-    """What the rollout buffer keeps for one step, as ``[B, 1, n]``: the slot row of the op taken."""
-    heads = dict(masks.heads)
-    heads["slot"] = op_conditioned_slot_mask(masks.slot_by_op, ops)
-    return ActionMasks({h: m.unsqueeze(1) for h, m in heads.items()})
-
-
-def _as_sequence(obs: Observation) -> Observation:
-    return Observation(obs.features.unsqueeze(1), obs.blueprint_indices.unsqueeze(1))
-
 
 @pytest.mark.parametrize("cls", BUNDLES)
 def test_satisfies_the_protocol(cls: type[Bundle]) -> None:
@@ -103,15 +98,18 @@ def test_get_action_shapes(cls: type[Bundle], num_slots: int, batch: int) -> Non
 @pytest.mark.parametrize("cls", BUNDLES)
 @pytest.mark.parametrize("deterministic", [False, True])
 @pytest.mark.parametrize("num_slots", [1, 3, 5])
-def test_log_prob_and_value_parity_between_legs(cls: type[Bundle], deterministic: bool, num_slots: int) -> None:
+def test_log_prob_and_value_parity_between_legs(
+    cls: type[Bundle], deterministic: bool, num_slots: int, record_rollout: RecordRollout
+) -> None:
     bundle = _bundle(cls, num_slots, probability_floor={"op": 0.15, "blueprint": 0.1, "slot": 0.05})
-    obs, masks = _batch(num_slots, 16, seed=num_slots)
-    rollout = bundle.get_action(obs, masks, deterministic=deterministic, generator=torch.Generator().manual_seed(3))
-    update = bundle.evaluate_actions(
-        _as_sequence(obs),
-        {h: a.unsqueeze(1) for h, a in rollout.actions.items()},
-        _stored_masks(masks, rollout.actions["op"]),
+    recorded = record_rollout(
+        bundle,
+        [_batch(num_slots, 16, seed=num_slots)],
+        deterministic=deterministic,
+        generator=torch.Generator().manual_seed(3),
     )
+    (rollout,) = recorded.results
+    update = bundle.evaluate_actions(recorded.obs, recorded.actions, recorded.masks)
     for head in bundle.action_space.head_names:
         assert torch.equal(update.log_probs[head][:, 0], rollout.log_probs[head]), head
         assert torch.equal(update.entropies[head][:, 0], rollout.entropies[head]), head
@@ -262,18 +260,18 @@ def test_compile_is_idempotent_and_pins_the_device(cls: type[Bundle]) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("cls", BUNDLES)
-def test_compiled_bundle_matches_eager(cls: type[Bundle]) -> None:
+def test_compiled_bundle_matches_eager(cls: type[Bundle], record_rollout: RecordRollout) -> None:
     eager = _bundle(cls, num_slots=2)
     compiled = _bundle(cls, num_slots=2).compile("default")
     obs, masks = _batch(2, 3)
-    a = eager.get_action(obs, masks, deterministic=True)
+    recorded = record_rollout(eager, [(obs, masks)], deterministic=True)
+    (a,) = recorded.results
     b = compiled.get_action(obs, masks, deterministic=True)
     assert all(torch.equal(a.actions[h], b.actions[h]) for h in a.actions)
     torch.testing.assert_close(b.value, a.value)
-    actions = {h: t.unsqueeze(1) for h, t in a.actions.items()}
-    stored = _stored_masks(masks, a.actions["op"])
-    ea = eager.evaluate_actions(_as_sequence(obs), actions, stored)
-    eb = compiled.evaluate_actions(_as_sequence(obs), actions, stored)
+    actions, stored = recorded.actions, recorded.masks
+    ea = eager.evaluate_actions(recorded.obs, actions, stored)
+    eb = compiled.evaluate_actions(recorded.obs, actions, stored)
     for head in actions:
         torch.testing.assert_close(eb.log_probs[head], ea.log_probs[head])
     sum(t.sum() for t in eb.log_probs.values()).backward()

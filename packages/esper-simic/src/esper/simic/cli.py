@@ -10,7 +10,6 @@ documentation. Input errors print one ``esper-train: error: ...`` line and exit 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Sequence
@@ -35,6 +34,7 @@ from esper.simic.training import (
 )
 from esper.simic.training.dataclass_io import from_plain
 from esper.simic.training.options import Option, add_options, collect_options, given_values
+from esper.simic.training.run_dir import strict_json
 from esper.tamiyo.policy import PolicyRegistryError, list_policies
 
 PROG = "esper-train"
@@ -167,16 +167,17 @@ def _eval(args: argparse.Namespace) -> int:
 def _policies(args: argparse.Namespace) -> int:
     del args
     infos = list_policies()
-    width = max((len(info.name) for info in infos), default=4)
+    name_width = max((len(info.name) for info in infos), default=0)
+    source_width = max((len(info.source) for info in infos), default=0)
     for info in infos:
         status = "ok" if info.ok else f"BROKEN: {info.error}"
-        print(f"{info.name.ljust(width)}  {info.source}  {info.target}  [{status}]")
+        print(f"{info.name.ljust(name_width)}  {info.source.ljust(source_width)}  {info.target}  [{status}]")
     return 0
 
 
 def _write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    path.write_text(strict_json(data, indent=2) + "\n", encoding="utf-8")
 
 
 COMMANDS = {"ppo": _ppo, "heuristic": _heuristic, "eval": _eval, "policies": _policies}

@@ -26,6 +26,13 @@ import torch
 _STATS_DTYPE = torch.float64
 
 
+def _check_positive(**values: float) -> None:
+    """Raise ``ValueError`` naming the first of ``values`` that is not > 0."""
+    for name, value in values.items():
+        if value <= 0.0:
+            raise ValueError(f"{name} must be > 0, got {value}")
+
+
 class RunningMeanStd:
     """Exact running mean and population variance of a stream of ``[..., *shape]`` batches.
 
@@ -60,6 +67,15 @@ class RunningMeanStd:
         """Population standard deviation (float64, ``shape``)."""
         return self.var.sqrt()
 
+    def scale(self, epsilon: float, *, min_count: int) -> float:
+        """Scalar divisor ``sqrt(var + epsilon)``, or 1.0 (no scaling) until ``min_count`` samples were seen.
+
+        For ``shape == ()`` statistics: the reward and value normalisers divide by it.
+        """
+        if self.count < min_count:
+            return 1.0
+        return float((self.var + epsilon).sqrt())
+
     def to(self, device: torch.device | str) -> RunningMeanStd:
         """Move the statistics to ``device`` (in place); returns self."""
         self.mean = self.mean.to(device)
@@ -93,10 +109,7 @@ class ObservationNormalizer:
     ):
         if feature_dim < 1:
             raise ValueError(f"feature_dim must be >= 1, got {feature_dim}")
-        if clip <= 0.0:
-            raise ValueError(f"clip must be > 0, got {clip}")
-        if epsilon <= 0.0:
-            raise ValueError(f"epsilon must be > 0, got {epsilon}")
+        _check_positive(clip=clip, epsilon=epsilon)
         self.clip = float(clip)
         self.epsilon = float(epsilon)
         self.stats = RunningMeanStd((feature_dim,), device=device)
@@ -145,10 +158,7 @@ class RewardNormalizer:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         if not 0.0 <= gamma <= 1.0:
             raise ValueError(f"gamma must be in [0, 1], got {gamma}")
-        if clip <= 0.0:
-            raise ValueError(f"clip must be > 0, got {clip}")
-        if epsilon <= 0.0:
-            raise ValueError(f"epsilon must be > 0, got {epsilon}")
+        _check_positive(clip=clip, epsilon=epsilon)
         self.gamma = float(gamma)
         self.clip = float(clip)
         self.epsilon = float(epsilon)
@@ -162,9 +172,7 @@ class RewardNormalizer:
     @property
     def scale(self) -> float:
         """Current divisor ``sqrt(var(G) + epsilon)``; 1.0 until two returns have been seen."""
-        if self.stats.count < 2:
-            return 1.0
-        return float((self.stats.var + self.epsilon).sqrt())
+        return self.stats.scale(self.epsilon, min_count=2)
 
     def normalize(
         self, rewards: torch.Tensor, episode_end: torch.Tensor, active: torch.Tensor | None = None
@@ -229,8 +237,7 @@ class ValueNormalizer:
     def __init__(self, *, warmup_samples: int = 32, epsilon: float = 1e-8):
         if warmup_samples < 1:
             raise ValueError(f"warmup_samples must be >= 1, got {warmup_samples}")
-        if epsilon <= 0.0:
-            raise ValueError(f"epsilon must be > 0, got {epsilon}")
+        _check_positive(epsilon=epsilon)
         self.warmup_samples = int(warmup_samples)
         self.epsilon = float(epsilon)
         self.stats = RunningMeanStd(())
@@ -238,9 +245,7 @@ class ValueNormalizer:
     @property
     def scale(self) -> float:
         """The divisor: 1.0 during warmup, else ``sqrt(var + epsilon)`` of the returns seen so far."""
-        if self.stats.count < self.warmup_samples:
-            return 1.0
-        return float((self.stats.var + self.epsilon).sqrt())
+        return self.stats.scale(self.epsilon, min_count=self.warmup_samples)
 
     def update(self, returns: torch.Tensor) -> None:
         """Fold in a 1-D tensor of returns (valid steps only)."""

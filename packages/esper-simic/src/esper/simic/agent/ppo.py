@@ -106,12 +106,8 @@ class _Targets:
     advantages: torch.Tensor
     value_targets: torch.Tensor
     relevance: Mapping[str, torch.Tensor]
-    explained_variance: float
-    advantage_mean: float
-    advantage_std: float
-    return_mean: float
-    return_std: float
-    value_target_scale: float
+    stats: Mapping[str, float]
+    """The :class:`UpdateMetrics` fields fixed by the targets (``explained_variance`` to ``value_target_scale``)."""
 
 
 class PPOAgent:
@@ -265,17 +261,19 @@ class PPOAgent:
         if self.value_normalizer is not None:
             self.value_normalizer.update(valid_returns)
         scale = 1.0 if self.value_normalizer is None else self.value_normalizer.scale
-        stats = normalize_advantages(gae.advantages, valid, std_floor=config.advantage_std_floor)
+        normalised = normalize_advantages(gae.advantages, valid, std_floor=config.advantage_std_floor)
         return _Targets(
-            advantages=stats.advantages if config.normalize_advantages else gae.advantages,
+            advantages=normalised.advantages if config.normalize_advantages else gae.advantages,
             value_targets=gae.returns / scale,
             relevance=self.policy.action_space.relevance_masks(data.executed_op),
-            explained_variance=explained_variance(values, gae.returns, valid),
-            advantage_mean=float(stats.mean),
-            advantage_std=float(stats.std),
-            return_mean=float(valid_returns.mean()),
-            return_std=float(valid_returns.std(correction=0)),
-            value_target_scale=scale,
+            stats={
+                "explained_variance": explained_variance(values, gae.returns, valid),
+                "advantage_mean": float(normalised.mean),
+                "advantage_std": float(normalised.std),
+                "return_mean": float(valid_returns.mean()),
+                "return_std": float(valid_returns.std(correction=0)),
+                "value_target_scale": scale,
+            },
         )
 
     def _minibatch_loss(
@@ -396,12 +394,7 @@ def _summarise(
         head_entropies=per_head("head_entropies"),
         head_approx_kl=per_head("head_approx_kl"),
         head_clip_fractions=per_head("head_clip_fractions"),
-        explained_variance=prepared.explained_variance,
-        advantage_mean=prepared.advantage_mean,
-        advantage_std=prepared.advantage_std,
-        return_mean=prepared.return_mean,
-        return_std=prepared.return_std,
-        value_target_scale=prepared.value_target_scale,
+        **prepared.stats,
         grad_norm=_mean(grad_norms),
         gradient_steps=len(grad_norms),
         epochs_completed=epochs_completed,

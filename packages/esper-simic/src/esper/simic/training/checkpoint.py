@@ -78,6 +78,26 @@ def write_checkpoint(path: Path, checkpoint: Mapping[str, Any]) -> None:
         raise
 
 
+#: Where torch's weights-only unpickler states what it refused, inside a long advisory message.
+_WEIGHTS_ONLY_DETAIL = "WeightsUnpickler error:"
+
+
+def _load_failure(exc: BaseException) -> str:
+    """One short line saying why ``torch.load`` failed.
+
+    A refused weights-only load comes with paragraphs advising ``weights_only=False``, advice a
+    user must not follow for a file that is not an Esper checkpoint; only the unpickler's own
+    finding (e.g. ``Unsupported operand 59``) is kept.
+    """
+    text = str(exc)
+    if _WEIGHTS_ONLY_DETAIL in text:
+        detail = text.split(_WEIGHTS_ONLY_DETAIL, 1)[1].split("\n\n", 2)
+        finding = next((part for part in detail if part.strip()), "")
+        return " ".join(finding.split()).split(". ")[0].rstrip(".") or type(exc).__name__
+    lines = text.strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load and structurally validate a checkpoint on CPU.
 
@@ -90,7 +110,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         data = torch.load(file, map_location="cpu", weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = _load_failure(exc)
         raise CheckpointError(f"checkpoint {str(file)!r} is corrupt or not a checkpoint ({reason})") from exc
     if not isinstance(data, dict) or "format_version" not in data:
         raise CheckpointError(f"{str(file)!r} is not an Esper training checkpoint (no format_version)")

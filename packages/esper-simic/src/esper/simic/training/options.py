@@ -1,12 +1,13 @@
 """Command-line options generated from config dataclasses (the tyro idea without the dependency).
 
 Each leaf field of a config dataclass (nested sections included) becomes one ``--flag`` whose
-help is the field's docstring and whose parser follows the annotation: ``int``/``float``/``str``,
-``Literal`` → choices, ``bool`` → ``--x/--no-x``, ``tuple[str, ...]`` → one or more values, a
-mapping → a JSON object. Flags default to "not given", so the values a user typed can be layered
-over a config file or a checkpoint's config (:func:`esper.simic.training.config.merge_layers`).
-A field name that appears in two sections with the same type (``gamma`` in ``env`` and ``ppo``)
-becomes one flag that sets both, which is what keeps such coupled values consistent.
+help is the field's docstring (its reST markup rendered as plain text) and whose parser follows
+the annotation: ``int``/``float``/``str``, ``Literal`` → choices, ``bool`` → ``--x/--no-x``,
+``tuple[str, ...]`` → one or more values, a mapping → a JSON object. Flags default to "not
+given", so the values a user typed can be layered over a config file or a checkpoint's config
+(:func:`esper.simic.training.config.merge_layers`). A field name that appears in two sections
+with the same type (``gamma`` in ``env`` and ``ppo``) becomes one flag that sets both, which is
+what keeps such coupled values consistent.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -23,6 +25,13 @@ from typing import Any, Literal, Union
 from esper.simic.training.dataclass_io import field_docs, field_types, is_dataclass_type, to_plain
 
 Path = tuple[str, ...]
+
+#: ``:class:`~pkg.mod.Name``` style cross-references (the ``~`` asks for the last component only).
+_REST_ROLE = re.compile(r":[a-z]+:`(~?)([^`]+)`")
+#: ``literal`` (double backticks).
+_REST_LITERAL = re.compile(r"``(.+?)``")
+#: `interpreted text` (single backticks, after literals are gone).
+_REST_INTERPRETED = re.compile(r"`([^`]+)`")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +107,22 @@ def _leaf_options(
         flag = "--" + renames.get(name, name).replace("_", "-")
         default = defaults[name]
         shown = "" if default is dataclasses.MISSING else f" (default: {_show(default)})"
-        options.append(Option(flag, ((*prefix, name),), annotation, docs[name] + shown, tuple(aliases.get(name, ()))))
+        help_text = plain_text(docs[name]) + shown
+        options.append(Option(flag, ((*prefix, name),), annotation, help_text, tuple(aliases.get(name, ()))))
     return options
+
+
+def plain_text(doc: str) -> str:
+    """A field docstring's reST inline markup as terminal text for ``--help``.
+
+    A literal in double backticks loses them; single-backtick interpreted text is quoted
+    (``'esper-train policies'``); a role such as ``:class:`~esper.simic.env.EnvConfig``` becomes
+    its target (``EnvConfig`` with ``~``, the full dotted name without). argparse prints help
+    verbatim, so the markup would otherwise show.
+    """
+    text = _REST_ROLE.sub(lambda m: m.group(2).rsplit(".", 1)[-1] if m.group(1) else m.group(2), doc)
+    text = _REST_LITERAL.sub(r"\1", text)
+    return _REST_INTERPRETED.sub(r"'\1'", text)
 
 
 def _default_of(f: dataclasses.Field[Any]) -> Any:

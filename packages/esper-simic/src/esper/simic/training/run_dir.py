@@ -9,13 +9,16 @@ Layout of ``out_dir``::
     summary.json                 RunSummary of the last invocation
 
 :class:`RunDirectory` is itself a :class:`~esper.simic.training.metrics.TrainingSink`, so the
-trainer writes files through the same seam as any other observer.
+trainer writes files through the same seam as any other observer. Every file is strict JSON
+(:func:`strict_json`): a non-finite number is written as ``null``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +83,7 @@ class RunDirectory:
 
     def on_round(self, record: RoundRecord) -> None:
         with self.metrics_path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record.to_json()) + "\n")
+            handle.write(strict_json(record.to_json()) + "\n")
 
     def on_run_end(self, summary: RunSummary) -> None:
         _write_text_atomic(self.path / SUMMARY_FILE, _dumps(summary.to_json()))
@@ -91,8 +94,31 @@ def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
+def strict_json(data: Any, *, indent: int | None = None) -> str:
+    """Standard JSON text of ``data`` with every non-finite float (NaN, +-inf) written as ``null``.
+
+    Python's ``json`` writes bare ``NaN``/``Infinity`` by default, which strict parsers (``jq``,
+    JavaScript, most dataframe readers) reject, and metrics do hold NaN legitimately: the explained
+    variance of constant returns, the gradient norm of an update that took no step. ``None`` means
+    "no value" to a reader. ``allow_nan=False`` makes anything the sanitiser missed fail loudly
+    rather than write invalid JSON.
+    """
+    return json.dumps(_finite(data), indent=indent, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    """Copy of a JSON-ready value (dicts, lists, tuples, scalars) with non-finite floats as None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
 def _dumps(data: Any) -> str:
-    return json.dumps(data, indent=2) + "\n"
+    return strict_json(data, indent=2) + "\n"
 
 
 def _write_text_atomic(path: Path, text: str) -> None:

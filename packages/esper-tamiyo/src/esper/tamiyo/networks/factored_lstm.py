@@ -15,7 +15,7 @@ from torch import nn
 
 from esper.tamiyo.contract import ActionSpace
 from esper.tamiyo.networks.encoder import ObservationEncoder
-from esper.tamiyo.networks.heads import ActorCriticHeads, ActorCriticOutput, init_linear
+from esper.tamiyo.networks.heads import ActorCriticHeads, ActorCriticOutput, head_width, init_linear
 
 #: Initial forget-gate bias: remember by default early in training (tamiyo-facts §4, 1 layer).
 FORGET_GATE_BIAS = 1.0
@@ -122,13 +122,12 @@ class FactoredRecurrentActorCritic(nn.Module):
         num_blueprints: int = 13,
     ) -> None:
         super().__init__()
-        if lstm_hidden < 2:
-            raise ValueError(f"lstm_hidden must be >= 2 (heads are lstm_hidden // 2 wide), got {lstm_hidden}")
+        head_hidden = head_width(lstm_hidden, name="lstm_hidden")
         self.lstm_hidden = lstm_hidden
         self.lstm_layers = lstm_layers
         self.encoder = ObservationEncoder(feature_dim, num_slots, hidden_size, num_blueprints)
         self.lstm = ResidualLSTM(hidden_size, lstm_hidden, lstm_layers)
-        self.heads = ActorCriticHeads(action_space, lstm_hidden, lstm_hidden // 2)
+        self.heads = ActorCriticHeads(action_space, lstm_hidden, head_hidden)
 
     @property
     def hidden_dim(self) -> int:

@@ -12,7 +12,7 @@ from torch import nn
 
 from esper.tamiyo.contract import ActionSpace
 from esper.tamiyo.networks.encoder import ObservationEncoder
-from esper.tamiyo.networks.heads import ActorCriticHeads, ActorCriticOutput, init_linear
+from esper.tamiyo.networks.heads import ActorCriticHeads, ActorCriticOutput, head_width, init_linear
 
 
 class FeedForwardActorCritic(nn.Module):
@@ -34,15 +34,14 @@ class FeedForwardActorCritic(nn.Module):
         num_blueprints: int = 13,
     ) -> None:
         super().__init__()
-        if trunk_hidden < 2:
-            raise ValueError(f"trunk_hidden must be >= 2 (heads are trunk_hidden // 2 wide), got {trunk_hidden}")
+        head_hidden = head_width(trunk_hidden, name="trunk_hidden")
         self.encoder = ObservationEncoder(feature_dim, num_slots, hidden_size, num_blueprints)
         self.trunk = nn.Sequential(
             init_linear(nn.Linear(hidden_size, trunk_hidden)),
             nn.LayerNorm(trunk_hidden),
             nn.ReLU(),
         )
-        self.heads = ActorCriticHeads(action_space, trunk_hidden, trunk_hidden // 2)
+        self.heads = ActorCriticHeads(action_space, trunk_hidden, head_hidden)
 
     @property
     def hidden_dim(self) -> int:

@@ -96,3 +96,14 @@ class ActorCriticHeads(nn.Module):
         """Q(s, op) ``[...]`` for trunk features ``[..., in_dim]`` and op indices ``[...]``."""
         op_one_hot = F.one_hot(ops.long(), self.num_ops).to(trunk.dtype)
         return self.q(torch.cat([trunk.detach(), op_one_hot], dim=-1)).squeeze(-1)
+
+
+def head_width(trunk_width: int, *, name: str) -> int:
+    """Hidden width of every head over a trunk ``trunk_width`` wide: half of it (the sizing all trunks share).
+
+    Called before anything is built, so a bad width fails first; ``name`` is the constructor
+    argument that set it, so the error says what to change.
+    """
+    if trunk_width < 2:
+        raise ValueError(f"{name} must be >= 2 (heads are {name} // 2 wide), got {trunk_width}")
+    return trunk_width // 2

@@ -12,7 +12,14 @@ import torch
 
 from esper.tamiyo.contract import ActionMasks, ActionSpace, Observation
 from esper.tamiyo.networks import SLOT_HEAD
+from esper.tamiyo.policy.protocol import COMPILE_MODES
 from esper.tamiyo.policy.results import Hidden
+
+
+def check_compile_mode(mode: str, *, name: str = "compile mode") -> None:
+    """``mode`` is one of ``COMPILE_MODES``; ``name`` is how the message calls it (a kwarg name in the factory)."""
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"unknown {name} {mode!r}; expected one of {list(COMPILE_MODES)}")
 
 
 def check_observation(obs: Observation, feature_dim: int, num_slots: int, *, sequence: bool) -> tuple[int, ...]:

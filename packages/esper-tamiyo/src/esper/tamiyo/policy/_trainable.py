@@ -34,8 +34,13 @@ from esper.tamiyo.networks import (
     resolve_network_size,
     score_actions,
 )
-from esper.tamiyo.policy._checks import check_actions, check_hidden, check_masks, check_observation
-from esper.tamiyo.policy.protocol import COMPILE_MODES
+from esper.tamiyo.policy._checks import (
+    check_actions,
+    check_compile_mode,
+    check_hidden,
+    check_masks,
+    check_observation,
+)
 from esper.tamiyo.policy.results import ActionResult, EvalResult, Hidden
 
 #: Prefix ``torch.compile`` puts in front of a wrapped module's state-dict keys.
@@ -242,8 +247,7 @@ class TrainablePolicyBundle:
         The network decides what to compile (``compile_submodules``): the LSTM bundle leaves its
         recurrent core on the fused eager kernel. A second call, whatever its mode, is a no-op.
         """
-        if mode not in COMPILE_MODES:
-            raise ValueError(f"unknown compile mode {mode!r}; expected one of {list(COMPILE_MODES)}")
+        check_compile_mode(mode)
         if mode == "off" or self._compiled:
             return self
         self._module.compile_submodules(mode)

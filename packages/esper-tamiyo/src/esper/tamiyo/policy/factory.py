@@ -12,7 +12,8 @@ from typing import Any
 import torch
 
 from esper.tamiyo.contract import SlotConfig
-from esper.tamiyo.policy.protocol import COMPILE_MODES, PolicyBundle
+from esper.tamiyo.policy._checks import check_compile_mode
+from esper.tamiyo.policy.protocol import PolicyBundle
 from esper.tamiyo.policy.registry import PolicyRegistry, default_registry
 
 
@@ -49,8 +50,7 @@ def create_policy(
         UnknownPolicyError: ``policy_type`` is not registered (lists the known names).
         PolicyLoadError: the plugin providing ``policy_type`` is broken.
     """
-    if compile_mode not in COMPILE_MODES:
-        raise ValueError(f"unknown compile_mode {compile_mode!r}; expected one of {list(COMPILE_MODES)}")
+    check_compile_mode(compile_mode, name="compile_mode")
     cls = (default_registry if registry is None else registry).get_policy_class(policy_type)
     policy = cls(slot_config=slot_config or SlotConfig(), feature_dim=feature_dim, **kwargs)  # type: ignore[call-arg]
     policy = policy.to(device)

@@ -54,8 +54,7 @@ from esper.tamiyo.policy._heuristic_rules import (
     read_signals,
     seed_ops,
 )
-from esper.tamiyo.policy._checks import check_hidden, check_masks, check_observation
-from esper.tamiyo.policy.protocol import COMPILE_MODES
+from esper.tamiyo.policy._checks import check_compile_mode, check_hidden, check_masks, check_observation
 from esper.tamiyo.policy.results import ActionResult, EvalResult, Hidden
 
 __all__ = ["DEFAULT_ROTATIONS", "HeuristicConfig", "HeuristicMemory", "HeuristicPolicyBundle"]
@@ -230,8 +229,7 @@ class HeuristicPolicyBundle:
 
     def compile(self, mode: str = "default") -> Self:
         """Nothing to compile; validates ``mode`` so a typo still fails."""
-        if mode not in COMPILE_MODES:
-            raise ValueError(f"unknown compile mode {mode!r}; expected one of {list(COMPILE_MODES)}")
+        check_compile_mode(mode)
         return self
 
     @property

@@ -207,7 +207,7 @@ class PolicyRegistry:
     def _unknown_message(self, name: str) -> str:
         known = sorted(self._entries)
         close = difflib.get_close_matches(name, known, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = f"; did you mean {close[0]!r}?" if close else "."
         listing = ", ".join(known) if known else "none"
         return f"unknown policy {name!r}{hint} Known policies: {listing}"
 
