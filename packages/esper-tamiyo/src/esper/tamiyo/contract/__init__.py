@@ -1,7 +1,7 @@
 """The Tamiyo contract: the vocabulary that the policy side and the training side share.
 
 Stages and transitions, slots, the action space and its masks, and the observation layout. Pure
-Python + torch, no model code; ``esper.simic`` may import this package freely.
+Python + torch, no model code; the training side may import this package freely.
 """
 
 from esper.tamiyo.contract.action_space import (
