@@ -38,9 +38,10 @@ out = {
     "policies": sorted(ep.name for ep in md.entry_points(group="esper.policies")),
     "loaded": [],
 }
+from esper.tamiyo.policy import PolicyBundle, create_policy
 for ep in md.entry_points(group="esper.policies"):
-    if ep.module.startswith("esper.") and importlib.util.find_spec(ep.module) is not None:
-        out["loaded"].append([ep.name, ep.load().__name__])
+    policy = create_policy(ep.name)
+    out["loaded"].append([ep.name, type(policy).__name__, isinstance(policy, PolicyBundle)])
 for name in ("tamiyo", "simic"):
     try:
         __import__(name)
@@ -119,11 +120,10 @@ def test_wheel_contents(wheels: dict[str, Path]) -> None:
             assert "[esper.policies]" in entry_points
 
 
-def test_digits_data_ships_once_present(wheels: dict[str, Path]) -> None:
+def test_digits_data_ships(wheels: dict[str, Path]) -> None:
     data_dir = PACKAGES["simic"] / "src" / "esper" / "simic" / "env" / "data"
-    data_files = sorted(data_dir.glob("*.npz")) if data_dir.is_dir() else []
-    if not data_files:
-        pytest.skip("no bundled .npz data in the source tree yet")
+    data_files = sorted(data_dir.glob("*.npz"))
+    assert [p.name for p in data_files] == ["digits.npz"]
     with zipfile.ZipFile(wheels["simic"]) as zf:
         names = set(zf.namelist())
         for path in data_files:
@@ -147,21 +147,15 @@ def test_wheels_install_side_by_side_in_a_clean_venv(wheels: dict[str, Path], tm
     assert probe["feature_size"] == 116
     assert not probe["top_level_tamiyo"] and not probe["top_level_simic"]
     assert probe["import_tamiyo_fails"] and probe["import_simic_fails"]
-    assert {"lstm", "mlp", "heuristic"} <= set(probe["policies"])
-    # every built-in bundle whose module shipped in the wheel loads from the installed copy
-    with zipfile.ZipFile(wheels["tamiyo"]) as zf:
-        tamiyo_files = set(zf.namelist())
-    shipped = {
-        n
-        for n in ("lstm", "mlp", "heuristic")
-        if {f"esper/tamiyo/policy/{n}.py", f"esper/tamiyo/policy/{n}/__init__.py"} & tamiyo_files
-    }
-    assert {name for name, _ in probe["loaded"]} == shipped, probe["loaded"]
+    assert set(probe["policies"]) == {"lstm", "mlp", "heuristic"}, "only the built-ins are installed"
+    # every built-in bundle builds from the installed copy through its entry point
+    assert sorted(probe["loaded"]) == [
+        ["heuristic", "HeuristicPolicyBundle", True],
+        ["lstm", "LSTMPolicyBundle", True],
+        ["mlp", "MLPPolicyBundle", True],
+    ]
 
     script = venv / "bin" / "esper-train"
     assert script.is_file() and os.access(script, os.X_OK)
-    with zipfile.ZipFile(wheels["simic"]) as zf:
-        has_cli = bool({"esper/simic/cli.py", "esper/simic/cli/__init__.py"} & set(zf.namelist()))
-    if has_cli:
-        help_text = _run([script, "--help"], cwd=tmp_path, timeout=300).stdout
-        assert "usage" in help_text.lower()
+    help_text = _run([script, "--help"], cwd=tmp_path, timeout=300).stdout
+    assert "usage" in help_text.lower()

@@ -29,6 +29,7 @@ from esper.tamiyo.contract import (
     SlotConfig,
     SlotState,
     check_masks_nonempty,
+    check_transition,
     compute_action_masks,
     compute_batch_masks,
     morphogenetic_action_space,
@@ -649,3 +650,58 @@ def test_property_batch_equals_stacked_singles(count: int, data: st.DataObject) 
     conditioned = op_conditioned_slot_mask(_slot_by_op(batch), torch.tensor(ops))
     for b, op in enumerate(ops):
         assert conditioned[b].tolist() == slots_for(singles[b], op)
+
+
+#: Where each stage-changing op takes the seed in its slot (GERMINATE starts from a DORMANT slot).
+OP_TARGET = {Op.GERMINATE: S.GERMINATED, Op.PRUNE: S.PRUNED, Op.FOSSILIZE: S.FOSSILIZED}
+#: ADVANCE (or the environment's auto-advance) moves a seed one step along the happy path.
+NEXT_STAGE = {S.GERMINATED: S.TRAINING, S.TRAINING: S.BLENDING, S.BLENDING: S.HOLDING}
+#: The environment's clean-up of a removed seed, one step per epoch; None is an empty slot again.
+CLEANUP = {S.PRUNED: S.EMBARGOED, S.EMBARGOED: S.RESETTING, S.RESETTING: S.DORMANT}
+
+
+@settings(max_examples=60, deadline=None)
+@given(count=st.sampled_from([1, 2, 3]), auto_advance=st.booleans(), max_seeds=st.integers(0, 3), data=st.data())
+def test_property_mask_driven_walks_only_make_legal_transitions(
+    count: int, auto_advance: bool, max_seeds: int, data: st.DataObject
+) -> None:
+    """Random episodes that only take actions the masks allow, with the environment's own moves
+    (auto-advance, failure clean-up) in between: every stage change passes ``check_transition``,
+    the seed limit holds, and at most one seed is developing (GERMINATED/TRAINING) at a time."""
+    config = SlotConfig.for_count(count)
+    stages: dict[str, SeedStage | None] = dict.fromkeys(config.slot_ids)
+    ages = dict.fromkeys(config.slot_ids, 0)
+    total_seeds = 0
+    for _ in range(25):
+        states = {
+            sid: None
+            if stage is None
+            else SlotState(int(stage), ages[sid], int(data.draw(st.sampled_from(list(AlphaMode)))))
+            for sid, stage in stages.items()
+        }
+        masks = compute_action_masks(
+            states, slot_config=config, total_seeds=total_seeds, max_seeds=max_seeds, auto_advance=auto_advance
+        )
+        check_masks_nonempty(masks)
+        op = data.draw(st.sampled_from(sorted(valid_ops(masks))))
+        slot_id = data.draw(st.sampled_from([sid for sid, ok in zip(config.slot_ids, slots_for(masks, op)) if ok]))
+        stage = stages[slot_id]
+        if op is Op.GERMINATE:
+            assert stage is None
+            stages[slot_id], ages[slot_id] = check_transition(S.DORMANT, OP_TARGET[op]), 0
+            total_seeds += 1
+        elif op is Op.ADVANCE:
+            assert stage is not None
+            stages[slot_id] = check_transition(stage, NEXT_STAGE[stage])
+        elif op in OP_TARGET:
+            assert stage is not None
+            stages[slot_id] = check_transition(stage, OP_TARGET[op])
+        for sid, current in stages.items():  # the environment's end-of-epoch moves
+            ages[sid] += 1
+            if current in CLEANUP:
+                moved = check_transition(current, CLEANUP[current])
+                stages[sid] = None if moved is S.DORMANT else moved
+            elif auto_advance and current in NEXT_STAGE and data.draw(st.booleans()):
+                stages[sid] = check_transition(current, NEXT_STAGE[current])
+        assert max_seeds == 0 or total_seeds <= max_seeds
+        assert sum(s in (S.GERMINATED, S.TRAINING) for s in stages.values()) <= 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch._dynamo.testing import CompileCounterWithBackend
 
 from esper.tamiyo.contract import BlueprintAction, SlotConfig, feature_size, morphogenetic_action_space
 from esper.tamiyo.networks import (
@@ -129,7 +130,8 @@ def test_evaluation_path_compiles_without_graph_breaks() -> None:
     """Dynamo captures network + canonicalisation + FP32 scoring + Q as one graph (``fullgraph``).
 
     The ``eager`` backend checks graph capture only, which is what graph breaks are about; code
-    generation is exercised by the slow compiled-bundle test.
+    generation is exercised by the slow compiled-bundle test. The counting backend proves the
+    call really went through Dynamo (one frame, the LSTM inside it), not a silent eager fallback.
     """
     net = _network(num_slots=2, width=8)
     space = morphogenetic_action_space(SlotConfig.for_count(2))
@@ -144,8 +146,13 @@ def test_evaluation_path_compiles_without_graph_breaks() -> None:
     masks = {h: torch.ones(3, 2, n, dtype=torch.bool) for h, n in space.sizes().items()}
     generator = torch.Generator().manual_seed(2)
     actions = {h: torch.randint(0, n, (3, 2), generator=generator) for h, n in space.sizes().items()}
-    compiled = torch.compile(evaluate, fullgraph=True, backend="eager")
+    torch._dynamo.reset()
+    backend = CompileCounterWithBackend("eager")
+    compiled = torch.compile(evaluate, fullgraph=True, backend=backend)
     got = compiled(features, indices, masks, actions)
+    assert backend.frame_count == 1
+    (graph,) = backend.graphs
+    assert any(node.target is torch.lstm for node in graph.graph.nodes)
     expected = evaluate(features, indices, masks, actions)
     assert all(torch.equal(got[0][h], expected[0][h]) for h in space.head_names)
     assert torch.equal(got[3], expected[3])
@@ -160,6 +167,9 @@ def test_rollout_leg_compiles_without_graph_breaks() -> None:
     def choose(logits, masks, slot_by_op):  # type: ignore[no-untyped-def]
         return choose_actions(space, {"op": 0.1}, logits, masks, slot_by_op, deterministic=True)
 
-    compiled = torch.compile(choose, fullgraph=True, backend="eager")
+    torch._dynamo.reset()
+    backend = CompileCounterWithBackend("eager")
+    compiled = torch.compile(choose, fullgraph=True, backend=backend)
     got, expected = compiled(logits, masks, slot_by_op), choose(logits, masks, slot_by_op)
+    assert backend.frame_count == 1
     assert all(torch.equal(got.log_probs[h], expected.log_probs[h]) for h in space.head_names)

@@ -13,10 +13,12 @@ from hypothesis import given, settings
 
 from esper.tamiyo.contract import (
     STAGE_ORDER,
-    ActionMasks,
     UNKNOWN,
+    ActionMasks,
+    ActionSpace,
     AlphaMode,
     BlueprintAction,
+    EmptyMaskError,
     GerminationStyle,
     LifecycleOp,
     Observation,
@@ -141,6 +143,9 @@ def test_is_a_policy_bundle_without_parameters() -> None:
     with pytest.raises(NotImplementedError, match="not trainable"):
         policy.evaluate_actions(Observation(torch.zeros(1, 1, LAYOUT.size), torch.zeros(1, 1, 3)), {}, make_masks())
     assert torch.equal(policy.get_value(Observation(torch.zeros(2, LAYOUT.size), torch.zeros(2, 3))), torch.zeros(2))
+    policy.load_state_dict({})
+    with pytest.raises(ValueError, match=r"has no weights, got a state dict with keys \['w'\]"):
+        policy.load_state_dict({"w": torch.zeros(1)})
 
 
 def test_policy_config_rebuilds_an_identical_bundle() -> None:
@@ -395,6 +400,62 @@ def test_actions_are_always_mask_valid_and_deterministic(data: st.DataObject, nu
         assert slot_row.gather(1, first.actions["slot"].unsqueeze(1)).all()
         assert torch.equal(first.hidden[0], again.hidden[0])  # type: ignore[index]
         hidden = first.hidden
+
+
+def _arbitrary_masks(space: ActionSpace, batch: int, generator: torch.Generator) -> ActionMasks:
+    """Random masks that keep only the contract's invariants: every head row allows something,
+    ``slot_by_op`` rows are subsets of the slot mask, and every valid op has a valid slot (WAIT may be masked)."""
+    heads = {}
+    for head, size in space.sizes().items():
+        mask = torch.rand(batch, size, generator=generator) < 0.4
+        mask[torch.arange(batch), torch.randint(0, size, (batch,), generator=generator)] = True
+        heads[head] = mask
+    num_slots = space.size("slot")
+    slot_by_op = (torch.rand(batch, space.num_ops, num_slots, generator=generator) < 0.4) & heads["slot"][:, None]
+    first_slot = torch.nn.functional.one_hot(heads["slot"].to(torch.int8).argmax(-1), num_slots).bool()
+    slot_by_op |= (heads["op"] & ~slot_by_op.any(-1))[..., None] & first_slot[:, None]
+    return ActionMasks(heads, slot_by_op)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), num_slots=st.integers(1, 4), topology=st.sampled_from(["mlp", "cnn"]))
+def test_actions_are_valid_under_arbitrary_masks(seed: int, num_slots: int, topology: str) -> None:
+    """Masks unrelated to the observation (any op set, WAIT included or not); stages are random too."""
+    generator = torch.Generator().manual_seed(seed)
+    slots = SlotConfig.for_count(num_slots)
+    layout = ObservationLayout(slots)
+    policy = HeuristicPolicyBundle(slot_config=slots, topology=topology)
+    batch = 6
+    features = torch.rand(batch, layout.size, generator=generator) * 2 - 1
+    for k in range(num_slots):
+        stage = layout.slot(k, "stage")
+        features[:, stage] = 0.0
+        drawn = torch.randint(0, len(STAGE_ORDER), (batch,), generator=generator)
+        features[torch.arange(batch), stage.start + drawn] = 1.0
+    blueprints = torch.randint(-1, len(BlueprintAction), (batch, num_slots), generator=generator)
+    masks = _arbitrary_masks(policy.action_space, batch, generator)
+    hidden = policy.initial_hidden(batch)
+    for _ in range(3):
+        result = policy.get_action(Observation(features, blueprints), masks, hidden)
+        for head, action in result.actions.items():
+            assert masks.heads[head].gather(1, action[:, None]).all(), head
+        slot_row = masks.slot_by_op[torch.arange(batch), result.actions["op"]]  # type: ignore[index]
+        assert slot_row.gather(1, result.actions["slot"][:, None]).all()
+        hidden = result.hidden
+
+
+def test_rejects_a_valid_op_without_a_slot_and_unknown_blueprints() -> None:
+    policy = HeuristicPolicyBundle(slot_config=SLOTS)
+    features, blueprints = make_features(10)
+    masks = make_masks()
+    no_slot = masks.slot_by_op.clone()  # type: ignore[union-attr]
+    no_slot[0, int(LifecycleOp.WAIT)] = False
+    with pytest.raises(EmptyMaskError, match="slot_by_op"):
+        policy.get_action(Observation(features[None], blueprints[None]), ActionMasks(masks.heads, no_slot))
+    blueprints[1] = len(BlueprintAction)
+    expected = r"blueprint_indices must be -1 \(empty slot\) or in \[0, 13\), got \[13\]"
+    with pytest.raises(ValueError, match=expected):
+        policy.get_action(Observation(features[None], blueprints[None]), masks)
 
 
 def test_noisy_accuracy_without_a_new_best_counts_as_plateau() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 import textwrap
 from pathlib import Path
@@ -189,14 +190,22 @@ def test_broken_plugins_are_reported_by_name_and_do_not_break_others(plugin_path
     assert not listing["broken-class"].ok and listing["tmp-policy"].ok and listing["heuristic"].ok
 
 
-def test_in_code_registration_wins_over_an_entry_point(plugin_path: str) -> None:
+def test_names_advertised_by_entry_points_cannot_be_taken_in_code(plugin_path: str) -> None:
+    """Checkpoints rebuild policies by name, so shadowing an installed policy is a duplicate."""
     registry = PolicyRegistry()
-    registry.register("tmp-policy", _Custom)
-    assert registry.get_policy_class("tmp-policy") is _Custom
+    taken = rf"'tmp-policy' is already registered by esper-tmp-plugin 1.0 \({plugin_path}:TmpPolicy\)"
+    with pytest.raises(ValueError, match=taken):
+        registry.register("tmp-policy", _Custom)
+    with pytest.raises(ValueError, match="'lstm' is already registered by esper-tamiyo "):
+        registry.register("lstm", _Custom)
+    with pytest.raises(ValueError, match="'broken-import' is already registered"):
+        registry.register("broken-import", _Custom)
     assert plugin_path not in sys.modules
-    # and a broken entry point can be replaced by a working in-code class of the same name
-    assert registry.register("broken-import", _Custom) is _Custom
-    assert registry.get_policy_class("broken-import") is _Custom
+    # the class an entry point names may register itself under that name when its module loads
+    plugin = importlib.import_module(plugin_path)
+    assert registry.register("tmp-policy", plugin.TmpPolicy) is plugin.TmpPolicy
+    assert registry.get_policy_class("tmp-policy") is plugin.TmpPolicy
+    assert registry.get_policy_class("lstm").__name__ == "LSTMPolicyBundle"
 
 
 def test_two_distributions_claiming_one_name_is_an_error_naming_both(

@@ -82,10 +82,13 @@ def test_satisfies_the_protocol(cls: type[Bundle]) -> None:
 @pytest.mark.parametrize("cls", BUNDLES)
 @pytest.mark.parametrize("num_slots", [1, 2, 3, 5, 9])
 @pytest.mark.parametrize("batch", [1, 6])
-def test_get_action_shapes(cls: type[Bundle], num_slots: int, batch: int) -> None:
+def test_get_action_and_evaluate_actions_shapes(
+    cls: type[Bundle], num_slots: int, batch: int, record_rollout: RecordRollout
+) -> None:
     bundle = _bundle(cls, num_slots)
     obs, masks = _batch(num_slots, batch)
-    result = bundle.get_action(obs, masks)
+    recorded = record_rollout(bundle, [(obs, masks), _batch(num_slots, batch, seed=1)])
+    result = recorded.results[0]
     assert isinstance(result, ActionResult)
     for field in (result.actions, result.log_probs, result.entropies):
         assert list(field) == list(bundle.action_space.head_names)
@@ -93,6 +96,11 @@ def test_get_action_shapes(cls: type[Bundle], num_slots: int, batch: int) -> Non
     assert all(t.dtype == torch.int64 for t in result.actions.values())
     assert result.value.shape == (batch,)
     assert bundle.get_value(obs, None).shape == (batch,)
+    update = bundle.evaluate_actions(recorded.obs, recorded.actions, recorded.masks)
+    for field in (update.log_probs, update.entropies):
+        assert list(field) == list(bundle.action_space.head_names)
+        assert all(t.shape == (batch, 2) and t.dtype == torch.float32 for t in field.values())
+    assert update.value.shape == (batch, 2) and update.q_value is not None and update.q_value.shape == (batch, 2)
 
 
 @pytest.mark.parametrize("cls", BUNDLES)
@@ -144,8 +152,11 @@ def test_sampled_actions_are_always_valid(cls: type[Bundle]) -> None:
     assert slot_rows.gather(1, result.actions["slot"][:, None]).all()
     relevant = bundle.action_space.relevance_masks(ops)
     for head in ("blueprint", "style", "tempo", "alpha_target", "alpha_speed", "alpha_curve"):
-        chosen_valid = masks.heads[head].gather(1, result.actions[head][:, None]).squeeze(1)
-        assert chosen_valid[relevant[head]].all(), head
+        action = result.actions[head]
+        assert masks.heads[head].gather(1, action[:, None]).all(), head
+        # a head the op does not use holds its canonical placeholder
+        canonical = bundle.action_space.canonical_action(head, masks.heads[head])
+        assert torch.equal(action[~relevant[head]], canonical[~relevant[head]]), head
     for entropy in result.entropies.values():
         assert torch.all((entropy >= 0.0) & (entropy <= 1.0))
 
@@ -234,6 +245,20 @@ def test_invalid_inputs_raise_clear_errors(cls: type[Bundle]) -> None:
     empty["op"] = torch.zeros_like(empty["op"])
     with pytest.raises(EmptyMaskError, match="op"):
         bundle.get_action(obs, ActionMasks(empty, masks.slot_by_op))
+    # a valid op whose slot_by_op row allows no slot would yield an invalid slot
+    assert masks.heads["op"][0, 0]  # WAIT is always valid
+    no_slot = masks.slot_by_op.clone()
+    no_slot[0, 0] = False
+    with pytest.raises(EmptyMaskError, match="slot_by_op"):
+        bundle.get_action(obs, ActionMasks(masks.heads, no_slot))
+    for bad in (13, -2):
+        indices = obs.blueprint_indices.clone()
+        indices[1, 0] = bad
+        expected = rf"blueprint_indices must be -1 \(empty slot\) or in \[0, 13\), got \[{bad}\]"
+        with pytest.raises(ValueError, match=expected):
+            bundle.get_action(Observation(obs.features, indices), masks)
+        with pytest.raises(ValueError, match="blueprint_indices"):
+            bundle.get_value(Observation(obs.features, indices))
     with pytest.raises(ValueError, match="unknown head"):
         _bundle(cls, probability_floor={"nope": 0.1})
     with pytest.raises(ValueError, match=r"\[0, 1\)"):

@@ -1,7 +1,8 @@
-"""Boundary checks of what a trainer hands a bundle: shapes and dtypes, with messages that show them.
+"""Boundary checks of what a trainer hands a bundle: shapes, dtypes and values, with messages that show them.
 
 Shape checks read tensor metadata only (no host sync); they run before any network code so a
 mis-shaped batch fails with a ``ValueError`` naming the tensor instead of a broadcast surprise.
+The value checks (:func:`check_blueprint_indices`, :func:`check_rollout_rows`) cost one host sync each.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from collections.abc import Mapping
 
 import torch
 
-from esper.tamiyo.contract import ActionMasks, ActionSpace, Observation
-from esper.tamiyo.networks import SLOT_HEAD
+from esper.tamiyo.contract import ActionMasks, ActionSpace, BlueprintAction, Observation
+from esper.tamiyo.networks import SLOT_HEAD, check_nonempty
 from esper.tamiyo.policy.protocol import COMPILE_MODES
 from esper.tamiyo.policy.results import Hidden
 
@@ -40,6 +41,20 @@ def check_observation(obs: Observation, feature_dim: int, num_slots: int, *, seq
     return tuple(features.shape[:-1])
 
 
+def check_blueprint_indices(indices: torch.Tensor) -> None:
+    """Every entry of ``blueprint_indices [...]`` is -1 (empty slot) or a ``BlueprintAction`` value.
+
+    Checked before the embedding lookup: out of range, ``nn.Embedding`` raises an opaque
+    ``IndexError`` on CPU and a device-side assert (a dead CUDA context) on GPU.
+    """
+    bad = (indices < -1) | (indices >= len(BlueprintAction))
+    if bool(bad.any()):
+        values = sorted(set(indices[bad].tolist()))
+        raise ValueError(
+            f"obs.blueprint_indices must be -1 (empty slot) or in [0, {len(BlueprintAction)}), got {values[:8]}"
+        )
+
+
 def check_masks(masks: ActionMasks, space: ActionSpace, *, batch_shape: tuple[int, ...], rollout: bool) -> None:
     """Every head's mask is bool ``[*batch_shape, size]``; ``slot_by_op`` present exactly on the rollout leg."""
     if set(masks.heads) != set(space.head_names):
@@ -66,6 +81,18 @@ def check_masks(masks: ActionMasks, space: ActionSpace, *, batch_shape: tuple[in
     if slot_by_op is None or slot_by_op.dtype != torch.bool or tuple(slot_by_op.shape) != expected:
         got = None if slot_by_op is None else f"{slot_by_op.dtype} {list(slot_by_op.shape)}"
         raise ValueError(f"get_action needs masks.slot_by_op as bool {list(expected)}, got {got}")
+
+
+def check_rollout_rows(masks: ActionMasks, space: ActionSpace) -> None:
+    """Raise ``EmptyMaskError`` if a head row, or the ``slot_by_op [B, O, S]`` row of a valid op, allows nothing.
+
+    The rollout leg takes the slot from the chosen op's ``slot_by_op`` row, so a valid op without a
+    slot would otherwise yield an invalid slot; rows of invalid ops are never used and not checked.
+    """
+    rows = dict(masks.heads)
+    if masks.slot_by_op is not None:
+        rows["slot_by_op"] = masks.slot_by_op | ~masks.heads[space.op_head].unsqueeze(-1)
+    check_nonempty(rows)
 
 
 def check_actions(actions: Mapping[str, torch.Tensor], space: ActionSpace, batch_shape: tuple[int, ...]) -> None:

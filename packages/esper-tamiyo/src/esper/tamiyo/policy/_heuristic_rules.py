@@ -135,7 +135,7 @@ class HeuristicConfig:
 class HeuristicMemory:
     """Per-environment memory of the heuristic, one row per env (``B``), all float32.
 
-    Packed into a single hidden tensor ``[1, B, 5 + 13 + 3 * S]`` (batch at dim 1, like an RNN
+    Packed into a single hidden tensor ``[1, B, 4 + 13 + 3 * S]`` (batch at dim 1, like an RNN
     state) so it travels through trainers and resets exactly where recurrent state does. All
     zeros is a fresh episode: epochs are stored as ``epoch + 1`` with 0 meaning "never", so a
     trainer that resets recurrent state by multiplying it by ``1 - done`` also resets this.

@@ -36,10 +36,12 @@ from esper.tamiyo.networks import (
 )
 from esper.tamiyo.policy._checks import (
     check_actions,
+    check_blueprint_indices,
     check_compile_mode,
     check_hidden,
     check_masks,
     check_observation,
+    check_rollout_rows,
 )
 from esper.tamiyo.policy.results import ActionResult, EvalResult, Hidden
 
@@ -118,8 +120,9 @@ class TrainablePolicyBundle:
         (batch,) = check_observation(obs, self._feature_dim, self._slot_config.num_slots, sequence=False)
         check_masks(masks, self._action_space, batch_shape=(batch,), rollout=True)
         check_hidden(hidden, self._module.hidden_dim, batch)
+        check_blueprint_indices(obs.blueprint_indices)
+        check_rollout_rows(masks, self._action_space)
         with torch.inference_mode():
-            check_nonempty(_rollout_rows(masks, self._action_space))
             out = self._rollout_forward(obs, hidden)
             scores = choose_actions(
                 self._action_space,
@@ -144,6 +147,7 @@ class TrainablePolicyBundle:
         check_masks(masks, self._action_space, batch_shape=(batch, steps), rollout=False)
         check_actions(actions, self._action_space, (batch, steps))
         check_hidden(hidden, self._module.hidden_dim, batch)
+        check_blueprint_indices(obs.blueprint_indices)
         check_nonempty(masks.heads)
         # Tensors straight from get_action are inference tensors, which autograd may not save.
         state = None if hidden is None else tuple(_trackable(t) for t in hidden)
@@ -160,6 +164,7 @@ class TrainablePolicyBundle:
         """V(s) ``[B]`` for ``obs.features [B, F]`` from ``hidden``, in inference mode."""
         (batch,) = check_observation(obs, self._feature_dim, self._slot_config.num_slots, sequence=False)
         check_hidden(hidden, self._module.hidden_dim, batch)
+        check_blueprint_indices(obs.blueprint_indices)
         with torch.inference_mode():
             return self._rollout_forward(obs, hidden).value[:, 0]
 
@@ -355,16 +360,6 @@ def _resolve_floors(floors: Mapping[str, float] | None, space: ActionSpace) -> M
         if float(floor) > 0.0:
             resolved[head] = float(floor)
     return MappingProxyType(resolved)
-
-
-def _rollout_rows(masks: ActionMasks, space: ActionSpace) -> dict[str, torch.Tensor]:
-    """Mask rows that must each allow an action on the rollout leg: every head, plus the slot row
-    of every valid op (``[B, O, S]``, rows of invalid ops made all-True)."""
-    rows = dict(masks.heads)
-    if masks.slot_by_op is not None:
-        op_mask = masks.heads[space.op_head]
-        rows["slot_by_op"] = masks.slot_by_op | ~op_mask.unsqueeze(-1)
-    return rows
 
 
 def _trackable(tensor: torch.Tensor) -> torch.Tensor:

@@ -39,7 +39,6 @@ from esper.tamiyo.contract import (
     Observation,
     ObservationLayout,
     SlotConfig,
-    check_masks_nonempty,
     morphogenetic_action_space,
     op_conditioned_slot_mask,
 )
@@ -54,7 +53,14 @@ from esper.tamiyo.policy._heuristic_rules import (
     read_signals,
     seed_ops,
 )
-from esper.tamiyo.policy._checks import check_compile_mode, check_hidden, check_masks, check_observation
+from esper.tamiyo.policy._checks import (
+    check_blueprint_indices,
+    check_compile_mode,
+    check_hidden,
+    check_masks,
+    check_observation,
+    check_rollout_rows,
+)
 from esper.tamiyo.policy.results import ActionResult, EvalResult, Hidden
 
 __all__ = ["DEFAULT_ROTATIONS", "HeuristicConfig", "HeuristicMemory", "HeuristicPolicyBundle"]
@@ -113,11 +119,14 @@ class HeuristicPolicyBundle:
 
         ``deterministic`` is accepted for protocol compatibility; the rules are always deterministic.
         Log-probs, entropies and values are zeros ``[B]``; ``hidden`` is the updated memory.
+        Raises ``ValueError`` on mis-shaped inputs or blueprint indices, ``EmptyMaskError`` if a mask
+        row (or the slot row of a valid op) allows no action, as the trainable bundles do.
         """
         (batch,) = check_observation(obs, self._layout.size, self._slot_config.num_slots, sequence=False)
         check_masks(masks, self._action_space, batch_shape=(batch,), rollout=True)
         check_hidden(hidden, self.hidden_dim, batch)
-        check_masks_nonempty(masks)
+        check_blueprint_indices(obs.blueprint_indices)
+        check_rollout_rows(masks, self._action_space)
         features, device = obs.features, obs.features.device
         slot_by_op = masks.slot_by_op.to(device)  # type: ignore[union-attr]  # checked above
         packed = (self.initial_hidden(batch) if hidden is None else hidden)[0].to(device)  # type: ignore[index]

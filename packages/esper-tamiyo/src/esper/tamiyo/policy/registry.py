@@ -6,18 +6,19 @@ registration, the supplying distribution recorded) and Gymnasium's registry (laz
 
 * :meth:`PolicyRegistry.register` / :meth:`PolicyRegistry.register_policy` check the class
   against :data:`~esper.tamiyo.policy.protocol.PROTOCOL_MEMBERS` at once: a ``TypeError`` names
-  every missing member. A name that is already registered raises ``ValueError``.
+  every missing member. A name that is already taken, in code or by an installed distribution's
+  entry point, raises ``ValueError`` naming its owner: checkpoints rebuild policies by name, so a
+  silently shadowed ``lstm`` would load someone else's class. The one exception is the class an
+  entry point names registering itself when its module is imported (idempotent).
 * Entry points in group ``esper.policies`` are discovered on first lookup (metadata only, no
   import) and a plugin module is imported only when its name is requested, or when
   :meth:`PolicyRegistry.list_policies` needs to report on every plugin. A plugin that fails to
   import or fails validation is recorded as ``(name, distribution, exception)``: asking for it
   raises :class:`PolicyLoadError` naming both, listing shows it with its error, and every other
   policy keeps working. It is never reduced to a log line.
-* Precedence: an explicit registration wins over an entry point of the same name (the entry
-  point is skipped, as pluggy skips already-registered names). Two *distributions* that
-  advertise the same name with different targets make that name unusable until one is removed
-  (recorded as broken, naming both), because silently picking one would depend on ``sys.path``
-  order.
+* Two *distributions* that advertise the same name with different targets make that name
+  unusable until one is removed (recorded as broken, naming both), because silently picking one
+  would depend on ``sys.path`` order.
 
 The built-in bundles (``lstm``, ``mlp``, ``heuristic``) are registered through esper-tamiyo's own
 entry points, exactly as a third-party package registers its own. :data:`default_registry` is
@@ -152,19 +153,27 @@ class PolicyRegistry:
     def register(self, name: str, cls: _T) -> _T:
         """Register ``cls`` under ``name`` and return it.
 
+        Registering the very class that a working entry point of the same name advertises is a
+        no-op (a plugin module that also decorates its class imports cleanly).
+
         Raises:
-            ValueError: ``name`` is empty or already registered in code.
+            ValueError: ``name`` is empty, or already taken in code or by an entry point (named).
             TypeError: ``cls`` does not provide every ``PolicyBundle`` member (all missing ones named).
         """
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"policy name must be a non-empty string, got {name!r}")
-        existing = self._entries.get(name)
-        if existing is not None and existing.source == REGISTERED_IN_CODE:
-            raise ValueError(f"policy {name!r} is already registered ({existing.target}); pick another name")
         validate_policy_class(cls)
-        # In-code registration wins over an entry point of the same name (see module docstring).
-        self._entries[name] = _Entry(name, REGISTERED_IN_CODE, _target_of(cls), cls=cls)
-        return cls
+        self._discover()
+        existing = self._entries.get(name)
+        if existing is None:
+            self._entries[name] = _Entry(name, REGISTERED_IN_CODE, _target_of(cls), cls=cls)
+            return cls
+        advertised_here = existing.entry_point is not None and existing.error is None
+        if advertised_here and existing.target == _target_of(cls):
+            return cls
+        raise ValueError(
+            f"policy {name!r} is already registered by {existing.source} ({existing.target}); pick another name"
+        )
 
     def register_policy(self, name: str) -> Callable[[_T], _T]:
         """Class decorator form of :meth:`register`: ``@registry.register_policy("mine")``."""
@@ -212,7 +221,7 @@ class PolicyRegistry:
         return f"unknown policy {name!r}{hint} Known policies: {listing}"
 
     def _discover(self) -> None:
-        """Record the group's entry points (metadata only) once; in-code names take precedence."""
+        """Record the group's entry points (metadata only) once, before anything is registered in code."""
         if self._discovered:
             return
         self._discovered = True
@@ -220,8 +229,6 @@ class PolicyRegistry:
         for entry_point in metadata.entry_points(group=self._group):
             by_name.setdefault(entry_point.name, []).append(entry_point)
         for name, entry_points in by_name.items():
-            if name in self._entries:
-                continue
             self._entries[name] = _pending_entry(name, entry_points)
 
     def _load(self, entry: _Entry) -> _Entry:
