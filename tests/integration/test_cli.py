@@ -152,6 +152,8 @@ def test_policies_lists_plugins_and_broken_ones(
         (["ppo", "--policy", "heuristic", *TINY], "no trainable parameters"),
         (["ppo", "--task", "cifar10", "--data-dir", "/no/such/dir"], "does not exist"),
         (["eval", "missing.pt"], "does not exist"),
+        (["eval", "."], "is a directory; pass a checkpoint file such as"),
+        (["ppo", *TINY, "--out", "/dev/null"], "run directory '/dev/null' is an existing file"),
         (["bogus"], "invalid choice: 'bogus'"),
     ],
 )
@@ -163,6 +165,13 @@ def test_input_errors_print_one_line_and_exit_non_zero(
     assert code == 2
     assert stderr.count("\n") == 1 and stderr.startswith("esper-train") and message in stderr
     assert "Traceback" not in stderr and stdout == ""
+
+
+def test_an_unwritable_report_path_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["heuristic", "--episodes", "1", "--num-envs", "1", *TINY, "--out", str(tmp_path)]
+    code, stdout, stderr = _run(argv, capsys)
+    assert code == 2 and stdout.startswith("policy")  # the table was shown; only writing the JSON failed
+    assert stderr.startswith("esper-train: error: ") and "Is a directory" in stderr and stderr.count("\n") == 1
 
 
 def test_bad_config_keys_and_corrupt_checkpoints(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

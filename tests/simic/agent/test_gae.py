@@ -120,6 +120,20 @@ def test_batched_equals_per_row() -> None:
         torch.testing.assert_close(row.advantages, batched.advantages[i : i + 1], rtol=0, atol=0)
 
 
+def test_padding_between_episodes_gets_zero() -> None:
+    """A terminal, two padding steps, then a truncated episode in the same row: the later episode's
+    advantage must not leak backwards into the padding (it is 0.9 * 0.5 * 2 without the cut)."""
+    rewards = torch.tensor([[1.0, 1.0, 7.0, 7.0, 2.0, 2.0]], dtype=torch.float64)
+    values = torch.zeros_like(rewards)
+    result = generalized_advantage_estimate(
+        rewards, values, torch.zeros_like(rewards), _flags([F, T_, F, F, F, F]), _flags([F, F, F, F, F, T_]),
+        _flags([T_, T_, F, F, T_, T_]), gamma=0.9, lam=0.5,
+    )
+    expected = torch.tensor([[1.45, 1.0, 0.0, 0.0, 2.9, 2.0]], dtype=torch.float64)
+    torch.testing.assert_close(result.advantages, expected, rtol=0, atol=1e-12)
+    assert result.returns[0, 2:4].tolist() == [0.0, 0.0]
+
+
 def test_terminated_wins_over_truncated() -> None:
     ones = torch.ones(1, 1, dtype=torch.float64)
     result = generalized_advantage_estimate(

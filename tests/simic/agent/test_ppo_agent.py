@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Callable
 
 import pytest
@@ -136,6 +137,20 @@ def test_buffer_must_fit_the_policy() -> None:
     empty.reset(policy.initial_hidden(2))
     with pytest.raises(ValueError, match="no valid step"):
         agent.update(empty)
+
+
+def test_a_non_finite_gradient_is_never_stepped() -> None:
+    """Clipping an infinite gradient norm would turn every gradient (and then every weight) into NaN."""
+    policy = _policy("mlp")
+    agent = PPOAgent(policy, PPOConfig(update_epochs=1))
+    buffer = RolloutBuffer.for_policy(policy, num_envs=2, num_steps=3)
+    _collect(policy, buffer, seed=1)
+    before = [p.detach().clone() for p in policy.parameters()]
+    next(iter(policy.parameters())).register_hook(lambda grad: grad * math.inf)
+    with pytest.raises(FloatingPointError, match="non-finite gradient norm in epoch 0"):
+        agent.update(buffer)
+    assert all(torch.equal(old, new) for old, new in zip(before, policy.parameters(), strict=True))
+    assert agent.num_gradient_steps == 0
 
 
 def test_update_is_deterministic_and_state_dict_roundtrips_weights_only() -> None:

@@ -1,14 +1,17 @@
-"""VectorEnv: batched reset/step, per-env equality with single envs, inactive envs after an early end."""
+"""VectorEnv: batched reset/step, per-env equality with single envs, inactive envs after an early end,
+and a heuristic-driven run over four environments on the bundled digits task."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import torch
 
 from esper.simic.env import EnvConfig, MorphogeneticEnv, VectorEnv
 from esper.tamiyo.contract import LifecycleOp, feature_size
+from esper.tamiyo.policy import create_policy
 
 CONFIG = EnvConfig(task="synthetic", synthetic_train_size=64, synthetic_val_size=32, batch_size=32, episode_length=6)
 WAIT = {"slot": 0, "blueprint": 0, "style": 2, "tempo": 1, "alpha_target": 2, "alpha_speed": 0, "alpha_curve": 0, "op": 0}
@@ -65,3 +68,35 @@ def test_bad_inputs() -> None:
     vec.reset([1, 2])
     with pytest.raises(ValueError, match="3 entries"):
         vec.step(_batched(WAIT, 3))
+
+
+@pytest.mark.parametrize(
+    ("episode_length", "expect_growth"),
+    [(16, False), pytest.param(40, True, marks=pytest.mark.slow)],
+)
+def test_heuristic_run_over_four_digits_environments_completes(episode_length: int, expect_growth: bool) -> None:
+    """Issue 4's "done when": four lockstep digits episodes driven by the heuristic bundle run to their
+    time limit. The full default 40-epoch episode (slow, ~2 s) must also show the lifecycle at work:
+    with 16 epochs the heuristic is still waiting for the host to stabilise, 40 are enough to grow."""
+    venv = VectorEnv(EnvConfig(episode_length=episode_length), num_envs=4)
+    heuristic = create_policy("heuristic", slot_config=venv.slot_config, feature_dim=venv.feature_dim, topology="mlp")
+    reset = venv.reset([0, 1, 2, 3])
+    obs, masks, hidden = reset.obs, reset.masks, heuristic.initial_hidden(4)
+    executed: set[int] = set()
+    for epoch in range(1, episode_length + 1):
+        result = heuristic.get_action(obs, masks, hidden, True)
+        step = venv.step(result.actions)
+        assert step.active.all() and not step.terminated.any()
+        assert step.truncated.tolist() == [epoch == episode_length] * 4
+        assert bool(torch.isfinite(step.rewards).all()) and bool(torch.isfinite(step.obs.features).all())
+        assert all(info["action_valid"] for info in step.infos)  # the heuristic only picks mask-valid actions
+        executed.update(step.executed_op.tolist())
+        obs, masks, hidden = step.obs, step.masks, result.hidden
+    episodes: dict[int, dict[str, Any]] = {i: info["episode"] for i, info in enumerate(step.infos)}
+    assert sorted(episodes) == [0, 1, 2, 3]
+    assert all(e["length"] == episode_length and e["rollbacks"] == 0 for e in episodes.values())
+    assert all(0.0 < float(e["final_accuracy"]) <= 100.0 for e in episodes.values())
+    assert not venv.step(result.actions).active.any()  # every episode is over: nothing is stepped again
+    if expect_growth:
+        assert {int(LifecycleOp.GERMINATE), int(LifecycleOp.FOSSILIZE)} <= executed
+        assert sum(int(e["fossilized"]) for e in episodes.values()) >= 1

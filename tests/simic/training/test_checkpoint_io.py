@@ -87,6 +87,15 @@ def test_other_version_and_missing_keys(tmp_path: Path) -> None:
         read_checkpoint(path)
 
 
+def test_a_directory_or_a_malformed_section_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match=r"is a directory; pass a checkpoint file such as '.*checkpoint_last"):
+        read_checkpoint(tmp_path)
+    path = tmp_path / "c.pt"
+    write_checkpoint(path, _minimal(config=["not", "a", "table"], rng=3))
+    with pytest.raises(CheckpointError, match=r"is malformed: \['rng', 'config'\] must be tables"):
+        read_checkpoint(path)
+
+
 def test_compatibility_checks_name_the_mismatch() -> None:
     header = _minimal()["policy"]
     slots = SlotConfig()

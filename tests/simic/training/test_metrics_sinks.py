@@ -124,6 +124,21 @@ def test_fresh_run_refuses_a_used_directory_and_resume_truncates(tmp_path: Path)
     assert [m["round"] for m in read_metrics(run.metrics_path)] == [1, 2]
 
 
+def test_resume_drops_a_torn_last_metrics_line_and_names_a_corrupt_one(tmp_path: Path) -> None:
+    """A process killed mid-append leaves half a line; resuming must not trip over it."""
+    run = RunDirectory(tmp_path)
+    run.prepare(start_round=0)
+    for r in (1, 2):
+        run.on_round(_record(r))
+    intact = run.metrics_path.read_text()
+    run.metrics_path.write_text(intact + strict_json(_record(3).to_json())[:40])
+    run.prepare(start_round=2)
+    assert run.metrics_path.read_text() == intact
+    run.metrics_path.write_text("garbage\n" + intact)
+    with pytest.raises(RunDirectoryError, match=r"metrics.jsonl' line 1 is not a metrics record \(JSONDecodeError\)"):
+        run.prepare(start_round=2)
+
+
 def test_console_progress_plain_lines_when_not_a_tty() -> None:
     stream = io.StringIO()
     progress = ConsoleProgress(stream, live=False, log_every=2)

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import torch
 
+from esper.simic.agent import PPOConfig
 from esper.simic.training import CheckpointError, RunDirectoryError, TrainConfig, read_metrics, train
 
 
@@ -35,9 +36,11 @@ def test_same_seed_gives_identical_metrics(make_config: Callable[..., TrainConfi
 
 
 def test_resume_is_bit_identical_to_a_straight_run(make_config: Callable[..., TrainConfig], tmp_path: Path) -> None:
-    straight = train(make_config("straight", rounds=3))
-    train(make_config("split", rounds=2, checkpoint_every=1))
-    resumed = train(make_config("split", rounds=3), resume=tmp_path / "split" / "checkpoint_last.pt")
+    # One env per minibatch, so the agent's shuffle generator is state that must be restored too.
+    run = {"num_envs": 3, "ppo": PPOConfig(update_epochs=2, num_minibatches=3)}
+    straight = train(make_config("straight", rounds=3, **run))
+    train(make_config("split", rounds=2, checkpoint_every=1, **run))
+    resumed = train(make_config("split", rounds=3, **run), resume=tmp_path / "split" / "checkpoint_last.pt")
     assert [r.round for r in resumed.history] == [3]
     assert _without_timings(tmp_path / "split" / "metrics.jsonl") == _without_timings(
         tmp_path / "straight" / "metrics.jsonl"

@@ -43,6 +43,8 @@ RENAMES = {"out_dir": "out", "slot_ids": "slots"}
 #: Additional spellings accepted for the same option.
 ALIASES = {"num_envs": ("--envs",), "out_dir": ("--out-dir",), "slot_ids": ("--slot-ids",)}
 #: Exceptions that mean "bad input", reported in one line (anything else is a bug and keeps its traceback).
+#: ``OSError`` covers paths the user named that cannot be read or written (missing, a directory,
+#: no permission).
 INPUT_ERRORS = (
     CheckpointError,
     ConfigFileError,
@@ -51,7 +53,7 @@ INPUT_ERRORS = (
     PolicyRegistryError,
     ValueError,
     TypeError,
-    FileNotFoundError,
+    OSError,
 )
 
 

@@ -82,20 +82,21 @@ def generalized_advantage_estimate(
     For each step ``t`` (Schulman et al. 2016, eq. 16)::
 
         next_value_t = 0                    if terminated[t]
-                     = bootstrap_values[t]  elif truncated[t] or not valid[t + 1]
+                     = bootstrap_values[t]  elif truncated[t]
                      = values[t + 1]        otherwise
         delta_t = rewards[t] + gamma * next_value_t - values[t]
         A_t     = delta_t + gamma * lam * A_{t+1} * continues_t
 
-    where ``continues_t`` is False when step ``t`` ends an episode (terminated or truncated) or the
-    next step is invalid. A row may hold several episodes back to back. A step flagged both
-    terminated and truncated counts as terminated (gymnasium's rule: no bootstrap).
+    where ``continues_t`` is False when step ``t`` ends an episode (terminated or truncated) or is
+    invalid. A row may hold several episodes back to back, with padding anywhere between them
+    (padding always gets 0, even when a later episode follows it). A step flagged both terminated
+    and truncated counts as terminated (gymnasium's rule: no bootstrap).
 
     Args:
         rewards: float ``[N, T]`` rewards (whatever scale the caller trains on).
         values: float ``[N, T]`` V(s_t) on the same scale as ``rewards`` (denormalise first).
         bootstrap_values: float ``[N, T]`` V(s_{t+1}) for steps that end by truncation; read only
-            where ``truncated`` (or where a valid step is followed by an invalid one).
+            where ``truncated``.
         terminated: bool ``[N, T]`` true terminals.
         truncated: bool ``[N, T]`` time-limit (or rollout-cut) ends.
         valid: bool ``[N, T]`` steps that happened.
@@ -127,7 +128,7 @@ def generalized_advantage_estimate(
     next_values = torch.where(truncated, bootstrap_values, next_values)
     next_values = torch.where(terminated, zeros, next_values)
     deltas = torch.where(valid, rewards + gamma * next_values - values, zeros)
-    decay = torch.where(episode_end, zeros, torch.full_like(values, gamma * lam))
+    decay = torch.where(episode_end | ~valid, zeros, torch.full_like(values, gamma * lam))
 
     advantages = torch.empty_like(values)
     running = zeros[:, 0]

@@ -185,7 +185,7 @@ class PPOAgent:
         Raises:
             ValueError: the buffer does not fit the policy, holds no valid step, or has fewer
                 environments than ``num_minibatches``.
-            FloatingPointError: a loss came out non-finite (nothing is stepped with it).
+            FloatingPointError: a loss or gradient norm came out non-finite (nothing is stepped with it).
         """
         self._check_buffer(buffer)
         config, data = self.config, buffer.data()
@@ -221,7 +221,10 @@ class PPOAgent:
                     raise FloatingPointError(f"non-finite PPO loss in epoch {epoch}: {_describe(loss)}")
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.total.backward()
-                grad_norms.append(torch.nn.utils.clip_grad_norm_(self.params, config.max_grad_norm))
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.params, config.max_grad_norm)
+                if not math.isfinite(float(grad_norm)):  # clipping would scale every gradient to NaN
+                    raise FloatingPointError(f"non-finite gradient norm in epoch {epoch} (loss {total:.4g})")
+                grad_norms.append(grad_norm)
                 self.optimizer.step()
             if stop_epoch is not None:
                 break

@@ -102,9 +102,13 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load and structurally validate a checkpoint on CPU.
 
     Raises:
-        CheckpointError: missing or unreadable file, not a checkpoint, missing keys, other version.
+        CheckpointError: missing or unreadable file (or a directory), not a checkpoint, other version,
+            missing keys, or a section that is not a table.
     """
     file = Path(path)
+    if file.is_dir():
+        example = str(file / LAST_CHECKPOINT)
+        raise CheckpointError(f"checkpoint {str(file)!r} is a directory; pass a checkpoint file such as {example!r}")
     if not file.is_file():
         raise CheckpointError(f"checkpoint {str(file)!r} does not exist")
     try:
@@ -121,8 +125,11 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         )
     missing = [k for k in REQUIRED_KEYS if k not in data]
     missing += [f"policy.{k}" for k in POLICY_KEYS if isinstance(data.get("policy"), dict) and k not in data["policy"]]
-    if missing or not isinstance(data.get("policy"), dict):
-        raise CheckpointError(f"checkpoint {str(file)!r} is incomplete: missing {missing or ['policy']}")
+    if missing:
+        raise CheckpointError(f"checkpoint {str(file)!r} is incomplete: missing {missing}")
+    not_tables = [k for k in REQUIRED_KEYS if k != "format_version" and not isinstance(data[k], dict)]
+    if not_tables:
+        raise CheckpointError(f"checkpoint {str(file)!r} is malformed: {not_tables} must be tables")
     return data
 
 

@@ -55,9 +55,11 @@ class RunDirectory:
         """Create the directory; on resume keep only metrics of rounds ``<= start_round``.
 
         Raises:
-            RunDirectoryError: a fresh run (``start_round == 0``) pointed at a directory that
-                already has metrics, which would mix two runs in one file.
+            RunDirectoryError: the path is an existing file, or a fresh run (``start_round == 0``)
+                pointed at a directory that already has metrics, which would mix two runs in one file.
         """
+        if self.path.exists() and not self.path.is_dir():
+            raise RunDirectoryError(f"run directory {str(self.path)!r} is an existing file, not a directory")
         if start_round == 0 and self.metrics_path.exists() and self.metrics_path.stat().st_size > 0:
             raise RunDirectoryError(
                 f"run directory {str(self.path)!r} already contains a run; choose another output "
@@ -68,14 +70,30 @@ class RunDirectory:
             self._truncate_metrics(start_round)
 
     def _truncate_metrics(self, keep_through_round: int) -> None:
-        """Drop lines of rounds after the checkpoint (written before a crash), keeping the file exact."""
+        """Drop lines of rounds after the checkpoint (written before a crash), keeping the file exact.
+
+        A process killed while appending leaves a torn last line. It is dropped rather than blocking
+        the resume: only that round's record is lost, never training state (checkpoints are atomic).
+
+        Raises:
+            RunDirectoryError: a line other than the last is not a metrics record.
+        """
         if not self.metrics_path.exists():
             return
-        kept = [
-            line
-            for line in self.metrics_path.read_text().splitlines()
-            if line.strip() and json.loads(line)["round"] <= keep_through_round
-        ]
+        lines = [line for line in self.metrics_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        kept: list[str] = []
+        for number, line in enumerate(lines, start=1):
+            try:
+                round_index = json.loads(line)["round"]
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                if number == len(lines):
+                    break
+                raise RunDirectoryError(
+                    f"{str(self.metrics_path)!r} line {number} is not a metrics record ({type(exc).__name__}); "
+                    "fix or remove the file to resume"
+                ) from exc
+            if round_index <= keep_through_round:
+                kept.append(line)
         _write_text_atomic(self.metrics_path, "".join(line + "\n" for line in kept))
 
     def on_run_start(self, start: RunStart) -> None:
