@@ -25,3 +25,9 @@ def test_bad_sizes_are_rejected() -> None:
         NetworkSize(128, 1)
     with pytest.raises(TypeError):
         NETWORK_PRESETS["mine"] = NetworkSize()  # type: ignore[index]
+
+
+@pytest.mark.parametrize("width", ["x", 64.0, True, None])
+def test_non_integer_widths_are_rejected_by_name(width: object) -> None:
+    with pytest.raises(TypeError, match="hidden_size must be an int"):
+        NetworkSize(width, 128)  # type: ignore[arg-type]

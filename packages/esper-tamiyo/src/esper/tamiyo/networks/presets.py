@@ -16,6 +16,10 @@ class NetworkSize:
     """Width of the recurrent state (second trunk layer for the feed-forward net); heads use half."""
 
     def __post_init__(self) -> None:
+        for name in ("hidden_size", "lstm_hidden"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int, got {value!r}")
         if self.hidden_size < 1:
             raise ValueError(f"hidden_size must be >= 1, got {self.hidden_size}")
         if self.lstm_hidden < 2:
