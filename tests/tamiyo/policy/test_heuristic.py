@@ -32,7 +32,7 @@ from esper.tamiyo.contract import (
     symlog,
 )
 from esper.tamiyo.policy import PolicyBundle
-from esper.tamiyo.policy.heuristic import HeuristicConfig, HeuristicMemory, HeuristicPolicyBundle
+from esper.tamiyo.policy.heuristic import HeuristicMemory, HeuristicPolicyBundle
 
 L = 40  # episode length the default config assumes
 SLOTS = SlotConfig()
