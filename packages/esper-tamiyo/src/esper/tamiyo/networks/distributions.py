@@ -104,7 +104,7 @@ def greedy_actions(log_probs: torch.Tensor) -> torch.Tensor:
     return log_probs.argmax(dim=-1)
 
 
-@torch.compiler.disable
+@torch.compiler.disable  # type: ignore[untyped-decorator,unused-ignore]  # torch ships it untyped
 def check_nonempty(masks: Mapping[str, torch.Tensor]) -> None:
     """Raise ``EmptyMaskError`` naming the head if any row of any mask ``[..., n]`` is all False.
 
