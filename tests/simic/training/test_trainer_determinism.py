@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from esper.simic.agent import PPOConfig
+from esper.simic.training import vectorized
 from esper.simic.training import CheckpointError, RunDirectoryError, TrainConfig, read_metrics, train
 
 
@@ -61,6 +62,35 @@ def test_resume_truncates_metrics_written_after_the_checkpoint(
     resumed = train(make_config("run", rounds=3), resume=tmp_path / "run" / "checkpoint_round_0001.pt")
     assert [r.round for r in resumed.history] == [2, 3]
     assert [r["round"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")] == [1, 2, 3]
+
+
+def test_a_crash_before_the_checkpoint_lands_resumes_cleanly(
+    make_config: Callable[..., TrainConfig], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed after round 2's metrics line but before its checkpoint file: resuming from round 1
+    drops that line, redoes round 2 and ends exactly like an uninterrupted run."""
+    straight = train(make_config("straight", rounds=3))
+    real_write = vectorized.write_checkpoint
+    writes: list[Path] = []
+
+    def crash_on_second_checkpoint(path: Path, checkpoint: Any) -> None:
+        writes.append(path)
+        if len(writes) == 2:
+            raise KeyboardInterrupt("killed")
+        real_write(path, checkpoint)
+
+    monkeypatch.setattr(vectorized, "write_checkpoint", crash_on_second_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        train(make_config("crashed", rounds=3, checkpoint_every=1))
+    monkeypatch.setattr(vectorized, "write_checkpoint", real_write)
+    assert [r["round"] for r in read_metrics(tmp_path / "crashed" / "metrics.jsonl")] == [1, 2]
+
+    resumed = train(make_config("crashed", rounds=3), resume=tmp_path / "crashed" / "checkpoint_last.pt")
+    assert [r.round for r in resumed.history] == [2, 3]
+    assert _without_timings(tmp_path / "crashed" / "metrics.jsonl") == _without_timings(
+        tmp_path / "straight" / "metrics.jsonl"
+    )
+    assert _same_parameters(resumed.policy.state_dict(), straight.policy.state_dict())
 
 
 def test_resume_refuses_a_different_experiment(make_config: Callable[..., TrainConfig], tmp_path: Path) -> None:

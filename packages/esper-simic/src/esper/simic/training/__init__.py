@@ -12,6 +12,7 @@ from esper.simic.training.checkpoint import (
     LAST_CHECKPOINT,
     CheckpointError,
     read_checkpoint,
+    encode_checkpoint,
     write_checkpoint,
 )
 from esper.simic.training.config import (
@@ -71,5 +72,6 @@ __all__ = [
     "read_checkpoint",
     "read_metrics",
     "train",
+    "encode_checkpoint",
     "write_checkpoint",
 ]

@@ -19,6 +19,7 @@ version fails fast (simic-facts §6).
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import tempfile
@@ -60,16 +61,25 @@ def round_checkpoint_name(round_index: int) -> str:
     return f"checkpoint_round_{round_index:04d}.pt"
 
 
-def write_checkpoint(path: Path, checkpoint: Mapping[str, Any]) -> None:
-    """Save ``checkpoint`` atomically: a temporary file in the same directory, then ``os.replace``.
+def encode_checkpoint(checkpoint: Mapping[str, Any]) -> bytes:
+    """Serialise ``checkpoint`` in memory (the expensive part of saving; no file is touched)."""
+    buffer = io.BytesIO()
+    torch.save(dict(checkpoint), buffer)
+    return buffer.getvalue()
 
-    A crash mid-write leaves the previous file intact; readers never see a partial checkpoint.
+
+def write_checkpoint(path: Path, checkpoint: Mapping[str, Any] | bytes) -> None:
+    """Save ``checkpoint`` (a dict, or bytes from :func:`encode_checkpoint`) atomically.
+
+    A temporary file in the same directory, fsync, then ``os.replace``: a crash mid-write leaves
+    the previous file intact, and readers never see a partial checkpoint.
     """
+    payload = checkpoint if isinstance(checkpoint, bytes) else encode_checkpoint(checkpoint)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            torch.save(dict(checkpoint), handle)
+            handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)

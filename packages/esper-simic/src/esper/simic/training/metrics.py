@@ -28,7 +28,8 @@ class PhaseTimings:
     update_s: float
     """PPO update (GAE, epochs, optimiser) and the observation-normaliser update; 0 for evaluation."""
     checkpoint_s: float
-    """Writing checkpoints after the round (0 when none was due)."""
+    """Serialising the round's checkpoint (0 when none was due); the atomic file write follows the
+    round's metrics line, so that a crash between the two never leaves a checkpoint without its record."""
     total_s: float
     """Whole round, including buffer writes and bookkeeping not listed above."""
 

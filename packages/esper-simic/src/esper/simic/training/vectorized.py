@@ -3,10 +3,11 @@
 One loop, in CleanRL order: set up (env, policy through the registry, agent, buffer,
 normalisers, RNGs; or restore all of it from a checkpoint) → for each round: roll out N lockstep
 episodes (:func:`~esper.simic.training.rollout.collect_rollout`) → ``agent.update(buffer)`` →
-update the observation normaliser → checkpoint when due → hand a :class:`RoundRecord` to the
-sinks. Rounds never depend on wall-clock or global state outside the run: every random stream
-derives from ``config.seed``, so two runs with the same config are identical on CPU, and a run
-resumed from a checkpoint continues bit-identically.
+update the observation normaliser → serialise a checkpoint when due → hand a
+:class:`RoundRecord` to the sinks → write the checkpoint atomically. Rounds never depend on
+wall-clock or global state outside the run: every random stream derives from ``config.seed``, so
+two runs with the same config are identical on CPU, and a run resumed from a checkpoint continues
+bit-identically.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from esper.simic.training.checkpoint import (
     policy_header,
     read_checkpoint,
     rebuild_policy,
+    encode_checkpoint,
     write_checkpoint,
 )
 from esper.simic.training.config import RESUME_OVERRIDABLE, TrainConfig
@@ -281,9 +283,10 @@ def train(
             round_started = time.perf_counter()
             rollout, update_s, update = _run_round(parts, venv, buffer, config)
             checkpoint_s = 0.0
+            payload: bytes | None = None
             if run_dir is not None and _checkpoint_due(config, parts.rounds_completed):
                 checkpoint_started = time.perf_counter()
-                last_checkpoint = _save(parts, config, run_dir)
+                payload = encode_checkpoint(_checkpoint_dict(parts, config))
                 checkpoint_s = time.perf_counter() - checkpoint_started
             timings = PhaseTimings(
                 env_s=rollout.env_s,
@@ -294,7 +297,12 @@ def train(
             )
             record = _round_record(parts, config, rollout, update, timings)
             history.append(record)
+            # The round's metrics line goes out before its checkpoint lands: a crash in between
+            # leaves a line past the last checkpoint, which resume drops and re-records, instead
+            # of a checkpoint whose round has no record.
             sinks.on_round(record)
+            if payload is not None and run_dir is not None:
+                last_checkpoint = _save(payload, parts.rounds_completed, config, run_dir)
     summary = _summary(history, parts, config, time.perf_counter() - started, last_checkpoint)
     sinks.on_run_end(summary)
     return RunResult(config, parts.rounds_completed, tuple(history), summary, parts.policy, last_checkpoint)
@@ -316,12 +324,11 @@ def _round_record(
     )
 
 
-def _save(parts: _Components, config: TrainConfig, run_dir: RunDirectory) -> Path:
+def _save(payload: bytes, rounds_completed: int, config: TrainConfig, run_dir: RunDirectory) -> Path:
     """Write ``checkpoint_last.pt`` (and a numbered copy when asked); returns the rolling path."""
-    data = _checkpoint_dict(parts, config)
-    write_checkpoint(run_dir.last_checkpoint, data)
+    write_checkpoint(run_dir.last_checkpoint, payload)
     if config.keep_checkpoints:
-        write_checkpoint(run_dir.round_checkpoint(parts.rounds_completed), data)
+        write_checkpoint(run_dir.round_checkpoint(rounds_completed), payload)
     return run_dir.last_checkpoint
 
 
