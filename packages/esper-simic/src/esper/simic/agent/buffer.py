@@ -159,6 +159,11 @@ class RolloutBuffer:
         self.truncated = torch.zeros(shape, **flags)
         self.valid = torch.zeros(shape, **flags)
         self.placeholders = torch.tensor(action_space.placeholders, dtype=torch.long, device=self.device)
+        # Bool [size] one-hot at each head's placeholder: the safe mask for padding steps.
+        self._padding_masks = {
+            h: torch.arange(n, device=self.device) == p
+            for (h, n), p in zip(action_space.sizes().items(), action_space.placeholders, strict=True)
+        }
         self.initial_hidden: Hidden = None
         self.step = 0
         self._ready = False
@@ -175,11 +180,6 @@ class RolloutBuffer:
             device=policy.device,
         )
 
-    def _canonical_mask(self, head: str) -> torch.Tensor:
-        """Bool ``[size]`` one-hot at the head's placeholder: the safe mask for padding."""
-        index = self.action_space.head_names.index(head)
-        return torch.arange(self.action_space.head_sizes[index], device=self.device) == self.placeholders[index]
-
     def reset(self, initial_hidden: Hidden) -> None:
         """Start a new round: every step becomes padding and ``initial_hidden`` (batch ``num_envs`` at
         dim 1, or None for feed-forward policies) is stored (detached copy) as each row's t=0 state."""
@@ -193,7 +193,7 @@ class RolloutBuffer:
             initial_hidden = tuple(t.detach().to(self.device).clone() for t in initial_hidden)
         self.initial_hidden = initial_hidden
         for index, head in enumerate(self.action_space.head_names):
-            self.masks[head][:] = self._canonical_mask(head)
+            self.masks[head][:] = self._padding_masks[head]
             self.actions[head].fill_(self.action_space.placeholders[index])
             self.log_probs[head].zero_()
         for tensor in (self.values, self.rewards, self.bootstrap_values, self.terminated, self.truncated, self.valid):
@@ -268,7 +268,7 @@ class RolloutBuffer:
             heads[_SLOT_HEAD] = op_conditioned_slot_mask(masks.slot_by_op.to(self.device), sampled_op)
         for index, head in enumerate(self.action_space.head_names):
             mask = heads[head].to(self.device)
-            self.masks[head][:, t] = torch.where(live_col, mask, self._canonical_mask(head))
+            self.masks[head][:, t] = torch.where(live_col, mask, self._padding_masks[head])
             action = result.actions[head].to(self.device)
             self.actions[head][:, t] = torch.where(live, action, self.placeholders[index])
             log_prob = result.log_probs[head].to(self.device, torch.float32)

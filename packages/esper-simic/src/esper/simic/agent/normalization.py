@@ -62,11 +62,6 @@ class RunningMeanStd:
         self.var = (self.var * self.count + batch_var * n + delta.square() * (self.count * n / total)) / total
         self.count = total
 
-    @property
-    def std(self) -> torch.Tensor:
-        """Population standard deviation (float64, ``shape``)."""
-        return self.var.sqrt()
-
     def scale(self, epsilon: float, *, min_count: int) -> float:
         """Scalar divisor ``sqrt(var + epsilon)``, or 1.0 (no scaling) until ``min_count`` samples were seen.
 
@@ -75,12 +70,6 @@ class RunningMeanStd:
         if self.count < min_count:
             return 1.0
         return float((self.var + epsilon).sqrt())
-
-    def to(self, device: torch.device | str) -> RunningMeanStd:
-        """Move the statistics to ``device`` (in place); returns self."""
-        self.mean = self.mean.to(device)
-        self.var = self.var.to(device)
-        return self
 
     def state_dict(self) -> dict[str, Any]:
         return {"mean": self.mean.clone(), "var": self.var.clone(), "count": self.count}
@@ -130,10 +119,6 @@ class ObservationNormalizer:
     def update(self, raw_features: torch.Tensor) -> None:
         """Fold in a round's raw ``features [..., F]`` (any leading sample dims)."""
         self.stats.update(raw_features)
-
-    def to(self, device: torch.device | str) -> ObservationNormalizer:
-        self.stats.to(device)
-        return self
 
     def state_dict(self) -> dict[str, Any]:
         return {"stats": self.stats.state_dict(), "clip": self.clip, "epsilon": self.epsilon}

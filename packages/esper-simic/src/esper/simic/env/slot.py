@@ -151,16 +151,18 @@ class SeedSlot(nn.Module):
         """Current blend amplitude (0 for an empty slot)."""
         return self.controller.alpha
 
+    def _seed_modules(self) -> list[nn.Module]:
+        """The seed and its gate, those that exist."""
+        return [m for m in (self.seed, self.gate) if m is not None]
+
     @property
     def num_params(self) -> int:
         """Trainable parameters of the seed and its gate (0 when empty)."""
-        modules = [m for m in (self.seed, self.gate) if m is not None]
-        return sum(p.numel() for m in modules for p in m.parameters())
+        return sum(p.numel() for m in self._seed_modules() for p in m.parameters())
 
     def parameters_to_train(self) -> list[nn.Parameter]:
         """Seed + gate parameters that currently take gradient steps (empty when frozen or empty)."""
-        modules = [m for m in (self.seed, self.gate) if m is not None]
-        return [p for m in modules for p in m.parameters() if p.requires_grad]
+        return [p for m in self._seed_modules() for p in m.parameters() if p.requires_grad]
 
     def mask_state(self) -> SlotState | None:
         """What the contract's mask rules need (``None`` for an empty DORMANT slot)."""
@@ -194,13 +196,12 @@ class SeedSlot(nn.Module):
         self.stage, self.epochs_in_stage = target, 0
 
     def _make_optimizer(self) -> None:
-        params = [p for m in (self.seed, self.gate) if m is not None for p in m.parameters()]
+        params = [p for m in self._seed_modules() for p in m.parameters()]
         self.optimizer = torch.optim.SGD(params, lr=self.settings.seed_lr, momentum=self.settings.seed_momentum, foreach=True)
 
     def _set_trainable(self, trainable: bool) -> None:
-        for module in (self.seed, self.gate):
-            if module is not None:
-                module.requires_grad_(trainable)
+        for module in self._seed_modules():
+            module.requires_grad_(trainable)
 
     def _apply_style(self, style: GerminationStyle | int, generator: torch.Generator) -> None:
         """Set the blend curve and algorithm of ``style``; build (or drop) the GATE's learned gate."""

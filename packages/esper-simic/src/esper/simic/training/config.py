@@ -23,6 +23,7 @@ import torch
 from esper.simic.agent import PPOConfig
 from esper.simic.env import EnvConfig
 from esper.simic.training.dataclass_io import from_plain, to_plain
+from esper.tamiyo.policy import COMPILE_MODES
 
 DEFAULT_ROUNDS = 40
 """Rounds when neither ``rounds`` nor ``episodes`` is given: 160 digits episodes on 4 envs, about
@@ -93,8 +94,8 @@ class TrainConfig:
             raise ValueError(f"num_threads must be >= 1 or None, got {self.num_threads}")
         if self.checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be >= 0 (0 = only at the end), got {self.checkpoint_every}")
-        if self.compile_mode not in ("off", "default", "reduce-overhead", "max-autotune"):
-            raise ValueError(f"unknown compile_mode {self.compile_mode!r}")
+        if self.compile_mode not in COMPILE_MODES:
+            raise ValueError(f"unknown compile_mode {self.compile_mode!r}; expected one of {list(COMPILE_MODES)}")
         _check_device(self.device)
         if not math.isclose(self.env.gamma, self.ppo.gamma, rel_tol=0.0, abs_tol=1e-12):
             raise ValueError(

@@ -194,7 +194,7 @@ class TrainingSink(Protocol):
         ...
 
     def on_round(self, record: RoundRecord) -> None:
-        """Called after each round (after its checkpoint, if one was due)."""
+        """Called after each round, before that round's checkpoint (if one is due) is written to disk."""
         ...
 
     def on_run_end(self, summary: RunSummary) -> None:

@@ -170,10 +170,10 @@ def collect_rollout(
 
         raw_features.append(obs.features[active])
         op_counts += torch.bincount(step.executed_op[active], minlength=space.num_ops)
-        relevant = space.relevance_masks(actions[space.op_head])
+        relevant = space.relevance_masks(result.actions[space.op_head])  # on the policy's device
         live = active.to(policy.device)
         for head in space.head_names:
-            selected = live & relevant[head].to(policy.device)
+            selected = live & relevant[head]
             entropy_sums[head] += torch.where(selected, result.entropies[head].float(), 0.0).sum()
             entropy_counts[head] += selected.sum()
         for i in torch.nonzero(active & ended).flatten().tolist():

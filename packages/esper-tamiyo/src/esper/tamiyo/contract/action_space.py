@@ -96,7 +96,7 @@ class ActionSpace:
 
     @property
     def num_ops(self) -> int:
-        return self.head_sizes[self.head_names.index(self.op_head)]
+        return self.head_sizes[self.op_index]
 
     def size(self, head: str) -> int:
         """Number of actions of ``head``."""
