@@ -144,20 +144,22 @@ class RolloutBuffer:
         self.action_space = action_space
         self.device = torch.device(device)
         shape = (num_envs, num_steps)
-        f32 = {"dtype": torch.float32, "device": self.device}
-        flags = {"dtype": torch.bool, "device": self.device}
-        self.features = torch.zeros(*shape, feature_dim, **f32)
+
+        def zeros(*size: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+            return torch.zeros(size, dtype=dtype, device=self.device)
+
+        self.features = zeros(*shape, feature_dim)
         self.blueprint_indices = torch.full((*shape, num_slots), -1, dtype=torch.long, device=self.device)
         self.actions = {h: torch.zeros(shape, dtype=torch.long, device=self.device) for h in action_space.head_names}
-        self.log_probs = {h: torch.zeros(shape, **f32) for h in action_space.head_names}
-        self.masks = {h: torch.zeros(*shape, n, **flags) for h, n in action_space.sizes().items()}
+        self.log_probs = {h: zeros(*shape) for h in action_space.head_names}
+        self.masks = {h: zeros(*shape, n, dtype=torch.bool) for h, n in action_space.sizes().items()}
         self.executed_op = torch.zeros(shape, dtype=torch.long, device=self.device)
-        self.values = torch.zeros(shape, **f32)
-        self.rewards = torch.zeros(shape, **f32)
-        self.bootstrap_values = torch.zeros(shape, **f32)
-        self.terminated = torch.zeros(shape, **flags)
-        self.truncated = torch.zeros(shape, **flags)
-        self.valid = torch.zeros(shape, **flags)
+        self.values = zeros(*shape)
+        self.rewards = zeros(*shape)
+        self.bootstrap_values = zeros(*shape)
+        self.terminated = zeros(*shape, dtype=torch.bool)
+        self.truncated = zeros(*shape, dtype=torch.bool)
+        self.valid = zeros(*shape, dtype=torch.bool)
         self.placeholders = torch.tensor(action_space.placeholders, dtype=torch.long, device=self.device)
         # Bool [size] one-hot at each head's placeholder: the safe mask for padding steps.
         self._padding_masks = {
