@@ -104,12 +104,11 @@ def greedy_actions(log_probs: torch.Tensor) -> torch.Tensor:
     return log_probs.argmax(dim=-1)
 
 
-@torch.compiler.disable  # type: ignore[untyped-decorator,unused-ignore]  # torch ships it untyped
 def check_nonempty(masks: Mapping[str, torch.Tensor]) -> None:
     """Raise ``EmptyMaskError`` naming the head if any row of any mask ``[..., n]`` is all False.
 
-    One host sync for all heads together; excluded from compilation so callers inside a compiled
-    region keep a single graph. A row without a valid action is a bug upstream and is never
+    One host sync for all heads together. Bundles call it outside their compiled submodules, so it
+    needs no ``torch.compiler.disable`` (whose import of Dynamo would add seconds to every start). A row without a valid action is a bug upstream and is never
     replaced by a uniform distribution (SPEC, STYLE rule 12).
     """
     rows_ok = torch.stack([mask.any(dim=-1).all() for mask in masks.values()])
