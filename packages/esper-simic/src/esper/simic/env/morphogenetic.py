@@ -45,7 +45,7 @@ from esper.simic.env.results import EnvReset, EnvStep
 from esper.simic.env.rewards import RewardInputs, compute_reward
 from esper.simic.env.signals import SignalTracker, TrackerSignals
 from esper.simic.env.slot import SlotSettings
-from esper.simic.env.training import EpochStats, train_epoch
+from esper.simic.env.host_epoch import EpochStats, train_epoch
 from esper.simic.env.validation import ValidationResult, validate
 from esper.tamiyo.contract import (
     ActionMasks,
