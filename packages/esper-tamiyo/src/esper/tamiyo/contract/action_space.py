@@ -2,7 +2,7 @@
 
 Networks, rollout buffers and the PPO loss are written against an ``ActionSpace`` instead of
 hard-coded head names, so a plugin policy or a test can use a smaller space. The morphogenetic
-space (8 heads, SPEC §2) is built by :func:`morphogenetic_action_space`.
+space (8 heads) is built by :func:`morphogenetic_action_space`.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ HEAD_NAMES: tuple[str, ...] = (
     "op",
 )
 
-#: Heads that each op causally depends on, besides the op head itself (SPEC §2, tamiyo-facts §1.1).
+#: Heads that each op causally depends on, besides the op head itself; every other head is
+#: canonicalised to a placeholder for that op.
 OP_RELEVANT_HEADS: Mapping[LifecycleOp, frozenset[str]] = MappingProxyType(
     {
         LifecycleOp.WAIT: frozenset(),

@@ -1,7 +1,7 @@
 """The members of each morphogenetic action head and what they mean.
 
-Values are indices into the head's logits and are fixed by the contract (fact sheet
-``tamiyo-facts.md`` §1). Numeric meanings (epochs, ticks, amplitudes) live next to the enums in
+Values are indices into the head's logits and are fixed by the contract (the same order as
+esper-lite's heads). Numeric meanings (epochs, ticks, amplitudes) live next to the enums in
 tuples indexed by value so the hot path never builds enum objects.
 """
 
@@ -56,7 +56,7 @@ class GerminationStyle(IntEnum):
 
 
 class AlphaAlgorithm(IntEnum):
-    """How a seed's output is composed with the host activation (see SPEC §4)."""
+    """How a seed's output is composed with the host activation (see ``esper.simic.env.blending``)."""
 
     ADD = 1
     MULTIPLY = 2
@@ -134,7 +134,7 @@ STYLE_BLENDS: tuple[tuple[AlphaCurve, AlphaAlgorithm], ...] = (
     (AlphaCurve.LINEAR, AlphaAlgorithm.MULTIPLY),
     (AlphaCurve.SIGMOID, AlphaAlgorithm.ADD),
     # Gated ramps linearly on purpose: a sigmoid ramp times a near-zero learned gate starves the
-    # gate of gradient (env-facts §2.2).
+    # gate of gradient.
     (AlphaCurve.LINEAR, AlphaAlgorithm.GATE),
 )
 

@@ -1,6 +1,6 @@
 """Action masks: which actions are physically possible for the current slot states.
 
-Philosophy (tamiyo-facts §2): mask only what is impossible or exploitable, never timing. Op
+Philosophy: mask only what is impossible or exploitable, never timing. Op
 validity is optimistic (an op is valid if any enabled slot allows it) and ``slot_by_op`` then says
 which slots go with each op. Every head row always has at least one valid action; a state that
 would produce an empty row is an error, never a silent uniform distribution.

@@ -3,7 +3,7 @@
 Everything that reads observations (the heuristic policy, tests, telemetry) goes through the
 named fields, never through magic indices. Blueprint identity is not in the feature vector; it
 travels separately as ``blueprint_indices[num_slots]`` (-1 = empty) for a learned embedding.
-Facts: ``tamiyo-facts.md`` §3.
+The layout is esper-lite's, so observations mean the same in both systems.
 """
 
 from __future__ import annotations

@@ -3,8 +3,7 @@
 The heads are not autoregressive: every head's logits depend only on the trunk. The one coupling
 is here: once the op is known, each head the op does not causally depend on
 (``ActionSpace.relevance``) is restricted to a single canonical action, so its log-prob and
-normalised entropy are exactly 0 on both legs and it adds nothing to the PPO ratio
-(tamiyo-facts §4.2, §4.3). The slot head is first restricted to the slots that go with the op
+normalised entropy are exactly 0 on both legs and it adds nothing to the PPO ratio. The slot head is first restricted to the slots that go with the op
 (the ``slot_by_op`` row); WAIT, for which no head matters, keeps the first valid slot, which is
 what the generic rule gives with slot placeholder 0.
 

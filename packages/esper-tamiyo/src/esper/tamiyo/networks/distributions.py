@@ -1,11 +1,11 @@
 """Masked categorical maths for one action head, in FP32, shared by the rollout and update legs.
 
 ``get_action`` (rollout) and ``evaluate_actions`` (update) both score actions with these
-functions and nothing else, so the first PPO ratio of an update is exactly 1 (tamiyo-facts §2.1,
-§7 "P1-EVAL", "CRITICAL-1"). They are pure: tensors and floats in, tensors out; no module state,
+functions and nothing else, in FP32 even under autocast, so the first PPO ratio of an update is
+exactly 1 (separate code paths let the two legs drift apart). They are pure: tensors and floats in, tensors out; no module state,
 no hidden RNG (sampling takes an explicit ``torch.Generator``), no host sync, no graph break.
 ``torch.distributions.Categorical`` is deliberately not used: it validates and syncs on
-construction and costs several times more per head (tamiyo-facts §7, performance tricks).
+construction and costs several times more per head than multinomial plus ``log_softmax``.
 
 Shapes: any leading dims ``[...]`` (``[B]`` on the rollout leg, ``[B, T]`` on the update leg)
 followed by the head's action dim ``n``. Masks are bool ``[..., n]``, True = valid.
@@ -20,12 +20,12 @@ import torch
 from esper.tamiyo.contract import EmptyMaskError
 
 #: Logit given to invalid actions. Finite (unlike -inf or finfo.min) so half precision cannot
-#: overflow, and low enough that ``exp`` of it underflows to exactly 0 in FP32 (tamiyo-facts §2.1).
+#: overflow, and low enough that ``exp`` of it underflows to exactly 0 in FP32.
 MASKED_LOGIT = -1e4
-#: Probabilities are clamped to this before the log when a floor is applied (tamiyo-facts §2.1).
+#: Probabilities are clamped to this before the log when a floor is applied.
 MIN_PROBABILITY = 1e-8
 #: The effective floor never exceeds this share of the mass divided by the number of valid actions,
-#: so a head with many valid actions keeps a proper distribution (tamiyo-facts §2.1).
+#: so a head with many valid actions keeps a proper distribution.
 MAX_FLOOR_MASS = 0.99
 
 
@@ -109,7 +109,7 @@ def check_nonempty(masks: Mapping[str, torch.Tensor]) -> None:
 
     One host sync for all heads together. Bundles call it outside their compiled submodules, so it
     needs no ``torch.compiler.disable`` (whose import of Dynamo would add seconds to every start). A row without a valid action is a bug upstream and is never
-    replaced by a uniform distribution (SPEC, STYLE rule 12).
+    replaced by a uniform distribution, which would hide it.
     """
     rows_ok = torch.stack([mask.any(dim=-1).all() for mask in masks.values()])
     if bool(rows_ok.all()):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-#: Width of one slot's blueprint embedding (tamiyo-facts §4).
+#: Width of one slot's blueprint embedding (esper-lite's width).
 BLUEPRINT_EMBED_DIM = 4
 #: Init std of the embedding table: small so the first updates are dominated by the features.
 EMBED_INIT_STD = 0.02

@@ -2,7 +2,7 @@
 
 The recurrent and the feed-forward networks differ only in their trunk; both build their heads
 and initialise them here, so an ablation changes exactly one thing. Initialisation follows
-tamiyo-facts §4: orthogonal with gain sqrt(2) and zero bias for hidden layers, gain 0.01 for the
+esper-lite: orthogonal with gain sqrt(2) and zero bias for hidden layers, gain 0.01 for the
 policy output layers (near-uniform initial policy), gain 0.1 for the V and Q output layers (1.0
 gave a large initial value loss, 0.01 left explained variance stuck).
 """
@@ -71,7 +71,7 @@ class ActorCriticHeads(nn.Module):
     """Policy heads, op-independent V(s) and auxiliary Q(s, op) over trunk features ``[..., in_dim]``.
 
     V(s) is the PPO baseline and never sees the op (an op-conditioned baseline biases the
-    advantage, tamiyo-facts §7 "P0-1"). Q(s, op) reads *detached* trunk features, so its
+    advantage). Q(s, op) reads *detached* trunk features, so its
     auxiliary loss trains only the Q head.
     """
 

@@ -26,7 +26,7 @@ class NetworkSize:
             raise ValueError(f"lstm_hidden must be >= 2 (heads are lstm_hidden // 2 wide), got {self.lstm_hidden}")
 
 
-#: ``default`` runs fast on CPU (SPEC §3); ``reference`` is esper-lite's 512/512 (tamiyo-facts §4).
+#: ``default`` runs fast on CPU; ``reference`` is esper-lite's 512/512 network.
 NETWORK_PRESETS: MappingProxyType[str, NetworkSize] = MappingProxyType(
     {"default": NetworkSize(128, 128), "reference": NetworkSize(512, 512)}
 )

@@ -1,6 +1,6 @@
 """Rule-based Tamiyo as pure tensor functions: config, per-env memory, observation signals, decision.
 
-The rules are those of ``tamiyo-facts.md`` §5.7 (the reference heuristic), vectorised over a
+The rules are those of esper-lite's heuristic Tamiyo, vectorised over a
 batch of B environments and S slots. Everything is read from the observation through
 :class:`~esper.tamiyo.contract.ObservationLayout` named fields; per-environment memory travels in
 a tensor (see :class:`HeuristicMemory`) instead of living on an object.

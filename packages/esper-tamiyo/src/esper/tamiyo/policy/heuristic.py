@@ -1,4 +1,4 @@
-"""``HeuristicPolicyBundle``: the rule-based Tamiyo (``tamiyo-facts.md`` §5.7) as a real ``PolicyBundle``.
+"""``HeuristicPolicyBundle``: esper-lite's rule-based Tamiyo as a real ``PolicyBundle``.
 
 Registered as ``heuristic`` through esper-tamiyo's ``esper.policies`` entry point. It reads the
 observation only through :class:`~esper.tamiyo.contract.ObservationLayout` named fields, returns
