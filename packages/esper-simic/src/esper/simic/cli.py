@@ -1,4 +1,4 @@
-"""``esper-train``: a thin shell over :mod:`esper.simic.training` (STYLE rule 13).
+"""``esper-train``: a thin shell over :mod:`esper.simic.training` (no training logic lives here).
 
 Subcommands: ``ppo`` (train), ``heuristic`` (run the rule-based policy), ``eval`` (checkpoint vs
 heuristic vs no growth), ``policies`` (what the registry knows, broken plugins included). Options

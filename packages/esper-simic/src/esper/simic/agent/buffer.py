@@ -1,7 +1,7 @@
 """Rollout storage for recurrent PPO: preallocated ``[num_envs, num_steps, ...]`` tensors.
 
 One round = ``num_envs`` episodes run in lockstep; row ``i`` of every tensor is environment ``i``'s
-episode, column ``t`` its step ``t`` (simic-facts §4). Rows stay whole sequences so the update can
+episode, column ``t`` its step ``t``. Rows stay whole sequences so the update can
 replay each one from the stored initial recurrent state (full BPTT); minibatches are groups of rows,
 never shuffled time steps (CleanRL's ``ppo_atari_lstm``).
 
@@ -12,7 +12,7 @@ What is stored is exactly what the policy saw and did:
 * per-head masks, with the slot mask replaced by the ``slot_by_op`` row of the sampled op
   (``op_conditioned_slot_mask``), so the update leg scores the slot from the same distribution;
 * the *executed* op separately (WAIT when the chosen action was invalid): causal relevance in the
-  loss follows what actually happened (simic-facts §1);
+  loss follows what actually happened;
 * values (critic scale), rewards (as the caller normalised them), terminated / truncated / valid
   flags and the bootstrap value V(s_{t+1}) of truncated steps.
 

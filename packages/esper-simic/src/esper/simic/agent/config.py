@@ -11,7 +11,7 @@ from types import MappingProxyType
 
 from esper.tamiyo.contract import ActionSpace
 
-#: Entropy-bonus multipliers per head (simic-facts §2): heads whose choices are rarer and easier
+#: Entropy-bonus multipliers per head (esper-lite's values): heads whose choices are rarer and easier
 #: to collapse (blueprint, tempo) get a little more push to keep exploring.
 DEFAULT_ENTROPY_HEAD_MULTIPLIERS: Mapping[str, float] = MappingProxyType({
     "op": 1.0,
@@ -24,7 +24,7 @@ DEFAULT_ENTROPY_HEAD_MULTIPLIERS: Mapping[str, float] = MappingProxyType({
     "alpha_curve": 1.2,
 })
 
-#: The reference's per-head probability floors (simic-facts §1), for reproducing it. Not the
+#: The reference's per-head probability floors, for reproducing it (docs/design/reference-numbers.md). Not the
 #: default: with 40-epoch episodes a 15% floor on every valid op means several random lifecycle
 #: operations per episode even for a converged policy.
 REFERENCE_PROBABILITY_FLOORS: Mapping[str, float] = MappingProxyType({
@@ -39,7 +39,7 @@ REFERENCE_PROBABILITY_FLOORS: Mapping[str, float] = MappingProxyType({
 })
 
 #: Early stopping fires when a minibatch's approx-KL exceeds this multiple of ``target_kl``
-#: (the Stable-Baselines3 rule, also the reference's 1.5, simic-facts §3.9e).
+#: (the Stable-Baselines3 rule, also the reference's 1.5).
 KL_EARLY_STOP_FACTOR = 1.5
 
 

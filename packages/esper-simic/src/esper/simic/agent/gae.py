@@ -4,7 +4,7 @@ Both take tensors and scalars only (no buffer, no module, no device or RNG of th
 rollout buffer and the PPO update call them and never re-implement them. Shapes follow the rollout
 buffer: ``[N, T]`` = environments x time steps, one row per environment.
 
-Episode ends come in two kinds and are never mixed up (simic-facts §3.1):
+Episode ends come in two kinds and are never mixed up:
 
 * ``terminated``: a true terminal (a governor rollback). Nothing follows it, so V(s_{t+1}) = 0
   and the trace is cut.
@@ -155,7 +155,7 @@ def normalize_advantages(advantages: torch.Tensor, valid: torch.Tensor, *, std_f
 
     ``(A - mean) / max(std, std_floor)`` with the population std (correction 0). The floor keeps a
     batch of near-identical advantages (e.g. one where every action led to the same outcome) from
-    being blown up into unit-variance noise (simic-facts §3.2 uses 0.1 on reward-normalised scales).
+    being blown up into unit-variance noise (the reference system uses 0.1 on reward-normalised scales).
 
     Args:
         advantages: float ``[...]``.

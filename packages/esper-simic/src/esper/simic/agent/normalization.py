@@ -1,8 +1,8 @@
-"""Running normalisers for observations, rewards and value targets (simic-facts §5).
+"""Running normalisers for observations, rewards and value targets.
 
 All three keep exact running statistics (Chan et al.'s parallel mean/variance update), not an
 exponential moving average: the reference's EMA from step 0 adapts by about 1% per round, so early
-rounds saw badly scaled inputs (simic-facts §10). Statistics live in float64; outputs keep the
+rounds saw badly scaled inputs. Statistics live in float64; outputs keep the
 input's dtype. Each has ``state_dict``/``load_state_dict`` made of plain tensors, floats and ints,
 so checkpoints load with ``torch.load(weights_only=True)``.
 
@@ -213,7 +213,7 @@ class RewardNormalizer:
 class ValueNormalizer:
     """A scalar scale for value targets: the critic learns ``returns / std(returns)``.
 
-    A simplified PopArt without the mean shift or output rescaling (simic-facts §5). It is the
+    A simplified PopArt without the mean shift or output rescaling. It is the
     identity until it has seen ``warmup_samples`` returns, so a fresh critic is not judged against a
     scale estimated from a handful of numbers. ``denormalize`` turns critic outputs back into the
     return scale (GAE, explained variance).

@@ -1,4 +1,4 @@
-"""``PPOAgent``: recurrent, factored PPO over any trainable ``PolicyBundle`` (SPEC §5).
+"""``PPOAgent``: recurrent, factored PPO over any trainable ``PolicyBundle``.
 
 The agent owns the optimiser, the value normaliser and a few counters; the policy is injected and
 only reached through the ``PolicyBundle`` protocol. One :meth:`PPOAgent.update` per round:
@@ -12,7 +12,7 @@ only reached through the ``PolicyBundle`` protocol. One :meth:`PPOAgent.update` 
    exactly 1 whatever the numerical path of the rollout (step-by-step recurrent calls, other batch
    sizes, a compiled network). How far the rollout's stored log-probs are from these is reported
    as ``rollout_log_prob_drift``: it should be rounding noise; anything larger means the rollout
-   and the update saw different inputs (simic-facts §3.8);
+   and the update saw different inputs;
 5. ``update_epochs`` passes over minibatches of whole environment sequences (full BPTT from each
    row's stored initial hidden state), the factored loss of :mod:`.ppo_loss`, gradient clipping,
    Adam; the update stops as soon as a minibatch's approx-KL exceeds ``1.5 * target_kl`` (checked

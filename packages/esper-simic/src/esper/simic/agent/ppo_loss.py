@@ -4,10 +4,10 @@ Tensors and scalars in, a frozen :class:`PPOLoss` out: the weighted ``loss_*`` t
 (``PPOLoss.total``) plus detached diagnostics. No module, optimiser or device state.
 
 The policy is factored into heads (op, slot, blueprint, ...), and which heads mattered depends on
-the op that actually *executed* (``ActionSpace.relevance_masks(executed_op)``, simic-facts §1).
+the op that actually *executed* (``ActionSpace.relevance_masks(executed_op)``).
 Each head gets its own clipped surrogate with the advantage zeroed where the head was irrelevant,
 and the per-head losses are summed: a factored trust region in which every head is clipped on its
-own ratio (simic-facts §3.9f). A head that mattered for no step of the batch therefore gets
+own ratio. A head that mattered for no step of the batch therefore gets
 exactly zero policy gradient.
 
 Normalisation choice: each head's surrogate is summed over its relevant steps and divided by the
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 
 #: Log-ratios are clamped to this magnitude before ``exp`` so a wildly off-policy step cannot
-#: overflow to inf (exp(20) ~ 5e8 is far outside any clip range anyway; simic-facts §3.9d).
+#: overflow to inf (exp(20) ~ 5e8 is far outside any clip range anyway).
 MAX_LOG_RATIO = 20.0
 
 

@@ -1,6 +1,6 @@
 """The morphogenetic environment: a host network training on a task, with seed slots Tamiyo controls.
 
-Public API (SPEC §4): :class:`EnvConfig`, :class:`MorphogeneticEnv` and :class:`VectorEnv` with
+Public API: :class:`EnvConfig`, :class:`MorphogeneticEnv` and :class:`VectorEnv` with
 their frozen results, plus the building blocks (tasks, hosts, blueprints, alpha controller,
 blending, slots, validation, governor, rewards, signals) for tests and benchmarks. The optional
 gymnasium adapter lives in ``esper.simic.env.gym_adapter`` and is not imported here.

@@ -1,4 +1,4 @@
-"""The alpha controller: a pure scalar scheduler of one seed's blend amplitude (``env-facts.md`` §2.1).
+"""The alpha controller: a pure scalar scheduler of one seed's blend amplitude.
 
 One tick per host epoch. A retarget starts a ramp from the current alpha to a target over
 ``steps`` ticks along a curve; the ramp lands *exactly* on the target on its last tick and the

@@ -3,7 +3,7 @@
 ``h`` is the host activation at the slot, ``s = seed(x_s)`` the seed output for seed input ``x_s``
 (``h``, or ``h.detach()`` under isolation; the same values either way), ``alpha`` the blend
 amplitude: a float, or a per-sample tensor broadcastable against ``h`` (``[B, 1]`` /
-``[B, 1, 1, 1]``) during stacked counterfactual evaluation. Facts: ``env-facts.md`` §2.3–§2.4.
+``[B, 1, 1, 1]``) during stacked counterfactual evaluation.
 
 - ADD: ``(1 − α)·h + α·s`` (``torch.lerp``; exactly ``h`` at α = 0 and exactly ``s`` at α = 1).
 - MULTIPLY ("valve"): ``h · (1 + α · tanh(s − h))``; bounded in ``[h(1−α), h(1+α)]``, identity

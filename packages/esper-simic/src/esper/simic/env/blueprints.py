@@ -2,7 +2,7 @@
 
 Every blueprint preserves the shape of its input and is *residual with a zero-initialised last
 layer*: a freshly built seed computes exactly ``s(x) = x`` (bit for bit), so germinating and
-blending it changes nothing until it has learned something (SPEC §4). Residual branches are
+blending it changes nothing until it has learned something. Residual branches are
 pre-activation (norm → ReLU → layer, He et al. 2016) so the zero-initialised layer is the last
 operation and still receives gradient. Norms inside seeds are GroupNorm / LayerNorm (per sample),
 never BatchNorm, so stacked counterfactual evaluation is exact.

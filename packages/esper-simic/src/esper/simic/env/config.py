@@ -1,6 +1,6 @@
 """Configuration of one morphogenetic environment (task, host, lifecycle constants, optimisers, governor).
 
-Defaults are the CPU-sized faithful version of the reference (``env-facts.md`` §9): 40-epoch
+Defaults are the CPU-sized faithful version of the reference (docs/design/reference-numbers.md): 40-epoch
 episodes on the bundled ``digits`` task with the impaired MLP host and the lifecycle dwell times
 scaled down from the reference's 150-epoch values (TRAINING dwell 10 → 4, minimum prune age
 5 → 3, embargo 5 → 3, governor window 20 → 10 with 5 samples and 2 consecutive anomalies).

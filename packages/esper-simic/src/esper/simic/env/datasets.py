@@ -24,7 +24,7 @@ import torch
 
 from esper.simic.env.config import EnvConfig
 
-#: Per-channel CIFAR-10 training-set mean and std (reference normalisation, env-facts §5).
+#: Per-channel CIFAR-10 training-set mean and std (the usual CIFAR-10 normalisation).
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 _CIFAR_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))

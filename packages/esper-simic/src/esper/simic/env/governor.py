@@ -1,7 +1,7 @@
 """The safety governor: detect a diverged model and roll it back to the last known-good snapshot.
 
-Fed the main validation loss once per epoch (``env-facts.md`` §8, window scaled for 40-epoch
-episodes):
+Fed the main validation loss once per epoch (the reference's rules, window scaled for 40-epoch
+episodes, see docs/design/reference-numbers.md):
 
 - a NaN/Inf loss panics at once;
 - a loss is *anomalous* when, with at least ``min_samples`` healthy losses in the window, it is

@@ -2,8 +2,8 @@
 
 Per minibatch: forward through the morphogenetic model, cross-entropy, one backward; then the
 host's gradients are clipped and stepped with the host optimiser, and every training seed's
-gradients are clipped and stepped with that seed's own optimiser (separate clipping, reference
-§2.5). Seed gradient health is measured on the first minibatch before clipping (per-tensor
+gradients are clipped and stepped with that seed's own optimiser (separate clipping, as in the
+reference). Seed gradient health is measured on the first minibatch before clipping (per-tensor
 vanishing/exploding fractions); gradient finiteness is tracked on every minibatch without a host
 sync, and all scalars are read back once at the end of the epoch.
 """

@@ -8,7 +8,7 @@
   pool (the reference's PRE_POOL row).
 
 Each topology has a normal and an *impaired* preset. The impaired hosts lack an operation that a
-seed can supply, so growing the right seed in the right slot rescues them (``env-facts.md`` §3.1):
+seed can supply, so growing the right seed in the right slot rescues them:
 
 - impaired cnn: 1×1 kernels and 2/4/8 channels, i.e. no spatial receptive field before the
   global pool (the reference's ``cifar_impaired`` idea). Measured on digits after 40 epochs:

@@ -4,7 +4,7 @@
 activation through its slot. :meth:`MorphogeneticModel.forward_configs` evaluates K alpha
 configurations in one pass for counterfactual validation: the batch is shared until the first
 slot whose alpha differs between configurations, then repeated K times along the batch dimension
-with a per-sample alpha tensor at every slot that varies (``env-facts.md`` §3.3, §6).
+with a per-sample alpha tensor at every slot that varies.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ torch thread count (float reductions depend on it).
    it is assembled last so the final step's terminal bonus uses the final accuracy.
 7. **Observation and masks** for the next decision; ``truncated=True`` after the last epoch.
 
-This is SPEC §4's loop (train → validate → governor → observe → act → reward → tick) cut at the
+This is the reference loop (train → validate → governor → observe → act → reward → tick) cut at the
 observation instead of at the training pass, so one ``step`` call contains one decision.
 """
 

@@ -2,7 +2,7 @@
 
 Every feature is written by name through :class:`ObservationLayout` (no magic indices); the
 encodings follow the field comments in ``esper.tamiyo.contract.observation`` ("Obs V3",
-``tamiyo-facts.md`` §3). The vector is filled as a Python list and turned into one float32
+esper-lite's layout). The vector is filled as a Python list and turned into one float32
 tensor, so building it costs a few microseconds per field and no tensor op per feature.
 
 Choices where the contract leaves room: a slot in a failure stage (PRUNED/EMBARGOED/RESETTING)

@@ -1,6 +1,6 @@
 """Per-step rewards of the morphogenetic environment, as pure functions of one step's facts.
 
-Three modes (SPEC §4, reference formulas in ``simic-facts.md`` §8, simplified and documented here):
+Three modes (the reference's formulas, simplified and documented here):
 
 ``shaped`` (default)
     ``attribution + stage_shaping + rent + action_cost + invalid_penalty + terminal_bonus``.

@@ -2,7 +2,7 @@
 
 The observation's base block needs the last few validation losses and accuracies, and the
 heuristic policy waits for the host to stabilise before germinating. The tracker turns the
-stream of per-epoch validation results into those signals (``tamiyo-facts.md`` §3,
+stream of per-epoch validation results into those signals (esper-lite's
 SignalTracker). It is fed once per epoch, after validation, and reset at episode start.
 """
 

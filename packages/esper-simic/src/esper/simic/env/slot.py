@@ -1,7 +1,7 @@
 """One seed slot: the seed module at an injection point, its lifecycle stage machine and its alpha.
 
 Stage changes go through the contract's ``check_transition`` (an illegal one raises). Gates
-(``env-facts.md`` §1.3, permissive variant, dwell scaled for 40-epoch episodes):
+(the reference's permissive gates, dwell scaled for 40-epoch episodes):
 
 - G1 GERMINATED → TRAINING: always passes.
 - G2 TRAINING → BLENDING: ``training_dwell`` epochs in TRAINING and the seed's gradients were
@@ -20,7 +20,7 @@ the seed reads ``h.detach()`` and joins through a straight-through path, so the 
 the host's gradients are exactly those of the seedless host while the seed learns from the task
 loss. From BLENDING on the seed reads the live activation and is blended with its alpha (the
 reference keeps the detach for CNNs, which starves host layers upstream of a slot at alpha 1;
-we keep isolation to TRAINING, where it is needed, see ``env-facts.md`` §9.7).
+we keep isolation to TRAINING, where it is needed, see docs/design/reference-numbers.md).
 Fossilized seeds stay separate modules at alpha 1 and keep training with their own optimiser.
 """
 

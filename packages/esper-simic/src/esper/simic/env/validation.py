@@ -1,6 +1,6 @@
 """Validation with counterfactual contributions, all configurations evaluated in one stacked pass.
 
-Configurations (``env-facts.md`` §6, reduced to what rewards and observations use):
+Configurations (the reference's, reduced to what rewards and observations use):
 
 - ``main``: every slot at its current alpha;
 - one leave-one-out configuration per *measured* seed (live, not fossilized, alpha > 0) with

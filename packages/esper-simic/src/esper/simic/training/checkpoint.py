@@ -14,7 +14,7 @@ A checkpoint is a plain dict of tensors, primitives, lists and dicts, so it load
 
 The policy is rebuilt from ``policy.type`` + ``policy.config`` through the registry, so a plugin
 policy resumes as long as its distribution is installed. No backward compatibility: any other
-version fails fast (simic-facts §6).
+version fails fast.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Typed training telemetry: one frozen record per round, the run summary, and the sink protocol.
 
 The trainer returns diagnostics as data and hands each finished record to an injected
-:class:`TrainingSink` (SB3's logger/callback seam, STYLE rule 11); what is kept and where
+:class:`TrainingSink` (SB3's logger/callback seam); what is kept and where
 (``metrics.jsonl``, a console line, TensorBoard) is the sink's business. The default sink does
 nothing. Returns and rewards here are on the *raw* reward scale (before reward normalisation);
 accuracies are in percent.

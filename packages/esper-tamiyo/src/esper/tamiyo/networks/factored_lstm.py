@@ -17,7 +17,7 @@ from esper.tamiyo.contract import ActionSpace
 from esper.tamiyo.networks.encoder import ObservationEncoder
 from esper.tamiyo.networks.heads import ActorCriticHeads, ActorCriticOutput, head_width, init_linear
 
-#: Initial forget-gate bias: remember by default early in training (esper-lite's 1 + ln(layers) at 1 layer).
+#: Initial forget-gate bias: remember by default early in training (esper-lite's value, 1 layer).
 FORGET_GATE_BIAS = 1.0
 
 
@@ -63,8 +63,8 @@ class LSTMLayer(nn.Module):
 class ResidualLSTM(nn.Module):
     """Stacked LSTM layers, each ``x + LayerNorm(LSTM(x))``, after a projection to ``hidden_size``.
 
-    The residual path keeps gradients reaching the first layer in deep stacks (a plain 12-layer
-    stack let only a few percent of the gradient through).
+    The residual path keeps gradients reaching the first layer in deep stacks (in esper-lite a plain
+    12-layer stack let only a few percent of the gradient through).
     Hidden state ``(h, c)`` is ``[num_layers, B, hidden_size]`` each.
     """
 
