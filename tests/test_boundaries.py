@@ -1,4 +1,4 @@
-"""Package boundary (SPEC §1, STYLE §2): an AST scan of every source file of both distributions.
+"""Package boundary: an AST scan of every source file of both distributions.
 
 - Code under ``esper.simic`` may import from ``esper.tamiyo`` only ``esper.tamiyo.contract`` (and its
   submodules) and the package ``esper.tamiyo.policy`` itself, never a submodule of it (``policy.lstm``)

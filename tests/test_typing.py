@@ -1,4 +1,4 @@
-"""Strict type checking of the contract and the pure-maths modules (STYLE rule 15).
+"""Strict type checking of the contract and the pure-maths modules.
 
 These modules are the vocabulary and the formulas everything else trusts, so they stay
 ``mypy --strict`` clean; the test runs mypy in a subprocess so a regression fails CI.

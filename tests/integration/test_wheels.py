@@ -1,4 +1,4 @@
-"""Both wheels build, share the ``esper`` namespace, and install side by side in a clean venv (SPEC §1).
+"""Both wheels build, share the ``esper`` namespace, and install side by side in a clean venv.
 
 Slow (two builds, a venv and an install of torch from uv's cache), so it is marked ``slow``; CI runs it
 in its own step. The installed packages are imported from a working directory outside the repository

@@ -17,7 +17,7 @@ def _flags(values: list[bool]) -> torch.Tensor:
 
 
 def test_hand_worked_example_with_terminal_and_truncation_bootstrap() -> None:
-    # simic-facts §3.1: done=[F,T,F,T], trunc=[F,F,F,T] -> terminated=[F,T,F,F], truncated=[F,F,F,T].
+    # Reference worked example: done=[F,T,F,T], trunc=[F,F,F,T] -> terminated=[F,T,F,F], truncated=[F,F,F,T].
     rewards = torch.tensor([[1.0, 1.0, 10.0, 2.0]], dtype=torch.float64)
     values = torch.tensor([[0.5, 0.25, 1.0, 0.75]], dtype=torch.float64)
     bootstrap = torch.tensor([[0.0, 0.0, 0.0, 4.0]], dtype=torch.float64)

@@ -14,7 +14,7 @@ def test_curve_progress_hand_values() -> None:
     assert [curve_progress(t / 3, AlphaCurve.LINEAR) for t in (1, 2, 3)] == [1 / 3, 2 / 3, 1.0]
     assert curve_progress(0.5, AlphaCurve.COSINE) == pytest.approx(0.5)
     assert curve_progress(1 / 3, AlphaCurve.COSINE) == pytest.approx(0.25)
-    # Fact sheet table: 3 steps, sigmoid k=12 → .12 .88 1; 5 steps, k=6 → .10 .34 .66 .90 1.
+    # Reference progress values: 3 steps, sigmoid k=12 → .12 .88 1; 5 steps, k=6 → .10 .34 .66 .90 1.
     assert [round(curve_progress(t / 3, AlphaCurve.SIGMOID, 12.0), 2) for t in (1, 2, 3)] == [0.12, 0.88, 1.0]
     assert [round(curve_progress(t / 5, AlphaCurve.SIGMOID, 6.0), 2) for t in range(1, 6)] == [0.10, 0.34, 0.66, 0.90, 1.0]
     for curve, k in ALPHA_CURVES:

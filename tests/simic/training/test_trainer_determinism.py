@@ -1,4 +1,4 @@
-"""Determinism and bit-identical resume of ``train`` on CPU (SPEC §5)."""
+"""Determinism and bit-identical resume of ``train`` on CPU."""
 
 from __future__ import annotations
 

@@ -36,7 +36,7 @@ from esper.tamiyo.contract import (
 Op = LifecycleOp
 BP = BlueprintAction
 
-#: SPEC §2 causal relevance, written out independently (op is always relevant too).
+#: Causal relevance per op, written out independently (op is always relevant too).
 SPEC_RELEVANCE: dict[LifecycleOp, set[str]] = {
     Op.WAIT: set(),
     Op.GERMINATE: {"slot", "blueprint", "style", "tempo", "alpha_target"},

@@ -1,6 +1,6 @@
-"""Action masks: every rule of SPEC §2 / tamiyo-facts §2, the batched version, and properties.
+"""Action masks: every masking rule, the batched version, and properties.
 
-Expected values are written from the spec, not derived from the implementation: the hypothesis
+Expected values are written from the rules, not derived from the implementation: the hypothesis
 tests compare ``compute_action_masks`` with an independent oracle (``_oracle_slot_ops``).
 """
 
@@ -112,7 +112,7 @@ def test_tempo_speed_curve_always_all_valid(stage: SeedStage, mode: AlphaMode) -
         assert masks[head].all(), head
 
 
-# --- per-stage table (tamiyo-facts §6) -------------------------------------------------------
+# --- per-stage table -------------------------------------------------------------------------
 
 #: Ops the mask allows on a lone slot holding an old, idle seed, with auto-advance off.
 PER_STAGE_OPS: dict[SeedStage, set[LifecycleOp]] = {
@@ -178,7 +178,7 @@ def test_scaffolding_blending_holding_fossilized_do_not_block() -> None:
 
 
 def test_blocking_seed_in_a_disabled_slot_does_not_block() -> None:
-    """D3 looks at enabled slots only (tamiyo-facts §2 (c))."""
+    """D3 (one seed incubating at a time) looks at enabled slots only."""
     states = {"r0c0": None, "r0c1": seed(S.TRAINING), "r0c2": None}
     masks = compute_action_masks(states, enabled_slots=["r0c0", "r0c2"])
     assert slots_for(masks, Op.GERMINATE) == [True, False, True]
@@ -584,7 +584,7 @@ def scenarios(draw: st.DrawFn, count: int | None = None) -> Scenario:
 
 
 def _oracle_slot_ops(sc: Scenario) -> dict[LifecycleOp, list[bool]]:
-    """Per-op slot validity straight from SPEC §2."""
+    """Per-op slot validity, written out by hand."""
     enabled_states = [sc.slot_states[s] for s in sc.enabled_slots]
     blocked = any(state is not None and S(state.stage) in BLOCKING for state in enabled_states)
     limit_hit = sc.max_seeds > 0 and sc.total_seeds >= sc.max_seeds

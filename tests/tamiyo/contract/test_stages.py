@@ -25,7 +25,7 @@ from esper.tamiyo.contract import (
 
 S = SeedStage
 
-#: The table of SPEC §2 / tamiyo-facts §6, written out independently of the implementation.
+#: The stage table, written out independently of the implementation.
 EXPECTED_TRANSITIONS: dict[SeedStage, set[SeedStage]] = {
     S.UNKNOWN: {S.DORMANT},
     S.DORMANT: {S.GERMINATED},
@@ -66,7 +66,7 @@ def test_transition_table_matches_spec() -> None:
 
 
 def test_holding_lists_fossilized_first() -> None:
-    """The default advance out of HOLDING means finalise (tamiyo-facts §6)."""
+    """The default advance out of HOLDING means finalise (FOSSILIZED)."""
     assert VALID_TRANSITIONS[S.HOLDING][0] == S.FOSSILIZED
 
 
