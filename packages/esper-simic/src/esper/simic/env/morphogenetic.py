@@ -167,7 +167,8 @@ class MorphogeneticEnv:
         self.snapshot = take_snapshot(self.model)
         signals = self.tracker.update(self._validation.loss, self._validation.accuracy)
         obs, self._masks = self._observe(signals, success=True, op=LifecycleOp.WAIT)
-        info = ResetInfo(val_accuracy=self._validation.accuracy, val_loss=self._validation.loss, host_params=host.num_params)
+        val = self._validation
+        info = ResetInfo(val_accuracy=val.accuracy, val_loss=val.loss, host_params=host.num_params)
         return EnvReset(obs=obs, masks=self._masks, info=info)
 
     def _make_host_optimizer(self) -> torch.optim.SGD:
