@@ -64,15 +64,15 @@ def test_injected_nan_restores_snapshot_and_terminates(config: EnvConfig) -> Non
 
     result = env.step(WAIT)
 
-    assert result.terminated and not result.truncated and result.info["governor_rollback"]
-    assert result.info["rollback_reason"] == "non_finite_loss"
+    assert result.terminated and not result.truncated and result.info.governor_rollback
+    assert result.info.rollback_reason == "non_finite_loss"
     restored = env.model.host.state_dict()
     assert restored.keys() == snapshot.keys()
     assert all(torch.equal(restored[k], snapshot[k]) for k in snapshot)
     assert env.model.slot("r0c1").stage == SeedStage.PRUNED  # live seed pruned
     # Penalty plus the shaping that gives back the TRAINING seed's potential (Φ = 2, weight 0.3).
-    assert result.info["reward_components"]["governor_penalty"] == -10.0
+    assert result.info.reward_components.governor_penalty == -10.0
     assert result.reward == pytest.approx(-10.0 - 0.3 * 2.0)
-    assert math.isfinite(result.info["val_loss"]) and bool(torch.isfinite(result.obs.features).all())
-    assert result.info["episode"]["rollbacks"] == 1
+    assert math.isfinite(result.info.val_loss) and bool(torch.isfinite(result.obs.features).all())
+    assert result.episode is not None and result.episode.rollbacks == 1
     assert env._host_optimizer is not None and not env._host_optimizer.state  # momentum reset

@@ -61,7 +61,7 @@ def test_random_valid_actions_keep_the_lifecycle_legal(
             assert masks.heads["op"][LifecycleOp.WAIT]
             action = _draw_action(data, masks)
             step = env.step(action)
-            if not step.info["action_valid"]:
+            if not step.info.action_valid:
                 assert action["op"] in (LifecycleOp.ADVANCE, LifecycleOp.FOSSILIZE)  # only gates refuse valid actions
             assert env.model is not None
             live = 0

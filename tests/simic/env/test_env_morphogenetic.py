@@ -42,23 +42,22 @@ def test_reset_and_step_contract(env: MorphogeneticEnv) -> None:
     assert env.layout.read(reset.obs.features, "epoch_progress").item() == 0.0
     step = env.step(WAIT)
     info = step.info
-    for key in ("executed_op", "action_valid", "val_accuracy", "val_loss", "reward_components", "governor_rollback"):
-        assert key in info
-    assert info["executed_op"] == LifecycleOp.WAIT and info["action_valid"] is True
-    assert step.reward == pytest.approx(sum(info["reward_components"].values()))
+    assert info.executed_op == LifecycleOp.WAIT and info.action_valid is True and info.epoch == 1
+    assert not info.governor_rollback and info.rollback_reason is None and step.episode is None
+    assert step.reward == info.reward_components.total
     assert env.layout.read(step.obs.features, "epoch_progress").item() == pytest.approx(1 / 12)
-    assert env.layout.read(step.obs.features, "val_accuracy").item() == pytest.approx(info["val_accuracy"] / 100)
+    assert env.layout.read(step.obs.features, "val_accuracy").item() == pytest.approx(info.val_accuracy / 100)
 
 
 def test_invalid_action_runs_as_wait(env: MorphogeneticEnv) -> None:
     env.reset(seed=1)
     fossilize = {**WAIT, "op": int(LifecycleOp.FOSSILIZE)}  # nothing to fossilize
     step = env.step(fossilize)
-    assert step.info["executed_op"] == LifecycleOp.WAIT and step.info["action_valid"] is False
+    assert step.info.executed_op == LifecycleOp.WAIT and step.info.action_valid is False
     assert env.layout.read(step.obs.features, "last_action_success").item() == 0.0
     wrong_blueprint = {**WAIT, "op": int(LifecycleOp.GERMINATE), "blueprint": int(BlueprintAction.CONV_HEAVY)}  # cnn-only
     step = env.step(wrong_blueprint)
-    assert step.info["action_valid"] is False and env.model is not None
+    assert step.info.action_valid is False and env.model is not None
     assert all(s.stage == SeedStage.DORMANT for s in env.model.all_slots())
 
 
@@ -72,14 +71,14 @@ def test_malformed_action_raises(env: MorphogeneticEnv) -> None:
         env.step({**WAIT, "extra": 0})
     with pytest.raises(TypeError, match="int"):
         env.step({**WAIT, "op": 0.5})
-    assert env.step({**WAIT, "op": torch.tensor(0)}).info["action_valid"]
+    assert env.step({**WAIT, "op": torch.tensor(0)}).info.action_valid
 
 
 def test_germinate_shows_in_observation(env: MorphogeneticEnv) -> None:
     env.reset(seed=2)
     step = env.step({**WAIT, "op": int(LifecycleOp.GERMINATE), "slot": 2, "blueprint": int(BlueprintAction.LORA)})
     obs, layout = step.obs, env.layout
-    assert step.info["executed_op"] == LifecycleOp.GERMINATE
+    assert step.info.executed_op == LifecycleOp.GERMINATE
     assert obs.blueprint_indices.tolist() == [-1, -1, int(BlueprintAction.LORA)]
     stage = layout.read(obs.features, "stage", slot="r0c2")
     assert stage.argmax().item() == 3 and stage.sum().item() == 1.0  # TRAINING is one-hot index 3
@@ -94,12 +93,13 @@ def test_episode_truncates_then_refuses_steps(env: MorphogeneticEnv) -> None:
     env.reset(seed=4)
     for _ in range(SMALL.episode_length - 1):
         step = env.step(WAIT)
-        assert not (step.terminated or step.truncated) and "episode" not in step.info
+        assert not (step.terminated or step.truncated) and step.episode is None
     last = env.step(WAIT)
     assert last.truncated and not last.terminated and env.done
-    episode = last.info["episode"]
-    assert episode["length"] == SMALL.episode_length and episode["final_accuracy"] == last.info["val_accuracy"]
-    assert last.info["reward_components"]["terminal_bonus"] == pytest.approx(0.05 * last.info["val_accuracy"])
+    episode = last.episode
+    assert episode is not None and episode.length == SMALL.episode_length == last.info.epoch
+    assert episode.final_accuracy == last.info.val_accuracy and episode.rollbacks == 0
+    assert last.info.reward_components.terminal_bonus == pytest.approx(0.05 * last.info.val_accuracy)
     with pytest.raises(EpisodeOverError):
         env.step(WAIT)
 
@@ -117,6 +117,26 @@ def _rollout(seed: int, action_seed: int) -> tuple[list[torch.Tensor], list[floa
         if step.terminated:
             break
     return observations, rewards
+
+
+def test_episode_summary_tallies_the_steps() -> None:
+    env = MorphogeneticEnv(SMALL)
+    rng = random.Random(3)
+    reset = env.reset(5)
+    masks, steps = reset.masks, []
+    while not env.done:
+        fossilize = {**WAIT, "op": int(LifecycleOp.FOSSILIZE)}  # never valid here: counts as invalid
+        steps.append(env.step(fossilize if len(steps) == 1 else random_valid_action(masks, rng)))
+        masks = steps[-1].masks
+    episode = steps[-1].episode
+    assert episode is not None and all(s.episode is None for s in steps[:-1])
+    executed = [s.info.executed_op for s in steps if s.info.action_valid]
+    assert episode.episode_return == sum(s.reward for s in steps)
+    assert episode.length == len(steps) and episode.invalid_actions == sum(not s.info.action_valid for s in steps) >= 1
+    assert (episode.germinated, episode.fossilized, episode.pruned) == tuple(
+        executed.count(int(op)) for op in (LifecycleOp.GERMINATE, LifecycleOp.FOSSILIZE, LifecycleOp.PRUNE)
+    )
+    assert episode.final_accuracy == steps[-1].info.val_accuracy and episode.host_params == reset.info.host_params
 
 
 def test_same_seed_same_episode() -> None:

@@ -38,8 +38,9 @@ def _episode(env: MorphogeneticEnv, seed: int, grow: bool, slot: int, blueprint:
     assert env.model is not None
     if grow:
         assert env.model.all_slots()[slot].stage == SeedStage.FOSSILIZED
-        assert outcome.info["episode"]["fossilized"] == 1
-    return float(outcome.info["episode"]["final_accuracy"])
+        assert outcome.episode is not None and outcome.episode.fossilized == 1
+    assert outcome.episode is not None
+    return outcome.episode.final_accuracy
 
 
 @pytest.mark.slow

@@ -4,12 +4,11 @@ and a heuristic-driven run over four environments on the bundled digits task."""
 from __future__ import annotations
 
 import math
-from typing import Any
-
 import pytest
 import torch
 
-from esper.simic.env import EnvConfig, MorphogeneticEnv, VectorEnv
+from esper.simic.env import EnvConfig, MorphogeneticEnv, VectorEnv, VectorStep
+from esper.simic.training.rollout import PolicyActor, play_round
 from esper.tamiyo.contract import LifecycleOp, feature_size
 from esper.tamiyo.policy import create_policy
 
@@ -48,12 +47,13 @@ def test_finished_envs_are_not_stepped_again() -> None:
         env0.model.host.head.weight.fill_(math.nan)
     step = vec.step(_batched({**WAIT, "op": int(LifecycleOp.FOSSILIZE)}, 2))
     assert step.terminated.tolist() == [True, False] and step.active.tolist() == [True, True]
-    assert step.infos[1]["action_valid"] is False and step.executed_op.tolist() == [0, 0]
+    assert step.infos[1] is not None and step.infos[1].action_valid is False and step.executed_op.tolist() == [0, 0]
+    assert step.episodes[0] is not None and step.episodes[0].rollbacks == 1 and step.episodes[1] is None
     frozen = step.obs.features[0].clone()
     for _ in range(CONFIG.episode_length - 2):
         step = vec.step(_batched(WAIT, 2))
         assert step.active.tolist() == [False, True] and step.rewards[0].item() == 0.0
-        assert torch.equal(step.obs.features[0], frozen) and step.infos[0] == {}
+        assert torch.equal(step.obs.features[0], frozen) and step.infos[0] is None and step.episodes[0] is None
     assert step.truncated.tolist() == [False, True]
 
 
@@ -80,23 +80,19 @@ def test_heuristic_run_over_four_digits_environments_completes(episode_length: i
     with 16 epochs the heuristic is still waiting for the host to stabilise, 40 are enough to grow."""
     venv = VectorEnv(EnvConfig(episode_length=episode_length), num_envs=4)
     heuristic = create_policy("heuristic", slot_config=venv.slot_config, feature_dim=venv.feature_dim, topology="mlp")
-    reset = venv.reset([0, 1, 2, 3])
-    obs, masks, hidden = reset.obs, reset.masks, heuristic.initial_hidden(4)
+    steps: list[VectorStep] = []
+    episodes = play_round(venv, PolicyActor(heuristic, 4, deterministic=True), [0, 1, 2, 3], on_step=steps.append).episodes
     executed: set[int] = set()
-    for epoch in range(1, episode_length + 1):
-        result = heuristic.get_action(obs, masks, hidden, True)
-        step = venv.step(result.actions)
+    for epoch, step in enumerate(steps, start=1):
         assert step.active.all() and not step.terminated.any()
         assert step.truncated.tolist() == [epoch == episode_length] * 4
         assert bool(torch.isfinite(step.rewards).all()) and bool(torch.isfinite(step.obs.features).all())
-        assert all(info["action_valid"] for info in step.infos)  # the heuristic only picks mask-valid actions
+        assert all(info is not None and info.action_valid for info in step.infos)  # the heuristic picks valid actions
         executed.update(step.executed_op.tolist())
-        obs, masks, hidden = step.obs, step.masks, result.hidden
-    episodes: dict[int, dict[str, Any]] = {i: info["episode"] for i, info in enumerate(step.infos)}
-    assert sorted(episodes) == [0, 1, 2, 3]
-    assert all(e["length"] == episode_length and e["rollbacks"] == 0 for e in episodes.values())
-    assert all(0.0 < float(e["final_accuracy"]) <= 100.0 for e in episodes.values())
-    assert not venv.step(result.actions).active.any()  # every episode is over: nothing is stepped again
+    assert len(steps) == episode_length and list(episodes) == list(steps[-1].episodes)
+    assert all(e.length == episode_length and e.rollbacks == 0 for e in episodes)
+    assert all(0.0 < e.final_accuracy <= 100.0 for e in episodes)
+    assert not venv.step(_batched(WAIT, 4)).active.any()  # every episode is over: nothing is stepped again
     if expect_growth:
         assert {int(LifecycleOp.GERMINATE), int(LifecycleOp.FOSSILIZE)} <= executed
-        assert sum(int(e["fossilized"]) for e in episodes.values()) >= 1
+        assert sum(e.fossilized for e in episodes) >= 1

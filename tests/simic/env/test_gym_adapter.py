@@ -13,7 +13,7 @@ from gymnasium.utils.env_checker import check_env
 import esper.simic
 import esper.tamiyo
 from esper.simic.env.config import EnvConfig
-from esper.simic.env.gym_adapter import ENV_ID, MorphogeneticGymEnv, register_envs
+from esper.simic.env.gym_adapter import ENV_ID, EPISODE_KEY, MorphogeneticGymEnv, register_envs
 from esper.simic.env.morphogenetic import MorphogeneticEnv
 from esper.tamiyo.contract import HEAD_NAMES, LifecycleOp, feature_size
 
@@ -78,8 +78,35 @@ def test_registered_id_makes_the_env_with_config_overrides() -> None:
     assert made.step(wait)[3] is False
     _, _, terminated, truncated, info = made.step(wait)
     assert (terminated, truncated) == (False, True)  # time limit after episode_length epochs
-    assert info["episode"]["length"] == 2
+    assert info[EPISODE_KEY]["length"] == 2 and "episode" not in info
     made.close()
+
+
+def test_record_episode_statistics_owns_info_episode_and_esper_keeps_its_summary(env: MorphogeneticGymEnv) -> None:
+    """``info["episode"]`` is Gymnasium's (``r``, ``l``, ``t``: what SB3's Monitor and sb3-contrib read);
+    Esper's own summary travels intact under its own key, with the same return and length."""
+    wrapped = gymnasium.wrappers.RecordEpisodeStatistics(env)
+    wrapped.reset(seed=4)
+    wait = np.zeros(len(HEAD_NAMES), dtype=np.int64)
+    rewards, infos = [], []
+    for _ in range(TINY.episode_length):
+        _, reward, _, _, info = wrapped.step(wait)
+        rewards.append(reward)
+        infos.append(info)
+    assert all("episode" not in i and EPISODE_KEY not in i for i in infos[:-1])
+    stats, esper = infos[-1]["episode"], infos[-1][EPISODE_KEY]
+    assert set(stats) == {"r", "l", "t"} and stats["l"] == TINY.episode_length
+    assert stats["r"] == pytest.approx(sum(rewards)) and esper["episode_return"] == pytest.approx(sum(rewards))
+    assert esper["length"] == TINY.episode_length and esper["final_accuracy"] == infos[-1]["val_accuracy"]
+    assert esper["fossilized_slots"] == () and esper["rollbacks"] == 0
+
+
+def test_step_info_is_a_plain_dict_of_the_step_fields(env: MorphogeneticGymEnv) -> None:
+    _, reset_info = env.reset(seed=5)
+    assert set(reset_info) == {"val_accuracy", "val_loss", "host_params"}
+    _, reward, _, _, info = env.step(np.zeros(len(HEAD_NAMES), dtype=np.int64))
+    assert info["epoch"] == 1 and info["rollback_reason"] is None and info["governor_rollback"] is False
+    assert isinstance(info["reward_components"], dict) and sum(info["reward_components"].values()) == pytest.approx(reward)
 
 
 def test_no_other_module_imports_gymnasium_at_import_time() -> None:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from esper.simic.agent import ObservationNormalizer, PPOAgent, PPOConfig, RewardNormalizer, RolloutBuffer
-from esper.simic.env import VectorReset, VectorStep
+from esper.simic.env import EpisodeSummary, VectorReset, VectorStep
 from esper.simic.training.rollout import collect_rollout
 from esper.tamiyo.contract import (
     ActionMasks,
@@ -25,6 +25,15 @@ from esper.tamiyo.policy import create_policy
 
 LENGTH = 4
 VALID_OPS = (LifecycleOp.WAIT, LifecycleOp.GERMINATE, LifecycleOp.PRUNE)
+
+
+def bandit_summary(episode_return: float) -> EpisodeSummary:
+    """The summary of a bandit episode: only the return means anything here."""
+    return EpisodeSummary(
+        episode_return=episode_return, length=LENGTH, final_accuracy=0.0, final_loss=0.0, host_accuracy=0.0,
+        committed_accuracy=0.0, germinated=0, fossilized=0, pruned=0, rollbacks=0, invalid_actions=0,
+        fossilized_slots=(), seed_params=0, host_params=0,
+    )
 
 
 class BanditVectorEnv:
@@ -53,7 +62,7 @@ class BanditVectorEnv:
         assert len(seeds) == self.num_envs
         self.t = 0
         self.returns.zero_()
-        return VectorReset(self._obs(), self._masks(), tuple({} for _ in seeds))
+        return VectorReset(obs=self._obs(), masks=self._masks(), infos=())
 
     def step(self, actions: dict[str, torch.Tensor]) -> VectorStep:
         ops = actions["op"]
@@ -61,20 +70,16 @@ class BanditVectorEnv:
         self.returns += rewards
         self.t += 1
         done = self.t == LENGTH
-        infos = tuple(
-            {"action_valid": True, **({"episode": {"return": float(r), "final_accuracy": 0.0}} if done else {})}
-            for r in self.returns
-        )
-        flags = torch.full((self.num_envs,), done)
         return VectorStep(
-            self._obs(),
-            self._masks(),
-            rewards,
-            torch.zeros(self.num_envs, dtype=torch.bool),
-            flags,
-            ops.clone(),
-            torch.ones(self.num_envs, dtype=torch.bool),
-            infos,
+            obs=self._obs(),
+            masks=self._masks(),
+            rewards=rewards,
+            terminated=torch.zeros(self.num_envs, dtype=torch.bool),
+            truncated=torch.full((self.num_envs,), done),
+            executed_op=ops.clone(),
+            active=torch.ones(self.num_envs, dtype=torch.bool),
+            infos=(None,) * self.num_envs,
+            episodes=tuple(bandit_summary(float(r)) if done else None for r in self.returns),
         )
 
 
@@ -100,7 +105,7 @@ def test_mean_return_rises_clearly_within_a_few_rounds() -> None:
             reward_normalizer=reward_norm,
             generator=sampler,
         )
-        returns.append(sum(e["return"] for e in rollout.episodes) / 8)
+        returns.append(sum(e.episode_return for e in rollout.episodes) / 8)
         agent.update(buffer)
         obs_norm.update(rollout.raw_features)
     assert sum(returns[:2]) / 2 < 2.0  # about 4/3 for the initial near-uniform policy

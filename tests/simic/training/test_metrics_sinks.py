@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from esper.simic.env import EpisodeSummary
 from esper.simic.training.metrics import EpisodeStats, FanOutSink, PhaseTimings, RoundRecord, RunStart, RunSummary
 from esper.simic.training.progress import ConsoleProgress
 from esper.simic.training.run_dir import RunDirectory, RunDirectoryError, read_metrics, strict_json
@@ -54,6 +55,21 @@ def test_episode_stats_exact_values() -> None:
     assert stats.std_final_accuracy == 5.0
     with pytest.raises(ValueError, match="one return"):
         EpisodeStats((), (), 0, 0, 0, 0, 0)
+
+
+def test_episode_stats_from_episode_summaries() -> None:
+    def episode(ret: float, acc: float, germinated: int, fossilized: int, seed_params: int) -> EpisodeSummary:
+        return EpisodeSummary(
+            episode_return=ret, length=4, final_accuracy=acc, final_loss=0.5, host_accuracy=70.0,
+            committed_accuracy=75.0, germinated=germinated, fossilized=fossilized, pruned=1, rollbacks=0,
+            invalid_actions=3, fossilized_slots=("r0c0",) * fossilized, seed_params=seed_params, host_params=1000,
+        )
+
+    stats = EpisodeStats.from_episodes([episode(1.0, 80.0, 2, 1, 60), episode(3.0, 90.0, 0, 0, 40)])
+    assert stats == EpisodeStats(
+        returns=(1.0, 3.0), final_accuracies=(80.0, 90.0), germinated=2, fossilized=1, pruned=2, rollbacks=0,
+        params_added=100,
+    )
 
 
 def test_record_json_has_summary_statistics_and_timings() -> None:

@@ -79,7 +79,7 @@ def test_a_governor_terminal_is_stored_without_bootstrap_and_padded(
     assert data.bootstrap_values[0].tolist() == [0.0] * 4  # a true terminal is never bootstrapped
     assert data.bootstrap_values[1, 3] != 0.0  # the time limit is
     assert float(data.rewards[0, 1]) < 0.0 and data.rewards[0, 2:].tolist() == [0.0, 0.0]  # penalty, then padding
-    assert rollout.num_transitions == 6 and [e["rollbacks"] for e in rollout.episodes] == [1, 0]
+    assert rollout.num_transitions == 6 and [e.rollbacks for e in rollout.episodes] == [1, 0]
     assert bool(torch.isfinite(data.obs.features).all()) and bool(torch.isfinite(rollout.raw_features).all())
 
     gae = generalized_advantage_estimate(

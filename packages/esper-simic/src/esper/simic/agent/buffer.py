@@ -8,7 +8,8 @@ never shuffled time steps (CleanRL's ``ppo_atari_lstm``).
 What is stored is exactly what the policy saw and did:
 
 * normalised observation features and blueprint indices;
-* per-head actions and log-probs (``actions[op_head]`` is the *sampled* op);
+* per-head actions and log-probs (``actions[op_head]`` is the *sampled* op), and the normalised
+  entropies (diagnostics only: the trainer reports their means, the loss never reads them);
 * per-head masks, with the slot mask replaced by the ``slot_by_op`` row of the sampled op
   (``op_conditioned_slot_mask``), so the update leg scores the slot from the same distribution;
 * the *executed* op separately (WAIT when the chosen action was invalid): causal relevance in the
@@ -48,6 +49,8 @@ class RolloutBatch:
     """int64 ``[B, T]`` per head; the op head holds the *sampled* op."""
     log_probs: Mapping[str, torch.Tensor]
     """float32 ``[B, T]`` per head, as computed at rollout time (0 at padding)."""
+    entropies: Mapping[str, torch.Tensor]
+    """float32 ``[B, T]`` per head, normalised entropy at rollout time (0 at padding; diagnostics only)."""
     masks: ActionMasks
     """``heads[h]`` bool ``[B, T, size_h]`` (slot mask op-conditioned), ``slot_by_op`` None."""
     executed_op: torch.Tensor
@@ -86,6 +89,7 @@ class RolloutBatch:
             obs=Observation(rows(self.obs.features), rows(self.obs.blueprint_indices)),
             actions={h: rows(a) for h, a in self.actions.items()},
             log_probs={h: rows(lp) for h, lp in self.log_probs.items()},
+            entropies={h: rows(e) for h, e in self.entropies.items()},
             masks=ActionMasks({h: rows(m) for h, m in self.masks.heads.items()}, None),
             executed_op=rows(self.executed_op),
             values=rows(self.values),
@@ -152,6 +156,7 @@ class RolloutBuffer:
         self.blueprint_indices = torch.full((*shape, num_slots), -1, dtype=torch.long, device=self.device)
         self.actions = {h: torch.zeros(shape, dtype=torch.long, device=self.device) for h in action_space.head_names}
         self.log_probs = {h: zeros(*shape) for h in action_space.head_names}
+        self.entropies = {h: zeros(*shape) for h in action_space.head_names}
         self.masks = {h: zeros(*shape, n, dtype=torch.bool) for h, n in action_space.sizes().items()}
         self.executed_op = torch.zeros(shape, dtype=torch.long, device=self.device)
         self.values = zeros(*shape)
@@ -198,6 +203,7 @@ class RolloutBuffer:
             self.masks[head][:] = self._padding_masks[head]
             self.actions[head].fill_(self.action_space.placeholders[index])
             self.log_probs[head].zero_()
+            self.entropies[head].zero_()
         for tensor in (self.values, self.rewards, self.bootstrap_values, self.terminated, self.truncated, self.valid):
             tensor.zero_()
         self.executed_op.fill_(self.action_space.placeholders[self.action_space.op_index])
@@ -246,7 +252,7 @@ class RolloutBuffer:
             obs: the *normalised* observation given to the policy (``[N, F]``, ``[N, S]``).
             masks: the masks given to ``get_action`` (``slot_by_op [N, num_ops, S]`` when the action
                 space has a slot head; stored as the row of the sampled op).
-            result: what ``get_action`` returned (actions, log-probs, value).
+            result: what ``get_action`` returned (actions, log-probs, entropies, value).
             executed_op: int64 ``[N]`` op the environment actually ran.
             rewards: float ``[N]`` rewards on the training scale (already normalised).
             terminated / truncated: bool ``[N]`` episode ends of this step.
@@ -275,6 +281,8 @@ class RolloutBuffer:
             self.actions[head][:, t] = torch.where(live, action, self.placeholders[index])
             log_prob = result.log_probs[head].to(self.device, torch.float32)
             self.log_probs[head][:, t] = torch.where(live, log_prob, torch.zeros_like(log_prob))
+            entropy = result.entropies[head].to(self.device, torch.float32)
+            self.entropies[head][:, t] = torch.where(live, entropy, torch.zeros_like(entropy))
         self.features[:, t] = obs.features.to(self.device)
         self.blueprint_indices[:, t] = obs.blueprint_indices.to(self.device)
         placeholder_op = self.placeholders[self.action_space.op_index]
@@ -302,6 +310,7 @@ class RolloutBuffer:
             obs=Observation(cols(self.features), cols(self.blueprint_indices)),
             actions={h: cols(a) for h, a in self.actions.items()},
             log_probs={h: cols(lp) for h, lp in self.log_probs.items()},
+            entropies={h: cols(e) for h, e in self.entropies.items()},
             masks=ActionMasks({h: cols(m) for h, m in self.masks.items()}, None),
             executed_op=cols(self.executed_op),
             values=cols(self.values),

@@ -15,7 +15,7 @@ from esper.simic.env.governor import Governor, GovernorSettings, GovernorVerdict
 from esper.simic.env.hosts import HOST_PRESETS, HostNetwork, HostPreset, build_host
 from esper.simic.env.model import MorphogeneticModel
 from esper.simic.env.morphogenetic import EpisodeOverError, MorphogeneticEnv
-from esper.simic.env.results import EnvReset, EnvStep, VectorReset, VectorStep
+from esper.simic.env.results import EnvReset, EnvStep, EpisodeSummary, ResetInfo, StepInfo, VectorReset, VectorStep
 from esper.simic.env.rewards import REWARD_MODES, RewardBreakdown, RewardConfig, RewardInputs, compute_reward
 from esper.simic.env.signals import SignalTracker, SignalTrackerConfig, TrackerSignals
 from esper.simic.env.slot import GradientStats, LifecycleError, SeedSlot, SlotSettings
@@ -24,10 +24,10 @@ from esper.simic.env.vector import VectorEnv
 
 __all__ = [
     "BLUEPRINT_BUILDERS", "HOSTS", "HOST_PRESETS", "REWARD_MODES", "TASKS",
-    "AlphaController", "AlphaRetargetError", "DataError", "EnvConfig", "EnvReset", "EnvStep", "EpisodeOverError",
+    "AlphaController", "AlphaRetargetError", "DataError", "EnvConfig", "EnvReset", "EnvStep", "EpisodeOverError", "EpisodeSummary",
     "Governor", "GovernorSettings", "GovernorVerdict", "GradientStats", "HostNetwork", "HostPreset", "LifecycleError",
-    "MorphogeneticEnv", "MorphogeneticModel", "RewardBreakdown", "RewardConfig", "RewardInputs", "SeedSlot",
-    "SignalTracker", "SignalTrackerConfig", "SlotSettings", "Snapshot", "TaskData", "TrackerSignals",
+    "MorphogeneticEnv", "MorphogeneticModel", "ResetInfo", "RewardBreakdown", "RewardConfig", "RewardInputs", "SeedSlot",
+    "SignalTracker", "SignalTrackerConfig", "SlotSettings", "Snapshot", "StepInfo", "TaskData", "TrackerSignals",
     "ValidationResult", "VectorEnv", "VectorReset", "VectorStep",
     "blend", "blend_add", "blend_gate", "blend_multiply", "build_blueprint", "build_gate", "build_host",
     "compute_reward", "curve_progress", "load_cifar10", "load_digits", "load_task", "make_synthetic",

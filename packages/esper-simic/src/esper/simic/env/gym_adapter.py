@@ -17,6 +17,12 @@ head independently, so it cannot express that the valid slots depend on the op (
 ``slot_by_op``); a sampled combination that is invalid (say FOSSILIZE on a slot that is not
 HOLDING) is re-checked by the environment, executed as WAIT, reported with
 ``info["action_valid"] = False`` and charged the reward's invalid-action penalty.
+
+Infos are plain dicts: the step's :class:`~esper.simic.env.results.StepInfo` fields (the reward
+components as a nested dict) and, on the step that ends an episode, Esper's
+:class:`~esper.simic.env.results.EpisodeSummary` under :data:`EPISODE_KEY`. ``info["episode"]`` is
+left alone: it belongs to Gymnasium's ``RecordEpisodeStatistics`` and SB3's ``Monitor`` (keys
+``r``, ``l``, ``t``), which sb3-contrib reads; wrap the env in one of them to get it.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ from esper.tamiyo.contract import ActionMasks, BlueprintAction, Observation
 
 #: Registered Gymnasium id of :class:`MorphogeneticGymEnv`.
 ENV_ID = "esper/Morphogenetic-v0"
+#: Info key of Esper's episode summary (a plain dict) on the step that ends an episode.
+EPISODE_KEY = "esper_episode"
 _ENTRY_POINT = f"{__name__}:MorphogeneticGymEnv"
 
 ObsArray = np.ndarray[Any, np.dtype[np.float32]]
@@ -75,7 +83,7 @@ class MorphogeneticGymEnv(gymnasium.Env[ObsArray, np.ndarray]):
         episode_seed = seed if seed is not None else int(self.np_random.integers(0, 2**31 - 1))
         result = self.env.reset(episode_seed)
         self._masks = result.masks
-        return self._flatten(result.obs), dict(result.info)
+        return self._flatten(result.obs), result.info.as_dict()
 
     def step(self, action: np.ndarray) -> tuple[ObsArray, float, bool, bool, dict[str, Any]]:
         """Execute one factored action (``int[num_heads]`` in head order) for one host epoch."""
@@ -86,7 +94,10 @@ class MorphogeneticGymEnv(gymnasium.Env[ObsArray, np.ndarray]):
             raise ValueError(f"action needs {len(self.head_names)} entries {self.head_names}, got {action!r}")
         result = self.env.step({head: int(v) for head, v in zip(self.head_names, values)})
         self._masks = result.masks
-        return self._flatten(result.obs), float(result.reward), bool(result.terminated), bool(result.truncated), dict(result.info)
+        info = result.info.as_dict()
+        if result.episode is not None:
+            info[EPISODE_KEY] = result.episode.as_dict()
+        return self._flatten(result.obs), float(result.reward), bool(result.terminated), bool(result.truncated), info
 
     def action_masks(self) -> np.ndarray:
         """Flat bool ``[sum(head sizes)]``: the per-head masks concatenated in head order (sb3-contrib)."""

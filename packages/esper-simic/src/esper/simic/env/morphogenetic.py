@@ -9,7 +9,7 @@ torch thread count (float reductions depend on it).
 ``step(action)`` runs, in this order:
 
 1. **Execute** the action chosen on the previous observation. An action the masks do not allow,
-   or that a gate refuses (ADVANCE, FOSSILIZE), runs as WAIT with ``info["action_valid"] = False``.
+   or that a gate refuses (ADVANCE, FOSSILIZE), runs as WAIT with ``info.action_valid`` False.
    A FOSSILIZE takes a governor snapshot at once.
 2. **Lifecycle clock**: every slot ticks once (cleanup pipeline, auto-advance, alpha ramps,
    scheduled prunes, epoch counters).
@@ -30,7 +30,7 @@ observation instead of at the training pass, so one ``step`` call contains one d
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 
@@ -41,7 +41,7 @@ from esper.simic.env.governor import Governor, GovernorSettings, Snapshot, resto
 from esper.simic.env.hosts import build_host
 from esper.simic.env.model import MorphogeneticModel
 from esper.simic.env.observations import build_masks, build_observation
-from esper.simic.env.results import EnvReset, EnvStep
+from esper.simic.env.results import EnvReset, EnvStep, EpisodeSummary, ResetInfo, StepInfo
 from esper.simic.env.rewards import RewardInputs, compute_reward
 from esper.simic.env.signals import SignalTracker, TrackerSignals
 from esper.simic.env.slot import SlotSettings
@@ -61,6 +61,29 @@ from esper.tamiyo.contract import (
 
 class EpisodeOverError(RuntimeError):
     """``step`` was called after the episode ended; call ``reset`` first."""
+
+
+@dataclass(slots=True)
+class _EpisodeTally:
+    """Running counts of the episode in progress; frozen into an :class:`EpisodeSummary` at its end."""
+
+    episode_return: float = 0.0
+    germinated: int = 0
+    fossilized: int = 0
+    pruned: int = 0
+    rollbacks: int = 0
+    invalid_actions: int = 0
+
+    def count_op(self, op: int, valid: bool) -> None:
+        """Count the executed ``op`` (an invalid action counts as invalid, not as the WAIT it ran as)."""
+        if not valid:
+            self.invalid_actions += 1
+        elif op == LifecycleOp.GERMINATE:
+            self.germinated += 1
+        elif op == LifecycleOp.FOSSILIZE:
+            self.fossilized += 1
+        elif op == LifecycleOp.PRUNE:
+            self.pruned += 1
 
 
 class MorphogeneticEnv:
@@ -91,7 +114,7 @@ class MorphogeneticEnv:
         self._validation: ValidationResult | None = None
         self._epoch = 0
         self._done = True
-        self._stats: dict[str, Any] = {}
+        self._tally = _EpisodeTally()
 
     # ----------------------------------------------------------------------------- properties
     @property
@@ -139,13 +162,14 @@ class MorphogeneticEnv:
         self.tracker.reset()
         self._epoch = 0
         self._done = False
-        self._stats = {"return": 0.0, "germinated": 0, "fossilized": 0, "pruned": 0, "rollbacks": 0, "invalid_actions": 0}
+        self._tally = _EpisodeTally()
         self._validation = validate(self.model, self.data.val_x, self.data.val_y, chunk_size=cfg.val_batch_size)
         self.snapshot = take_snapshot(self.model)
         signals = self.tracker.update(self._validation.loss, self._validation.accuracy)
         obs, self._masks = self._observe(signals, success=True, op=LifecycleOp.WAIT)
-        info = {"val_accuracy": self._validation.accuracy, "val_loss": self._validation.loss, "host_params": host.num_params}
-        return EnvReset(obs, self._masks, info)
+        val = self._validation
+        info = ResetInfo(val_accuracy=val.accuracy, val_loss=val.loss, host_params=host.num_params)
+        return EnvReset(obs=obs, masks=self._masks, info=info)
 
     def _make_host_optimizer(self) -> torch.optim.SGD:
         cfg = self.config
@@ -188,7 +212,7 @@ class MorphogeneticEnv:
         valid = action_allowed(act, self._masks, self._space)
         valid = valid and execute_action(act, model, cfg.slot_ids, self._generator, last_accuracy)
         op = act["op"] if valid else int(LifecycleOp.WAIT)
-        self._count_op(op, valid)
+        self._tally.count_op(op, valid)
         if op == LifecycleOp.FOSSILIZE:
             self.snapshot = take_snapshot(model)
 
@@ -217,37 +241,31 @@ class MorphogeneticEnv:
             ),
             self._reward_config,
         )
-        self._stats["return"] += reward.total
+        self._tally.episode_return += reward.total
         self._done = rollback or last_step
         obs, self._masks = self._observe(signals, success=valid, op=op)
-        info: dict[str, Any] = {
-            "executed_op": op,
-            "action_valid": valid,
-            "val_accuracy": val.accuracy,
-            "val_loss": val.loss,
-            "reward_components": reward.as_dict(),
-            "governor_rollback": rollback,
-            "epoch": self._epoch,
-            "train_loss": epoch_stats.train_loss,
-            "train_accuracy": epoch_stats.train_accuracy,
-            "contributions": dict(val.contributions),
-        }
-        if reason is not None:
-            info["rollback_reason"] = reason
-        if self._done:
-            info["episode"] = self._episode_summary(val)
-        return EnvStep(obs, self._masks, reward.total, rollback, last_step and not rollback, info)
-
-    def _count_op(self, op: int, valid: bool) -> None:
-        stats = self._stats
-        if not valid:
-            stats["invalid_actions"] += 1
-        elif op == LifecycleOp.GERMINATE:
-            stats["germinated"] += 1
-        elif op == LifecycleOp.FOSSILIZE:
-            stats["fossilized"] += 1
-        elif op == LifecycleOp.PRUNE:
-            stats["pruned"] += 1
+        info = StepInfo(
+            executed_op=op,
+            action_valid=valid,
+            epoch=self._epoch,
+            train_loss=epoch_stats.train_loss,
+            train_accuracy=epoch_stats.train_accuracy,
+            val_loss=val.loss,
+            val_accuracy=val.accuracy,
+            contributions=dict(val.contributions),
+            reward_components=reward,
+            governor_rollback=rollback,
+            rollback_reason=reason,
+        )
+        return EnvStep(
+            obs=obs,
+            masks=self._masks,
+            reward=reward.total,
+            terminated=rollback,
+            truncated=last_step and not rollback,
+            info=info,
+            episode=self._episode_summary(val) if self._done else None,
+        )
 
     def _train_and_check(self) -> tuple[bool, str | None, EpochStats]:
         """Train one epoch, validate, run the governor; returns ``(rolled_back, reason, epoch stats)``."""
@@ -286,19 +304,25 @@ class MorphogeneticEnv:
                 slot.prune_now()
             slot.reset_optimizer()
         self._host_optimizer = self._make_host_optimizer()
-        self._stats["rollbacks"] += 1
+        self._tally.rollbacks += 1
 
-    def _episode_summary(self, val: ValidationResult) -> dict[str, Any]:
+    def _episode_summary(self, val: ValidationResult) -> EpisodeSummary:
         assert self.model is not None
         slots = self.model.all_slots()
-        return {
-            **self._stats,
-            "final_accuracy": val.accuracy,
-            "final_loss": val.loss,
-            "length": self._epoch,
-            "host_accuracy": val.all_off_accuracy,
-            "committed_accuracy": val.committed_accuracy,
-            "fossilized_slots": [s.slot_id for s in slots if s.stage == SeedStage.FOSSILIZED],
-            "seed_params": sum(s.num_params for s in slots),
-            "host_params": self.model.host.num_params,
-        }
+        tally = self._tally
+        return EpisodeSummary(
+            episode_return=tally.episode_return,
+            length=self._epoch,
+            final_accuracy=val.accuracy,
+            final_loss=val.loss,
+            host_accuracy=val.all_off_accuracy,
+            committed_accuracy=val.committed_accuracy,
+            germinated=tally.germinated,
+            fossilized=tally.fossilized,
+            pruned=tally.pruned,
+            rollbacks=tally.rollbacks,
+            invalid_actions=tally.invalid_actions,
+            fossilized_slots=tuple(s.slot_id for s in slots if s.stage == SeedStage.FOSSILIZED),
+            seed_params=sum(s.num_params for s in slots),
+            host_params=self.model.host.num_params,
+        )

@@ -1,13 +1,107 @@
-"""Frozen results of ``reset`` and ``step`` for the single and the vectorised environment."""
+"""Frozen results of ``reset`` and ``step`` for the single and the vectorised environment.
+
+What happened besides observation, reward and episode flags travels as typed records too:
+:class:`ResetInfo` at the start of an episode, :class:`StepInfo` on every step and an
+:class:`EpisodeSummary` on the step that ends the episode. Plain dicts exist only at the
+Gymnasium boundary (``esper.simic.env.gym_adapter``), built from these records.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 
+from esper.simic.env.rewards import RewardBreakdown
 from esper.tamiyo.contract import ActionMasks, Observation
+
+
+@dataclass(frozen=True, slots=True)
+class ResetInfo:
+    """The freshly built host at epoch 0 (accuracies in percent)."""
+
+    val_accuracy: float
+    """Validation accuracy of the untrained host."""
+    val_loss: float
+    """Validation loss (mean cross-entropy) of the untrained host."""
+    host_params: int
+    """Parameters of the host network."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """A plain dict (the Gymnasium ``info``)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class StepInfo:
+    """What one step did: the action as executed, the epoch's training and validation, the reward's parts."""
+
+    executed_op: int
+    """The op that ran: the chosen one, or WAIT when the action was invalid."""
+    action_valid: bool
+    """The chosen action was allowed by the masks and by its gate (False: it ran as WAIT)."""
+    epoch: int
+    """Host epochs trained so far in the episode (1 after the first step)."""
+    train_loss: float
+    """Mean training loss of the epoch just trained."""
+    train_accuracy: float
+    """Training accuracy (%) of the epoch just trained."""
+    val_loss: float
+    """Validation loss after the epoch (after the rollback, if the governor rolled back)."""
+    val_accuracy: float
+    """Validation accuracy (%) after the epoch (after the rollback, if any)."""
+    contributions: Mapping[str, float]
+    """Counterfactual contribution (accuracy points) of every measured seed, by slot id."""
+    reward_components: RewardBreakdown
+    """The step's reward split into its components (their sum is the reward)."""
+    governor_rollback: bool
+    """The governor restored the last snapshot and ended the episode (a true terminal)."""
+    rollback_reason: str | None
+    """Why the governor rolled back (``non_finite_loss``, ...); None without a rollback."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """A plain, JSON-able dict (the Gymnasium ``info``), reward components as a nested dict."""
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class EpisodeSummary:
+    """How one episode went, reported once, on the step that ended it (accuracies in percent)."""
+
+    episode_return: float
+    """Sum of the episode's rewards (raw scale, undiscounted)."""
+    length: int
+    """Steps (host epochs) the episode lasted."""
+    final_accuracy: float
+    """Validation accuracy at the end of the episode."""
+    final_loss: float
+    """Validation loss at the end of the episode."""
+    host_accuracy: float
+    """Final accuracy with every seed's alpha at 0: the host alone."""
+    committed_accuracy: float
+    """Final accuracy with only the fossilized seeds on."""
+    germinated: int
+    """Seeds germinated."""
+    fossilized: int
+    """Seeds fossilized."""
+    pruned: int
+    """Seeds pruned by a PRUNE action (not those pruned by a rollback or a schedule)."""
+    rollbacks: int
+    """Governor rollbacks (at most one: a rollback ends the episode)."""
+    invalid_actions: int
+    """Chosen actions that ran as WAIT because they were invalid."""
+    fossilized_slots: tuple[str, ...]
+    """Slot ids holding a fossilized seed at the end."""
+    seed_params: int
+    """Parameters of the seeds in the host at the end (live and fossilized)."""
+    host_params: int
+    """Parameters of the host network."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """A plain dict (Esper's summary in the Gymnasium ``info``)."""
+        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,7 +110,7 @@ class EnvReset:
 
     obs: Observation
     masks: ActionMasks
-    info: dict[str, Any]
+    info: ResetInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +124,9 @@ class EnvStep:
     """True terminal (governor rollback): do not bootstrap."""
     truncated: bool
     """Time limit reached (last epoch of the episode): bootstrap from ``obs``."""
-    info: dict[str, Any]
+    info: StepInfo
+    episode: EpisodeSummary | None
+    """The episode's summary on the step that ended it (``terminated or truncated``), else None."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +135,7 @@ class VectorReset:
 
     obs: Observation
     masks: ActionMasks
-    infos: tuple[dict[str, Any], ...]
+    infos: tuple[ResetInfo, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,4 +154,7 @@ class VectorStep:
     """int64 ``[N]``: the op actually executed (WAIT for an invalid action or an inactive env)."""
     active: torch.Tensor
     """bool ``[N]``: the env was stepped (its episode had not finished before this call)."""
-    infos: tuple[dict[str, Any], ...]
+    infos: tuple[StepInfo | None, ...]
+    """Each env's step info; None for inactive envs."""
+    episodes: tuple[EpisodeSummary | None, ...]
+    """Each env's episode summary on the step that ended its episode, else None."""

@@ -224,7 +224,7 @@ class RewardBreakdown:
         )
 
     def as_dict(self) -> dict[str, float]:
-        """``{component: value}`` for ``info["reward_components"]`` (JSON-able, total not included)."""
+        """``{component: value}`` (JSON-able, total not included)."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 

@@ -11,14 +11,13 @@ observation and masks. Observations are raw; the trainer normalises them.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import torch
 
 from esper.simic.env.config import EnvConfig
 from esper.simic.env.datasets import TaskData, load_task
 from esper.simic.env.morphogenetic import MorphogeneticEnv
-from esper.simic.env.results import VectorReset, VectorStep
+from esper.simic.env.results import EpisodeSummary, StepInfo, VectorReset, VectorStep
 from esper.tamiyo.contract import ActionMasks, ActionSpace, LifecycleOp, Observation, ObservationLayout, SlotConfig, stack_masks
 
 
@@ -73,7 +72,9 @@ class VectorEnv:
         self._obs = [r.obs for r in results]
         self._masks = [r.masks for r in results]
         self._active = [True] * self.num_envs
-        return VectorReset(_stack_obs(self._obs), stack_masks(self._masks), tuple(r.info for r in results))
+        return VectorReset(
+            obs=_stack_obs(self._obs), masks=stack_masks(self._masks), infos=tuple(r.info for r in results)
+        )
 
     def step(self, actions: Mapping[str, torch.Tensor]) -> VectorStep:
         """Step every active environment with its row of ``actions`` (``{head: int tensor [N]}``)."""
@@ -88,14 +89,15 @@ class VectorEnv:
         n = self.num_envs
         rewards, terminated, truncated = [0.0] * n, [False] * n, [False] * n
         executed, active = [int(LifecycleOp.WAIT)] * n, list(self._active)
-        infos: list[dict[str, Any]] = [{} for _ in range(n)]
+        infos: list[StepInfo | None] = [None] * n
+        episodes: list[EpisodeSummary | None] = [None] * n
         for i, env in enumerate(self.envs):
             if not active[i]:
                 continue
             result = env.step({head: column[i] for head, column in columns.items()})
             self._obs[i], self._masks[i] = result.obs, result.masks
             rewards[i], terminated[i], truncated[i] = result.reward, result.terminated, result.truncated
-            executed[i], infos[i] = result.info["executed_op"], result.info
+            executed[i], infos[i], episodes[i] = result.info.executed_op, result.info, result.episode
             self._active[i] = not (result.terminated or result.truncated)
         return VectorStep(
             obs=_stack_obs(self._obs),
@@ -106,4 +108,5 @@ class VectorEnv:
             executed_op=torch.tensor(executed, dtype=torch.int64),
             active=torch.tensor(active, dtype=torch.bool),
             infos=tuple(infos),
+            episodes=tuple(episodes),
         )

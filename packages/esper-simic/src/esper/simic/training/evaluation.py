@@ -18,12 +18,12 @@ from typing import Any
 import torch
 
 from esper.simic.agent import ObservationNormalizer
-from esper.simic.env import EnvConfig, VectorEnv
+from esper.simic.env import EnvConfig, EpisodeSummary, VectorEnv
 from esper.simic.training.checkpoint import CheckpointError, check_compatible, read_checkpoint, rebuild_policy
 from esper.simic.training.dataclass_io import ConfigKeyError, from_plain, to_plain
 from esper.simic.training.metrics import EpisodeStats
 from esper.simic.training.rng import EVAL_RESET_STREAM, derive_seed, isolated_global_rngs, torch_threads
-from esper.simic.training.rollout import act
+from esper.simic.training.rollout import ActFn, PolicyActor, play_round
 from esper.simic.training.vectorized import resolve_device
 from esper.tamiyo.contract import ActionMasks, ActionSpace, LifecycleOp
 from esper.tamiyo.policy import PolicyBundle, create_policy
@@ -139,6 +139,11 @@ def wait_actions(masks: ActionMasks, space: ActionSpace) -> dict[str, torch.Tens
     return actions
 
 
+def no_growth_actor(space: ActionSpace) -> ActFn:
+    """The no-growth baseline as an act function: :func:`wait_actions` whatever the envs observe."""
+    return lambda obs, masks: wait_actions(masks, space)
+
+
 def play_episodes(
     pool: VectorEnvPool,
     seeds: Sequence[int],
@@ -147,35 +152,16 @@ def play_episodes(
     normalizer: ObservationNormalizer | None = None,
 ) -> EpisodeStats:
     """Play one episode per seed, ``policy`` acting deterministically (``None`` = always WAIT)."""
-    episodes: list[Mapping[str, Any]] = []
+    episodes: list[EpisodeSummary] = []
     for batch in pool.batches(seeds):
         venv = pool.get(len(batch))
-        episodes += _play_batch(venv, batch, policy, normalizer)
-    return EpisodeStats.from_infos(episodes)
-
-
-def _play_batch(
-    venv: VectorEnv, seeds: Sequence[int], policy: PolicyBundle | None, normalizer: ObservationNormalizer | None
-) -> list[Mapping[str, Any]]:
-    reset = venv.reset(seeds)
-    obs, masks = reset.obs, reset.masks
-    hidden = None if policy is None else policy.initial_hidden(len(seeds))
-    results: list[Mapping[str, Any] | None] = [None] * len(seeds)
-    running = torch.ones(len(seeds), dtype=torch.bool)
-    while bool(running.any()):
-        if policy is None:
-            actions = wait_actions(masks, venv.action_space)
-        else:
-            _, _, result = act(policy, obs, masks, hidden, normalizer=normalizer, generator=None, deterministic=True)
-            actions = {h: a.cpu() for h, a in result.actions.items()}
-            hidden = result.hidden
-        step = venv.step(actions)
-        ended = step.active & (step.terminated | step.truncated)
-        for i in torch.nonzero(ended).flatten().tolist():
-            results[i] = step.infos[i]["episode"]
-        running &= ~ended
-        obs, masks = step.obs, step.masks
-    return [r for r in results if r is not None]
+        act = (
+            no_growth_actor(venv.action_space)
+            if policy is None
+            else PolicyActor(policy, len(batch), normalizer=normalizer, deterministic=True)
+        )
+        episodes += play_round(venv, act, batch).episodes
+    return EpisodeStats.from_episodes(episodes)
 
 
 class VectorEnvPool:

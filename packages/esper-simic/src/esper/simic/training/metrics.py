@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from esper.simic.env import EpisodeSummary
 from esper.simic.training.dataclass_io import to_plain
 
 
@@ -66,16 +67,16 @@ class EpisodeStats:
             )
 
     @classmethod
-    def from_infos(cls, episodes: Sequence[Mapping[str, Any]]) -> EpisodeStats:
-        """From the envs' end-of-episode ``info["episode"]`` dicts."""
+    def from_episodes(cls, episodes: Sequence[EpisodeSummary]) -> EpisodeStats:
+        """From the envs' end-of-episode summaries (in env order)."""
         return cls(
-            returns=tuple(float(e["return"]) for e in episodes),
-            final_accuracies=tuple(float(e["final_accuracy"]) for e in episodes),
-            germinated=sum(int(e.get("germinated", 0)) for e in episodes),
-            fossilized=sum(int(e.get("fossilized", 0)) for e in episodes),
-            pruned=sum(int(e.get("pruned", 0)) for e in episodes),
-            rollbacks=sum(int(e.get("rollbacks", 0)) for e in episodes),
-            params_added=sum(int(e.get("seed_params", 0)) for e in episodes),
+            returns=tuple(e.episode_return for e in episodes),
+            final_accuracies=tuple(e.final_accuracy for e in episodes),
+            germinated=sum(e.germinated for e in episodes),
+            fossilized=sum(e.fossilized for e in episodes),
+            pruned=sum(e.pruned for e in episodes),
+            rollbacks=sum(e.rollbacks for e in episodes),
+            params_added=sum(e.seed_params for e in episodes),
         )
 
     @property

@@ -54,7 +54,7 @@ from esper.simic.training.rng import (
     restore_rng_state,
     torch_threads,
 )
-from esper.simic.training.rollout import RolloutResult, collect_rollout, op_count_names, supports_generator
+from esper.simic.training.rollout import RolloutResult, collect_rollout, op_count_names
 from esper.simic.training.run_dir import RunDirectory
 from esper.tamiyo.policy import PolicyBundle, create_policy
 
@@ -212,7 +212,6 @@ def _run_round(
     """Rollout + update of round ``parts.rounds_completed``; returns (rollout, update seconds, update metrics)."""
     round_index = parts.rounds_completed
     seeds = [derive_seed(config.seed, TRAIN_RESET_STREAM, round_index, i) for i in range(config.num_envs)]
-    generator = parts.sampler if supports_generator(parts.policy) else None
     rollout = collect_rollout(
         venv,
         parts.policy,
@@ -220,7 +219,7 @@ def _run_round(
         seeds=seeds,
         obs_normalizer=parts.obs_normalizer,
         reward_normalizer=parts.reward_normalizer,
-        generator=generator,
+        generator=parts.sampler,
     )
     started = time.perf_counter()
     update = parts.agent.update(buffer)
@@ -315,7 +314,7 @@ def _round_record(
         round=parts.rounds_completed,
         episodes=parts.rounds_completed * config.num_envs,
         env_steps=rollout.num_transitions,
-        episode_stats=EpisodeStats.from_infos(rollout.episodes),
+        episode_stats=EpisodeStats.from_episodes(rollout.episodes),
         invalid_actions=rollout.invalid_actions,
         op_counts=op_count_names(rollout.executed_op_counts),
         head_entropies=rollout.head_entropies,

@@ -113,7 +113,7 @@ class HeuristicPolicyBundle:
 
     @torch.inference_mode()
     def get_action(
-        self, obs: Observation, masks: ActionMasks, hidden: Hidden = None, deterministic: bool = False
+        self, obs: Observation, masks: ActionMasks, hidden: Hidden = None, deterministic: bool = False, *, generator: torch.Generator | None = None
     ) -> ActionResult:
         """Decide for ``obs.features [B, F]`` under batched ``masks`` (with ``slot_by_op [B, 6, S]``).
 
