@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 import torch
 
-from esper.simic.env import EnvConfig, MorphogeneticEnv, VectorEnv
+from esper.simic.env import EnvConfig, HostTraining, MorphogeneticEnv, SyntheticTask, VectorEnv
 from esper.tamiyo.contract import LifecycleOp, feature_size
 from esper.tamiyo.policy import create_policy
 
-CONFIG = EnvConfig(task="synthetic", synthetic_train_size=64, synthetic_val_size=32, batch_size=32, episode_length=6)
+CONFIG = EnvConfig(task="synthetic", synthetic=SyntheticTask(train_size=64, val_size=32), host_training=HostTraining(batch_size=32), episode_length=6)
 WAIT = {"slot": 0, "blueprint": 0, "style": 2, "tempo": 1, "alpha_target": 2, "alpha_speed": 0, "alpha_curve": 0, "op": 0}
 
 

@@ -12,12 +12,12 @@ from gymnasium.utils.env_checker import check_env
 
 import esper.simic
 import esper.tamiyo
-from esper.simic.env.config import EnvConfig
+from esper.simic.env.config import EnvConfig, HostTraining, SyntheticTask
 from esper.simic.env.gym_adapter import ENV_ID, MorphogeneticGymEnv, register_envs
 from esper.simic.env.morphogenetic import MorphogeneticEnv
 from esper.tamiyo.contract import HEAD_NAMES, LifecycleOp, feature_size
 
-TINY = EnvConfig(task="synthetic", synthetic_train_size=64, synthetic_val_size=32, batch_size=32, episode_length=4)
+TINY = EnvConfig(task="synthetic", synthetic=SyntheticTask(train_size=64, val_size=32), host_training=HostTraining(batch_size=32), episode_length=4)
 
 
 @pytest.fixture()
