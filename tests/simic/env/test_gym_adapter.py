@@ -17,7 +17,12 @@ from esper.simic.env.gym_adapter import ENV_ID, MorphogeneticGymEnv, register_en
 from esper.simic.env.morphogenetic import MorphogeneticEnv
 from esper.tamiyo.contract import HEAD_NAMES, LifecycleOp, feature_size
 
-TINY = EnvConfig(task="synthetic", synthetic=SyntheticTask(train_size=64, val_size=32), host_training=HostTraining(batch_size=32), episode_length=4)
+TINY = EnvConfig(
+    task="synthetic",
+    synthetic=SyntheticTask(train_size=64, val_size=32),
+    host_training=HostTraining(batch_size=32),
+    episode_length=4,
+)
 
 
 @pytest.fixture()
