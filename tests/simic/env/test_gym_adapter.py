@@ -103,3 +103,10 @@ def test_no_other_module_imports_gymnasium_at_import_time() -> None:
                 if any(n.split(".")[0] == "gymnasium" or n.endswith("gym_adapter") for n in names):
                     offenders.append(f"{path}:{node.lineno}")
     assert offenders == []
+
+
+def test_the_discount_defaults_to_ppos_and_can_be_given() -> None:
+    register_envs()
+    made = gymnasium.make(ENV_ID, config=TINY, gamma=0.5)
+    assert made.unwrapped.env.gamma == 0.5  # type: ignore[attr-defined]
+    assert MorphogeneticGymEnv(TINY).env.gamma == 0.99
