@@ -258,3 +258,9 @@ def test_console_script_is_installed() -> None:
         [executable, "ppo", "--task", "nope"], capture_output=True, text=True, timeout=300, check=False
     )
     assert result.returncode == 2 and result.stderr.count("\n") == 1
+
+
+def test_every_rename_and_alias_names_a_real_option() -> None:
+    """A misspelt path in RENAMES/ALIASES would silently drop the flag: every key must be a field path."""
+    paths = {".".join(o.path) for o in cli.collect_options(cli.TrainConfig)}
+    assert set(cli.RENAMES) | set(cli.ALIASES) <= paths

@@ -46,15 +46,20 @@ ALIASES = {
     "num_envs": ("--envs",),
     "out_dir": ("--out-dir",),
     "env.slot_ids": ("--slot-ids",),
-    **{f"env.lifecycle.{name}": (f"--{name.replace('_', '-')}",) for name in (
-        "training_dwell", "min_prune_age", "embargo_epochs", "max_seeds", "auto_advance",
-    )},
-    **{f"env.host_training.{name}": (f"--host-{name.replace('_', '-')}",) for name in (
-        "lr", "momentum", "weight_decay", "max_grad_norm",
-    )},
+    "env.lifecycle.training_dwell": ("--training-dwell",),
+    "env.lifecycle.min_prune_age": ("--min-prune-age",),
+    "env.lifecycle.embargo_epochs": ("--embargo-epochs",),
+    "env.lifecycle.max_seeds": ("--max-seeds",),
+    "env.lifecycle.auto_advance": ("--auto-advance",),
+    "env.host_training.lr": ("--host-lr",),
+    "env.host_training.momentum": ("--host-momentum",),
+    "env.host_training.weight_decay": ("--host-weight-decay",),
+    "env.host_training.max_grad_norm": ("--host-max-grad-norm",),
     "env.host_training.batch_size": ("--batch-size",),
     "env.host_training.val_batch_size": ("--val-batch-size",),
-    **{f"env.seed_training.{name}": (f"--seed-{name.replace('_', '-')}",) for name in ("lr", "momentum", "max_grad_norm")},
+    "env.seed_training.lr": ("--seed-lr",),
+    "env.seed_training.momentum": ("--seed-momentum",),
+    "env.seed_training.max_grad_norm": ("--seed-max-grad-norm",),
     "env.governor.snapshot_interval": ("--snapshot-interval",),
 }
 #: Exceptions that mean "bad input", reported in one line (anything else is a bug and keeps its traceback).
