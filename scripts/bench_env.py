@@ -206,9 +206,10 @@ def plain_loop(config: EnvConfig, data: TaskData, seed: int, schedule: SeedSched
     wanted = {block: bp for epoch in schedule.epochs for block, bp in epoch}
     seeds = {block: build_blueprint(config.topology, bp, host.slot_shapes[block], generator) for block, bp in wanted.items()}
     net = PlainNet(host, seeds)
-    host_opt = torch.optim.SGD(host.parameters(), lr=config.host_lr, momentum=config.host_momentum, weight_decay=config.host_weight_decay)
-    seed_opts = {k: torch.optim.SGD(m.parameters(), lr=config.seed_lr, momentum=config.seed_momentum) for k, m in seeds.items()}
-    n, size = data.train_x.shape[0], config.batch_size
+    host_cfg, seed_cfg = config.host_training, config.seed_training
+    host_opt = torch.optim.SGD(host.parameters(), lr=host_cfg.lr, momentum=host_cfg.momentum, weight_decay=host_cfg.weight_decay)
+    seed_opts = {k: torch.optim.SGD(m.parameters(), lr=seed_cfg.lr, momentum=seed_cfg.momentum) for k, m in seeds.items()}
+    n, size = data.train_x.shape[0], host_cfg.batch_size
     train_s = validate_s = 0.0
     for enabled in schedule.epochs:
         net.enabled = frozenset(block for block, _ in enabled)
@@ -224,17 +225,18 @@ def plain_loop(config: EnvConfig, data: TaskData, seed: int, schedule: SeedSched
                 opt.zero_grad(set_to_none=True)
             loss.backward()
             for opt in opts:
-                max_norm = config.host_max_grad_norm if opt is host_opt else config.seed_max_grad_norm
+                max_norm = host_cfg.max_grad_norm if opt is host_opt else seed_cfg.max_grad_norm
                 torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], max_norm)
                 opt.step()
         mid = time.perf_counter()
         net.eval()
         with torch.inference_mode():
             correct = 0
-            for s in range(0, data.val_x.shape[0], config.val_batch_size):
-                logits = net(data.val_x[s : s + config.val_batch_size])
-                F.cross_entropy(logits, data.val_y[s : s + config.val_batch_size])
-                correct += int((logits.argmax(dim=1) == data.val_y[s : s + config.val_batch_size]).sum())
+            chunk = host_cfg.val_batch_size
+            for s in range(0, data.val_x.shape[0], chunk):
+                logits = net(data.val_x[s : s + chunk])
+                F.cross_entropy(logits, data.val_y[s : s + chunk])
+                correct += int((logits.argmax(dim=1) == data.val_y[s : s + chunk]).sum())
         end = time.perf_counter()
         train_s += mid - start
         validate_s += end - mid

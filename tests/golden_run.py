@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from esper.simic.agent import PPOConfig
-from esper.simic.env import EnvConfig
+from esper.simic.env import EnvConfig, LifecycleSettings
 from esper.simic.training import EvalConfig, TrainConfig, evaluate, read_metrics, train
 
 GOLDEN_FILE = Path(__file__).parent / "golden" / "golden_run.json"
@@ -30,7 +30,9 @@ def golden_config(out_dir: Path) -> TrainConfig:
         seed=5,
         checkpoint_every=0,
         out_dir=str(out_dir),
-        env=EnvConfig(episode_length=10, training_dwell=2, min_prune_age=2, embargo_epochs=1),
+        env=EnvConfig(
+            episode_length=10, lifecycle=LifecycleSettings(training_dwell=2, min_prune_age=2, embargo_epochs=1)
+        ),
         ppo=PPOConfig(update_epochs=2),
     )
 

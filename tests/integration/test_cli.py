@@ -102,6 +102,22 @@ def test_config_file_is_layered_under_flags(tmp_path: Path, capsys: pytest.Captu
     assert (resolved["policy"], resolved["rounds"], resolved["env"]["episode_length"]) == ("mlp", 1, 3)
 
 
+def test_nested_flags_and_their_old_spellings_reach_the_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "run.toml"
+    config.write_text("[env.reward]\nrent_weight = 0.02\ngerminate_cost = 0.3\n[env.governor]\npatience = 4\n")
+    argv = ["ppo", "--config", str(config), "--rounds", "1", "--envs", "2", *TINY, *TINY_POLICY, "--quiet"]
+    flags = ["--reward-rent-weight", "0.01", "--host-lr", "0.05", "--seed-training-lr", "0.03", "--training-dwell", "2"]
+    code, _, stderr = _run([*argv, *flags, "--no-auto-advance", "--gamma", "0.9", "--out", str(tmp_path / "r")], capsys)
+    assert code == 0, stderr
+    env = json.loads((tmp_path / "r" / "config.json").read_text())["env"]
+    assert (env["reward"]["rent_weight"], env["reward"]["germinate_cost"], env["governor"]["patience"]) == (0.01, 0.3, 4)
+    assert (env["host_training"]["lr"], env["host_training"]["batch_size"], env["seed_training"]["lr"]) == (0.05, 32, 0.03)
+    assert (env["lifecycle"]["training_dwell"], env["lifecycle"]["auto_advance"]) == (2, False)
+    assert "gamma" not in env
+
+
 def test_heuristic_and_eval_print_tables_and_write_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     report = tmp_path / "heuristic.json"
     code, stdout, stderr = _run(
@@ -155,6 +171,11 @@ def test_policies_lists_plugins_and_broken_ones(
         (["eval", "."], "is a directory; pass a checkpoint file such as"),
         (["ppo", *TINY, "--out", "/dev/null"], "run directory '/dev/null' is an existing file"),
         (["bogus"], "invalid choice: 'bogus'"),
+        (["ppo", "--host-lr", "1e39"], "host_training.lr must be within float32's range (|x| <= 3.403e+38), got 1e+39"),
+        (["ppo", "--host-training-lr", "1e39"], "host_training.lr must be within float32's range"),
+        (["ppo", "--entropy-coef", "1e39"], "entropy_coef must be within float32's range"),
+        (["heuristic", "--reward-rent-weight=-1e39"], "reward.rent_weight must be within float32's range"),
+        (["ppo", "--governor-min-samples", "12"], "governor.min_samples (12) must be <= governor.window (10)"),
     ],
 )
 def test_input_errors_print_one_line_and_exit_non_zero(
@@ -218,6 +239,10 @@ def test_help_lists_generated_options(capsys: pytest.CaptureFixture[str]) -> Non
         "--checkpoint-every",
         "--learning-rate",
         "--gamma",
+        "--governor-patience",
+        "--reward-rent-weight",
+        "--host-training-lr FLOAT, --host-lr FLOAT",
+        "env.reward:",
     ):
         assert flag in stdout
     assert "Host epochs per episode" in stdout
@@ -233,3 +258,9 @@ def test_console_script_is_installed() -> None:
         [executable, "ppo", "--task", "nope"], capture_output=True, text=True, timeout=300, check=False
     )
     assert result.returncode == 2 and result.stderr.count("\n") == 1
+
+
+def test_every_rename_and_alias_names_a_real_option() -> None:
+    """A misspelt path in RENAMES/ALIASES would silently drop the flag: every key must be a field path."""
+    paths = {".".join(o.path) for o in cli.collect_options(cli.TrainConfig)}
+    assert set(cli.RENAMES) | set(cli.ALIASES) <= paths

@@ -1,19 +1,51 @@
-"""EnvConfig validation and derived values."""
+"""EnvConfig and its settings sections: validation, derived values, the shared float check."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from esper.simic.env import EnvConfig
+from esper.simic.agent import PPOConfig
+from esper.simic.checks import FLOAT32_MAX, check_float
+from esper.simic.env import (
+    DEFAULT_GAMMA,
+    EnvConfig,
+    GovernorSettings,
+    HostTraining,
+    LifecycleSettings,
+    MorphogeneticEnv,
+    RewardConfig,
+    SeedTraining,
+    SyntheticTask,
+    VectorEnv,
+)
+from esper.simic.training.dataclass_io import field_docs
+from esper.tamiyo.contract import BlueprintAction, LifecycleOp
 
 
 def test_defaults_and_derived_values() -> None:
     config = EnvConfig()
     assert (config.task, config.host, config.impaired, config.episode_length) == ("digits", "mlp", True, 40)
-    assert (config.training_dwell, config.min_prune_age, config.embargo_epochs, config.max_seeds) == (4, 3, 3, 0)
+    lifecycle = config.lifecycle
+    assert (lifecycle.training_dwell, lifecycle.min_prune_age, lifecycle.embargo_epochs, lifecycle.max_seeds) == (4, 3, 3, 0)
+    assert (config.host_training.lr, config.seed_training.lr, config.governor.patience) == (0.02, 0.02, 2)
     assert config.topology == "mlp" and config.slot_config.num_slots == 3
-    assert config.reward_config.gamma == config.gamma
     assert EnvConfig(host="cnn", slot_ids=["r0c2"]).slot_ids == ("r0c2",)  # type: ignore[arg-type]
+
+
+def test_no_gamma_in_the_environment_config() -> None:
+    """One discount: PPO's gamma shapes the reward; the env default (no trainer) is PPO's default."""
+    assert "gamma" not in {f.name for f in dataclasses.fields(EnvConfig)}
+    assert "gamma" not in {f.name for f in dataclasses.fields(EnvConfig().reward)}
+    assert DEFAULT_GAMMA == PPOConfig().gamma
+
+
+def test_every_section_field_is_documented() -> None:
+    for section in (EnvConfig, LifecycleSettings, HostTraining, SeedTraining, GovernorSettings, SyntheticTask):
+        docs = field_docs(section)
+        assert all(docs.values()), [name for name, doc in docs.items() if not doc]
+    assert all(field_docs(type(EnvConfig().reward)).values())
 
 
 @pytest.mark.parametrize(
@@ -27,13 +59,7 @@ def test_defaults_and_derived_values() -> None:
         ({"slot_ids": ("r0c0", "r0c0")}, "duplicate"),
         ({"slot_ids": ()}, "at least one"),
         ({"episode_length": 0}, "episode_length"),
-        ({"gamma": 1.5}, "gamma"),
-        ({"host_lr": 0.0}, "host_lr"),
-        ({"seed_momentum": 1.0}, "seed_momentum"),
-        ({"batch_size": 0}, "batch_size"),
-        ({"governor_min_samples": 12}, "governor_min_samples"),
         ({"task": "cifar10"}, "data_dir"),
-        ({"host_max_grad_norm": float("nan")}, "host_max_grad_norm"),
     ],
 )
 def test_invalid_values_are_rejected(kwargs: dict[str, object], message: str) -> None:
@@ -41,7 +67,75 @@ def test_invalid_values_are_rejected(kwargs: dict[str, object], message: str) ->
         EnvConfig(**kwargs)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("kwargs", [{"episode_length": 4.0}, {"impaired": 1}, {"data_dir": 3}])
-def test_wrong_types_are_rejected(kwargs: dict[str, object]) -> None:
+@pytest.mark.parametrize(
+    "build,message",
+    [
+        (lambda: HostTraining(lr=0.0), r"host_training\.lr must be > 0"),
+        (lambda: HostTraining(lr=1e39), r"host_training\.lr must be within float32's range"),
+        (lambda: HostTraining(batch_size=0), r"host_training\.batch_size"),
+        (lambda: HostTraining(max_grad_norm=float("nan")), r"host_training\.max_grad_norm must be a finite number"),
+        (lambda: SeedTraining(momentum=1.0), r"seed_training\.momentum must be in \[0, 0.999\]"),
+        (lambda: SeedTraining(lr=float("inf")), r"seed_training\.lr"),
+        (lambda: GovernorSettings(min_samples=12), r"governor\.min_samples \(12\) must be <= governor\.window"),
+        (lambda: GovernorSettings(factor=0.5), r"governor\.factor"),
+        (lambda: GovernorSettings(min_loss=-1e39), r"governor\.min_loss"),
+        (lambda: LifecycleSettings(training_dwell=-1), r"lifecycle\.training_dwell must be >= 0"),
+        (lambda: SyntheticTask(train_size=0), r"synthetic\.train_size"),
+    ],
+)
+def test_sections_validate_and_name_the_field_by_its_path(build, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: EnvConfig(episode_length=4.0),  # type: ignore[arg-type]
+        lambda: EnvConfig(impaired=1),  # type: ignore[arg-type]
+        lambda: EnvConfig(data_dir=3),  # type: ignore[arg-type]
+        lambda: LifecycleSettings(auto_advance=1),  # type: ignore[arg-type]
+        lambda: HostTraining(val_batch_size=True),  # type: ignore[arg-type]
+    ],
+)
+def test_wrong_types_are_rejected(build) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(TypeError):
-        EnvConfig(**kwargs)  # type: ignore[arg-type]
+        build()
+
+
+def test_float_check_bounds_every_value_by_float32() -> None:
+    check_float("x", FLOAT32_MAX)
+    check_float("x", -FLOAT32_MAX, low=-float("inf"))
+    with pytest.raises(ValueError, match=r"x must be within float32's range \(\|x\| <= 3\.403e\+38\), got 1e\+39"):
+        check_float("x", 1e39, high=float("inf"))
+    with pytest.raises(ValueError, match="x must be within float32's range"):
+        check_float("x", -1e39, low=-float("inf"))
+    with pytest.raises(ValueError, match="x must be a finite number, got True"):
+        check_float("x", True)
+
+
+def test_vector_env_rejects_a_discount_outside_the_unit_interval() -> None:
+    with pytest.raises(ValueError, match="gamma"):
+        VectorEnv(EnvConfig(task="synthetic", synthetic=SyntheticTask(train_size=8, val_size=4)), 1, gamma=1.5)
+
+
+WAIT = {"slot": 0, "blueprint": 0, "style": 2, "tempo": 1, "alpha_target": 2, "alpha_speed": 0, "alpha_curve": 0, "op": 0}
+GERMINATE = {**WAIT, "op": int(LifecycleOp.GERMINATE), "blueprint": int(BlueprintAction.MLP)}
+TINY = EnvConfig(
+    task="synthetic", episode_length=3, synthetic=SyntheticTask(train_size=32, val_size=16), host_training=HostTraining(batch_size=32)
+)
+
+
+def _germinate_reward(config: EnvConfig, gamma: float = DEFAULT_GAMMA) -> float:
+    env = MorphogeneticEnv(config, gamma=gamma)
+    env.reset(seed=1)
+    return env.step(GERMINATE).reward
+
+
+def test_reward_weights_and_the_discount_reach_the_reward() -> None:
+    """Same episode, one knob changed: the reward moves by exactly that component's change."""
+    baseline = _germinate_reward(TINY)
+    costly = _germinate_reward(dataclasses.replace(TINY, reward=RewardConfig(germinate_cost=0.7)))
+    assert costly - baseline == pytest.approx(-(0.7 - 0.15))
+    # GERMINATE on an empty slot ends the step in TRAINING (potential 2): shaping 0.3 * (gamma * 2 - 0).
+    assert _germinate_reward(TINY, gamma=0.5) - baseline == pytest.approx(0.3 * (0.5 - DEFAULT_GAMMA) * 2.0)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from esper.simic.env import EnvConfig
+from esper.simic.env import EnvConfig, SyntheticTask
 from esper.simic.env.datasets import DataError, load_cifar10, load_digits, load_task, make_synthetic
 
 
@@ -31,7 +31,7 @@ def test_synthetic_is_seeded() -> None:
     assert a.train_x.shape == (40, 1, 8, 8) and a.val_y.shape == (10,)
     assert torch.equal(a.train_x, b.train_x) and torch.equal(a.val_y, b.val_y)
     assert not torch.equal(a.train_x, c.train_x)
-    task = load_task(EnvConfig(task="synthetic", synthetic_train_size=30, synthetic_val_size=7, synthetic_seed=5))
+    task = load_task(EnvConfig(task="synthetic", synthetic=SyntheticTask(train_size=30, val_size=7, seed=5)))
     assert task.train_x.shape[0] == 30 and task.val_x.shape[0] == 7
 
 

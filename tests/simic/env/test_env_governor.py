@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from esper.simic.env import EnvConfig, MorphogeneticEnv
+from esper.simic.env import EnvConfig, HostTraining, LifecycleSettings, MorphogeneticEnv, SyntheticTask
 from esper.simic.env.governor import Governor, GovernorSettings
 from esper.tamiyo.contract import BlueprintAction, LifecycleOp, SeedStage
 
@@ -45,7 +45,13 @@ def test_no_divergence_before_min_samples_or_below_min_loss() -> None:
 
 @pytest.fixture(scope="module")
 def config() -> EnvConfig:
-    return EnvConfig(task="synthetic", synthetic_train_size=64, synthetic_val_size=32, batch_size=32, episode_length=20, training_dwell=2)
+    return EnvConfig(
+        task="synthetic",
+        synthetic=SyntheticTask(train_size=64, val_size=32),
+        host_training=HostTraining(batch_size=32),
+        episode_length=20,
+        lifecycle=LifecycleSettings(training_dwell=2),
+    )
 
 
 def test_injected_nan_restores_snapshot_and_terminates(config: EnvConfig) -> None:

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import esper.simic.env.slot as slot_module
-from esper.simic.env import EnvConfig, MorphogeneticEnv
+from esper.simic.env import EnvConfig, HostTraining, LifecycleSettings, MorphogeneticEnv, SyntheticTask
 from esper.tamiyo.contract import VALID_TRANSITIONS, LifecycleOp, SeedStage, check_masks_nonempty, check_transition
 
 OCCUPIED = {SeedStage.GERMINATED, SeedStage.TRAINING, SeedStage.BLENDING, SeedStage.HOLDING, SeedStage.FOSSILIZED}
@@ -43,8 +43,10 @@ def test_random_valid_actions_keep_the_lifecycle_legal(
 ) -> None:
     config = EnvConfig(
         task="synthetic", host=host, slot_ids=tuple(f"r0c{i}" for i in range(num_slots)), episode_length=18,
-        synthetic_train_size=32, synthetic_val_size=16, batch_size=32, auto_advance=auto_advance,
-        training_dwell=dwell, min_prune_age=prune_age, embargo_epochs=embargo, max_seeds=max_seeds,
+        synthetic=SyntheticTask(train_size=32, val_size=16), host_training=HostTraining(batch_size=32),
+        lifecycle=LifecycleSettings(
+            training_dwell=dwell, min_prune_age=prune_age, embargo_epochs=embargo, max_seeds=max_seeds, auto_advance=auto_advance
+        ),
     )
     transitions: list[tuple[SeedStage, SeedStage]] = []
 

@@ -8,11 +8,24 @@ import random
 import pytest
 import torch
 
-from esper.simic.env import EnvConfig, EpisodeOverError, MorphogeneticEnv
+from esper.simic.env import (
+    EnvConfig,
+    EpisodeOverError,
+    HostTraining,
+    LifecycleSettings,
+    MorphogeneticEnv,
+    SyntheticTask,
+)
 from esper.tamiyo.contract import ActionMasks, BlueprintAction, LifecycleOp, SeedStage, feature_size
 
 WAIT = {"slot": 0, "blueprint": 0, "style": 2, "tempo": 1, "alpha_target": 2, "alpha_speed": 0, "alpha_curve": 0, "op": 0}
-SMALL = EnvConfig(task="synthetic", synthetic_train_size=64, synthetic_val_size=32, batch_size=32, episode_length=12, training_dwell=2)
+SMALL = EnvConfig(
+    task="synthetic",
+    synthetic=SyntheticTask(train_size=64, val_size=32),
+    host_training=HostTraining(batch_size=32),
+    episode_length=12,
+    lifecycle=LifecycleSettings(training_dwell=2),
+)
 
 
 def random_valid_action(masks: ActionMasks, rng: random.Random) -> dict[str, int]:

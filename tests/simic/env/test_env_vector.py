@@ -7,12 +7,17 @@ import math
 import pytest
 import torch
 
-from esper.simic.env import EnvConfig, MorphogeneticEnv, VectorEnv, VectorStep
+from esper.simic.env import EnvConfig, HostTraining, MorphogeneticEnv, SyntheticTask, VectorEnv, VectorStep
 from esper.simic.training.rollout import PolicyActor, play_round
 from esper.tamiyo.contract import LifecycleOp, feature_size
 from esper.tamiyo.policy import create_policy
 
-CONFIG = EnvConfig(task="synthetic", synthetic_train_size=64, synthetic_val_size=32, batch_size=32, episode_length=6)
+CONFIG = EnvConfig(
+    task="synthetic",
+    synthetic=SyntheticTask(train_size=64, val_size=32),
+    host_training=HostTraining(batch_size=32),
+    episode_length=6,
+)
 WAIT = {"slot": 0, "blueprint": 0, "style": 2, "tempo": 1, "alpha_target": 2, "alpha_speed": 0, "alpha_curve": 0, "op": 0}
 
 

@@ -12,12 +12,17 @@ from gymnasium.utils.env_checker import check_env
 
 import esper.simic
 import esper.tamiyo
-from esper.simic.env.config import EnvConfig
+from esper.simic.env.config import EnvConfig, HostTraining, SyntheticTask
 from esper.simic.env.gym_adapter import ENV_ID, EPISODE_KEY, MorphogeneticGymEnv, register_envs
 from esper.simic.env.morphogenetic import MorphogeneticEnv
 from esper.tamiyo.contract import HEAD_NAMES, LifecycleOp, feature_size
 
-TINY = EnvConfig(task="synthetic", synthetic_train_size=64, synthetic_val_size=32, batch_size=32, episode_length=4)
+TINY = EnvConfig(
+    task="synthetic",
+    synthetic=SyntheticTask(train_size=64, val_size=32),
+    host_training=HostTraining(batch_size=32),
+    episode_length=4,
+)
 
 
 @pytest.fixture()
@@ -125,3 +130,10 @@ def test_no_other_module_imports_gymnasium_at_import_time() -> None:
                 if any(n.split(".")[0] == "gymnasium" or n.endswith("gym_adapter") for n in names):
                     offenders.append(f"{path}:{node.lineno}")
     assert offenders == []
+
+
+def test_the_discount_defaults_to_ppos_and_can_be_given() -> None:
+    register_envs()
+    made = gymnasium.make(ENV_ID, config=TINY, gamma=0.5)
+    assert made.unwrapped.env.gamma == 0.5  # type: ignore[attr-defined]
+    assert MorphogeneticGymEnv(TINY).env.gamma == 0.99

@@ -16,6 +16,7 @@ from esper.simic.env.rewards import (
     RewardBreakdown,
     RewardConfig,
     RewardInputs,
+    check_discount,
     compute_reward,
     rent_term,
     seed_credit,
@@ -37,6 +38,7 @@ D, G, T, B, H, F, P = (
     SeedStage.PRUNED,
 )
 CFG = RewardConfig()
+GAMMA = 0.99
 
 
 def inputs(**overrides: object) -> RewardInputs:
@@ -79,7 +81,7 @@ def test_stage_potentials_table_and_state_sum() -> None:
 def test_germinate_step_components_exact() -> None:
     # GERMINATE with auto-advance: an empty slot ends the step in TRAINING.
     step = inputs(op=LifecycleOp.GERMINATE, stages_after=(T, D, D), seed_params=1000)
-    r = shaped_reward(step, CFG)
+    r = shaped_reward(step, CFG, gamma=GAMMA)
     assert r.stage_shaping == pytest.approx(0.3 * (0.99 * 2.0 - 0.0))  # 0.594
     assert r.action_cost == pytest.approx(-0.15)
     assert r.rent == pytest.approx(-0.005 * math.log(2.0))  # seed as large as the host
@@ -91,10 +93,9 @@ def test_germinate_step_components_exact() -> None:
 @given(stages=st.lists(st.tuples(*[st.sampled_from(list(SeedStage))] * 3), min_size=2, max_size=12))
 def test_stage_shaping_telescopes(gamma: float, stages: list[tuple[int, int, int]]) -> None:
     """Σ_t γ^t F_t = w (γ^T Φ(s_T) − Φ(s_0)) for any stage trajectory (Ng et al. 1999)."""
-    cfg = RewardConfig(gamma=gamma)
     discounted = sum(
         gamma**t
-        * simplified_reward(inputs(stages_before=before, stages_after=after), cfg).stage_shaping
+        * simplified_reward(inputs(stages_before=before, stages_after=after), CFG, gamma=gamma).stage_shaping
         for t, (before, after) in enumerate(itertools.pairwise(stages))
     )
     horizon = len(stages) - 1
@@ -107,12 +108,11 @@ def test_stage_shaping_telescopes(gamma: float, stages: list[tuple[int, int, int
 def test_episode_shaping_sums_to_minus_initial_potential(mode: str, stages: list[tuple[int, int, int]]) -> None:
     """Over a whole episode (last step flagged) the shaping sums to -w Φ(s_0), whatever the policy did:
     ending with seeds parked in high-potential stages earns nothing."""
-    cfg = RewardConfig(gamma=0.99)
     steps = list(itertools.pairwise(stages))
     discounted = sum(
         0.99**t
         * compute_reward(
-            mode, inputs(stages_before=before, stages_after=after, is_last_step=t == len(steps) - 1), cfg
+            mode, inputs(stages_before=before, stages_after=after, is_last_step=t == len(steps) - 1), CFG, gamma=0.99
         ).stage_shaping
         for t, (before, after) in enumerate(steps)
     )
@@ -120,12 +120,12 @@ def test_episode_shaping_sums_to_minus_initial_potential(mode: str, stages: list
 
 
 def test_last_step_drops_the_final_potential() -> None:
-    r = shaped_reward(inputs(stages_before=(F, H, D), stages_after=(F, F, D), is_last_step=True), CFG)
+    r = shaped_reward(inputs(stages_before=(F, H, D), stages_after=(F, F, D), is_last_step=True), CFG, gamma=GAMMA)
     assert r.stage_shaping == pytest.approx(-0.3 * (6.0 + 5.5))
 
 
 def test_prune_forfeits_potential() -> None:
-    r = shaped_reward(inputs(op=LifecycleOp.PRUNE, stages_before=(H, D, D), stages_after=(P, D, D)), CFG)
+    r = shaped_reward(inputs(op=LifecycleOp.PRUNE, stages_before=(H, D, D), stages_after=(P, D, D)), CFG, gamma=GAMMA)
     assert r.stage_shaping == pytest.approx(-0.3 * 5.5)
     assert r.action_cost == pytest.approx(-0.005)
 
@@ -162,12 +162,12 @@ def test_rent(seed_params: int, host_params: int, expected: float) -> None:
 )
 def test_action_costs(op: LifecycleOp, cost: float) -> None:
     assert CFG.action_cost(op) == cost
-    assert shaped_reward(inputs(op=op), CFG).action_cost == -cost
-    assert simplified_reward(inputs(op=op), CFG).action_cost == -cost
+    assert shaped_reward(inputs(op=op), CFG, gamma=GAMMA).action_cost == -cost
+    assert simplified_reward(inputs(op=op), CFG, gamma=GAMMA).action_cost == -cost
 
 
 def test_invalid_action_penalty_on_executed_wait() -> None:
-    r = shaped_reward(inputs(action_valid=False), CFG)
+    r = shaped_reward(inputs(action_valid=False), CFG, gamma=GAMMA)
     assert r.invalid_penalty == pytest.approx(-0.1)
     assert r.action_cost == 0.0
     assert r.total == pytest.approx(-0.1)
@@ -201,21 +201,21 @@ def test_seed_credit(contribution: float, progress: float | None, credit: float)
 )
 def test_attribution_by_op(op: LifecycleOp, contribution: float, expected: float) -> None:
     step = inputs(op=op, stages_before=(H, D, D), stages_after=(H, D, D), seed_contribution=contribution)
-    assert shaped_reward(step, CFG).attribution == pytest.approx(expected)
-    assert simplified_reward(step, CFG).attribution == 0.0
+    assert shaped_reward(step, CFG, gamma=GAMMA).attribution == pytest.approx(expected)
+    assert simplified_reward(step, CFG, gamma=GAMMA).attribution == 0.0
 
 
 def test_attribution_uses_progress_cap_and_weight() -> None:
     step = inputs(op=LifecycleOp.FOSSILIZE, seed_contribution=12.0, seed_progress=5.0)
-    assert shaped_reward(step, RewardConfig(contribution_weight=0.2)).attribution == pytest.approx(1.0)
-    assert shaped_reward(replace(step, seed_contribution=None), CFG).attribution == 0.0
+    assert shaped_reward(step, RewardConfig(contribution_weight=0.2), gamma=GAMMA).attribution == pytest.approx(1.0)
+    assert shaped_reward(replace(step, seed_contribution=None), CFG, gamma=GAMMA).attribution == 0.0
 
 
 def test_terminal_bonus_only_on_last_step() -> None:
-    assert shaped_reward(inputs(val_accuracy=70.0), CFG).terminal_bonus == 0.0
+    assert shaped_reward(inputs(val_accuracy=70.0), CFG, gamma=GAMMA).terminal_bonus == 0.0
     last = inputs(val_accuracy=70.0, is_last_step=True)
-    assert shaped_reward(last, CFG).terminal_bonus == pytest.approx(3.5)
-    assert simplified_reward(last, CFG).terminal_bonus == pytest.approx(3.5)
+    assert shaped_reward(last, CFG, gamma=GAMMA).terminal_bonus == pytest.approx(3.5)
+    assert simplified_reward(last, CFG, gamma=GAMMA).terminal_bonus == pytest.approx(3.5)
 
 
 def test_sparse_is_zero_before_the_last_step() -> None:
@@ -227,8 +227,8 @@ def test_sparse_is_zero_before_the_last_step() -> None:
         seed_contribution=5.0,
         seed_params=1000,
     )
-    assert sparse_reward(busy, CFG) == RewardBreakdown()
-    last = sparse_reward(replace(busy, is_last_step=True, val_accuracy=80.0), CFG)
+    assert sparse_reward(busy, CFG, gamma=GAMMA) == RewardBreakdown()
+    last = sparse_reward(replace(busy, is_last_step=True, val_accuracy=80.0), CFG, gamma=GAMMA)
     assert last.terminal_bonus == pytest.approx(4.0)
     assert last.rent == pytest.approx(-0.005 * math.log(2.0))
     assert last.total == pytest.approx(4.0 - 0.005 * math.log(2.0))
@@ -246,22 +246,22 @@ def test_governor_rollback(mode: str) -> None:
         governor_rollback=True,
         val_accuracy=math.nan,
     )
-    r = compute_reward(mode, step, CFG)
+    r = compute_reward(mode, step, CFG, gamma=GAMMA)
     shaping = 0.0 if mode == "sparse" else -0.3 * (5.5 + 6.0)  # terminal potential is 0
     assert r.as_dict() == pytest.approx(RewardBreakdown(stage_shaping=shaping, governor_penalty=-10.0).as_dict())
 
 
 def test_compute_reward_dispatches_by_mode() -> None:
     step = inputs(op=LifecycleOp.FOSSILIZE, stages_before=(H, D, D), stages_after=(F, D, D), seed_contribution=5.0)
-    assert compute_reward("shaped", step, CFG) == shaped_reward(step, CFG)
-    assert compute_reward("simplified", step, CFG) == simplified_reward(step, CFG)
-    assert compute_reward("sparse", step, CFG) == sparse_reward(step, CFG)
+    assert compute_reward("shaped", step, CFG, gamma=GAMMA) == shaped_reward(step, CFG, gamma=GAMMA)
+    assert compute_reward("simplified", step, CFG, gamma=GAMMA) == simplified_reward(step, CFG, gamma=GAMMA)
+    assert compute_reward("sparse", step, CFG, gamma=GAMMA) == sparse_reward(step, CFG, gamma=GAMMA)
     assert REWARD_MODES == ("shaped", "simplified", "sparse")
 
 
 def test_unknown_mode_raises_with_known_modes() -> None:
     with pytest.raises(ValueError, match=r"unknown reward mode 'dense'.*shaped, simplified, sparse"):
-        compute_reward("dense", inputs(), CFG)
+        compute_reward("dense", inputs(), CFG, gamma=GAMMA)
 
 
 @pytest.mark.parametrize(
@@ -284,8 +284,15 @@ def test_inputs_validation(overrides: dict[str, object]) -> None:
 
 @pytest.mark.parametrize(
     "overrides",
-    [{"gamma": 0.0}, {"gamma": 1.5}, {"rent_weight": -0.1}, {"governor_penalty": math.nan}, {"rent_host_floor": 0}],
+    [{"rent_weight": -0.1}, {"governor_penalty": math.nan}, {"prune_cost": 1e39}, {"rent_host_floor": 0}],
 )
 def test_config_validation(overrides: dict[str, float]) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=f"reward.{next(iter(overrides))}"):
         RewardConfig(**overrides)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("gamma", [-0.1, 1.5, math.nan])
+def test_discount_must_be_in_unit_interval(gamma: float) -> None:
+    with pytest.raises(ValueError, match="gamma"):
+        check_discount(gamma)
+    assert check_discount(0.0) == 0.0 and check_discount(1.0) == 1.0

@@ -9,15 +9,14 @@ from typing import Any
 import pytest
 
 from esper.simic.agent import PPOConfig
-from esper.simic.env import EnvConfig
+from esper.simic.env import EnvConfig, HostTraining, SyntheticTask
 from esper.simic.training import TrainConfig
 
 TINY_ENV = EnvConfig(
     task="synthetic",
     episode_length=4,
-    synthetic_train_size=64,
-    synthetic_val_size=32,
-    batch_size=32,
+    synthetic=SyntheticTask(train_size=64, val_size=32),
+    host_training=HostTraining(batch_size=32),
 )
 TINY_POLICY = {"hidden_size": 16, "lstm_hidden": 16}
 

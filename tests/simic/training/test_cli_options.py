@@ -8,19 +8,34 @@ from typing import Literal
 
 import pytest
 
-from esper.simic.training.options import add_options, collect_options, given_values, plain_text
+from esper.simic.training.options import (
+    Option,
+    add_option_groups,
+    add_options,
+    collect_options,
+    given_values,
+    plain_text,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Governor:
+    patience: int = 2
+    """Anomalies before a rollback."""
+    lr: float = 0.1
+    """A rate."""
 
 
 @dataclass(frozen=True, slots=True)
 class Env:
     episode_length: int = 40
     """Epochs per episode."""
-    gamma: float = 0.99
-    """Discount."""
     slot_ids: tuple[str, ...] = ("r0c0",)
     """Enabled slots."""
     impaired: bool = True
     """Impaired host."""
+    governor: Governor = field(default_factory=Governor)
+    """The governor section."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,32 +55,52 @@ class Run:
     mode: Literal["off", "default"] = "off"
     """Compile mode: ``off`` or ``default`` (see :func:`~torch.compile`)."""
     env: Env = field(default_factory=Env)
+    """The environment."""
     ppo: Ppo = field(default_factory=Ppo)
+    """The agent."""
 
 
-def _parse(argv: list[str]) -> tuple[dict[str, object], list]:
-    options = collect_options(Run, renames={"slot_ids": "slots"}, aliases={"num_envs": ("--envs",)})
+def _options() -> list[Option]:
+    return collect_options(
+        Run,
+        renames={"env.slot_ids": "slots"},
+        aliases={"num_envs": ("--envs",), "env.governor.lr": ("--governor-rate",)},
+    )
+
+
+def _parse(argv: list[str]) -> tuple[dict[str, object], list[Option]]:
+    options = _options()
     parser = argparse.ArgumentParser(exit_on_error=False)
     add_options(parser, options)
     return given_values(parser.parse_args(argv), options), options
 
 
-def test_flags_follow_field_names_with_help_from_docstrings() -> None:
+def test_flags_follow_the_field_path_without_its_top_section() -> None:
     _, options = _parse([])
     by_flag = {o.flag: o for o in options}
     assert set(by_flag) == {
         "--num-envs",
         "--mode",
         "--episode-length",
-        "--gamma",
         "--slots",
         "--impaired",
+        "--governor-patience",
+        "--governor-lr",
+        "--gamma",
         "--target-kl",
         "--floors",
     }
+    assert by_flag["--governor-patience"].path == ("env", "governor", "patience")
+    assert by_flag["--governor-patience"].section == "env.governor"
+    assert by_flag["--governor-patience"].section_help == "The governor section."
+    assert by_flag["--governor-lr"].aliases == ("--governor-rate",)
     assert by_flag["--episode-length"].help == "Epochs per episode. (default: 40)"
-    assert by_flag["--gamma"].paths == (("env", "gamma"), ("ppo", "gamma"))
     assert by_flag["--mode"].help == "Compile mode: off or default (see compile). (default: off)"
+
+
+def test_a_section_collected_on_its_own_gets_the_same_flags() -> None:
+    flags = [o.flag for o in collect_options(Env, renames={"env.slot_ids": "slots"}, prefix=("env",))]
+    assert flags == ["--episode-length", "--slots", "--impaired", "--governor-patience", "--governor-lr"]
 
 
 @pytest.mark.parametrize(
@@ -84,16 +119,28 @@ def test_help_renders_rest_markup_as_plain_text(doc: str, shown: str) -> None:
 
 def test_only_given_flags_appear_in_the_layer() -> None:
     assert _parse([])[0] == {}
-    layer, _ = _parse(["--envs", "2", "--slots", "r0c1", "r0c2", "--no-impaired", "--floors", '{"op": 0.1}'])
+    layer, _ = _parse(
+        ["--envs", "2", "--slots", "r0c1", "r0c2", "--no-impaired", "--floors", '{"op": 0.1}', "--governor-patience", "3"]
+    )
     assert layer == {
         "num_envs": 2,
-        "env": {"slot_ids": ("r0c1", "r0c2"), "impaired": False},
+        "env": {"slot_ids": ("r0c1", "r0c2"), "impaired": False, "governor": {"patience": 3}},
         "ppo": {"floors": {"op": 0.1}},
     }
 
 
-def test_a_shared_flag_sets_every_section() -> None:
-    assert _parse(["--gamma", "0.9"])[0] == {"env": {"gamma": 0.9}, "ppo": {"gamma": 0.9}}
+def test_an_alias_sets_the_same_nested_field() -> None:
+    assert _parse(["--governor-rate", "0.5"])[0] == {"env": {"governor": {"lr": 0.5}}}
+    assert _parse(["--governor-lr", "0.5"])[0] == {"env": {"governor": {"lr": 0.5}}}
+
+
+def test_option_groups_follow_the_config_sections() -> None:
+    parser = argparse.ArgumentParser()
+    add_option_groups(parser, _options(), top_title="run")
+    groups = {g.title: g for g in parser._action_groups}  # argparse has no public accessor
+    assert {"run", "env", "env.governor", "ppo"} <= set(groups)
+    assert groups["env.governor"].description == "The governor section."
+    assert [a.option_strings[0] for a in groups["env.governor"]._group_actions] == ["--governor-patience", "--governor-lr"]
 
 
 @pytest.mark.parametrize("argv", [["--mode", "fast"], ["--num-envs", "two"], ["--floors", "[1]"], ["--floors", "{"]])
@@ -103,16 +150,19 @@ def test_bad_values_are_argparse_errors(argv: list[str]) -> None:
 
 
 @dataclass(frozen=True)
-class IntGamma:
-    gamma: int = 1
+class Section:
+    gamma: float = 0.9
+    """Discount."""
 
 
 @dataclass(frozen=True)
 class Clash:
-    section: IntGamma = field(default_factory=IntGamma)
     gamma: float = 0.5
+    """Top-level discount."""
+    ppo: Section = field(default_factory=Section)
+    """Leaves its name out of its flags, so its gamma is --gamma too."""
 
 
-def test_conflicting_types_for_one_flag_raise() -> None:
-    with pytest.raises(TypeError, match="--gamma"):
+def test_two_fields_deriving_one_flag_raise() -> None:
+    with pytest.raises(TypeError, match=r"fields gamma and ppo\.gamma both map to --gamma"):
         collect_options(Clash)

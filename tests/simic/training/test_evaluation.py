@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +12,7 @@ import torch
 
 from esper.simic.training import EvalConfig, TrainConfig, evaluate, evaluate_heuristic, train
 from esper.simic.training.evaluation import NO_GROWTH, wait_actions
+from esper.simic.agent import PPOConfig
 from esper.simic.env import EnvConfig
 from esper.tamiyo.contract import ActionMasks, LifecycleOp, SlotConfig, morphogenetic_action_space
 
@@ -53,3 +55,16 @@ def test_evaluate_heuristic_reports_one_row(tiny_env: EnvConfig) -> None:
 def test_eval_config_validation(fields: dict[str, int]) -> None:
     with pytest.raises(ValueError):
         EvalConfig(**fields)
+
+
+@pytest.mark.slow  # a training round and two evaluations of 12-epoch episodes: seconds
+def test_evaluation_discounts_the_shaping_with_the_checkpoints_gamma(
+    make_config: Callable[..., TrainConfig], tiny_env: EnvConfig, tmp_path: Path
+) -> None:
+    """Returns are comparable with training's: the checkpoint's ppo.gamma also discounts the shaping."""
+    env = dataclasses.replace(tiny_env, episode_length=12)  # long enough for the heuristic to germinate
+    train(make_config("run", rounds=1, env=env, ppo=PPOConfig(update_epochs=1, gamma=0.5)))
+    config = EvalConfig(episodes=2, num_envs=2)
+    heuristic_row = evaluate(tmp_path / "run" / "checkpoint_last.pt", config).rows[1]
+    assert heuristic_row.stats.returns == evaluate_heuristic(env, config, gamma=0.5).rows[0].stats.returns
+    assert heuristic_row.stats.returns != evaluate_heuristic(env, config).rows[0].stats.returns

@@ -46,7 +46,6 @@ def test_every_field_is_documented() -> None:
         ({"device": "gpu0"}, "invalid device 'gpu0'"),
         ({"policy": ""}, "policy must be"),
         ({"policy_kwargs": {"x": object()}}, "JSON-serialisable"),
-        ({"env": EnvConfig(gamma=0.9)}, r"env.gamma \(0.9\) must equal ppo.gamma"),
     ],
 )
 def test_validation_names_the_offending_value(fields: dict[str, object], message: str) -> None:
@@ -68,6 +67,21 @@ def test_dict_round_trip_and_unknown_keys() -> None:
         TrainConfig.from_dict({"num_envs": "four"})
 
 
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"env": {"governor": {"patiense": 3}}}, r"unknown config key\(s\) \['env.governor.patiense'\]; valid keys in 'env.governor'"),
+        ({"env": {"reward": {"rent": 0.1}}}, r"\['env.reward.rent'\]"),
+        ({"env": {"gamma": 0.9}}, r"\['env.gamma'\]"),
+        ({"env": {"governor": 3}}, r"config section 'env.governor' must be a table"),
+        ({"env": {"host_training": {"lr": "fast"}}}, r"'env.host_training.lr' expects a number"),
+    ],
+)
+def test_nested_sections_reject_bad_keys_by_their_dotted_path(data: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigKeyError, match=message):
+        TrainConfig.from_dict(data)
+
+
 def test_toml_and_json_files(tmp_path: Path) -> None:
     toml = tmp_path / "run.toml"
     toml.write_text(
@@ -83,6 +97,24 @@ def test_toml_and_json_files(tmp_path: Path) -> None:
     as_json = tmp_path / "run.json"
     as_json.write_text(json.dumps(config.to_dict()))
     assert build_config(load_config_file(as_json)) == config
+
+
+def test_nested_tables_set_sections_and_every_reward_weight(tmp_path: Path) -> None:
+    toml = tmp_path / "run.toml"
+    toml.write_text(
+        '[env]\ntask = "synthetic"\n'
+        "[env.lifecycle]\ntraining_dwell = 2\n"
+        "[env.host_training]\nlr = 0.05\n"
+        "[env.governor]\npatience = 3\n"
+        "[env.reward]\nrent_weight = 0.01\ngovernor_penalty = 4.0\n"
+        "[ppo]\ngamma = 0.9\n"
+    )
+    config = build_config(load_config_file(toml), {"env": {"reward": {"rent_weight": 0.02}}})
+    env = config.env
+    assert (env.lifecycle.training_dwell, env.host_training.lr, env.governor.patience) == (2, 0.05, 3)
+    assert (env.reward.rent_weight, env.reward.governor_penalty, env.reward.germinate_cost) == (0.02, 4.0, 0.15)
+    assert env.governor.window == 10 and config.ppo.gamma == 0.9  # untouched fields keep their defaults
+    assert TrainConfig.from_dict(config.to_dict()) == config
 
 
 @pytest.mark.parametrize(

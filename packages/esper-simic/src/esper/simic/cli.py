@@ -33,15 +33,35 @@ from esper.simic.training import (
     train,
 )
 from esper.simic.training.dataclass_io import from_plain
-from esper.simic.training.options import Option, add_options, collect_options, given_values
+from esper.simic.training.options import Option, add_option_groups, add_options, collect_options, given_values
 from esper.simic.training.run_dir import strict_json
 from esper.tamiyo.policy import PolicyRegistryError, list_policies
 
 PROG = "esper-train"
-#: Flag stems that differ from the field name (the reference's and the spec's names).
-RENAMES = {"out_dir": "out", "slot_ids": "slots"}
-#: Additional spellings accepted for the same option.
-ALIASES = {"num_envs": ("--envs",), "out_dir": ("--out-dir",), "slot_ids": ("--slot-ids",)}
+#: Flag stems that differ from the derived ones, by dotted field path (the reference's and the spec's names).
+RENAMES = {"out_dir": "out", "env.slot_ids": "slots"}
+#: Additional spellings accepted for the same option, by dotted field path: the reference's names
+#: and the flags of the flat environment config that preceded its sections.
+ALIASES = {
+    "num_envs": ("--envs",),
+    "out_dir": ("--out-dir",),
+    "env.slot_ids": ("--slot-ids",),
+    "env.lifecycle.training_dwell": ("--training-dwell",),
+    "env.lifecycle.min_prune_age": ("--min-prune-age",),
+    "env.lifecycle.embargo_epochs": ("--embargo-epochs",),
+    "env.lifecycle.max_seeds": ("--max-seeds",),
+    "env.lifecycle.auto_advance": ("--auto-advance",),
+    "env.host_training.lr": ("--host-lr",),
+    "env.host_training.momentum": ("--host-momentum",),
+    "env.host_training.weight_decay": ("--host-weight-decay",),
+    "env.host_training.max_grad_norm": ("--host-max-grad-norm",),
+    "env.host_training.batch_size": ("--batch-size",),
+    "env.host_training.val_batch_size": ("--val-batch-size",),
+    "env.seed_training.lr": ("--seed-lr",),
+    "env.seed_training.momentum": ("--seed-momentum",),
+    "env.seed_training.max_grad_norm": ("--seed-max-grad-norm",),
+    "env.governor.snapshot_interval": ("--snapshot-interval",),
+}
 #: Exceptions that mean "bad input", reported in one line (anything else is a bug and keeps its traceback).
 #: ``OSError`` covers paths the user named that cannot be read or written (missing, a directory,
 #: no permission).
@@ -92,11 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", metavar="CHECKPOINT", help="continue the run of this checkpoint up to --rounds/--episodes"
     )
     ppo.add_argument("--quiet", action="store_true", help="no progress display")
-    options = _train_options()
-    top = [o for o in options if len(o.paths[0]) == 1]
-    add_options(ppo.add_argument_group("run"), top)
-    add_options(ppo.add_argument_group("environment"), [o for o in options if o.paths[0][0] == "env"])
-    add_options(ppo.add_argument_group("ppo"), [o for o in options if o.paths[0][0] == "ppo" and o not in top])
+    add_option_groups(ppo, _train_options(), top_title="run")
 
     heuristic = commands.add_parser(
         "heuristic",
@@ -104,8 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the heuristic (rule-based) policy on the vector environment and report its results.",
     )
     heuristic.add_argument("--out", metavar="FILE", help="also write the report as JSON to FILE")
-    add_options(heuristic.add_argument_group("evaluation"), _eval_options())
-    add_options(heuristic.add_argument_group("environment"), _env_options())
+    add_option_groups(heuristic, [*_eval_options(), *_env_options()], top_title="evaluation")
 
     evaluation = commands.add_parser(
         "eval",

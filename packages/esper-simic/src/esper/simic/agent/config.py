@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from esper.simic.checks import check_float
 from esper.tamiyo.contract import ActionSpace
 
 #: Entropy-bonus multipliers per head (esper-lite's values): heads whose choices are rarer and easier
@@ -43,13 +44,6 @@ REFERENCE_PROBABILITY_FLOORS: Mapping[str, float] = MappingProxyType({
 KL_EARLY_STOP_FACTOR = 1.5
 
 
-def _check_range(name: str, value: float, low: float, high: float, *, low_open: bool = False) -> None:
-    below = value <= low if low_open else value < low
-    if below or value > high:
-        bracket = "(" if low_open else "["
-        raise ValueError(f"{name} must be in {bracket}{low}, {high}], got {value!r}")
-
-
 @dataclass(frozen=True, slots=True)
 class PPOConfig:
     """Hyperparameters of :class:`~esper.simic.agent.PPOAgent` (defaults tuned for CPU-sized runs)."""
@@ -59,7 +53,7 @@ class PPOConfig:
     adam_eps: float = 1e-5
     """Adam epsilon; 1e-5 rather than torch's 1e-8, as in the PPO implementation-details literature."""
     gamma: float = 0.99
-    """Discount per RL step (one host epoch). Must equal the environment's gamma (potential-based shaping uses it)."""
+    """Discount per RL step (one host epoch), for GAE and for the environment's potential-based reward shaping."""
     gae_lambda: float = 0.95
     """GAE lambda in [0, 1]: 1 = Monte-Carlo returns (high variance), 0 = one-step TD (high bias)."""
     clip_coef: float = 0.2
@@ -97,29 +91,25 @@ class PPOConfig:
     REFERENCE_PROBABILITY_FLOORS reproduces the reference."""
 
     def __post_init__(self) -> None:
-        _check_range("learning_rate", self.learning_rate, 0.0, 1.0, low_open=True)
-        _check_range("adam_eps", self.adam_eps, 0.0, 1.0, low_open=True)
-        _check_range("gamma", self.gamma, 0.0, 1.0)
-        _check_range("gae_lambda", self.gae_lambda, 0.0, 1.0)
-        if not 0.0 < self.clip_coef < 1.0:
-            raise ValueError(f"clip_coef must be in (0, 1), got {self.clip_coef!r}")
+        check_float("learning_rate", self.learning_rate, low_inclusive=False, high=1.0)
+        check_float("adam_eps", self.adam_eps, low_inclusive=False, high=1.0)
+        check_float("gamma", self.gamma, high=1.0)
+        check_float("gae_lambda", self.gae_lambda, high=1.0)
+        check_float("clip_coef", self.clip_coef, low_inclusive=False, high=1.0, high_inclusive=False)
         for name in ("update_epochs", "num_minibatches", "value_norm_warmup"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if self.target_kl is not None and not self.target_kl > 0.0:
-            raise ValueError(f"target_kl must be > 0 or None, got {self.target_kl!r}")
+        if self.target_kl is not None:
+            check_float("target_kl", self.target_kl, low_inclusive=False)
         for name in ("entropy_coef", "value_coef", "q_coef"):
-            if not getattr(self, name) >= 0.0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+            check_float(name, getattr(self, name))
         for name in ("max_grad_norm", "advantage_std_floor"):
-            if not getattr(self, name) > 0.0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+            check_float(name, getattr(self, name), low_inclusive=False)
         if self.entropy_coef_per_head is not None:
             multipliers = dict(self.entropy_coef_per_head)
-            bad = {h: m for h, m in multipliers.items() if not m >= 0.0}
-            if bad:
-                raise ValueError(f"entropy_coef_per_head multipliers must be >= 0, got {bad}")
+            for head, multiplier in multipliers.items():
+                check_float(f"entropy_coef_per_head[{head!r}]", multiplier)
             object.__setattr__(self, "entropy_coef_per_head", multipliers)
         if self.probability_floor is not None:
             floors = dict(self.probability_floor)

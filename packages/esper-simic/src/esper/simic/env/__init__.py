@@ -9,25 +9,35 @@ gymnasium adapter lives in ``esper.simic.env.gym_adapter`` and is not imported h
 from esper.simic.env.alpha import AlphaController, AlphaRetargetError, curve_progress
 from esper.simic.env.blending import blend, blend_add, blend_gate, blend_multiply, straight_through
 from esper.simic.env.blueprints import BLUEPRINT_BUILDERS, build_blueprint, build_gate
-from esper.simic.env.config import HOSTS, TASKS, EnvConfig
+from esper.simic.env.config import (
+    HOSTS,
+    TASKS,
+    EnvConfig,
+    GovernorSettings,
+    HostTraining,
+    LifecycleSettings,
+    SeedTraining,
+    SyntheticTask,
+)
 from esper.simic.env.datasets import DataError, TaskData, load_cifar10, load_digits, load_task, make_synthetic
-from esper.simic.env.governor import Governor, GovernorSettings, GovernorVerdict, Snapshot
+from esper.simic.env.governor import Governor, GovernorVerdict, Snapshot
 from esper.simic.env.hosts import HOST_PRESETS, HostNetwork, HostPreset, build_host
 from esper.simic.env.model import MorphogeneticModel
 from esper.simic.env.morphogenetic import EpisodeOverError, MorphogeneticEnv
 from esper.simic.env.results import EnvReset, EnvStep, EpisodeSummary, ResetInfo, StepInfo, VectorReset, VectorStep
-from esper.simic.env.rewards import REWARD_MODES, RewardBreakdown, RewardConfig, RewardInputs, compute_reward
+from esper.simic.env.rewards import DEFAULT_GAMMA, REWARD_MODES, RewardBreakdown, RewardConfig, RewardInputs, compute_reward
 from esper.simic.env.signals import SignalTracker, SignalTrackerConfig, TrackerSignals
 from esper.simic.env.slot import GradientStats, LifecycleError, SeedSlot, SlotSettings
 from esper.simic.env.validation import ValidationResult, validate
 from esper.simic.env.vector import VectorEnv
 
 __all__ = [
-    "BLUEPRINT_BUILDERS", "HOSTS", "HOST_PRESETS", "REWARD_MODES", "TASKS",
-    "AlphaController", "AlphaRetargetError", "DataError", "EnvConfig", "EnvReset", "EnvStep", "EpisodeOverError", "EpisodeSummary",
-    "Governor", "GovernorSettings", "GovernorVerdict", "GradientStats", "HostNetwork", "HostPreset", "LifecycleError",
-    "MorphogeneticEnv", "MorphogeneticModel", "ResetInfo", "RewardBreakdown", "RewardConfig", "RewardInputs", "SeedSlot",
-    "SignalTracker", "SignalTrackerConfig", "SlotSettings", "Snapshot", "StepInfo", "TaskData", "TrackerSignals",
+    "BLUEPRINT_BUILDERS", "DEFAULT_GAMMA", "HOSTS", "HOST_PRESETS", "REWARD_MODES", "TASKS",
+    "AlphaController", "AlphaRetargetError", "DataError", "EnvConfig", "EnvReset", "EnvStep", "EpisodeOverError",
+    "EpisodeSummary", "Governor", "GovernorSettings", "GovernorVerdict", "GradientStats", "HostNetwork", "HostPreset",
+    "HostTraining", "LifecycleError", "LifecycleSettings", "MorphogeneticEnv", "MorphogeneticModel", "ResetInfo",
+    "RewardBreakdown", "RewardConfig", "RewardInputs", "SeedSlot", "SeedTraining", "SignalTracker",
+    "SignalTrackerConfig", "SlotSettings", "Snapshot", "StepInfo", "SyntheticTask", "TaskData", "TrackerSignals",
     "ValidationResult", "VectorEnv", "VectorReset", "VectorStep",
     "blend", "blend_add", "blend_gate", "blend_multiply", "build_blueprint", "build_gate", "build_host",
     "compute_reward", "curve_progress", "load_cifar10", "load_digits", "load_task", "make_synthetic",

@@ -1,4 +1,9 @@
-"""Configuration of one morphogenetic environment (task, host, lifecycle constants, optimisers, governor).
+"""Configuration of one morphogenetic environment: top-level choices plus nested settings sections.
+
+``EnvConfig`` holds what picks the environment (task, host, slots, episode length, reward mode) and
+one frozen section per concern: ``lifecycle``, ``host_training``, ``seed_training``, ``governor``,
+``reward`` (:class:`~esper.simic.env.rewards.RewardConfig`) and ``synthetic``. Each section is a
+``[env.<section>]`` table in a config file and its fields are ``--<section>-<field>`` flags.
 
 Defaults are the CPU-sized faithful version of the reference (docs/design/reference-numbers.md): 40-epoch
 episodes on the bundled ``digits`` task with the impaired MLP host and the lifecycle dwell times
@@ -8,10 +13,10 @@ scaled down from the reference's 150-epoch values (TRAINING dwell 10 → 4, mini
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
+from esper.simic.checks import check_float, check_int
 from esper.simic.env.rewards import RewardConfig, check_reward_mode
 from esper.tamiyo.contract import SlotConfig, parse_slot_id
 
@@ -25,25 +30,129 @@ HOSTS: tuple[str, ...] = ("mlp", "cnn")
 NUM_HOST_BLOCKS = 3
 
 
-def _check_int(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+@dataclass(frozen=True, slots=True)
+class LifecycleSettings:
+    """The seed lifecycle's rules: gate dwell times, prune age, embargo, seed budget, auto-advance."""
+
+    training_dwell: int = 4
+    """Minimum epochs in TRAINING before BLENDING (gate G2; reference 10 for 150-epoch episodes)."""
+    min_prune_age: int = 3
+    """Minimum seed age in epochs before PRUNE is allowed (reference 5)."""
+    embargo_epochs: int = 3
+    """Epochs a slot stays EMBARGOED after a prune before its one-epoch RESETTING (reference 5)."""
+    max_seeds: int = 0
+    """Cap on live + fossilized seeds per episode (pruned seeds free their budget); 0 = unlimited."""
+    auto_advance: bool = True
+    """Advance GERMINATED→TRAINING→BLENDING→HOLDING automatically when gates pass (ADVANCE is then masked)."""
+
+    def __post_init__(self) -> None:
+        for name in ("training_dwell", "min_prune_age", "embargo_epochs", "max_seeds"):
+            check_int(f"lifecycle.{name}", getattr(self, name), 0)
+        if not isinstance(self.auto_advance, bool):
+            raise TypeError(f"lifecycle.auto_advance must be a bool, got {self.auto_advance!r}")
 
 
-def _check_float(name: str, value: object, *, low: float = 0.0, low_inclusive: bool = True, high: float = math.inf) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    too_low = value < low if low_inclusive else value <= low
-    if too_low or value > high:
-        bound = "[" if low_inclusive else "("
-        raise ValueError(f"{name} must be in {bound}{low}, {high}], got {value!r}")
+@dataclass(frozen=True, slots=True)
+class HostTraining:
+    """How the host trains each epoch: its SGD optimiser and the minibatches it shares with the seeds."""
+
+    lr: float = 0.02
+    """SGD learning rate of the host (reference 0.01; 0.05 made the impaired cnn diverge now and then)."""
+    momentum: float = 0.9
+    """SGD momentum of the host, in [0, 0.999]."""
+    weight_decay: float = 5e-4
+    """SGD weight decay of the host (reference 5e-4)."""
+    max_grad_norm: float = 1.0
+    """Gradient-norm clip of the host parameters (separate from the seeds); 0 disables clipping."""
+    batch_size: int = 100
+    """Training minibatch size (samples) of host and seeds alike; the last incomplete minibatch of an epoch is dropped."""
+    val_batch_size: int = 1024
+    """Validation samples per forward chunk (each chunk is evaluated for all counterfactual configs at once)."""
+
+    def __post_init__(self) -> None:
+        check_float("host_training.lr", self.lr, low_inclusive=False)
+        check_float("host_training.momentum", self.momentum, high=0.999)
+        check_float("host_training.weight_decay", self.weight_decay)
+        check_float("host_training.max_grad_norm", self.max_grad_norm)
+        check_int("host_training.batch_size", self.batch_size, 1)
+        check_int("host_training.val_batch_size", self.val_batch_size, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class SeedTraining:
+    """How each seed trains: its own SGD optimiser (seeds see the host's minibatches)."""
+
+    lr: float = 0.02
+    """SGD learning rate of each seed (each seed has its own optimiser)."""
+    momentum: float = 0.9
+    """SGD momentum of each seed, in [0, 0.999]."""
+    max_grad_norm: float = 1.0
+    """Gradient-norm clip applied to each seed separately; 0 disables clipping."""
+
+    def __post_init__(self) -> None:
+        check_float("seed_training.lr", self.lr, low_inclusive=False)
+        check_float("seed_training.momentum", self.momentum, high=0.999)
+        check_float("seed_training.max_grad_norm", self.max_grad_norm)
+
+
+@dataclass(frozen=True, slots=True)
+class GovernorSettings:
+    """The safety governor: when to snapshot, and when a validation loss counts as divergence.
+
+    A loss is anomalous when, with at least ``min_samples`` healthy losses in the window, it is more
+    than ``sigma`` standard deviations above their mean, more than ``factor`` times the mean *and*
+    above ``min_loss``; ``patience`` consecutive anomalies roll the model back.
+    """
+
+    snapshot_interval: int = 5
+    """Take a last-known-good snapshot every this many epochs (and after every fossilize)."""
+    window: int = 10
+    """Healthy validation losses kept for the running statistics (reference 20)."""
+    min_samples: int = 5
+    """Losses needed in the window before divergence can be detected (reference 10)."""
+    patience: int = 2
+    """Consecutive anomalous epochs that trigger a rollback (reference 3)."""
+    sigma: float = 6.0
+    """An anomaly is more than this many standard deviations above the window mean..."""
+    factor: float = 3.0
+    """...and more than this multiple of the window mean (>= 1)..."""
+    min_loss: float = 5.0
+    """...and above this absolute loss (nats; ln 10 ≈ 2.3 is chance level for 10 classes)."""
+
+    def __post_init__(self) -> None:
+        for name, minimum in (("snapshot_interval", 1), ("window", 2), ("min_samples", 2), ("patience", 1)):
+            check_int(f"governor.{name}", getattr(self, name), minimum)
+        if self.min_samples > self.window:
+            raise ValueError(f"governor.min_samples ({self.min_samples}) must be <= governor.window ({self.window})")
+        check_float("governor.sigma", self.sigma)
+        check_float("governor.factor", self.factor, low=1.0)
+        check_float("governor.min_loss", self.min_loss)
+
+
+@dataclass(frozen=True, slots=True)
+class SyntheticTask:
+    """Size and seed of the ``synthetic`` task (ignored by the other tasks)."""
+
+    train_size: int = 512
+    """Training samples of the ``synthetic`` task."""
+    val_size: int = 256
+    """Validation samples of the ``synthetic`` task."""
+    seed: int = 0
+    """Seed of the ``synthetic`` data generator (fixed per config, so every episode sees the same task)."""
+
+    def __post_init__(self) -> None:
+        check_int("synthetic.train_size", self.train_size, 1)
+        check_int("synthetic.val_size", self.val_size, 1)
+        check_int("synthetic.seed", self.seed, 0)
 
 
 @dataclass(frozen=True, slots=True)
 class EnvConfig:
-    """Everything that defines one environment; two envs with equal configs and reset seeds are identical."""
+    """Everything that defines one environment; two envs with equal configs, discounts and reset seeds are identical.
+
+    The discount of the reward's stage shaping is not part of it: the trainer passes its PPO gamma
+    to the environment (one gamma for shaping and GAE).
+    """
 
     task: TaskName = "digits"
     """Dataset: ``digits`` (bundled UCI 8x8 digits, 1,200/597 split), ``synthetic`` (seeded, any size,
@@ -58,58 +167,20 @@ class EnvConfig:
     """Host epochs per episode (= RL steps); the last one is a time-limit truncation."""
     reward_mode: RewardMode = "shaped"
     """Reward: ``shaped`` (dense, default), ``simplified`` (no counterfactuals/rent) or ``sparse`` (final step only)."""
-    gamma: float = 0.99
-    """Discount of the potential-based stage shaping; must equal the PPO gamma or the shaping stops telescoping."""
-    max_seeds: int = 0
-    """Cap on live + fossilized seeds per episode (pruned seeds free their budget); 0 = unlimited."""
-    auto_advance: bool = True
-    """Advance GERMINATED→TRAINING→BLENDING→HOLDING automatically when gates pass (ADVANCE is then masked)."""
-    training_dwell: int = 4
-    """Minimum epochs in TRAINING before BLENDING (gate G2; reference 10 for 150-epoch episodes)."""
-    min_prune_age: int = 3
-    """Minimum seed age in epochs before PRUNE is allowed (reference 5)."""
-    embargo_epochs: int = 3
-    """Epochs a slot stays EMBARGOED after a prune before its one-epoch RESETTING (reference 5)."""
     data_dir: str | None = None
     """Directory of the CIFAR-10 python batches (``data_batch_1..5``, ``test_batch``); only for ``task=cifar10``."""
-    batch_size: int = 100
-    """Training minibatch size (samples); the last incomplete minibatch of an epoch is dropped."""
-    val_batch_size: int = 1024
-    """Validation samples per forward chunk (each chunk is evaluated for all counterfactual configs at once)."""
-    host_lr: float = 0.02
-    """SGD learning rate of the host (reference 0.01; 0.05 made the impaired cnn diverge now and then)."""
-    host_momentum: float = 0.9
-    """SGD momentum of the host."""
-    host_weight_decay: float = 5e-4
-    """SGD weight decay of the host (reference 5e-4)."""
-    host_max_grad_norm: float = 1.0
-    """Gradient-norm clip of the host parameters (separate from the seeds); 0 disables clipping."""
-    seed_lr: float = 0.02
-    """SGD learning rate of each seed (each seed has its own optimiser)."""
-    seed_momentum: float = 0.9
-    """SGD momentum of each seed."""
-    seed_max_grad_norm: float = 1.0
-    """Gradient-norm clip applied to each seed separately; 0 disables clipping."""
-    synthetic_train_size: int = 512
-    """Training samples of the ``synthetic`` task."""
-    synthetic_val_size: int = 256
-    """Validation samples of the ``synthetic`` task."""
-    synthetic_seed: int = 0
-    """Seed of the ``synthetic`` data generator (fixed per config, so every episode sees the same task)."""
-    snapshot_interval: int = 5
-    """Governor: take a last-known-good snapshot every this many epochs (and after every fossilize)."""
-    governor_window: int = 10
-    """Governor: healthy validation losses kept for the running statistics (reference 20)."""
-    governor_min_samples: int = 5
-    """Governor: losses needed in the window before divergence can be detected (reference 10)."""
-    governor_patience: int = 2
-    """Governor: consecutive anomalous epochs that trigger a rollback (reference 3)."""
-    governor_sigma: float = 6.0
-    """Governor: an anomaly is more than this many standard deviations above the window mean..."""
-    governor_factor: float = 3.0
-    """...and more than this multiple of the window mean..."""
-    governor_min_loss: float = 5.0
-    """...and above this absolute loss (nats; ln 10 ≈ 2.3 is chance level for 10 classes)."""
+    lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
+    """Seed lifecycle rules (dwell times, prune age, embargo, seed budget, auto-advance)."""
+    host_training: HostTraining = field(default_factory=HostTraining)
+    """The host's optimiser and minibatch sizes."""
+    seed_training: SeedTraining = field(default_factory=SeedTraining)
+    """Each seed's optimiser."""
+    governor: GovernorSettings = field(default_factory=GovernorSettings)
+    """Snapshots and divergence detection (rollback thresholds)."""
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    """Weights of the reward components (raw reward scale)."""
+    synthetic: SyntheticTask = field(default_factory=SyntheticTask)
+    """Size and seed of the ``synthetic`` task."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "slot_ids", tuple(self.slot_ids))
@@ -118,33 +189,13 @@ class EnvConfig:
         if self.host not in HOSTS:
             raise ValueError(f"unknown host {self.host!r}; expected one of {list(HOSTS)}")
         check_reward_mode(self.reward_mode)
-        for name in ("impaired", "auto_advance"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        if not isinstance(self.impaired, bool):
+            raise TypeError(f"impaired must be a bool, got {self.impaired!r}")
         for slot_id in SlotConfig(self.slot_ids).slot_ids:  # validates form and uniqueness
             row, col = parse_slot_id(slot_id)
             if row != 0 or col >= NUM_HOST_BLOCKS:
                 raise ValueError(f"slot {slot_id!r} does not exist: the hosts have slots r0c0..r0c{NUM_HOST_BLOCKS - 1}")
-        for name, minimum in (
-            ("episode_length", 1), ("max_seeds", 0), ("training_dwell", 0), ("min_prune_age", 0),
-            ("embargo_epochs", 0), ("batch_size", 1), ("val_batch_size", 1), ("synthetic_train_size", 1),
-            ("synthetic_val_size", 1), ("synthetic_seed", 0), ("snapshot_interval", 1), ("governor_window", 2),
-            ("governor_min_samples", 2), ("governor_patience", 1),
-        ):
-            _check_int(name, getattr(self, name), minimum)
-        if self.governor_min_samples > self.governor_window:
-            raise ValueError(
-                f"governor_min_samples ({self.governor_min_samples}) must be <= governor_window ({self.governor_window})"
-            )
-        if not 0.0 < self.gamma <= 1.0:
-            raise ValueError(f"gamma must be in (0, 1], got {self.gamma!r}")
-        for name in ("host_lr", "seed_lr"):
-            _check_float(name, getattr(self, name), low_inclusive=False)
-        for name in ("host_momentum", "seed_momentum"):
-            _check_float(name, getattr(self, name), high=0.999)
-        for name in ("host_weight_decay", "host_max_grad_norm", "seed_max_grad_norm", "governor_sigma", "governor_min_loss"):
-            _check_float(name, getattr(self, name))
-        _check_float("governor_factor", self.governor_factor, low=1.0)
+        check_int("episode_length", self.episode_length, 1)
         if self.task == "cifar10" and not self.data_dir:
             raise ValueError("task 'cifar10' needs data_dir (a directory with the CIFAR-10 python batches)")
         if self.data_dir is not None and not isinstance(self.data_dir, str):
@@ -160,7 +211,3 @@ class EnvConfig:
         """The contract's slot configuration (slot-head order = ``slot_ids``)."""
         return SlotConfig(self.slot_ids)
 
-    @property
-    def reward_config(self) -> RewardConfig:
-        """Reward weights with the shaping discount tied to ``gamma``."""
-        return RewardConfig(gamma=self.gamma)

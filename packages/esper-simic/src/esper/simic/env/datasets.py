@@ -183,6 +183,6 @@ def load_task(config: EnvConfig) -> TaskData:
     if config.task == "digits":
         return load_digits()
     if config.task == "synthetic":
-        return make_synthetic(config.synthetic_train_size, config.synthetic_val_size, seed=config.synthetic_seed)
+        return make_synthetic(config.synthetic.train_size, config.synthetic.val_size, seed=config.synthetic.seed)
     assert config.data_dir is not None  # EnvConfig guarantees it for cifar10
     return load_cifar10(config.data_dir)

@@ -23,24 +23,9 @@ from dataclasses import dataclass
 
 import torch
 
+from esper.simic.env.config import GovernorSettings
 from esper.simic.env.model import MorphogeneticModel
 from esper.tamiyo.contract import SeedStage
-
-
-@dataclass(frozen=True, slots=True)
-class GovernorSettings:
-    """Thresholds of the divergence check (see module docstring)."""
-
-    window: int = 10
-    min_samples: int = 5
-    patience: int = 2
-    sigma: float = 6.0
-    factor: float = 3.0
-    min_loss: float = 5.0
-
-    def __post_init__(self) -> None:
-        if not 2 <= self.min_samples <= self.window or self.patience < 1:
-            raise ValueError(f"need 2 <= min_samples <= window and patience >= 1, got {self.min_samples}, {self.window}, {self.patience}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,7 @@ from gymnasium import spaces
 
 from esper.simic.env.config import EnvConfig
 from esper.simic.env.morphogenetic import MorphogeneticEnv
+from esper.simic.env.rewards import DEFAULT_GAMMA
 from esper.tamiyo.contract import ActionMasks, BlueprintAction, Observation
 
 #: Registered Gymnasium id of :class:`MorphogeneticGymEnv`.
@@ -54,17 +55,21 @@ class MorphogeneticGymEnv(gymnasium.Env[ObsArray, np.ndarray]):
     Args:
         config: environment configuration (default ``EnvConfig()``).
         device: torch device the host trains on.
+        gamma: discount of the reward's stage shaping; use the discount of the agent that learns
+            from this env (default :data:`~esper.simic.env.rewards.DEFAULT_GAMMA`, PPOConfig's 0.99).
         **overrides: ``EnvConfig`` fields replaced in ``config``, so
             ``gymnasium.make(ENV_ID, task="synthetic", episode_length=5)`` works.
     """
 
     metadata: dict[str, Any] = {"render_modes": []}
 
-    def __init__(self, config: EnvConfig | None = None, *, device: str = "cpu", **overrides: Any) -> None:
+    def __init__(
+        self, config: EnvConfig | None = None, *, device: str = "cpu", gamma: float = DEFAULT_GAMMA, **overrides: Any
+    ) -> None:
         super().__init__()
         config = config or EnvConfig()
         self.config = replace(config, **overrides) if overrides else config
-        self.env = MorphogeneticEnv(self.config, device=device)
+        self.env = MorphogeneticEnv(self.config, device=device, gamma=gamma)
         self.head_names: tuple[str, ...] = self.env.action_space.head_names
         head_sizes = self.env.action_space.head_sizes
         self.action_space = spaces.MultiDiscrete(np.asarray(head_sizes, dtype=np.int64))

@@ -37,12 +37,12 @@ import torch
 from esper.simic.env.actions import action_allowed, execute_action, parse_action
 from esper.simic.env.config import EnvConfig
 from esper.simic.env.datasets import TaskData, load_task
-from esper.simic.env.governor import Governor, GovernorSettings, Snapshot, restore_snapshot, take_snapshot
+from esper.simic.env.governor import Governor, Snapshot, restore_snapshot, take_snapshot
 from esper.simic.env.hosts import build_host
 from esper.simic.env.model import MorphogeneticModel
 from esper.simic.env.observations import build_masks, build_observation
 from esper.simic.env.results import EnvReset, EnvStep, EpisodeSummary, ResetInfo, StepInfo
-from esper.simic.env.rewards import RewardInputs, compute_reward
+from esper.simic.env.rewards import DEFAULT_GAMMA, RewardInputs, check_discount, compute_reward
 from esper.simic.env.signals import SignalTracker, TrackerSignals
 from esper.simic.env.slot import SlotSettings
 from esper.simic.env.host_epoch import EpochStats, train_epoch
@@ -89,22 +89,22 @@ class _EpisodeTally:
 class MorphogeneticEnv:
     """A host network growing seeds, controlled one epoch at a time (see module docstring)."""
 
-    def __init__(self, config: EnvConfig, device: torch.device | str = "cpu", *, data: TaskData | None = None) -> None:
-        """``data`` lets several environments share one loaded task (it is never modified)."""
+    def __init__(
+        self, config: EnvConfig, device: torch.device | str = "cpu", *, gamma: float = DEFAULT_GAMMA, data: TaskData | None = None
+    ) -> None:
+        """``gamma`` discounts the reward's stage shaping (pass the trainer's PPO gamma); ``data`` lets
+        several environments share one loaded task (it is never modified)."""
         self.config = config
+        self.gamma = check_discount(gamma)
         self.device = torch.device(device)
         self.data = (data if data is not None else load_task(config)).to(self.device)
         self._slot_config = config.slot_config
         self._layout = ObservationLayout(self._slot_config)
         self._space = morphogenetic_action_space(self._slot_config)
-        self._slot_settings = SlotSettings(config.training_dwell, config.embargo_epochs, config.seed_lr, config.seed_momentum)
-        self._reward_config = config.reward_config
-        self.governor = Governor(
-            GovernorSettings(
-                config.governor_window, config.governor_min_samples, config.governor_patience,
-                config.governor_sigma, config.governor_factor, config.governor_min_loss,
-            )
+        self._slot_settings = SlotSettings(
+            config.lifecycle.training_dwell, config.lifecycle.embargo_epochs, config.seed_training.lr, config.seed_training.momentum
         )
+        self.governor = Governor(config.governor)
         self.tracker = SignalTracker()
         self.model: MorphogeneticModel | None = None
         self.snapshot: Snapshot | None = None
@@ -163,7 +163,7 @@ class MorphogeneticEnv:
         self._epoch = 0
         self._done = False
         self._tally = _EpisodeTally()
-        self._validation = validate(self.model, self.data.val_x, self.data.val_y, chunk_size=cfg.val_batch_size)
+        self._validation = validate(self.model, self.data.val_x, self.data.val_y, chunk_size=cfg.host_training.val_batch_size)
         self.snapshot = take_snapshot(self.model)
         signals = self.tracker.update(self._validation.loss, self._validation.accuracy)
         obs, self._masks = self._observe(signals, success=True, op=LifecycleOp.WAIT)
@@ -172,10 +172,10 @@ class MorphogeneticEnv:
         return EnvReset(obs=obs, masks=self._masks, info=info)
 
     def _make_host_optimizer(self) -> torch.optim.SGD:
-        cfg = self.config
+        cfg = self.config.host_training
         assert self.model is not None
         return torch.optim.SGD(
-            self.model.host.parameters(), lr=cfg.host_lr, momentum=cfg.host_momentum, weight_decay=cfg.host_weight_decay, foreach=True
+            self.model.host.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, foreach=True
         )
 
     def _observe(self, signals: TrackerSignals, *, success: bool, op: int) -> tuple[Observation, ActionMasks]:
@@ -189,9 +189,9 @@ class MorphogeneticEnv:
             slots,
             slot_config=self._slot_config,
             topology=cfg.topology,
-            max_seeds=cfg.max_seeds,
-            min_prune_age=cfg.min_prune_age,
-            auto_advance=cfg.auto_advance,
+            max_seeds=cfg.lifecycle.max_seeds,
+            min_prune_age=cfg.lifecycle.min_prune_age,
+            auto_advance=cfg.lifecycle.auto_advance,
         )
         return obs, masks
 
@@ -217,7 +217,7 @@ class MorphogeneticEnv:
             self.snapshot = take_snapshot(model)
 
         for slot in slots:
-            slot.tick(cfg.auto_advance)
+            slot.tick(cfg.lifecycle.auto_advance)
         self._epoch += 1
         rollback, reason, epoch_stats = self._train_and_check()
         val = self._validation
@@ -239,7 +239,8 @@ class MorphogeneticEnv:
                 is_last_step=last_step,
                 governor_rollback=rollback,
             ),
-            self._reward_config,
+            cfg.reward,
+            gamma=self.gamma,
         )
         self._tally.episode_return += reward.total
         self._done = rollback or last_step
@@ -275,21 +276,21 @@ class MorphogeneticEnv:
             model,
             self.data,
             self._host_optimizer,
-            batch_size=cfg.batch_size,
+            batch_size=cfg.host_training.batch_size,
             generator=self._generator,
-            host_max_grad_norm=cfg.host_max_grad_norm,
-            seed_max_grad_norm=cfg.seed_max_grad_norm,
+            host_max_grad_norm=cfg.host_training.max_grad_norm,
+            seed_max_grad_norm=cfg.seed_training.max_grad_norm,
         )
         for slot in model.all_slots():
             slot.record_gradients(epoch_stats.seed_gradients.get(slot.slot_id))
-        val = validate(model, self.data.val_x, self.data.val_y, chunk_size=cfg.val_batch_size)
+        val = validate(model, self.data.val_x, self.data.val_y, chunk_size=cfg.host_training.val_batch_size)
         for slot in model.all_slots():
             slot.record_contribution(val.contributions.get(slot.slot_id))
         verdict = self.governor.check(val.loss)
         if verdict.panic:
             self._rollback()
-            val = validate(model, self.data.val_x, self.data.val_y, chunk_size=cfg.val_batch_size)
-        elif self._epoch % cfg.snapshot_interval == 0 and not self.governor.anomaly_pending:
+            val = validate(model, self.data.val_x, self.data.val_y, chunk_size=cfg.host_training.val_batch_size)
+        elif self._epoch % cfg.governor.snapshot_interval == 0 and not self.governor.anomaly_pending:
             self.snapshot = take_snapshot(model)
         self._validation = val
         return verdict.panic, verdict.reason, epoch_stats

@@ -27,10 +27,12 @@ earlier rewards on a governor rollback.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from types import MappingProxyType
+from typing import Protocol
 
+from esper.simic.checks import check_float, check_int
 from esper.tamiyo.contract import LifecycleOp, SeedStage
 
 #: Stage potential φ per seed stage (reference ``STAGE_POTENTIALS``, dwell bonus dropped).
@@ -71,18 +73,26 @@ ATTRIBUTION_SIGN: Mapping[LifecycleOp, float] = MappingProxyType(
 _NUM_OPS = len(LifecycleOp)
 
 
-def _check_non_negative(name: str, value: float) -> None:
-    if not (math.isfinite(value) and value >= 0.0):
-        raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+#: Discount of the stage shaping where no trainer supplies one (the ``heuristic`` command, a bare
+#: :class:`~esper.simic.env.MorphogeneticEnv`, the Gymnasium adapter): the ``PPOConfig`` default, so
+#: those returns are comparable with a default training run's. A trainer passes its PPO gamma.
+DEFAULT_GAMMA = 0.99
+
+
+def check_discount(gamma: float) -> float:
+    """Return ``gamma`` if it is a discount in [0, 1], else raise ``ValueError`` naming the value."""
+    check_float("gamma", gamma, high=1.0)
+    return float(gamma)
 
 
 @dataclass(frozen=True, slots=True)
 class RewardConfig:
-    """Weights of the reward components; all on the raw (unnormalised) reward scale."""
+    """Weights of the reward components; all on the raw (unnormalised) reward scale.
 
-    gamma: float = 0.99
-    """Discount of the stage-shaping term F = γΦ(s') − Φ(s). Must equal the PPO gamma, otherwise the
-    shaping no longer telescopes and changes which policy is optimal (Ng et al. 1999)."""
+    The shaping discount is not a weight: it is the trainer's PPO gamma (one discount serves the
+    shaping and GAE, or the shaping would stop telescoping), passed to :func:`compute_reward`.
+    """
+
     shaping_weight: float = 0.3
     """Scale of the stage potentials (reference 0.3): fossilizing a seed from scratch is worth about
     0.3 · 6 = 1.8 in total."""
@@ -121,15 +131,10 @@ class RewardConfig:
     """Penalty of a governor rollback, which ends the episode (reference 10)."""
 
     def __post_init__(self) -> None:
-        if not (0.0 < self.gamma <= 1.0):
-            raise ValueError(f"gamma must be in (0, 1], got {self.gamma!r}")
         for f in fields(self):
-            if f.name != "gamma":
-                _check_non_negative(f.name, float(getattr(self, f.name)))
-        if isinstance(self.rent_host_floor, bool) or not isinstance(self.rent_host_floor, int):
-            raise TypeError(f"rent_host_floor must be an int, got {self.rent_host_floor!r}")
-        if self.rent_host_floor < 1:
-            raise ValueError(f"rent_host_floor must be >= 1, got {self.rent_host_floor}")
+            if f.name != "rent_host_floor":
+                check_float(f"reward.{f.name}", getattr(self, f.name))
+        check_int("reward.rent_host_floor", self.rent_host_floor, 1)
 
     def action_cost(self, op: int) -> float:
         """Cost (>= 0) of executing lifecycle op ``op``; WAIT is free."""
@@ -284,14 +289,14 @@ def terminal_bonus(val_accuracy: float, config: RewardConfig) -> float:
     return config.terminal_accuracy_weight * val_accuracy
 
 
-def _rollback(inputs: RewardInputs, config: RewardConfig, *, with_shaping: bool) -> RewardBreakdown:
+def _rollback(inputs: RewardInputs, config: RewardConfig, gamma: float, *, with_shaping: bool) -> RewardBreakdown:
     shaping = 0.0
     if with_shaping:
-        shaping = stage_shaping_term(state_potential(inputs.stages_before), 0.0, config.gamma, config.shaping_weight)
+        shaping = stage_shaping_term(state_potential(inputs.stages_before), 0.0, gamma, config.shaping_weight)
     return RewardBreakdown(stage_shaping=shaping, governor_penalty=-config.governor_penalty)
 
 
-def _common(inputs: RewardInputs, config: RewardConfig) -> RewardBreakdown:
+def _common(inputs: RewardInputs, config: RewardConfig, gamma: float) -> RewardBreakdown:
     """The components shared by ``shaped`` and ``simplified``."""
     # The episode ends at its last step, so the final state's potential is not carried past the
     # horizon (Φ = 0 there, as for a rollback). The shaping then sums to -Φ(s_0) = 0 over every
@@ -300,7 +305,7 @@ def _common(inputs: RewardInputs, config: RewardConfig) -> RewardBreakdown:
     phi_after = 0.0 if inputs.is_last_step else state_potential(inputs.stages_after)
     return RewardBreakdown(
         stage_shaping=stage_shaping_term(
-            state_potential(inputs.stages_before), phi_after, config.gamma, config.shaping_weight
+            state_potential(inputs.stages_before), phi_after, gamma, config.shaping_weight
         ),
         action_cost=-config.action_cost(inputs.op),
         invalid_penalty=0.0 if inputs.action_valid else -config.invalid_action_penalty,
@@ -308,7 +313,7 @@ def _common(inputs: RewardInputs, config: RewardConfig) -> RewardBreakdown:
     )
 
 
-def shaped_reward(inputs: RewardInputs, config: RewardConfig) -> RewardBreakdown:
+def shaped_reward(inputs: RewardInputs, config: RewardConfig, *, gamma: float) -> RewardBreakdown:
     """Dense reward (default mode).
 
     ``attribution`` (:func:`attribution_term`) + ``stage_shaping`` (:func:`stage_shaping_term` on
@@ -318,8 +323,8 @@ def shaped_reward(inputs: RewardInputs, config: RewardConfig) -> RewardBreakdown
     A governor rollback gives only ``γ·0 − Φ(s)`` shaping and the penalty.
     """
     if inputs.governor_rollback:
-        return _rollback(inputs, config, with_shaping=True)
-    common = _common(inputs, config)
+        return _rollback(inputs, config, gamma, with_shaping=True)
+    common = _common(inputs, config, gamma)
     return RewardBreakdown(
         attribution=attribution_term(inputs, config),
         stage_shaping=common.stage_shaping,
@@ -330,25 +335,25 @@ def shaped_reward(inputs: RewardInputs, config: RewardConfig) -> RewardBreakdown
     )
 
 
-def simplified_reward(inputs: RewardInputs, config: RewardConfig) -> RewardBreakdown:
+def simplified_reward(inputs: RewardInputs, config: RewardConfig, *, gamma: float) -> RewardBreakdown:
     """Diagnostic reward without counterfactuals or rent.
 
     ``stage_shaping − action_cost − invalid_action_penalty + terminal_bonus``, each as in
     :func:`shaped_reward`; a governor rollback as there.
     """
     if inputs.governor_rollback:
-        return _rollback(inputs, config, with_shaping=True)
-    return _common(inputs, config)
+        return _rollback(inputs, config, gamma, with_shaping=True)
+    return _common(inputs, config, gamma)
 
 
-def sparse_reward(inputs: RewardInputs, config: RewardConfig) -> RewardBreakdown:
+def sparse_reward(inputs: RewardInputs, config: RewardConfig, *, gamma: float) -> RewardBreakdown:
     """Outcome-only reward: 0 on every step except the last.
 
     Last step: ``terminal_bonus(val_accuracy) + rent_term(seed_params, host_params)``, the rent
     charged once for the final model size. A governor rollback gives only the penalty.
     """
     if inputs.governor_rollback:
-        return _rollback(inputs, config, with_shaping=False)
+        return _rollback(inputs, config, gamma, with_shaping=False)
     if not inputs.is_last_step:
         return RewardBreakdown()
     return RewardBreakdown(
@@ -357,8 +362,12 @@ def sparse_reward(inputs: RewardInputs, config: RewardConfig) -> RewardBreakdown
     )
 
 
+class _RewardFunction(Protocol):
+    def __call__(self, inputs: RewardInputs, config: RewardConfig, *, gamma: float) -> RewardBreakdown: ...
+
+
 #: Reward functions by mode name; ``REWARD_MODES`` lists the names in a stable order.
-_REWARD_FUNCTIONS: Mapping[str, Callable[[RewardInputs, RewardConfig], RewardBreakdown]] = MappingProxyType(
+_REWARD_FUNCTIONS: Mapping[str, _RewardFunction] = MappingProxyType(
     {"shaped": shaped_reward, "simplified": simplified_reward, "sparse": sparse_reward}
 )
 REWARD_MODES: tuple[str, ...] = tuple(_REWARD_FUNCTIONS)
@@ -371,6 +380,9 @@ def check_reward_mode(mode: str) -> str:
     return mode
 
 
-def compute_reward(mode: str, inputs: RewardInputs, config: RewardConfig) -> RewardBreakdown:
-    """Reward of one step under ``mode`` (``"shaped"``, ``"simplified"`` or ``"sparse"``)."""
-    return _REWARD_FUNCTIONS[check_reward_mode(mode)](inputs, config)
+def compute_reward(mode: str, inputs: RewardInputs, config: RewardConfig, *, gamma: float) -> RewardBreakdown:
+    """Reward of one step under ``mode`` (``"shaped"``, ``"simplified"`` or ``"sparse"``).
+
+    ``gamma`` is the discount of the stage shaping: the trainer's PPO gamma (see :data:`DEFAULT_GAMMA`).
+    """
+    return _REWARD_FUNCTIONS[check_reward_mode(mode)](inputs, config, gamma=gamma)

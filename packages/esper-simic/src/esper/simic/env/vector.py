@@ -18,6 +18,7 @@ from esper.simic.env.config import EnvConfig
 from esper.simic.env.datasets import TaskData, load_task
 from esper.simic.env.morphogenetic import MorphogeneticEnv
 from esper.simic.env.results import EpisodeSummary, StepInfo, VectorReset, VectorStep
+from esper.simic.env.rewards import DEFAULT_GAMMA
 from esper.tamiyo.contract import ActionMasks, ActionSpace, LifecycleOp, Observation, ObservationLayout, SlotConfig, stack_masks
 
 
@@ -30,12 +31,21 @@ def _stack_obs(observations: Sequence[Observation]) -> Observation:
 class VectorEnv:
     """N copies of :class:`MorphogeneticEnv` under one config."""
 
-    def __init__(self, config: EnvConfig, num_envs: int, device: torch.device | str = "cpu", *, data: TaskData | None = None) -> None:
+    def __init__(
+        self,
+        config: EnvConfig,
+        num_envs: int,
+        device: torch.device | str = "cpu",
+        *,
+        gamma: float = DEFAULT_GAMMA,
+        data: TaskData | None = None,
+    ) -> None:
+        """``gamma`` discounts the reward's stage shaping: pass the trainer's PPO gamma."""
         if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
         shared = (data if data is not None else load_task(config)).to(device)
         self.config = config
-        self.envs = tuple(MorphogeneticEnv(config, device, data=shared) for _ in range(num_envs))
+        self.envs = tuple(MorphogeneticEnv(config, device, gamma=gamma, data=shared) for _ in range(num_envs))
         self._obs: list[Observation] = []
         self._masks: list[ActionMasks] = []
         self._active: list[bool] = [False] * num_envs

@@ -1,9 +1,10 @@
 """``TrainConfig``: the one frozen object that configures a training run (and documents its CLI).
 
 Every field has a default and a docstring; the docstring's first paragraph is the ``--help``
-text of the matching ``esper-train`` option. Nested ``env`` (:class:`EnvConfig`) and ``ppo``
-(:class:`PPOConfig`) sections are the environment's and the agent's own configs. Values can come
-from a TOML or JSON file (unknown keys rejected by name), from CLI flags, or from Python; they are
+text of the matching ``esper-train`` option. Nested ``env`` (:class:`EnvConfig`, itself with
+sections such as ``env.governor``) and ``ppo`` (:class:`PPOConfig`) sections are the environment's
+and the agent's own configs. Values can come from a TOML or JSON file (nested tables such as
+``[env.governor]``; unknown keys rejected by their dotted path), from CLI flags, or from Python; they are
 layered by :func:`build_config` (later layers win) and validated once, in ``__post_init__``.
 """
 
@@ -76,7 +77,8 @@ class TrainConfig:
     env: EnvConfig = field(default_factory=EnvConfig)
     """Environment settings (task, host, episode length, reward mode, slots, ...)."""
     ppo: PPOConfig = field(default_factory=PPOConfig)
-    """PPO hyperparameters (learning rate, clip ratio, epochs, entropy coefficients, ...)."""
+    """PPO hyperparameters (learning rate, clip ratio, epochs, entropy coefficients, ...). Its gamma
+    also discounts the environment's reward shaping (one discount for shaping and GAE)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "policy_kwargs", dict(self.policy_kwargs))
@@ -97,11 +99,6 @@ class TrainConfig:
         if self.compile_mode not in COMPILE_MODES:
             raise ValueError(f"unknown compile_mode {self.compile_mode!r}; expected one of {list(COMPILE_MODES)}")
         _check_device(self.device)
-        if not math.isclose(self.env.gamma, self.ppo.gamma, rel_tol=0.0, abs_tol=1e-12):
-            raise ValueError(
-                f"env.gamma ({self.env.gamma}) must equal ppo.gamma ({self.ppo.gamma}): potential-based "
-                "reward shaping is only policy-invariant for the discount PPO optimises"
-            )
         try:
             json.dumps(self.policy_kwargs)
         except (TypeError, ValueError) as exc:

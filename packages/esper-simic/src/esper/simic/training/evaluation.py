@@ -17,8 +17,9 @@ from typing import Any
 
 import torch
 
-from esper.simic.agent import ObservationNormalizer
+from esper.simic.agent import ObservationNormalizer, PPOConfig
 from esper.simic.env import EnvConfig, EpisodeSummary, VectorEnv
+from esper.simic.env.rewards import DEFAULT_GAMMA
 from esper.simic.training.checkpoint import CheckpointError, check_compatible, read_checkpoint, rebuild_policy
 from esper.simic.training.dataclass_io import ConfigKeyError, from_plain, to_plain
 from esper.simic.training.metrics import EpisodeStats
@@ -170,16 +171,18 @@ class VectorEnvPool:
     Args:
         config: environment config of every env.
         batch_size: episodes played in lockstep per batch.
+        gamma: discount of the reward's stage shaping (a checkpoint's ``ppo.gamma``).
     """
 
-    def __init__(self, config: EnvConfig, batch_size: int) -> None:
+    def __init__(self, config: EnvConfig, batch_size: int, *, gamma: float = DEFAULT_GAMMA) -> None:
         self.config = config
         self.batch_size = batch_size
+        self.gamma = gamma
         self._envs: dict[int, VectorEnv] = {}
 
     def get(self, num_envs: int) -> VectorEnv:
         if num_envs not in self._envs:
-            self._envs[num_envs] = VectorEnv(self.config, num_envs)
+            self._envs[num_envs] = VectorEnv(self.config, num_envs, gamma=self.gamma)
         return self._envs[num_envs]
 
     def batches(self, seeds: Sequence[int]) -> list[Sequence[int]]:
@@ -191,9 +194,15 @@ def heuristic_policy(venv: VectorEnv) -> PolicyBundle:
     return create_policy(HEURISTIC, slot_config=venv.slot_config, feature_dim=venv.feature_dim, topology=venv.topology)
 
 
-def evaluate_heuristic(env_config: EnvConfig, config: EvalConfig = EvalConfig()) -> EvalReport:
-    """Run the heuristic bundle on ``config.episodes`` episodes of ``env_config``."""
-    pool = VectorEnvPool(env_config, min(config.num_envs, config.episodes))
+def evaluate_heuristic(
+    env_config: EnvConfig, config: EvalConfig = EvalConfig(), *, gamma: float = DEFAULT_GAMMA
+) -> EvalReport:
+    """Run the heuristic bundle on ``config.episodes`` episodes of ``env_config``.
+
+    ``gamma`` discounts the reward's stage shaping; the default is PPOConfig's, so the returns
+    are comparable with a default training run's.
+    """
+    pool = VectorEnvPool(env_config, min(config.num_envs, config.episodes), gamma=gamma)
     seeds = config.episode_seeds()
     with torch_threads(config.num_threads), isolated_global_rngs(config.seed, torch.device("cpu")):
         stats = play_episodes(pool, seeds, heuristic_policy(pool.get(pool.batch_size)))
@@ -209,7 +218,8 @@ def evaluate(
     """Compare the checkpoint's deterministic policy, the heuristic and no growth on the same episodes.
 
     The environment is the checkpoint's training environment (``data_dir`` can point a CIFAR run
-    at its data on another machine).
+    at its data on another machine), and its reward is discounted with the checkpoint's
+    ``ppo.gamma``, so the returns are comparable with the training run's.
 
     Raises:
         CheckpointError: unreadable or incompatible checkpoint, or its policy cannot be rebuilt.
@@ -220,10 +230,11 @@ def evaluate(
         env_plain["data_dir"] = data_dir
     try:
         env_config = from_plain(EnvConfig, env_plain, where="env")
+        gamma = from_plain(PPOConfig, data["config"].get("ppo", {}), where="ppo").gamma
     except (ConfigKeyError, ValueError, TypeError) as exc:
         raise CheckpointError(f"checkpoint environment config is not usable here: {exc}") from exc
     device = resolve_device(config.device)
-    pool = VectorEnvPool(env_config, min(config.num_envs, config.episodes))
+    pool = VectorEnvPool(env_config, min(config.num_envs, config.episodes), gamma=gamma)
     seeds = config.episode_seeds()
     with torch_threads(config.num_threads), isolated_global_rngs(config.seed, device):
         venv = pool.get(pool.batch_size)

@@ -5,9 +5,12 @@ help is the field's docstring (its reST markup rendered as plain text) and whose
 the annotation: ``int``/``float``/``str``, ``Literal`` → choices, ``bool`` → ``--x/--no-x``,
 ``tuple[str, ...]`` → one or more values, a mapping → a JSON object. Flags default to "not
 given", so the values a user typed can be layered over a config file or a checkpoint's config
-(:func:`esper.simic.training.config.merge_layers`). A field name that appears in two sections
-with the same type (``gamma`` in ``env`` and ``ppo``) becomes one flag that sets both, which is
-what keeps such coupled values consistent.
+(:func:`esper.simic.training.config.merge_layers`).
+
+A flag is derived from the field's path with its first component, the top-level section, left
+out: ``env.episode_length`` → ``--episode-length``, ``env.governor.patience`` →
+``--governor-patience``, ``ppo.gamma`` → ``--gamma``. Two fields deriving the same flag are a
+naming bug and raise at once.
 """
 
 from __future__ import annotations
@@ -36,22 +39,29 @@ _REST_INTERPRETED = re.compile(r"`([^`]+)`")
 
 @dataclass(frozen=True, slots=True)
 class Option:
-    """One generated flag and the config fields it sets."""
+    """One generated flag and the config field it sets."""
 
     flag: str
-    """Primary flag, e.g. ``--episode-length``."""
-    paths: tuple[Path, ...]
-    """Field paths it sets, e.g. ``(("env", "episode_length"),)``."""
+    """Primary flag, e.g. ``--governor-patience``."""
+    path: Path
+    """Field path it sets, e.g. ``("env", "governor", "patience")``."""
     annotation: Any
     """Resolved field type (parsing and choices follow it)."""
     help: str
     """Help text (the field docstring, plus the default)."""
     aliases: tuple[str, ...] = ()
-    """Extra flags accepted for the same option (the reference's names)."""
+    """Extra flags accepted for the same option (earlier or the reference's spellings)."""
+    section_help: str = ""
+    """Docstring of the section field holding it (``EnvConfig.governor``'s), for ``--help`` groups."""
 
     @property
     def dest(self) -> str:
         return self.flag.lstrip("-").replace("-", "_")
+
+    @property
+    def section(self) -> str:
+        """Dotted path of the config section holding the field (``"env.governor"``; ``""`` at the top)."""
+        return ".".join(self.path[:-1])
 
 
 def collect_options(
@@ -65,35 +75,29 @@ def collect_options(
     """Options for every leaf field of dataclass ``cls`` (nested dataclass fields expanded).
 
     Args:
-        renames: field name → flag stem (``{"out_dir": "out"}`` gives ``--out``).
-        aliases: field name → extra flags (``{"num_envs": ["--envs"]}``).
+        renames: dotted field path → flag stem (``{"out_dir": "out"}`` gives ``--out``).
+        aliases: dotted field path → extra flags (``{"env.host_training.lr": ["--host-lr"]}``).
         skip: field names (at any depth) not exposed on the command line.
-        prefix: path of ``cls`` inside the root config.
+        prefix: path of ``cls`` inside the root config (its first component is left out of flags).
 
     Raises:
-        TypeError: two fields map to the same flag with different types (a naming bug).
+        TypeError: two fields map to the same flag (a naming bug).
     """
-    renames = renames or {}
-    aliases = aliases or {}
     by_flag: dict[str, Option] = {}
-    for option in _leaf_options(cls, renames, aliases, skip, prefix):
-        existing = by_flag.get(option.flag)
-        if existing is None:
-            by_flag[option.flag] = option
-            continue
-        if existing.annotation != option.annotation:
-            raise TypeError(
-                f"fields {existing.paths} and {option.paths} both map to {option.flag} with different types"
-            )
-        joined = " and ".join(".".join(p) for p in (*existing.paths, *option.paths))
-        by_flag[option.flag] = dataclasses.replace(
-            existing, paths=existing.paths + option.paths, help=f"{existing.help} Sets {joined}."
-        )
+    for option in _leaf_options(cls, renames or {}, aliases or {}, skip, prefix, ""):
+        existing = by_flag.setdefault(option.flag, option)
+        if existing is not option:
+            raise TypeError(f"fields {'.'.join(existing.path)} and {'.'.join(option.path)} both map to {option.flag}")
     return list(by_flag.values())
 
 
 def _leaf_options(
-    cls: type, renames: Mapping[str, str], aliases: Mapping[str, Sequence[str]], skip: frozenset[str], prefix: Path
+    cls: type,
+    renames: Mapping[str, str],
+    aliases: Mapping[str, Sequence[str]],
+    skip: frozenset[str],
+    prefix: Path,
+    section_help: str,
 ) -> list[Option]:
     docs = field_docs(cls)
     defaults = {f.name: _default_of(f) for f in dataclasses.fields(cls)}
@@ -101,14 +105,16 @@ def _leaf_options(
     for name, annotation in field_types(cls).items():
         if name in skip:
             continue
+        path = (*prefix, name)
         if is_dataclass_type(annotation):
-            options += _leaf_options(annotation, renames, aliases, skip, (*prefix, name))
+            options += _leaf_options(annotation, renames, aliases, skip, path, plain_text(docs[name]))
             continue
-        flag = "--" + renames.get(name, name).replace("_", "-")
+        dotted = ".".join(path)
+        flag = "--" + renames.get(dotted, "-".join(path[1:] or path)).replace("_", "-")
         default = defaults[name]
         shown = "" if default is dataclasses.MISSING else f" (default: {_show(default)})"
         help_text = plain_text(docs[name]) + shown
-        options.append(Option(flag, ((*prefix, name),), annotation, help_text, tuple(aliases.get(name, ()))))
+        options.append(Option(flag, path, annotation, help_text, tuple(aliases.get(dotted, ())), section_help))
     return options
 
 
@@ -138,6 +144,21 @@ def _show(value: Any) -> str:
     if isinstance(plain, (dict, list)):
         return json.dumps(plain)
     return "none" if plain is None else str(plain)
+
+
+def add_option_groups(parser: argparse.ArgumentParser, options: Sequence[Option], *, top_title: str) -> None:
+    """Register ``options`` on ``parser`` in one argument group per config section.
+
+    Each group is titled by the section's dotted path (``env.governor``, which is also its table
+    in a config file) and described by the section's docstring; top-level fields go under
+    ``top_title``.
+    """
+    sections: dict[str, list[Option]] = {}
+    for option in options:
+        sections.setdefault(option.section, []).append(option)
+    for section, members in sections.items():
+        description = members[0].section_help.replace("%", "%%") or None
+        add_options(parser.add_argument_group(section or top_title, description), members)
 
 
 def add_options(parser: argparse.ArgumentParser | Any, options: Sequence[Option]) -> None:
@@ -213,9 +234,8 @@ def given_values(namespace: argparse.Namespace, options: Sequence[Option]) -> di
         value = values[option.dest]
         if isinstance(value, list):
             value = tuple(value)
-        for path in option.paths:
-            node = layer
-            for key in path[:-1]:
-                node = node.setdefault(key, {})
-            node[path[-1]] = value
+        node = layer
+        for key in option.path[:-1]:
+            node = node.setdefault(key, {})
+        node[option.path[-1]] = value
     return layer

@@ -262,7 +262,7 @@ def train(
     sinks: TrainingSink = observer if run_dir is None else FanOutSink(run_dir, observer)
     started = time.perf_counter()
     with torch_threads(config.num_threads), isolated_global_rngs(config.seed, device):
-        venv = VectorEnv(config.env, config.num_envs)
+        venv = VectorEnv(config.env, config.num_envs, gamma=config.ppo.gamma)
         if checkpoint is None:
             parts = _fresh_components(config, venv, device)
         else:
