@@ -67,8 +67,8 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_directory(run: Run
 @pytest.mark.parametrize(
     ("files", "message"),
     [
-        ({"config.json": '{"learning_rate": 0.1}\n'}, r"config\.json' belongs to another run \(env\.host_lr: config"),
-        ({"config.json": "not json"}, r"config\.json' is not an Esper run config, so this run did not write it"),
+        ({"config.json": '{"learning_rate": 0.1}\n'}, r"config\.json' was not written by this run \(not an Esper run"),
+        ({"config.json": "not json"}, r"config\.json' was not written by this run \(not an Esper run config of this"),
         ({"metrics.jsonl": "{}\n"}, r"metrics\.jsonl' was not written by this run \(no config\.json"),
         ({"checkpoint_last.pt": "x"}, r"checkpoint_last\.pt' was not written by this run"),
     ],
@@ -121,7 +121,7 @@ def test_a_fresh_start_over_this_runs_checkpoint_points_at_one_that_exists(run: 
     (run.path / "checkpoint_round_0010.pt").write_bytes(b"ckpt")
     newest = run.path / "checkpoint_round_0010.pt"
     assert run.latest_checkpoint() == newest
-    with pytest.raises(RunDirectoryError, match="already holds this run up to checkpoint_round_0010.pt") as info:
+    with pytest.raises(RunDirectoryError, match=r"already holds this run up to checkpoint_round_0010\.pt") as info:
         run.open(CONFIG, start_round=0)
     assert f"--resume {str(newest)!r} (or --resume auto)" in str(info.value)
     (run.path / "checkpoint_last.pt").write_bytes(b"ckpt")

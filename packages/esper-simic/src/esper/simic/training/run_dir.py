@@ -164,7 +164,12 @@ class RunDirectory:
         return sorted(p for p in self.path.iterdir() if p.is_file()) if self.path.is_dir() else []
 
     def _check_owner(self, config: Mapping[str, Any]) -> None:
-        """Refuse unless every run file here belongs to the experiment of ``config``."""
+        """Refuse unless every run file here belongs to the experiment of ``config``.
+
+        ``config.json`` is the run's identity card: it is written before any other run file, so a
+        run file without it, or beside one with other top-level keys (a user's own config), is
+        not this run's; one with the same keys must match in every field a resume may not change.
+        """
         owned = [p for p in self._files() if _is_run_file(p.name)]
         if not owned:
             return
@@ -178,9 +183,9 @@ class RunDirectory:
             saved = json.loads(config_path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             saved = exc
-        if not isinstance(saved, dict):
+        if not isinstance(saved, dict) or saved.keys() != config.keys():
             raise RunDirectoryError(
-                f"{str(config_path)!r} is not an Esper run config, so this run did not write it; "
+                f"{str(config_path)!r} was not written by this run (not an Esper run config of this version); "
                 "choose another output directory or move the file"
             )
         differences = config_differences(saved, config)
@@ -258,9 +263,7 @@ class RunDirectory:
             raise RunDirectoryError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from exc
 
 
-def resolve_resume(
-    resume: str | os.PathLike[str] | None, out_dir: str | os.PathLike[str] | None
-) -> Path | None:
+def resolve_resume(resume: str | os.PathLike[str] | None, out_dir: str | os.PathLike[str] | None) -> Path | None:
     """The checkpoint a run continues from: ``resume`` itself, or for :data:`RESUME_AUTO` the latest
     checkpoint in ``out_dir`` (None there: start fresh).
 
