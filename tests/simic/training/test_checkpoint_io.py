@@ -104,6 +104,7 @@ def _torch_file(payload: object, **options: Any) -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
 @pytest.mark.parametrize(
     "make",
     [

@@ -176,3 +176,15 @@ def test_console_progress_live_overwrites_one_line() -> None:
     text = stream.getvalue()
     assert text.count("\r") == 2
     assert "round 2/2 | ep 4 | return +2.00 | acc 85.0%" in text
+
+
+def test_console_progress_prints_the_runs_notices_even_when_quiet() -> None:
+    start = dataclasses.replace(_start(), notices=("removed 1 stale temporary file(s)",))
+    for notices_only, lines in [(True, 1), (False, 4)]:
+        stream = io.StringIO()
+        progress = ConsoleProgress(stream, live=False, notices_only=notices_only)
+        progress.on_run_start(start)
+        progress.on_round(_record(1))
+        progress.on_run_end(_summary())
+        assert stream.getvalue().splitlines()[0] == "note: removed 1 stale temporary file(s)"
+        assert len(stream.getvalue().splitlines()) == lines

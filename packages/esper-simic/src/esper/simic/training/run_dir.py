@@ -179,10 +179,7 @@ class RunDirectory:
                 f"{str(owned[0])!r} was not written by this run (no {CONFIG_FILE} of an Esper run beside it); "
                 "choose another output directory or move the file"
             )
-        try:
-            saved = json.loads(config_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            saved = exc
+        saved = _read_json(config_path)
         if not isinstance(saved, dict) or saved.keys() != config.keys():
             raise RunDirectoryError(
                 f"{str(config_path)!r} was not written by this run (not an Esper run config of this version); "
@@ -325,6 +322,14 @@ def _finite(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_finite(item) for item in value]
     return value
+
+
+def _read_json(path: Path) -> Any:
+    """The JSON value in ``path``, or None if it cannot be read or parsed."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
 
 
 def _is_run_file(name: str | None) -> bool:
