@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import runpy
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from esper.simic import cli
-from esper.simic.training import read_metrics
+from esper.simic.training import RunDirectory, read_metrics
 from esper.tamiyo.policy import PolicyInfo
 
 #: Small synthetic run options shared by most tests (the policy is shrunk to keep them sub-second).
@@ -58,6 +62,7 @@ def test_ppo_reference_command_writes_a_run_directory(tmp_path: Path, capsys: py
         "checkpoint_last.pt",
         "config.json",
         "metrics.jsonl",
+        "run.lock",
         "summary.json",
     ]
     config = json.loads((out / "config.json").read_text())
@@ -213,7 +218,91 @@ def test_incompatible_resume_is_one_line(tmp_path: Path, capsys: pytest.CaptureF
         _run(["ppo", "--rounds", "1", "--envs", "2", *TINY, *TINY_POLICY, "--out", str(run), "--quiet"], capsys)[0] == 0
     )
     code, _, stderr = _run(["ppo", "--resume", str(run / "checkpoint_last.pt"), "--rounds", "2", "--envs", "3"], capsys)
-    assert code == 2 and "cannot resume" in stderr and "num_envs" in stderr and stderr.count("\n") == 1
+    assert code == 2 and stderr.count("\n") == 1
+    assert "cannot resume: the config differs from the checkpoint's (num_envs: checkpoint 2 vs now 3); only " in stderr
+    assert len(stderr) < 250  # the differing field, not both whole env tables
+
+
+def test_the_default_run_directory_is_never_shared(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runs started in the same second used to write into one directory."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli.time, "strftime", lambda _: "ppo-20260101-120000")
+    argv = ["ppo", "--rounds", "1", "--envs", "2", *TINY, *TINY_POLICY, "--quiet"]
+    outputs = [_run(argv, capsys) for _ in range(2)]
+    assert [code for code, _, _ in outputs] == [0, 0]
+    assert [stdout.splitlines()[0] for _, stdout, _ in outputs] == [
+        "run directory: runs/ppo-20260101-120000",
+        "run directory: runs/ppo-20260101-120000-2",
+    ]
+    for run in ("ppo-20260101-120000", "ppo-20260101-120000-2"):
+        assert [r["round"] for r in read_metrics(tmp_path / "runs" / run / "metrics.jsonl")] == [1]
+    code, _, stderr = _run(["ppo", "--policy", "nope", *TINY], capsys)
+    assert code == 2 and "unknown policy 'nope'" in stderr
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["ppo-20260101-120000", "ppo-20260101-120000-2"]
+
+
+def test_resume_auto_starts_or_continues_the_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    argv = ["ppo", "--resume", "auto", "--out", str(out), "--quiet"]
+    assert _run([*argv, "--rounds", "1", "--envs", "2", *TINY, *TINY_POLICY], capsys)[0] == 0
+    code, _, stderr = _run([*argv, "--rounds", "2"], capsys)
+    assert code == 0, stderr
+    assert [r["round"] for r in read_metrics(out / "metrics.jsonl")] == [1, 2]
+    code, _, stderr = _run(argv, capsys)  # nothing left: no file changes, and the run says so
+    assert code == 0 and stderr.startswith(f"note: {str(out / 'checkpoint_last.pt')!r} already has all 2 rounds")
+    code, _, stderr = _run(["ppo", "--resume", "auto"], capsys)
+    assert code == 2
+    assert stderr == "esper-train: error: resume 'auto' needs the run directory to continue (--out DIR / out_dir)\n"
+
+
+def test_run_directory_conflicts_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["ppo", "--rounds", "1", "--envs", "2", *TINY, *TINY_POLICY, "--quiet", "--out"]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.json").write_text("{}\n")
+    busy = RunDirectory(tmp_path / "busy")
+    busy.open({}, start_round=0)
+    for out, message in [
+        (mine, f"{str(mine / 'config.json')!r} was not written by this run"),
+        (tmp_path / "busy", f"run directory {str(tmp_path / 'busy')!r} is in use: another run holds its lock"),
+    ]:
+        code, stdout, stderr = _run([*argv, str(out)], capsys)
+        assert code == 2 and stdout == "" and stderr.count("\n") == 1
+        assert stderr.startswith(f"esper-train: error: {message}")
+    busy.close()
+    assert (mine / "config.json").read_text() == "{}\n"
+
+
+def test_a_full_disk_names_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    out = tmp_path / "run"
+    argv = ["ppo", "--rounds", "1", "--envs", "2", *TINY, *TINY_POLICY, "--quiet", "--out", str(out)]
+    code, _, stderr = _run(argv, capsys)
+    assert code == 2
+    assert stderr == f"esper-train: error: cannot write {str(out / 'config.json')!r}: No space left on device\n"
+    assert sorted(p.name for p in out.iterdir()) == ["run.lock"]
+
+
+@pytest.mark.filterwarnings("ignore:'esper.simic.cli' found in sys.modules:RuntimeWarning")
+@pytest.mark.parametrize("module", ["esper.simic", "esper.simic.cli"])
+def test_python_dash_m_runs_the_command(
+    module: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``python -m esper.simic.cli`` used to exit 0 without doing anything."""
+    for argv, status in [(["policies"], 0), (["bogus"], 2)]:
+        monkeypatch.setattr(sys, "argv", [module, *argv])
+        with pytest.raises(SystemExit) as info:
+            runpy.run_module(module, run_name="__main__")
+        assert info.value.code == status
+    captured = capsys.readouterr()
+    assert "lstm" in captured.out and "invalid choice: 'bogus'" in captured.err
 
 
 def test_help_lists_generated_options(capsys: pytest.CaptureFixture[str]) -> None:
@@ -246,6 +335,13 @@ def test_help_lists_generated_options(capsys: pytest.CaptureFixture[str]) -> Non
     ):
         assert flag in stdout
     assert "Host epochs per episode" in stdout
+
+
+@pytest.mark.slow
+def test_python_dash_m_esper_simic_in_a_fresh_interpreter() -> None:
+    command = [sys.executable, "-m", "esper.simic", "ppo", "--task", "nope"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 2 and result.stderr.startswith("esper-train: error: ")
 
 
 @pytest.mark.slow

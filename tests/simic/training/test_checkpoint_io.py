@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import errno
+import io
+import os
+import pickle
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -70,6 +76,107 @@ def test_pickled_code_is_refused(tmp_path: Path) -> None:
     only_the_finding = r"not a checkpoint \(Unsupported global: GLOBAL pathlib\.\w+\b[^.()]*\)$"
     with pytest.raises(CheckpointError, match=only_the_finding):
         read_checkpoint(path)
+
+
+class _RunsCode:
+    """Unpickling it would run ``os.system`` (touching a marker file), the classic malicious pickle."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return os.system, (f"touch {self.marker}",)
+
+
+class _OpensAFile:
+    """Unpickling it would call ``open(marker, "w")``, creating the marker file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        return open, (str(self.marker), "w")
+
+
+def _torch_file(payload: object, **options: Any) -> bytes:
+    buffer = io.BytesIO()
+    torch.save({"format_version": FORMAT_VERSION, "x": payload}, buffer, **options)
+    return buffer.getvalue()
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda m: _torch_file(_RunsCode(m), pickle_protocol=2), id="os.system, blocked module"),
+        pytest.param(lambda m: _torch_file(_OpensAFile(m)), id="open, not an allowed global"),
+        pytest.param(lambda m: _torch_file(_RunsCode(m), _use_new_zipfile_serialization=False), id="legacy format"),
+        pytest.param(lambda m: pickle.dumps({"x": _RunsCode(m)}, protocol=2), id="bare pickle"),
+        pytest.param(lambda m: pickle.dumps({"x": _RunsCode(m)}, protocol=5), id="bare pickle 5"),
+    ],
+)
+def test_a_malicious_checkpoint_runs_nothing_and_never_invites_unsafe_loading(
+    tmp_path: Path, make: Any
+) -> None:
+    marker = tmp_path / "ran"
+    path = tmp_path / "evil.pt"
+    path.write_bytes(make(marker))
+    with pytest.raises(CheckpointError, match="is corrupt or not a checkpoint") as info:
+        read_checkpoint(path)
+    message = str(info.value)
+    assert not marker.exists()
+    assert "\n" not in message
+    for unsafe in ("weights_only", "weights only", "unsafe", "trust"):
+        assert unsafe not in message.lower()
+
+
+def test_the_unpickler_finding_is_kept_when_torch_words_it_without_the_marker(tmp_path: Path) -> None:
+    path = tmp_path / "evil.pt"
+    path.write_bytes(_torch_file(_RunsCode(tmp_path / "ran"), pickle_protocol=2))
+    with pytest.raises(CheckpointError) as info:
+        read_checkpoint(path)
+    assert str(info.value).endswith("(Trying to load unsupported GLOBAL posix.system whose module posix is blocked)")
+
+
+@pytest.fixture
+def umask() -> Iterator[Any]:
+    """``umask(mask)`` sets the process umask for this test; the original is restored afterwards."""
+    original = os.umask(0o022)
+    os.umask(original)
+    yield os.umask
+    os.umask(original)
+
+
+@pytest.mark.parametrize(
+    ("mask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)], ids=["umask 022", "umask 077", "umask 002"]
+)
+def test_checkpoints_get_the_same_mode_as_other_files(tmp_path: Path, umask: Any, mask: int, mode: int) -> None:
+    umask(mask)
+    path = tmp_path / "ckpt.pt"
+    write_checkpoint(path, _minimal())
+    (tmp_path / "config.json").write_text("{}")
+    assert path.stat().st_mode & 0o777 == mode == (tmp_path / "config.json").stat().st_mode & 0o777
+
+
+def test_a_full_disk_names_the_checkpoint_and_keeps_the_previous_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "ckpt.pt"
+    write_checkpoint(path, _minimal())
+    previous = path.read_bytes()
+    real_write = os.write
+
+    def half_then_full(fd: int, data: Any) -> int:
+        real_write(fd, bytes(data[: len(data) // 2]))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "write", half_then_full)
+    with pytest.raises(CheckpointError) as info:
+        write_checkpoint(path, _minimal(policy_state={"w": torch.zeros(1000)}))
+    monkeypatch.undo()
+    assert str(info.value) == f"cannot write checkpoint {str(path)!r}: No space left on device"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"]  # the temporary is gone
+    assert path.read_bytes() == previous
 
 
 def test_other_version_and_missing_keys(tmp_path: Path) -> None:

@@ -44,8 +44,18 @@ def _start(total: int = 3, start: int = 0) -> RunStart:
     return RunStart({"policy": "lstm"}, start, total, 2)
 
 
+#: What a run directory is opened for (any resolved config; its run owns the directory).
+CONFIG = {"policy": "lstm", "seed": 1}
+
+
 def _summary() -> RunSummary:
-    return RunSummary(3, 6, 12.0, 2.0, 85.0, 85.0, "ckpt.pt")
+    return RunSummary.from_rounds(
+        [_record(r).to_json() for r in (1, 2, 3)],
+        rounds_completed=3,
+        episodes_completed=6,
+        wall_time_s=12.0,
+        checkpoint="ckpt.pt",
+    )
 
 
 def test_episode_stats_exact_values() -> None:
@@ -89,7 +99,7 @@ def test_record_json_has_summary_statistics_and_timings() -> None:
 
 def test_run_directory_writes_config_metrics_and_summary(tmp_path: Path) -> None:
     run = RunDirectory(tmp_path / "run")
-    run.prepare(start_round=0)
+    run.open(CONFIG, start_round=0)
     sink = FanOutSink(run)
     sink.on_run_start(_start())
     for r in (1, 2, 3):
@@ -97,7 +107,8 @@ def test_run_directory_writes_config_metrics_and_summary(tmp_path: Path) -> None
     sink.on_run_end(_summary())
     assert json.loads((tmp_path / "run" / "config.json").read_text()) == {"policy": "lstm"}
     assert [m["round"] for m in read_metrics(run.metrics_path)] == [1, 2, 3]
-    assert json.loads((tmp_path / "run" / "summary.json").read_text())["rounds_completed"] == 3
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert (summary["rounds_completed"], summary["train_time_s"], summary["best_mean_accuracy"]) == (3, 6.0, 85.0)
 
 
 def _strict_loads(text: str) -> Any:
@@ -117,7 +128,7 @@ def test_strict_json_writes_non_finite_numbers_as_null() -> None:
 def test_run_directory_files_are_strict_json_when_metrics_are_nan(tmp_path: Path) -> None:
     """Explained variance of constant returns and the grad norm of a stepless update are NaN."""
     run = RunDirectory(tmp_path)
-    run.prepare(start_round=0)
+    run.open(CONFIG, start_round=0)
     record = dataclasses.replace(
         _record(1), update={"explained_variance": math.nan, "grad_norm": math.nan, "approx_kl": 0.01}
     )
@@ -129,30 +140,33 @@ def test_run_directory_files_are_strict_json_when_metrics_are_nan(tmp_path: Path
     assert _strict_loads((tmp_path / "summary.json").read_text())["final_mean_return"] is None
 
 
-def test_fresh_run_refuses_a_used_directory_and_resume_truncates(tmp_path: Path) -> None:
+def test_resume_truncates_metrics_after_the_checkpoint(tmp_path: Path) -> None:
     run = RunDirectory(tmp_path)
-    run.prepare(start_round=0)
+    run.open(CONFIG, start_round=0)
+    run.on_run_start(RunStart(CONFIG, 0, 3, 2))
     for r in (1, 2, 3):
         run.on_round(_record(r))
-    with pytest.raises(RunDirectoryError, match="already contains a run"):
-        run.prepare(start_round=0)
-    run.prepare(start_round=2)
+    run.close()
+    assert run.open(CONFIG, start_round=2) == []
     assert [m["round"] for m in read_metrics(run.metrics_path)] == [1, 2]
 
 
 def test_resume_drops_a_torn_last_metrics_line_and_names_a_corrupt_one(tmp_path: Path) -> None:
     """A process killed mid-append leaves half a line; resuming must not trip over it."""
     run = RunDirectory(tmp_path)
-    run.prepare(start_round=0)
+    run.open(CONFIG, start_round=0)
+    run.on_run_start(RunStart(CONFIG, 0, 3, 2))
     for r in (1, 2):
         run.on_round(_record(r))
+    run.close()
     intact = run.metrics_path.read_text()
     run.metrics_path.write_text(intact + strict_json(_record(3).to_json())[:40])
-    run.prepare(start_round=2)
+    run.open(CONFIG, start_round=2)
+    run.close()
     assert run.metrics_path.read_text() == intact
     run.metrics_path.write_text("garbage\n" + intact)
     with pytest.raises(RunDirectoryError, match=r"metrics.jsonl' line 1 is not a metrics record \(JSONDecodeError\)"):
-        run.prepare(start_round=2)
+        run.open(CONFIG, start_round=2)
 
 
 def test_console_progress_plain_lines_when_not_a_tty() -> None:
@@ -178,3 +192,15 @@ def test_console_progress_live_overwrites_one_line() -> None:
     text = stream.getvalue()
     assert text.count("\r") == 2
     assert "round 2/2 | ep 4 | return +2.00 | acc 85.0%" in text
+
+
+def test_console_progress_prints_the_runs_notices_even_when_quiet() -> None:
+    start = dataclasses.replace(_start(), notices=("removed 1 stale temporary file(s)",))
+    for notices_only, lines in [(True, 1), (False, 4)]:
+        stream = io.StringIO()
+        progress = ConsoleProgress(stream, live=False, notices_only=notices_only)
+        progress.on_run_start(start)
+        progress.on_round(_record(1))
+        progress.on_run_end(_summary())
+        assert stream.getvalue().splitlines()[0] == "note: removed 1 stale temporary file(s)"
+        assert len(stream.getvalue().splitlines()) == lines

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ import torch
 from esper.simic.agent import PPOConfig
 from esper.simic.training import vectorized
 from esper.simic.training import CheckpointError, RunDirectoryError, TrainConfig, read_metrics, train
+from esper.simic.training.metrics import NullSink, RoundRecord, RunStart
+from esper.simic.training.run_dir import RunDirectory, RunDirectoryBusyError
 
 
 def _without_timings(path: Path) -> list[dict[str, Any]]:
@@ -23,6 +26,25 @@ def _without_timings(path: Path) -> list[dict[str, Any]]:
 
 def _same_parameters(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+class _Recorder(NullSink):
+    """Keeps the run's notices; ``crash_at``: raise KeyboardInterrupt (a kill) once that round is recorded."""
+
+    def __init__(self, crash_at: int | None = None) -> None:
+        self.crash_at = crash_at
+        self.notices: tuple[str, ...] = ()
+
+    def on_run_start(self, start: RunStart) -> None:
+        self.notices = start.notices
+
+    def on_round(self, record: RoundRecord) -> None:
+        if record.round == self.crash_at:
+            raise KeyboardInterrupt("killed")
+
+
+def _snapshot(path: Path) -> dict[str, tuple[bytes, int]]:
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(path.iterdir())}
 
 
 def test_same_seed_gives_identical_metrics(make_config: Callable[..., TrainConfig]) -> None:
@@ -47,6 +69,80 @@ def test_resume_is_bit_identical_to_a_straight_run(make_config: Callable[..., Tr
         tmp_path / "straight" / "metrics.jsonl"
     )
     assert _same_parameters(resumed.policy.state_dict(), straight.policy.state_dict())
+    # summary.json describes the whole run, not only the invocation that resumed it.
+    rows = read_metrics(tmp_path / "split" / "metrics.jsonl")
+    summary = json.loads((tmp_path / "split" / "summary.json").read_text())
+    accuracies = [row["mean_final_accuracy"] for row in rows]
+    assert summary == {
+        "rounds_completed": 3,
+        "episodes_completed": 9,
+        "wall_time_s": resumed.summary.wall_time_s,
+        "train_time_s": pytest.approx(sum(row["timings"]["total_s"] for row in rows)),
+        "final_mean_return": rows[-1]["mean_return"],
+        "final_mean_accuracy": accuracies[-1],
+        "best_mean_accuracy": max(accuracies),
+        "best_round": accuracies.index(max(accuracies)) + 1,
+        "checkpoint": str(tmp_path / "split" / "checkpoint_last.pt"),
+    }
+    assert resumed.summary.best_mean_accuracy == straight.summary.best_mean_accuracy
+
+
+def test_resume_auto_continues_the_latest_checkpoint_or_starts_the_run(
+    make_config: Callable[..., TrainConfig], tmp_path: Path
+) -> None:
+    started = train(make_config("auto", rounds=1), resume="auto")
+    assert [r.round for r in started.history] == [1]
+    resumed = train(make_config("auto", rounds=2), resume="auto")
+    assert [r.round for r in resumed.history] == [2]
+    train(make_config("straight", rounds=2))
+    assert _without_timings(tmp_path / "auto" / "metrics.jsonl") == _without_timings(
+        tmp_path / "straight" / "metrics.jsonl"
+    )
+    with pytest.raises(RunDirectoryError, match="resume 'auto' needs the run directory"):
+        train(make_config(None), resume="auto")
+
+
+def test_a_crash_before_the_first_checkpoint_starts_the_run_again(
+    make_config: Callable[..., TrainConfig], tmp_path: Path
+) -> None:
+    """Killed in the last round of a run that checkpoints only at the end: the same command again (or
+    ``resume="auto"``) starts over from round 0, says so, and ends exactly like an uninterrupted run."""
+    straight = train(make_config("straight", checkpoint_every=0))
+    for resume in (None, "auto"):
+        with pytest.raises(KeyboardInterrupt):  # after round 2's metrics line, before the final checkpoint
+            train(make_config("crashed", checkpoint_every=0), sink=_Recorder(crash_at=2))
+        assert [r["round"] for r in read_metrics(tmp_path / "crashed" / "metrics.jsonl")] == [1, 2]
+        assert not (tmp_path / "crashed" / "checkpoint_last.pt").exists()
+        recorder = _Recorder()
+        again = train(make_config("crashed", checkpoint_every=0), resume=resume, sink=recorder)
+        assert recorder.notices == (
+            f"no checkpoint in {str(tmp_path / 'crashed')!r}: starting the run again from round 0, dropping 2 "
+            "metrics line(s) of the interrupted attempt",
+        )
+        assert [r.round for r in again.history] == [1, 2]
+        assert _without_timings(tmp_path / "crashed" / "metrics.jsonl") == _without_timings(
+            tmp_path / "straight" / "metrics.jsonl"
+        )
+        assert _same_parameters(again.policy.state_dict(), straight.policy.state_dict())
+        (tmp_path / "crashed" / "checkpoint_last.pt").unlink()  # back to "crashed before any checkpoint"
+        (tmp_path / "crashed" / "metrics.jsonl").unlink()
+
+
+def test_a_resume_with_nothing_left_to_run_changes_no_file(
+    make_config: Callable[..., TrainConfig], tmp_path: Path
+) -> None:
+    first = train(make_config("run", rounds=2))
+    before = _snapshot(tmp_path / "run")
+    recorder = _Recorder()
+    again = train(make_config("run", rounds=2), resume=tmp_path / "run" / "checkpoint_last.pt", sink=recorder)
+    assert _snapshot(tmp_path / "run") == before
+    assert again.history == () and again.rounds_completed == 2
+    assert again.checkpoint == tmp_path / "run" / "checkpoint_last.pt"
+    assert (again.summary.best_mean_accuracy, again.summary.final_mean_return) == (
+        first.summary.best_mean_accuracy,
+        first.summary.final_mean_return,
+    )
+    assert recorder.notices[-1].endswith("already has all 2 rounds: nothing to train, no file changed")
 
 
 def test_resume_truncates_metrics_written_after_the_checkpoint(
@@ -75,7 +171,8 @@ def test_a_crash_before_the_checkpoint_lands_resumes_cleanly(
 
     def crash_on_second_checkpoint(path: Path, checkpoint: Any) -> None:
         writes.append(path)
-        if len(writes) == 2:
+        if len(writes) == 2:  # killed mid-write: the temporary file stays behind
+            path.with_name(f".{path.name}.0123abcd.tmp").write_bytes(b"half a checkpoint")
             raise KeyboardInterrupt("killed")
         real_write(path, checkpoint)
 
@@ -85,7 +182,14 @@ def test_a_crash_before_the_checkpoint_lands_resumes_cleanly(
     monkeypatch.setattr(vectorized, "write_checkpoint", real_write)
     assert [r["round"] for r in read_metrics(tmp_path / "crashed" / "metrics.jsonl")] == [1, 2]
 
-    resumed = train(make_config("crashed", rounds=3), resume=tmp_path / "crashed" / "checkpoint_last.pt")
+    recorder = _Recorder()
+    resumed = train(
+        make_config("crashed", rounds=3), resume=tmp_path / "crashed" / "checkpoint_last.pt", sink=recorder
+    )
+    assert recorder.notices == (
+        "removed 1 stale temporary file(s) left by an interrupted write: ['.checkpoint_last.pt.0123abcd.tmp']",
+    )
+    assert not list((tmp_path / "crashed").glob(".*.tmp"))
     assert [r.round for r in resumed.history] == [2, 3]
     assert _without_timings(tmp_path / "crashed" / "metrics.jsonl") == _without_timings(
         tmp_path / "straight" / "metrics.jsonl"
@@ -96,16 +200,42 @@ def test_a_crash_before_the_checkpoint_lands_resumes_cleanly(
 def test_resume_refuses_a_different_experiment(make_config: Callable[..., TrainConfig], tmp_path: Path) -> None:
     train(make_config("run"))
     checkpoint = tmp_path / "run" / "checkpoint_last.pt"
-    with pytest.raises(CheckpointError, match=r"differs from the checkpoint's in \['num_envs', 'seed'\]"):
+    with pytest.raises(CheckpointError, match=r"\(num_envs: checkpoint 2 vs now 3; seed: checkpoint 42 vs now 1\)"):
         train(make_config("other", rounds=4, num_envs=3, seed=1), resume=checkpoint)
+    with pytest.raises(CheckpointError, match=r"\(num_threads: checkpoint 1 vs now 2\)"):
+        train(make_config("other", rounds=4, num_threads=2), resume=checkpoint)
     with pytest.raises(CheckpointError, match="already has 2 rounds, more than the 1"):
         train(make_config("other", rounds=1), resume=checkpoint)
 
 
-def test_a_fresh_run_refuses_a_used_run_directory(make_config: Callable[..., TrainConfig]) -> None:
+def test_a_fresh_run_refuses_a_used_run_directory(make_config: Callable[..., TrainConfig], tmp_path: Path) -> None:
     train(make_config("run", rounds=1))
-    with pytest.raises(RunDirectoryError, match="already contains a run"):
+    checkpoint = tmp_path / "run" / "checkpoint_last.pt"
+    with pytest.raises(RunDirectoryError, match=r"already holds this run up to checkpoint_last\.pt") as info:
         train(make_config("run", rounds=1))
+    assert f"continue it with --resume {str(checkpoint)!r}" in str(info.value)
+    with pytest.raises(RunDirectoryError, match=r"config\.json' belongs to another run \(seed: config\.json 42"):
+        train(make_config("run", rounds=1, seed=3))
+
+
+def test_a_run_directory_has_one_writer(make_config: Callable[..., TrainConfig], tmp_path: Path) -> None:
+    """Two runs pointed at one directory used to interleave their metrics; the second is now refused."""
+    holder = RunDirectory(tmp_path / "run")
+    holder.open(make_config("run").to_dict(), start_round=0)
+    with pytest.raises(RunDirectoryBusyError, match="is in use: another run holds its lock"):
+        train(make_config("run"))
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["run.lock"]
+    holder.close()
+    assert train(make_config("run", rounds=1)).rounds_completed == 1
+
+
+def test_a_users_file_is_never_overwritten(make_config: Callable[..., TrainConfig], tmp_path: Path) -> None:
+    (tmp_path / "mine").mkdir()
+    users = tmp_path / "mine" / "config.json"
+    users.write_text('{"my": "settings"}\n')
+    with pytest.raises(RunDirectoryError, match=r"mine/config\.json' was not written by this run"):
+        train(make_config("mine", rounds=1))
+    assert users.read_text() == '{"my": "settings"}\n'
 
 
 def test_without_out_dir_nothing_is_written(make_config: Callable[..., TrainConfig], tmp_path: Path) -> None:

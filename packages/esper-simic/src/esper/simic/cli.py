@@ -10,6 +10,7 @@ documentation. Input errors print one ``esper-train: error: ...`` line and exit 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from collections.abc import Sequence
@@ -29,12 +30,13 @@ from esper.simic.training import (
     evaluate,
     evaluate_heuristic,
     load_config_file,
+    merge_layers,
     read_checkpoint,
     train,
 )
 from esper.simic.training.dataclass_io import from_plain
 from esper.simic.training.options import Option, add_option_groups, add_options, collect_options, given_values
-from esper.simic.training.run_dir import strict_json
+from esper.simic.training.run_dir import RESUME_AUTO, claim_new_run_directory, resolve_resume, strict_json
 from esper.tamiyo.policy import PolicyRegistryError, list_policies
 
 PROG = "esper-train"
@@ -109,9 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     ppo = commands.add_parser("ppo", help="train a policy with PPO", description="Train a policy with recurrent PPO.")
     ppo.add_argument("--config", metavar="FILE", help="TOML or JSON config file (flags given here override it)")
     ppo.add_argument(
-        "--resume", metavar="CHECKPOINT", help="continue the run of this checkpoint up to --rounds/--episodes"
+        "--resume",
+        metavar="CHECKPOINT",
+        help=f"continue the run of this checkpoint up to --rounds/--episodes; '{RESUME_AUTO}': continue the "
+        "--out directory's latest checkpoint if it has one, else start the run",
     )
-    ppo.add_argument("--quiet", action="store_true", help="no progress display")
+    ppo.add_argument("--quiet", action="store_true", help="no progress display (notes about the run still print)")
     add_option_groups(ppo, _train_options(), top_title="run")
 
     heuristic = commands.add_parser(
@@ -144,17 +149,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _ppo(args: argparse.Namespace) -> int:
+    requested = [load_config_file(args.config)] if args.config is not None else []
+    requested.append(given_values(args, _train_options()))  # flags override the file
+    resume = resolve_resume(args.resume, merge_layers(*requested).get("out_dir"))
     layers: list[dict[str, Any]] = []
-    if args.resume is not None:
-        layers += [read_checkpoint(args.resume)["config"], {"out_dir": str(Path(args.resume).parent)}]
-    if args.config is not None:
-        layers.append(load_config_file(args.config))
-    layers.append(given_values(args, _train_options()))
-    config = build_config(*layers)
+    if resume is not None:
+        layers += [read_checkpoint(resume)["config"], {"out_dir": str(resume.parent)}]
+    config = build_config(*layers, *requested)
+    created = None
     if config.out_dir is None:
-        config = build_config(config.to_dict(), {"out_dir": str(Path("runs") / time.strftime("ppo-%Y%m%d-%H%M%S"))})
-    sink = None if args.quiet else ConsoleProgress()
-    result = train(config, resume=args.resume, sink=sink)
+        created = claim_new_run_directory(Path("runs"), time.strftime("ppo-%Y%m%d-%H%M%S"))
+        config = build_config(config.to_dict(), {"out_dir": str(created)})
+    try:
+        result = train(config, resume=resume, sink=ConsoleProgress(notices_only=args.quiet))
+    except BaseException:
+        if created is not None:  # the run failed before writing anything: leave no empty directory
+            with contextlib.suppress(OSError):
+                created.rmdir()
+        raise
     print(f"run directory: {config.out_dir}")
     if result.checkpoint is not None:
         print(f"compare with the heuristic: {PROG} eval {result.checkpoint}")
@@ -224,3 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\n{PROG}: interrupted", file=sys.stderr)
         return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

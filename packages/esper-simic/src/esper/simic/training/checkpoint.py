@@ -1,7 +1,7 @@
 """Versioned training checkpoints: atomic writes, safe loads, one clear error for every mismatch.
 
 A checkpoint is a plain dict of tensors, primitives, lists and dicts, so it loads with
-``torch.load(weights_only=True)`` (no pickled code runs). Layout (``FORMAT_VERSION`` 1)::
+``torch.load(weights_only=True)`` (no pickled code runs). Layout (``FORMAT_VERSION`` 2; version 1 held the flat environment config)::
 
     format_version   int
     policy           {"type", "config", "slot_ids", "head_names", "head_sizes", "feature_dim"}
@@ -22,7 +22,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
-import tempfile
+import re
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,10 +30,11 @@ from typing import Any
 
 import torch
 
+from esper.simic.training.atomic import write_atomic
 from esper.tamiyo.contract import ActionSpace, SlotConfig
 from esper.tamiyo.policy import PolicyBundle, PolicyRegistryError, create_policy, get_policy_class
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 """Bumped on any incompatible change of the layout above."""
 
 LAST_CHECKPOINT = "checkpoint_last.pt"
@@ -71,41 +72,51 @@ def encode_checkpoint(checkpoint: Mapping[str, Any]) -> bytes:
 def write_checkpoint(path: Path, checkpoint: Mapping[str, Any] | bytes) -> None:
     """Save ``checkpoint`` (a dict, or bytes from :func:`encode_checkpoint`) atomically.
 
-    A temporary file in the same directory, fsync, then ``os.replace``: a crash mid-write leaves
-    the previous file intact, and readers never see a partial checkpoint.
+    A temporary file in the same directory, fsync, then ``os.replace``
+    (:func:`~esper.simic.training.atomic.write_atomic`): a crash mid-write leaves the previous file
+    intact, and readers never see a partial checkpoint. The file gets the umask's mode, like the
+    run's other files.
+
+    Raises:
+        CheckpointError: the file cannot be written (full disk, no permission), naming it; no
+            temporary file is left behind.
     """
     payload = checkpoint if isinstance(checkpoint, bytes) else encode_checkpoint(checkpoint)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, payload)
+    except OSError as exc:
+        raise CheckpointError(f"cannot write checkpoint {str(path)!r}: {exc.strerror or exc}") from exc
 
 
-#: Where torch's weights-only unpickler states what it refused, inside a long advisory message.
-_WEIGHTS_ONLY_DETAIL = "WeightsUnpickler error:"
+#: Where torch's weights-only unpickler states what it refused, in the wordings torch has used: after
+#: a ``WeightsUnpickler error:`` marker, or on its own for a blocked module (torch >= 2.6).
+_UNPICKLER_FINDINGS = (
+    re.compile(r"WeightsUnpickler error:\s*(\S[^\n]*)"),
+    re.compile(r"(Trying to load unsupported GLOBAL [^\n]*)"),
+    re.compile(r"(Unsupported (?:global|operand)[^\n]*)"),
+)
+#: Text that must never reach the user: torch's advice to load the file unsafely.
+_UNSAFE_ADVICE = re.compile(r"weights_only|weights only|unsafe|trust|safe_globals", re.IGNORECASE)
+_REFUSED = "it holds Python objects other than tensors and plain data, which are never loaded"
 
 
 def _load_failure(exc: BaseException) -> str:
-    """One short line saying why ``torch.load`` failed.
+    """One short line saying why ``torch.load`` failed, never advising to load the file unsafely.
 
     A refused weights-only load comes with paragraphs advising ``weights_only=False``, advice a
-    user must not follow for a file that is not an Esper checkpoint; only the unpickler's own
-    finding (e.g. ``Unsupported operand 59``) is kept.
+    user must not follow for a file that is not an Esper checkpoint (it may run code). Only the
+    unpickler's own finding (e.g. ``Unsupported operand 59``) is kept when it can be recognised;
+    otherwise a fixed phrase stands in for whatever torch said.
     """
     text = str(exc)
-    if _WEIGHTS_ONLY_DETAIL in text:
-        detail = text.split(_WEIGHTS_ONLY_DETAIL, 1)[1].split("\n\n", 2)
-        finding = next((part for part in detail if part.strip()), "")
-        return " ".join(finding.split()).split(". ")[0].rstrip(".") or type(exc).__name__
-    lines = text.strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
+    match = next((found for pattern in _UNPICKLER_FINDINGS if (found := pattern.search(text))), None)
+    if match is not None:
+        finding = match.group(1).split(". ")[0].strip().rstrip(".")
+    else:
+        lines = text.strip().splitlines()
+        finding = lines[0] if lines else type(exc).__name__
+    return _REFUSED if _UNSAFE_ADVICE.search(finding) else finding
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -36,7 +36,7 @@ CompileMode = Literal["off", "default", "reduce-overhead", "max-autotune"]
 #: Fields that may differ between a checkpoint's run and the run that resumes it; every other
 #: field must match, or the resumed run would not continue the same experiment.
 RESUME_OVERRIDABLE: frozenset[str] = frozenset(
-    {"rounds", "episodes", "out_dir", "checkpoint_every", "keep_checkpoints", "device", "compile_mode", "num_threads"}
+    {"rounds", "episodes", "out_dir", "checkpoint_every", "keep_checkpoints", "device", "compile_mode"}
 )
 
 

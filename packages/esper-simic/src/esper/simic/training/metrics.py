@@ -161,29 +161,69 @@ class RunStart:
     """Round count the run stops at."""
     num_envs: int
     """Episodes per round."""
+    notices: tuple[str, ...] = ()
+    """One-line messages for the user about how the run starts (an interrupted attempt restarted,
+    stale temporary files removed, a resume that is not bit-identical)."""
 
 
 @dataclass(frozen=True, slots=True)
 class RunSummary:
-    """End-of-run summary (``summary.json``)."""
+    """End-of-run summary (``summary.json``): the whole run, every invocation of it included."""
 
     rounds_completed: int
     """Rounds completed in the run, resumed parts included."""
     episodes_completed: int
     """Episodes completed in the run, resumed parts included."""
     wall_time_s: float
-    """Seconds this invocation took (a resumed run counts only its own part)."""
+    """Seconds this invocation took, setup included (a resumed run counts only its own part)."""
+    train_time_s: float
+    """Seconds the run's rounds took, summed over every invocation (each round's ``timings.total_s``;
+    setup, and rounds redone after a crash, are not counted)."""
     final_mean_return: float | None
-    """Mean raw return of the last round (None if this invocation ran no round)."""
+    """Mean raw return of the run's last round (None if no round is recorded)."""
     final_mean_accuracy: float | None
-    """Mean final accuracy (%) of the last round."""
+    """Mean final accuracy (%) of the run's last round."""
     best_mean_accuracy: float | None
-    """Best per-round mean final accuracy seen in this invocation."""
+    """Best per-round mean final accuracy (%) over all rounds of the run."""
+    best_round: int | None
+    """The (first) round that reached ``best_mean_accuracy``."""
     checkpoint: str | None
-    """Path of the last checkpoint written (None without a run directory)."""
+    """Path of the checkpoint holding the run's final state (None without a run directory)."""
+
+    @classmethod
+    def from_rounds(
+        cls,
+        rows: Sequence[Mapping[str, Any]],
+        *,
+        rounds_completed: int,
+        episodes_completed: int,
+        wall_time_s: float,
+        checkpoint: str | None,
+    ) -> RunSummary:
+        """Summary of a run whose rounds are ``rows`` (``RoundRecord.to_json()`` dicts, as in
+        ``metrics.jsonl``, in round order); a missing or non-finite value counts as no value."""
+        accuracies = [(_number(row.get("mean_final_accuracy")), int(row["round"])) for row in rows]
+        best = max(((a, r) for a, r in accuracies if a is not None), key=lambda pair: pair[0], default=None)
+        last = rows[-1] if rows else {}
+        return cls(
+            rounds_completed=rounds_completed,
+            episodes_completed=episodes_completed,
+            wall_time_s=wall_time_s,
+            train_time_s=math.fsum(_number(row.get("timings", {}).get("total_s")) or 0.0 for row in rows),
+            final_mean_return=_number(last.get("mean_return")),
+            final_mean_accuracy=_number(last.get("mean_final_accuracy")),
+            best_mean_accuracy=None if best is None else best[0],
+            best_round=None if best is None else best[1],
+            checkpoint=checkpoint,
+        )
 
     def to_json(self) -> dict[str, Any]:
         return to_plain(self)  # type: ignore[no-any-return]
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a finite float, or None (JSON ``null``, NaN, a missing field)."""
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
 @runtime_checkable

@@ -29,14 +29,23 @@ class ConsoleProgress:
         stream: where to write (default ``sys.stderr``, so stdout stays clean for results).
         live: overwrite one line with ``\\r``; default: whether ``stream`` is a TTY.
         log_every: in plain mode, print every this many rounds (the last round always prints).
+        notices_only: print only the run's notices (``RunStart.notices``), no progress (``--quiet``).
     """
 
-    def __init__(self, stream: TextIO | None = None, *, live: bool | None = None, log_every: int = 1) -> None:
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        *,
+        live: bool | None = None,
+        log_every: int = 1,
+        notices_only: bool = False,
+    ) -> None:
         if log_every < 1:
             raise ValueError(f"log_every must be >= 1, got {log_every}")
         self.stream = sys.stderr if stream is None else stream
         self.live = self.stream.isatty() if live is None else live
         self.log_every = log_every
+        self.notices_only = notices_only
         self._start_round = 0
         self._total_rounds = 0
         self._started_at = 0.0
@@ -46,6 +55,11 @@ class ConsoleProgress:
         self._start_round = start.start_round
         self._total_rounds = start.total_rounds
         self._started_at = time.perf_counter()
+        for notice in start.notices:
+            self.stream.write(f"note: {notice}\n")
+        self.stream.flush()
+        if self.notices_only:
+            return
         resumed = f" (resuming after round {start.start_round})" if start.start_round else ""
         self.stream.write(
             f"training {start.config.get('policy', '?')} on {start.num_envs} envs for "
@@ -54,6 +68,8 @@ class ConsoleProgress:
         self.stream.flush()
 
     def on_round(self, record: RoundRecord) -> None:
+        if self.notices_only:
+            return
         line = self._line(record)
         if self.live:
             padding = " " * max(0, self._width - len(line))
@@ -64,6 +80,8 @@ class ConsoleProgress:
         self.stream.flush()
 
     def on_run_end(self, summary: RunSummary) -> None:
+        if self.notices_only:
+            return
         if self.live and self._width:
             self.stream.write("\n")
         where = f"; checkpoint {summary.checkpoint}" if summary.checkpoint else ""

@@ -1,44 +1,68 @@
-"""The run directory: resolved config, ``metrics.jsonl``, checkpoints and ``summary.json``.
+"""The run directory: resolved config, ``metrics.jsonl``, checkpoints and ``summary.json``, owned by one run.
 
 Layout of ``out_dir``::
 
+    run.lock                     locked (flock) by the run writing here, for its whole life; never removed
     config.json                  the resolved TrainConfig (rewritten on resume)
     metrics.jsonl                one RoundRecord.to_json() per line, in round order
     checkpoint_last.pt           rolling checkpoint (every K rounds and at the end)
     checkpoint_round_XXXX.pt     numbered copies when keep_checkpoints is on
-    summary.json                 RunSummary of the last invocation
+    summary.json                 RunSummary of the whole run, rewritten at the end of each invocation
+
+Ownership: :meth:`RunDirectory.open` takes an exclusive, non-blocking lock on ``run.lock`` (a
+second writer is refused at once) and only then looks at the files. A run writes only the files
+above; if any of them exists, ``config.json`` must describe the same experiment (fields other than
+:data:`~esper.simic.training.config.RESUME_OVERRIDABLE` equal), otherwise the files are someone
+else's and the run is refused, naming them. Other files (notes, ``eval.json``) are left alone.
 
 :class:`RunDirectory` is itself a :class:`~esper.simic.training.metrics.TrainingSink`, so the
 trainer writes files through the same seam as any other observer. Every file is strict JSON
-(:func:`strict_json`): a non-finite number is written as ``null``.
+(:func:`strict_json`): a non-finite number is written as ``null``. Every write is all-or-nothing
+(:mod:`~esper.simic.training.atomic`), and a failed one raises :class:`RunDirectoryError` naming
+the file.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from esper.simic.training.atomic import append_whole, temporary_target, write_atomic
 from esper.simic.training.checkpoint import LAST_CHECKPOINT, round_checkpoint_name
 from esper.simic.training.metrics import RoundRecord, RunStart, RunSummary
+from esper.simic.training.resume import config_differences, describe_differences
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
+LOCK_FILE = "run.lock"
+RESUME_AUTO = "auto"
+"""``resume`` value meaning "the run directory's latest checkpoint if there is one, else start fresh"."""
+
+_ROUND_CHECKPOINT = re.compile(r"checkpoint_round_(\d{4,})\.pt")
+_RUN_FILES = (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, LAST_CHECKPOINT)
 
 
 class RunDirectoryError(Exception):
-    """The run directory cannot be used (e.g. it already holds a different run)."""
+    """The run directory cannot be used (another run's files or lock, a failed write). One line."""
+
+
+class RunDirectoryBusyError(RunDirectoryError):
+    """Another process holds the run directory's lock."""
 
 
 class RunDirectory:
-    """Files of one training run under ``path``."""
+    """Files of one training run under ``path``; written only between :meth:`open` and :meth:`close`."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        self._lock_fd: int | None = None
 
     @property
     def metrics_path(self) -> Path:
@@ -51,60 +75,225 @@ class RunDirectory:
     def round_checkpoint(self, round_index: int) -> Path:
         return self.path / round_checkpoint_name(round_index)
 
-    def prepare(self, *, start_round: int) -> None:
-        """Create the directory; on resume keep only metrics of rounds ``<= start_round``.
+    def latest_checkpoint(self) -> Path | None:
+        """``checkpoint_last.pt``, else the highest numbered checkpoint, else None (also for no directory)."""
+        if self.last_checkpoint.is_file():
+            return self.last_checkpoint
+        numbered = [(int(m[1]), p) for p in self._files() if (m := _ROUND_CHECKPOINT.fullmatch(p.name))]
+        return max(numbered)[1] if numbered else None
+
+    def open(self, config: Mapping[str, Any], *, start_round: int) -> list[str]:
+        """Create and lock the directory for the run with resolved ``config``; returns notices for the user.
+
+        After the lock: refuse files another run (or a user) wrote, remove stale temporary files
+        left by a killed write, then make ``metrics.jsonl`` end at ``start_round``: a resume drops
+        the lines of rounds after its checkpoint, a fresh start (round 0) of a run that crashed
+        before its first checkpoint drops all of them and says so.
 
         Raises:
-            RunDirectoryError: the path is an existing file, or a fresh run (``start_round == 0``)
-                pointed at a directory that already has metrics, which would mix two runs in one file.
+            RunDirectoryBusyError: another run holds the directory.
+            RunDirectoryError: the path is a file or cannot be created; a file the run would write
+                belongs to another run; a fresh start where this run already has a checkpoint
+                (the message names it for ``--resume``); a corrupt metrics line.
         """
+        self._create()
+        self._lock()
+        try:
+            self._check_owner(config)
+            if start_round == 0:
+                self._refuse_restart_over_checkpoint()
+            notices = self._remove_stale_temporaries()
+            notices += self._truncate_metrics(start_round)
+        except BaseException:
+            self.close()
+            raise
+        return notices
+
+    def close(self) -> None:
+        """Release the lock (idempotent); the lock file stays, so a later run locks the same file."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def round_rows(self, through_round: int) -> list[dict[str, Any]]:
+        """``metrics.jsonl`` records of rounds ``1..through_round`` (none if the file is missing)."""
+        return [json.loads(line) for index, line in self._metrics_lines()[0] if index <= through_round]
+
+    def on_run_start(self, start: RunStart) -> None:
+        self._write(self.path / CONFIG_FILE, _dumps(dict(start.config)))
+
+    def on_round(self, record: RoundRecord) -> None:
+        self._require_lock()
+        try:
+            append_whole(self.metrics_path, (strict_json(record.to_json()) + "\n").encode())
+        except OSError as exc:
+            raise RunDirectoryError(f"cannot write {str(self.metrics_path)!r}: {exc.strerror or exc}") from exc
+
+    def on_run_end(self, summary: RunSummary) -> None:
+        self._write(self.path / SUMMARY_FILE, _dumps(summary.to_json()))
+
+    def _create(self) -> None:
         if self.path.exists() and not self.path.is_dir():
             raise RunDirectoryError(f"run directory {str(self.path)!r} is an existing file, not a directory")
-        if start_round == 0 and self.metrics_path.exists() and self.metrics_path.stat().st_size > 0:
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunDirectoryError(f"cannot create run directory {str(self.path)!r}: {exc.strerror or exc}") from exc
+
+    def _lock(self) -> None:
+        lock = self.path / LOCK_FILE
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise RunDirectoryError(f"cannot create {str(lock)!r}: {exc.strerror or exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RunDirectoryBusyError(
+                f"run directory {str(self.path)!r} is in use: another run holds its lock ({LOCK_FILE}); "
+                "wait for it to end or choose another output directory"
+            ) from None
+        self._lock_fd = fd
+
+    def _require_lock(self) -> None:
+        if self._lock_fd is None:
+            raise RunDirectoryError(f"run directory {str(self.path)!r} is not open for writing (call open first)")
+
+    def _files(self) -> list[Path]:
+        return sorted(p for p in self.path.iterdir() if p.is_file()) if self.path.is_dir() else []
+
+    def _check_owner(self, config: Mapping[str, Any]) -> None:
+        """Refuse unless every run file here belongs to the experiment of ``config``.
+
+        ``config.json`` is the run's identity card: it is written before any other run file, so a
+        run file without it, or beside one with other top-level keys (a user's own config), is
+        not this run's; one with the same keys must match in every field a resume may not change.
+        """
+        owned = [p for p in self._files() if _is_run_file(p.name)]
+        if not owned:
+            return
+        config_path = self.path / CONFIG_FILE
+        if not config_path.is_file():
             raise RunDirectoryError(
-                f"run directory {str(self.path)!r} already contains a run; choose another output "
-                f"directory or resume from {str(self.last_checkpoint)!r}"
+                f"{str(owned[0])!r} was not written by this run (no {CONFIG_FILE} of an Esper run beside it); "
+                "choose another output directory or move the file"
             )
-        self.path.mkdir(parents=True, exist_ok=True)
-        if start_round > 0:
-            self._truncate_metrics(start_round)
+        saved = _read_json(config_path)
+        if not isinstance(saved, dict) or saved.keys() != config.keys():
+            raise RunDirectoryError(
+                f"{str(config_path)!r} was not written by this run (not an Esper run config of this version); "
+                "choose another output directory or move the file"
+            )
+        differences = config_differences(saved, config)
+        if differences:
+            raise RunDirectoryError(
+                f"{str(config_path)!r} belongs to another run "
+                f"({describe_differences(differences, saved_name=CONFIG_FILE)}); choose another output directory"
+            )
 
-    def _truncate_metrics(self, keep_through_round: int) -> None:
-        """Drop lines of rounds after the checkpoint (written before a crash), keeping the file exact.
+    def _remove_stale_temporaries(self) -> list[str]:
+        """Delete temporaries of the run's files that a killed write left behind."""
+        stale = [p for p in self._files() if _is_run_file(temporary_target(p.name))]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        if not stale:
+            return []
+        return [f"removed {len(stale)} stale temporary file(s) left by an interrupted write: {[p.name for p in stale]}"]
 
-        A process killed while appending leaves a torn last line. It is dropped rather than blocking
-        the resume: only that round's record is lost, never training state (checkpoints are atomic).
+    def _refuse_restart_over_checkpoint(self) -> None:
+        checkpoint = self.latest_checkpoint()
+        if checkpoint is not None:
+            raise RunDirectoryError(
+                f"run directory {str(self.path)!r} already holds this run up to {checkpoint.name}; continue it "
+                f"with --resume {str(checkpoint)!r} (or --resume auto), or choose another output directory"
+            )
+
+    def _truncate_metrics(self, keep_through_round: int) -> list[str]:
+        """Drop lines of rounds after ``keep_through_round`` (a crash wrote them after the last checkpoint).
+
+        The file is rewritten only if a line goes, so a resume that drops nothing leaves it untouched.
+        """
+        entries, intact = self._metrics_lines()
+        kept = [line for index, line in entries if index <= keep_through_round]
+        if len(kept) == len(entries) and intact:
+            return []
+        self._write(self.metrics_path, "".join(line + "\n" for line in kept))
+        if keep_through_round > 0 or not entries:
+            return []
+        return [
+            f"no checkpoint in {str(self.path)!r}: starting the run again from round 0, dropping "
+            f"{len(entries)} metrics line(s) of the interrupted attempt"
+        ]
+
+    def _metrics_lines(self) -> tuple[list[tuple[int, str]], bool]:
+        """``(round, line)`` of each metrics record, and whether the file ends cleanly (with a newline).
+
+        A torn last line (a kill mid-append) is skipped rather than blocking a resume: only that
+        round's record is lost, never training state (checkpoints are atomic).
 
         Raises:
             RunDirectoryError: a line other than the last is not a metrics record.
         """
-        if not self.metrics_path.exists():
-            return
-        lines = [line for line in self.metrics_path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        kept: list[str] = []
+        if not self.metrics_path.is_file():
+            return [], True
+        text = self.metrics_path.read_text(encoding="utf-8")
+        lines = [line for line in text.splitlines() if line.strip()]
+        entries: list[tuple[int, str]] = []
         for number, line in enumerate(lines, start=1):
             try:
-                round_index = json.loads(line)["round"]
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                entries.append((int(json.loads(line)["round"]), line))
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                 if number == len(lines):
-                    break
+                    return entries, False
                 raise RunDirectoryError(
                     f"{str(self.metrics_path)!r} line {number} is not a metrics record ({type(exc).__name__}); "
                     "fix or remove the file to resume"
                 ) from exc
-            if round_index <= keep_through_round:
-                kept.append(line)
-        _write_text_atomic(self.metrics_path, "".join(line + "\n" for line in kept))
+        return entries, text == "" or text.endswith("\n")
 
-    def on_run_start(self, start: RunStart) -> None:
-        _write_text_atomic(self.path / CONFIG_FILE, _dumps(dict(start.config)))
+    def _write(self, path: Path, text: str) -> None:
+        self._require_lock()
+        try:
+            write_atomic(path, text.encode("utf-8"))
+        except OSError as exc:
+            raise RunDirectoryError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from exc
 
-    def on_round(self, record: RoundRecord) -> None:
-        with self.metrics_path.open("a", encoding="utf-8") as handle:
-            handle.write(strict_json(record.to_json()) + "\n")
 
-    def on_run_end(self, summary: RunSummary) -> None:
-        _write_text_atomic(self.path / SUMMARY_FILE, _dumps(summary.to_json()))
+def resolve_resume(resume: str | os.PathLike[str] | None, out_dir: str | os.PathLike[str] | None) -> Path | None:
+    """The checkpoint a run continues from: ``resume`` itself, or for :data:`RESUME_AUTO` the latest
+    checkpoint in ``out_dir`` (None there: start fresh).
+
+    Raises:
+        RunDirectoryError: ``auto`` without a run directory to look in.
+    """
+    if resume is None:
+        return None
+    if str(resume) != RESUME_AUTO:
+        return Path(resume)
+    if out_dir is None:
+        raise RunDirectoryError("resume 'auto' needs the run directory to continue (--out DIR / out_dir)")
+    return RunDirectory(out_dir).latest_checkpoint()
+
+
+def claim_new_run_directory(parent: Path, name: str) -> Path:
+    """Create ``parent / name`` exclusively, or ``name-2``, ``name-3``, ... if taken; returns it.
+
+    ``os.mkdir`` fails if the directory exists, so two runs started in the same second (the
+    default ``--out`` has one-second resolution) never share a directory.
+    """
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        for suffix in range(1, 10_000):
+            candidate = parent / (name if suffix == 1 else f"{name}-{suffix}")
+            try:
+                candidate.mkdir()
+            except FileExistsError:
+                continue
+            return candidate
+    except OSError as exc:
+        raise RunDirectoryError(f"cannot create a run directory in {str(parent)!r}: {exc.strerror or exc}") from exc
+    raise RunDirectoryError(f"cannot create a run directory in {str(parent)!r}: {name}-2 to {name}-9999 all exist")
 
 
 def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -135,11 +324,17 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def _read_json(path: Path) -> Any:
+    """The JSON value in ``path``, or None if it cannot be read or parsed."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+
+
+def _is_run_file(name: str | None) -> bool:
+    return name is not None and (name in _RUN_FILES or _ROUND_CHECKPOINT.fullmatch(name) is not None)
+
+
 def _dumps(data: Any) -> str:
     return strict_json(data, indent=2) + "\n"
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

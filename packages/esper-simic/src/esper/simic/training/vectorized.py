@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from esper.simic.training.checkpoint import (
     encode_checkpoint,
     write_checkpoint,
 )
-from esper.simic.training.config import RESUME_OVERRIDABLE, TrainConfig
+from esper.simic.training.config import TrainConfig
 from esper.simic.training.metrics import (
     EpisodeStats,
     FanOutSink,
@@ -54,8 +55,9 @@ from esper.simic.training.rng import (
     restore_rng_state,
     torch_threads,
 )
+from esper.simic.training.resume import check_resume_config, resume_caveats
 from esper.simic.training.rollout import RolloutResult, collect_rollout, op_count_names
-from esper.simic.training.run_dir import RunDirectory
+from esper.simic.training.run_dir import RunDirectory, RunDirectoryError, resolve_resume
 from esper.tamiyo.policy import PolicyBundle, create_policy
 
 
@@ -74,7 +76,8 @@ class RunResult:
     policy: PolicyBundle
     """The trained policy (on ``config.device``)."""
     checkpoint: Path | None
-    """Last checkpoint written (None without ``out_dir``)."""
+    """Checkpoint holding the final state: the last one written (None without ``out_dir``), or the
+    one resumed from when it already had every round."""
 
 
 @dataclass(slots=True)
@@ -112,24 +115,6 @@ def policy_kwargs(config: TrainConfig) -> dict[str, Any]:
             raise ValueError(f"policy_kwargs[{key!r}]={kwargs[key]!r} conflicts with ppo.{key}={value!r}")
         kwargs[key] = value
     return kwargs
-
-
-def check_resume_config(saved: Mapping[str, Any], config: TrainConfig) -> None:
-    """Raise :class:`CheckpointError` unless ``config`` continues the run that wrote ``saved``.
-
-    Only :data:`~esper.simic.training.config.RESUME_OVERRIDABLE` fields (length of the run,
-    output, device, compilation) may differ.
-    """
-    current = config.to_dict()
-    differing = sorted(
-        key for key in set(saved) | set(current) if key not in RESUME_OVERRIDABLE and saved.get(key) != current.get(key)
-    )
-    if differing:
-        details = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {current.get(k)!r}" for k in differing[:3])
-        raise CheckpointError(
-            f"cannot resume: the run config differs from the checkpoint's in {differing} ({details}); "
-            f"only {sorted(RESUME_OVERRIDABLE)} may change"
-        )
 
 
 def _fresh_components(config: TrainConfig, venv: VectorEnv, device: torch.device) -> _Components:
@@ -240,28 +225,36 @@ def train(
 
     Args:
         config: the run; with ``out_dir`` set, the run directory gets the resolved config,
-            ``metrics.jsonl``, checkpoints and ``summary.json``.
-        resume: a checkpoint to continue from; ``config`` must match its run except for
-            :data:`~esper.simic.training.config.RESUME_OVERRIDABLE` fields. Training continues at
-            the checkpoint's round count up to ``config.total_rounds``.
+            ``metrics.jsonl``, checkpoints and ``summary.json``, and is locked for the run's life
+            (:class:`~esper.simic.training.run_dir.RunDirectory`).
+        resume: a checkpoint to continue from, or ``"auto"``: the latest checkpoint in ``out_dir``
+            if there is one, else a fresh start. ``config`` must match the checkpoint's run except
+            for :data:`~esper.simic.training.config.RESUME_OVERRIDABLE` fields. Training continues
+            at the checkpoint's round count up to ``config.total_rounds``; a checkpoint that already
+            has them all trains nothing and leaves every file as it was.
         sink: extra observer of the run (progress display, custom logging); default none.
 
     Raises:
-        CheckpointError: unreadable or incompatible checkpoint.
-        RunDirectoryError: a fresh run pointed at a directory that already holds one.
+        CheckpointError: unreadable or incompatible checkpoint, or one that cannot be written.
+        RunDirectoryError: the run directory is locked by another run, holds another run's files,
+            already holds this run's checkpoint on a fresh start, or cannot be written.
         UnknownPolicyError / PolicyLoadError: ``config.policy`` is not usable.
         ValueError: invalid combination (non-trainable policy, unavailable device, ...).
     """
     device = resolve_device(config.device)
-    checkpoint = None
-    if resume is not None:
-        checkpoint = read_checkpoint(resume)
-        check_resume_config(checkpoint["config"], config)
     run_dir = None if config.out_dir is None else RunDirectory(config.out_dir)
+    resume_path = resolve_resume(resume, config.out_dir)
+    resumed_from = None if resume_path is None else (resume_path, _file_identity(resume_path))
+    checkpoint = None
+    notices: list[str] = []
+    if resume_path is not None:
+        checkpoint = read_checkpoint(resume_path)
+        check_resume_config(checkpoint["config"], config)
+        notices += resume_caveats(checkpoint["config"], config)
     observer = sink if sink is not None else NullSink()
     sinks: TrainingSink = observer if run_dir is None else FanOutSink(run_dir, observer)
     started = time.perf_counter()
-    with torch_threads(config.num_threads), isolated_global_rngs(config.seed, device):
+    with torch_threads(config.num_threads), isolated_global_rngs(config.seed, device), ExitStack() as held:
         venv = VectorEnv(config.env, config.num_envs, gamma=config.ppo.gamma)
         if checkpoint is None:
             parts = _fresh_components(config, venv, device)
@@ -272,10 +265,16 @@ def train(
                 f"the checkpoint already has {parts.rounds_completed} rounds, more than the "
                 f"{config.total_rounds} this run asks for; raise --rounds/--episodes"
             )
+        if resume_path is not None and parts.rounds_completed == config.total_rounds:
+            wall_s = time.perf_counter() - started
+            return _nothing_to_train(config, parts, resume_path, run_dir, observer, notices, wall_s)
         if run_dir is not None:
-            run_dir.prepare(start_round=parts.rounds_completed)
+            notices += _open_run_dir(run_dir, config, parts.rounds_completed, resumed_from)
+            held.callback(run_dir.close)
         buffer = RolloutBuffer.for_policy(parts.policy, num_envs=config.num_envs, num_steps=config.env.episode_length)
-        sinks.on_run_start(RunStart(config.to_dict(), parts.rounds_completed, config.total_rounds, config.num_envs))
+        sinks.on_run_start(
+            RunStart(config.to_dict(), parts.rounds_completed, config.total_rounds, config.num_envs, tuple(notices))
+        )
         history: list[RoundRecord] = []
         last_checkpoint: Path | None = None
         while parts.rounds_completed < config.total_rounds:
@@ -302,9 +301,65 @@ def train(
             sinks.on_round(record)
             if payload is not None and run_dir is not None:
                 last_checkpoint = _save(payload, parts.rounds_completed, config, run_dir)
-    summary = _summary(history, parts, config, time.perf_counter() - started, last_checkpoint)
-    sinks.on_run_end(summary)
+        summary = _summary(history, parts, config, time.perf_counter() - started, last_checkpoint, run_dir)
+        sinks.on_run_end(summary)
     return RunResult(config, parts.rounds_completed, tuple(history), summary, parts.policy, last_checkpoint)
+
+
+def _file_identity(path: Path) -> tuple[int, int, int, int]:
+    """What changes when a file is replaced or rewritten (inode, device, size, mtime); zeros if missing."""
+    stat = path.stat() if path.is_file() else None
+    return (0, 0, 0, 0) if stat is None else (stat.st_ino, stat.st_dev, stat.st_size, stat.st_mtime_ns)
+
+
+def _open_run_dir(
+    run_dir: RunDirectory,
+    config: TrainConfig,
+    start_round: int,
+    resumed_from: tuple[Path, tuple[int, int, int, int]] | None,
+) -> list[str]:
+    """Lock and claim ``run_dir`` (:meth:`RunDirectory.open`); returns its notices.
+
+    The checkpoint was read before the lock was taken; if another run replaced it in between
+    (two workers started with ``--resume auto`` at once), this run would continue a stale state.
+    """
+    notices = run_dir.open(config.to_dict(), start_round=start_round)
+    if resumed_from is not None and _file_identity(resumed_from[0]) != resumed_from[1]:
+        run_dir.close()
+        raise RunDirectoryError(
+            f"checkpoint {str(resumed_from[0])!r} changed while this run was starting (another run wrote it); "
+            "start this run again"
+        )
+    return notices
+
+
+def _nothing_to_train(
+    config: TrainConfig,
+    parts: _Components,
+    resume_path: Path,
+    run_dir: RunDirectory | None,
+    observer: TrainingSink,
+    notices: list[str],
+    wall_s: float,
+) -> RunResult:
+    """A resume whose checkpoint already has every round: report the run, write nothing.
+
+    The run directory is neither locked nor touched, so every file keeps its bytes and mtime.
+    """
+    rows = [] if run_dir is None else run_dir.round_rows(parts.rounds_completed)
+    summary = RunSummary.from_rounds(
+        rows,
+        rounds_completed=parts.rounds_completed,
+        episodes_completed=parts.rounds_completed * config.num_envs,
+        wall_time_s=wall_s,
+        checkpoint=str(resume_path),
+    )
+    done = f"{str(resume_path)!r} already has all {config.total_rounds} rounds: nothing to train, no file changed"
+    observer.on_run_start(
+        RunStart(config.to_dict(), parts.rounds_completed, config.total_rounds, config.num_envs, (*notices, done))
+    )
+    observer.on_run_end(summary)
+    return RunResult(config, parts.rounds_completed, (), summary, parts.policy, resume_path)
 
 
 def _round_record(
@@ -332,15 +387,20 @@ def _save(payload: bytes, rounds_completed: int, config: TrainConfig, run_dir: R
 
 
 def _summary(
-    history: list[RoundRecord], parts: _Components, config: TrainConfig, wall_s: float, checkpoint: Path | None
+    history: list[RoundRecord],
+    parts: _Components,
+    config: TrainConfig,
+    wall_s: float,
+    checkpoint: Path | None,
+    run_dir: RunDirectory | None,
 ) -> RunSummary:
-    accuracies = [r.episode_stats.mean_final_accuracy for r in history]
-    return RunSummary(
+    """Summary of the whole run: every round in ``metrics.jsonl`` (earlier invocations included);
+    without a run directory, only this invocation's rounds are known."""
+    rows = [r.to_json() for r in history] if run_dir is None else run_dir.round_rows(parts.rounds_completed)
+    return RunSummary.from_rounds(
+        rows,
         rounds_completed=parts.rounds_completed,
         episodes_completed=parts.rounds_completed * config.num_envs,
         wall_time_s=wall_s,
-        final_mean_return=history[-1].episode_stats.mean_return if history else None,
-        final_mean_accuracy=accuracies[-1] if accuracies else None,
-        best_mean_accuracy=max(accuracies) if accuracies else None,
         checkpoint=None if checkpoint is None else str(checkpoint),
     )
