@@ -171,7 +171,7 @@ def test_broken_plugins_are_reported_by_name_and_do_not_break_others(plugin_path
     assert "'broken-import'" in message and "esper-tmp-plugin 1.0" in message
     assert f"ModuleNotFoundError: No module named '{plugin_path}_missing'" in message
     assert isinstance(info.value.cause, ModuleNotFoundError) and info.value.__cause__ is info.value.cause
-    expected = r"'broken-class'.*TypeError: .*NotAPolicy does not satisfy PolicyBundle; missing members: evaluate_"
+    expected = r"'broken-class'.*TypeError: .*NotAPolicy does not satisfy PolicyBundle; missing members: action_space, compile,"
     with pytest.raises(PolicyLoadError, match=expected):
         registry.get_policy_class("broken-class")
     # everything else still works, and the listing shows the broken ones with their errors

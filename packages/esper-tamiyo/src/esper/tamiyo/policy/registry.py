@@ -6,7 +6,8 @@ registration, the supplying distribution recorded) and Gymnasium's registry (laz
 
 * :meth:`PolicyRegistry.register` / :meth:`PolicyRegistry.register_policy` check the class
   against :data:`~esper.tamiyo.policy.protocol.PROTOCOL_MEMBERS` at once: a ``TypeError`` names
-  every missing member. A name that is already taken, in code or by an installed distribution's
+  every missing member, and every protocol parameter a method does not accept by name (a
+  ``get_action`` without ``generator=`` fails at load time, not at the trainer's first step). A name that is already taken, in code or by an installed distribution's
   entry point, raises ``ValueError`` naming its owner: checkpoints rebuild policies by name, so a
   silently shadowed ``lstm`` would load someone else's class. The one exception is the class an
   entry point names registering itself when its module is imported (idempotent).
@@ -120,21 +121,47 @@ def _target_of(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
-def validate_policy_class(cls: object) -> None:
-    """Check that ``cls`` is a class providing every ``PolicyBundle`` member.
+def _missing_parameters(spec: Callable[..., object], implementation: Callable[..., object]) -> list[str]:
+    """Parameters of the protocol method ``spec`` (after ``self``) that ``implementation`` cannot take by name.
 
-    Members must be defined on the class (methods or properties); signatures are left to static
-    typing. Raises ``TypeError`` naming the class and every missing or non-callable member.
+    Callers pass the protocol's keywords by name (``generator=``, ``deterministic=``), so a name
+    is part of the signature, as static type checkers treat it. ``**kwargs`` accepts everything;
+    an implementation without an inspectable signature is left to static typing.
+    """
+    try:
+        parameters = inspect.signature(implementation).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return []
+    by_name = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    accepted = {p.name for p in parameters if p.kind in by_name}
+    wanted = list(inspect.signature(spec).parameters.values())[1:]
+    return [p.name for p in wanted if p.kind in by_name and p.name not in accepted]
+
+
+def validate_policy_class(cls: object) -> None:
+    """Check that ``cls`` is a class providing every ``PolicyBundle`` member with the protocol's parameters.
+
+    Members must be defined on the class (methods or properties), and each method must accept
+    every parameter of the protocol's method by name; annotations are left to static typing.
+    Raises ``TypeError`` naming the class and every missing or non-callable member and every
+    parameter a method lacks.
     """
     if not isinstance(cls, type):
         raise TypeError(f"a policy must be registered as a class, got {cls!r} ({type(cls).__name__})")
     missing = [name for name in PROTOCOL_MEMBERS if not hasattr(cls, name)]
-    not_callable = [name for name in sorted(_METHODS) if hasattr(cls, name) and not callable(getattr(cls, name))]
+    methods = [name for name in sorted(_METHODS) if hasattr(cls, name)]
+    not_callable = [name for name in methods if not callable(getattr(cls, name))]
     problems = []
     if missing:
         problems.append(f"missing members: {', '.join(missing)}")
     if not_callable:
         problems.append(f"not callable: {', '.join(not_callable)}")
+    for name in methods:
+        lacking = [] if name in not_callable else _missing_parameters(getattr(PolicyBundle, name), getattr(cls, name))
+        if lacking:
+            problems.append(f"{name}() lacks: {', '.join(lacking)}")
     if problems:
         raise TypeError(f"policy class {_target_of(cls)} does not satisfy PolicyBundle; {'; '.join(problems)}")
 
