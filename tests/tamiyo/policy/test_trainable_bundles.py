@@ -222,6 +222,7 @@ def test_policy_config_is_json_and_rebuilds_a_custom_action_space(cls: type[Bund
         op_head="op",
         relevance=((False, True), (True, True), (True, True)),
         placeholders=(0, 0),
+        slot_head="slot",
     )
     slots = SlotConfig.for_count(2)
     bundle = cls(slot_config=slots, feature_dim=7, hidden_size=8, lstm_hidden=8, action_space=space)
@@ -231,6 +232,32 @@ def test_policy_config_is_json_and_rebuilds_a_custom_action_space(cls: type[Bund
     rebuilt.load_state_dict(bundle.state_dict())
     with pytest.raises(ValueError, match="missing keys.*heads.policy.alpha_curve"):
         _bundle(cls, num_slots=2).load_state_dict(bundle.state_dict())
+
+
+@pytest.mark.parametrize("cls", BUNDLES)
+def test_the_slot_head_is_whichever_head_the_action_space_names(cls: type[Bundle]) -> None:
+    """``slot_by_op`` conditions the space's ``slot_head``, whatever it is called."""
+    space = ActionSpace(
+        head_names=("target", "op"),
+        head_sizes=(2, 3),
+        op_head="op",
+        relevance=((True, True), (True, True), (True, True)),
+        placeholders=(0, 0),
+        slot_head="target",
+    )
+    batch = 64
+    torch.manual_seed(0)
+    bundle = cls(slot_config=SlotConfig.for_count(2), feature_dim=7, hidden_size=8, lstm_hidden=8, action_space=space)
+    heads = {"target": torch.ones(batch, 2, dtype=torch.bool), "op": torch.tensor([[False, True, True]] * batch)}
+    slot_by_op = torch.tensor([[True, True], [True, False], [False, True]]).expand(batch, -1, -1)
+    obs = Observation(torch.randn(batch, 7), torch.full((batch, 2), -1))
+    result = bundle.get_action(obs, ActionMasks(heads, slot_by_op), generator=torch.Generator().manual_seed(0))
+    assert set(result.actions["op"].tolist()) == {1, 2}
+    assert torch.equal(result.actions["target"], result.actions["op"] - 1)  # op 1 -> target 0, op 2 -> target 1
+    with pytest.raises(ValueError, match=r"slot head 'target' has 3 actions but the slot config has 2 slots"):
+        cls(slot_config=SlotConfig.for_count(2), feature_dim=7, action_space={
+            **json.loads(json.dumps(bundle.policy_config))["action_space"], "head_sizes": [3, 3]
+        })
 
 
 @pytest.mark.parametrize("cls", BUNDLES)

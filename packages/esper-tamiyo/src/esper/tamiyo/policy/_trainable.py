@@ -26,7 +26,6 @@ from esper.tamiyo.contract import (
     morphogenetic_action_space,
 )
 from esper.tamiyo.networks import (
-    SLOT_HEAD,
     ActorCriticOutput,
     NetworkSize,
     check_nonempty,
@@ -324,6 +323,7 @@ def action_space_config(space: ActionSpace) -> dict[str, Any]:
         "op_head": space.op_head,
         "relevance": [list(row) for row in space.relevance],
         "placeholders": list(space.placeholders),
+        "slot_head": space.slot_head,
     }
 
 
@@ -339,13 +339,15 @@ def _resolve_action_space(value: ActionSpace | Mapping[str, Any] | None, slot_co
             op_head=str(value["op_head"]),
             relevance=tuple(tuple(bool(x) for x in row) for row in value["relevance"]),
             placeholders=tuple(int(p) for p in value["placeholders"]),
+            slot_head=value.get("slot_head"),
         )
     else:
         raise TypeError(f"action_space must be an ActionSpace, a dict or None, got {type(value).__name__}")
-    if SLOT_HEAD in space.head_names and space.size(SLOT_HEAD) != slot_config.num_slots:
+    slot_head = space.slot_head
+    if slot_head is not None and space.size(slot_head) != slot_config.num_slots:
         raise ValueError(
-            f"action space slot head has {space.size(SLOT_HEAD)} actions but the slot config has "
-            f"{slot_config.num_slots} slots {list(slot_config.slot_ids)}"
+            f"action space slot head {slot_head!r} has {space.size(slot_head)} actions but the slot config "
+            f"has {slot_config.num_slots} slots {list(slot_config.slot_ids)}"
         )
     return space
 

@@ -7,9 +7,10 @@ registration, the supplying distribution recorded) and Gymnasium's registry (laz
 * :meth:`PolicyRegistry.register` / :meth:`PolicyRegistry.register_policy` check the class
   against :data:`~esper.tamiyo.policy.protocol.PROTOCOL_MEMBERS` at once: a ``TypeError`` names
   every missing member, and every protocol parameter a method does not accept by name (a
-  ``get_action`` without ``generator=`` fails at load time, not at the trainer's first step). A name that is already taken, in code or by an installed distribution's
-  entry point, raises ``ValueError`` naming its owner: checkpoints rebuild policies by name, so a
-  silently shadowed ``lstm`` would load someone else's class. The one exception is the class an
+  ``get_action`` without ``generator=`` fails at load time, not at the trainer's first step). A
+  name that is already taken, in code or by an installed distribution's entry point, raises
+  ``ValueError`` naming its owner: checkpoints rebuild policies by name, so a silently shadowed
+  ``lstm`` would load someone else's class. The one exception is the class an
   entry point names registering itself when its module is imported (idempotent).
 * Entry points in group ``esper.policies`` are discovered on first lookup (metadata only, no
   import) and a plugin module is imported only when its name is requested, or when
