@@ -28,9 +28,10 @@ from esper.tamiyo.contract import (
     feature_size,
     op_conditioned_slot_mask,
 )
-from esper.tamiyo.policy import ActionResult, PolicyBundle
+from esper.tamiyo.policy import ActionResult, PolicyBundle, TrainablePolicyBundle
 from esper.tamiyo.policy.lstm import LSTMPolicyBundle
 from esper.tamiyo.policy.mlp import MLPPolicyBundle
+from esper_policy_example.gru import GRUPolicyBundle
 
 #: The ``record_rollout`` fixture of tests/conftest.py.
 RecordRollout = Callable[..., Any]
@@ -327,3 +328,14 @@ def test_compiled_bundle_matches_eager(cls: type[Bundle], record_rollout: Record
     for head in actions:
         torch.testing.assert_close(eb.log_probs[head], ea.log_probs[head])
     sum(t.sum() for t in eb.log_probs.values()).backward()
+
+
+def test_build_network_is_the_public_extension_point() -> None:
+    class Bare(TrainablePolicyBundle):
+        """Forgot to say which network to build."""
+
+    with pytest.raises(NotImplementedError, match=r"^Bare must implement build_network\(action_space, feature_dim"):
+        Bare(slot_config=SlotConfig())
+    assert "build_network" in vars(LSTMPolicyBundle) and "build_network" in vars(MLPPolicyBundle)
+    assert "build_network" in vars(GRUPolicyBundle)
+    assert not any(hasattr(cls, "_build_network") for cls in (LSTMPolicyBundle, MLPPolicyBundle, GRUPolicyBundle))

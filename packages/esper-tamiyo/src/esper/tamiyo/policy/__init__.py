@@ -3,7 +3,7 @@
 Concrete bundles (``lstm``, ``mlp``, ``heuristic``, plugins) are not imported here: they are
 resolved by name through the registry, which imports them lazily from ``esper.policies`` entry points.
 ``TrainablePolicyBundle`` is exported as the base for policy packages that bring their own network
-(a subclass implements ``_build_network``; see ``examples/esper-policy-example``).
+(a subclass implements ``build_network``; see ``examples/esper-policy-example``).
 """
 
 from esper.tamiyo.policy.factory import create_policy

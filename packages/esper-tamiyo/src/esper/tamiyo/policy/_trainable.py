@@ -1,6 +1,7 @@
 """What the trainable bundles (``lstm``, ``mlp``) share: the ``PolicyBundle`` plumbing around a network.
 
-A subclass only says which network to build (:meth:`TrainablePolicyBundle._build_network`). This
+A subclass only says which network to build (:meth:`TrainablePolicyBundle.build_network`, the
+extension point third-party policy packages override; see ``examples/esper-policy-example``). This
 base owns input validation, the rollout and update legs (through
 :mod:`esper.tamiyo.networks.scoring`, so both bundles score actions identically), weights I/O
 with architecture checks, placement and compilation.
@@ -83,13 +84,18 @@ class TrainablePolicyBundle:
             raise ValueError(f"feature_dim must be >= 1, got {feature_dim}")
         self._size = resolve_network_size(preset, hidden_size, lstm_hidden)
         self._floors = _resolve_floors(probability_floor, self._action_space)
-        self._module = self._build_network(self._action_space, self._feature_dim, slot_config.num_slots, self._size)
+        self._module = self.build_network(self._action_space, self._feature_dim, slot_config.num_slots, self._size)
         self._compiled = False
 
-    def _build_network(
+    def build_network(
         self, action_space: ActionSpace, feature_dim: int, num_slots: int, size: NetworkSize
     ) -> nn.Module:
-        """Build the actor-critic this bundle wraps; subclasses implement it.
+        """Build the actor-critic this bundle wraps: the one method a subclass implements.
+
+        This is the public extension point for policy packages that bring their own network
+        (``lstm``, ``mlp`` and the example plugin's ``example-gru`` are such subclasses); the base
+        class supplies everything else. Called once, from the constructor, after the action space,
+        feature dim and sizes are resolved (``size.hidden_size``, ``size.lstm_hidden``).
 
         The module must provide (see ``FactoredRecurrentActorCritic``):
         ``forward(features [B, T, F], blueprint_indices [B, T, S], hidden) -> ActorCriticOutput``,
@@ -97,7 +103,10 @@ class TrainablePolicyBundle:
         ``initial_hidden(batch_size) -> tuple[Tensor, ...] | None`` (batch at dim 1),
         ``hidden_dim: int`` (0 if feed-forward) and ``compile_submodules(mode)`` (in place).
         """
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement build_network(action_space, feature_dim, num_slots, size) "
+            "-> nn.Module (see TrainablePolicyBundle.build_network)"
+        )
 
     # ----------------------------------------------------------------- rollout and update legs
 
