@@ -28,7 +28,13 @@ from esper.tamiyo.contract import (
     feature_size,
     op_conditioned_slot_mask,
 )
-from esper.tamiyo.policy import ActionResult, PolicyBundle, TrainablePolicyBundle
+from esper.tamiyo.policy import (
+    REFERENCE_PROBABILITY_FLOORS,
+    ActionResult,
+    PolicyBundle,
+    TrainablePolicyBundle,
+    create_policy,
+)
 from esper.tamiyo.policy.lstm import LSTMPolicyBundle
 from esper.tamiyo.policy.mlp import MLPPolicyBundle
 from esper_policy_example.gru import GRUPolicyBundle
@@ -339,3 +345,12 @@ def test_build_network_is_the_public_extension_point() -> None:
     assert "build_network" in vars(LSTMPolicyBundle) and "build_network" in vars(MLPPolicyBundle)
     assert "build_network" in vars(GRUPolicyBundle)
     assert not any(hasattr(cls, "_build_network") for cls in (LSTMPolicyBundle, MLPPolicyBundle, GRUPolicyBundle))
+
+
+@pytest.mark.parametrize(("name", "cls"), [("lstm", LSTMPolicyBundle), ("mlp", MLPPolicyBundle)])
+def test_reference_probability_floors_are_an_ordinary_policy_option(name: str, cls: type[Bundle]) -> None:
+    floors = REFERENCE_PROBABILITY_FLOORS
+    bundle = create_policy(name, slot_config=SlotConfig(), hidden_size=8, lstm_hidden=8, probability_floor=floors)
+    assert type(bundle) is cls and bundle.probability_floor == REFERENCE_PROBABILITY_FLOORS
+    assert json.loads(json.dumps(bundle.policy_config))["probability_floor"] == dict(REFERENCE_PROBABILITY_FLOORS)
+    assert set(REFERENCE_PROBABILITY_FLOORS) == set(bundle.action_space.head_names)

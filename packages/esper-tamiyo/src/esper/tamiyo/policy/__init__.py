@@ -21,11 +21,11 @@ from esper.tamiyo.policy.registry import (
     register_policy,
     validate_policy_class,
 )
-from esper.tamiyo.policy._trainable import TrainablePolicyBundle
+from esper.tamiyo.policy._trainable import REFERENCE_PROBABILITY_FLOORS, TrainablePolicyBundle
 from esper.tamiyo.policy.results import ActionResult, EvalResult, Hidden
 
 __all__ = [
-    "COMPILE_MODES", "ENTRY_POINT_GROUP", "PROTOCOL_MEMBERS",
+    "COMPILE_MODES", "ENTRY_POINT_GROUP", "PROTOCOL_MEMBERS", "REFERENCE_PROBABILITY_FLOORS",
     "ActionResult", "EvalResult", "Hidden", "PolicyBundle", "PolicyInfo", "PolicyLoadError", "PolicyRegistry",
     "PolicyRegistryError", "TrainablePolicyBundle", "UnknownPolicyError",
     "create_policy", "default_registry", "get_policy_class", "list_policies", "register_policy",

@@ -49,6 +49,21 @@ from esper.tamiyo.policy.results import ActionResult, EvalResult, Hidden
 COMPILED_PREFIX = "_orig_mod."
 #: Rows of the blueprint embedding (every ``BlueprintAction``; -1 = empty gets its own row).
 NUM_BLUEPRINTS = len(BlueprintAction)
+#: The reference implementation's per-head probability floors, for reproducing it:
+#: ``create_policy("lstm", probability_floor=REFERENCE_PROBABILITY_FLOORS)``, or from the CLI
+#: ``--policy-kwargs '{"probability_floor": {...}}'``. Not the default: with 40-epoch episodes a
+#: 15% floor on every valid op means several random lifecycle operations per episode even for a
+#: converged policy.
+REFERENCE_PROBABILITY_FLOORS: Mapping[str, float] = MappingProxyType({
+    "op": 0.15,
+    "slot": 0.05,
+    "blueprint": 0.12,
+    "style": 0.08,
+    "tempo": 0.12,
+    "alpha_target": 0.08,
+    "alpha_speed": 0.06,
+    "alpha_curve": 0.06,
+})
 
 
 class TrainablePolicyBundle:
@@ -61,7 +76,9 @@ class TrainablePolicyBundle:
         lstm_hidden: recurrent width for ``lstm``, second trunk layer for ``mlp`` (default 128).
         preset: named sizes from ``NETWORK_PRESETS`` (``"default"``, ``"reference"`` = 512/512);
             explicit widths take precedence.
-        probability_floor: ``{head: min probability}`` applied identically on both legs.
+        probability_floor: ``{head: min probability in [0, 1)}`` of every valid action, applied
+            identically on both legs (so PPO's ratios stay exact without PPO knowing about it);
+            None = no floor. ``REFERENCE_PROBABILITY_FLOORS`` reproduces the reference.
         action_space: default the morphogenetic space of ``slot_config``; also accepted as the dict
             ``policy_config`` produces, so a checkpoint can rebuild a custom space.
     """
