@@ -50,7 +50,8 @@ def test_mappings_are_copied() -> None:
 def test_probability_floors_are_a_policy_option_not_a_ppo_one() -> None:
     """PPO reads no constructor option of the policy; floors travel in ``policy_kwargs``."""
     assert "probability_floor" not in PPOConfig.__dataclass_fields__ and not hasattr(PPOConfig, "policy_kwargs")
-    with pytest.raises(ConfigKeyError, match=r"^unknown config key\(s\) \['ppo.probability_floor'\]; valid keys in 'ppo'"):
+    unknown = r"^unknown config key\(s\) \['ppo.probability_floor'\]; valid keys in 'ppo'"
+    with pytest.raises(ConfigKeyError, match=unknown):
         TrainConfig.from_dict({"ppo": {"probability_floor": {"op": 0.15}}})
     config = TrainConfig.from_dict({"policy_kwargs": {"probability_floor": {"op": 0.15}}})
     assert config.policy_kwargs == {"probability_floor": {"op": 0.15}}

@@ -69,8 +69,15 @@ class _NoGenerator(HeuristicPolicyBundle):
         return super().get_action(obs, masks, hidden, deterministic)
 
 
-class _Renamed(HeuristicPolicyBundle):
-    def load_state_dict(self, weights, strict=True):  # type: ignore[no-untyped-def, override]
+class _RenamedOption(HeuristicPolicyBundle):
+    """Required arguments may be renamed (they are passed by position); options may not."""
+
+    def load_state_dict(self, weights, check=True):  # type: ignore[no-untyped-def, override]
+        return None
+
+
+class _TooFewArguments(HeuristicPolicyBundle):
+    def initial_hidden(self):  # type: ignore[no-untyped-def, override]
         return None
 
 
@@ -80,8 +87,11 @@ class _Flexible(HeuristicPolicyBundle):
 
 
 def test_a_class_whose_methods_lack_protocol_parameters_is_refused_at_registration() -> None:
-    with pytest.raises(TypeError, match=r"_NoGenerator does not satisfy PolicyBundle; get_action\(\) lacks: generator$"):
+    expected = r"_NoGenerator does not satisfy PolicyBundle; get_action\(\) lacks: generator$"
+    with pytest.raises(TypeError, match=expected):
         validate_policy_class(_NoGenerator)
-    with pytest.raises(TypeError, match=r"load_state_dict\(\) lacks: state_dict$"):
-        validate_policy_class(_Renamed)
+    with pytest.raises(TypeError, match=r"; load_state_dict\(\) lacks: strict$"):
+        validate_policy_class(_RenamedOption)
+    with pytest.raises(TypeError, match=r"; initial_hidden\(\) lacks: batch_size$"):
+        validate_policy_class(_TooFewArguments)
     validate_policy_class(_Flexible)  # **kwargs accepts every keyword

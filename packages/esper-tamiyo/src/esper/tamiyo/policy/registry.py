@@ -6,12 +6,12 @@ registration, the supplying distribution recorded) and Gymnasium's registry (laz
 
 * :meth:`PolicyRegistry.register` / :meth:`PolicyRegistry.register_policy` check the class
   against :data:`~esper.tamiyo.policy.protocol.PROTOCOL_MEMBERS` at once: a ``TypeError`` names
-  every missing member, and every protocol parameter a method does not accept by name (a
+  every missing member, and every protocol parameter a method cannot be called with (a
   ``get_action`` without ``generator=`` fails at load time, not at the trainer's first step). A
   name that is already taken, in code or by an installed distribution's entry point, raises
   ``ValueError`` naming its owner: checkpoints rebuild policies by name, so a silently shadowed
-  ``lstm`` would load someone else's class. The one exception is the class an
-  entry point names registering itself when its module is imported (idempotent).
+  ``lstm`` would load someone else's class. The one exception is the class an entry point names
+  registering itself when its module is imported (idempotent).
 * Entry points in group ``esper.policies`` are discovered on first lookup (metadata only, no
   import) and a plugin module is imported only when its name is requested, or when
   :meth:`PolicyRegistry.list_policies` needs to report on every plugin. A plugin that fails to
@@ -29,9 +29,9 @@ registration, the supplying distribution recorded) and Gymnasium's registry (laz
   name unusable until one is removed (recorded as broken, naming both), because silently picking
   one would depend on ``sys.path`` order.
 
-:data:`default_registry` is
-the one process-wide instance (the only module-level state); tests build their own
-``PolicyRegistry()`` and pass it as ``registry=`` to :func:`~esper.tamiyo.policy.factory.create_policy`.
+:data:`default_registry` is the one process-wide instance (the only module-level state); tests
+build their own ``PolicyRegistry()`` and pass it as ``registry=`` to
+:func:`~esper.tamiyo.policy.factory.create_policy`.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
+from inspect import Parameter
 from typing import TypeVar
 
 from esper.tamiyo.policy.protocol import PROTOCOL_MEMBERS, PolicyBundle
@@ -123,29 +124,40 @@ def _target_of(cls: type) -> str:
 
 
 def _missing_parameters(spec: Callable[..., object], implementation: Callable[..., object]) -> list[str]:
-    """Parameters of the protocol method ``spec`` (after ``self``) that ``implementation`` cannot take by name.
+    """Parameters of the protocol method ``spec`` that ``implementation`` cannot be called with.
 
-    Callers pass the protocol's keywords by name (``generator=``, ``deterministic=``), so a name
-    is part of the signature, as static type checkers treat it. ``**kwargs`` accepts everything;
-    an implementation without an inspectable signature is left to static typing.
+    Trainers pass a protocol method's required arguments by position (an implementation may name
+    them as it likes) and its optional and keyword-only ones by name (``hidden=``,
+    ``deterministic=``, ``generator=``, ``strict=``), so those names are part of the contract.
+    ``*args`` / ``**kwargs`` accept any position / name; an implementation without an
+    inspectable signature is left to static typing. Both signatures start with ``self``.
     """
     try:
-        parameters = inspect.signature(implementation).parameters.values()
+        parameters = list(inspect.signature(implementation).parameters.values())
     except (TypeError, ValueError):
         return []
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
-        return []
-    by_name = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    accepted = {p.name for p in parameters if p.kind in by_name}
-    wanted = list(inspect.signature(spec).parameters.values())[1:]
-    return [p.name for p in wanted if p.kind in by_name and p.name not in accepted]
+    kinds = {p.kind for p in parameters}
+    positional = [p for p in parameters if p.kind in (Parameter.POSITIONAL_ONLY, Parameter.POSITIONAL_OR_KEYWORD)]
+    by_name = {p.name for p in parameters if p.kind in (Parameter.POSITIONAL_OR_KEYWORD, Parameter.KEYWORD_ONLY)}
+    missing = []
+    for index, wanted in enumerate(inspect.signature(spec).parameters.values()):
+        if index == 0:  # self
+            continue
+        if wanted.kind is Parameter.POSITIONAL_OR_KEYWORD and wanted.default is Parameter.empty:
+            accepted = Parameter.VAR_POSITIONAL in kinds or index < len(positional)
+        else:
+            accepted = Parameter.VAR_KEYWORD in kinds or wanted.name in by_name
+        if not accepted:
+            missing.append(wanted.name)
+    return missing
 
 
 def validate_policy_class(cls: object) -> None:
     """Check that ``cls`` is a class providing every ``PolicyBundle`` member with the protocol's parameters.
 
-    Members must be defined on the class (methods or properties), and each method must accept
-    every parameter of the protocol's method by name; annotations are left to static typing.
+    Members must be defined on the class (methods or properties), and each method must take the
+    protocol method's required arguments by position and its optional ones by name (see
+    :func:`_missing_parameters`); annotations are left to static typing.
     Raises ``TypeError`` naming the class and every missing or non-callable member and every
     parameter a method lacks.
     """
@@ -194,8 +206,8 @@ class PolicyRegistry:
     def __init__(self, group: str | None = ENTRY_POINT_GROUP) -> None:
         self._group = group
         self._entries: dict[str, _Entry] = {}
+        # Entry points refused at discovery because they advertise a built-in name (listed as broken).
         self._rejected: list[_Entry] = []
-        """Entry points refused at discovery because they advertise a built-in name (listed as broken)."""
         self._discovered = group is None
 
     def register(self, name: str, cls: _T) -> _T:
