@@ -12,10 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from plugin_distributions import make_distribution
 
 from esper.simic import cli
 from esper.simic.training import RunDirectory, read_metrics
-from esper.tamiyo.policy import PolicyInfo
+from esper.tamiyo.policy import PolicyInfo, PolicyRegistry
 
 #: Small synthetic run options shared by most tests (the policy is shrunk to keep them sub-second).
 TINY = [
@@ -156,6 +157,23 @@ def test_policies_lists_plugins_and_broken_ones(
     code, stdout, _ = _run(["policies"], capsys)
     assert code == 0
     assert "bad-plugin" in stdout and "BROKEN: ImportError: no module named 'torchx'" in stdout
+
+
+def test_policies_survives_a_plugin_that_calls_sys_exit_at_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It used to print nothing and exit 0: the plugin's SystemExit ended the listing."""
+    (tmp_path / "esper_exiting_plugin.py").write_text("import sys\nsys.exit()\n")
+    make_distribution(tmp_path, "esper-exiting-plugin", {"exits": "esper_exiting_plugin:Bundle"})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "esper_exiting_plugin", raising=False)
+    monkeypatch.setattr(cli, "list_policies", PolicyRegistry().list_policies)
+    code, stdout, _ = _run(["policies"], capsys)
+    assert code == 0
+    rows = {line.split()[0]: line for line in stdout.splitlines()}
+    assert {"lstm", "mlp", "heuristic", "example-gru", "exits"} <= set(rows)
+    assert rows["exits"].endswith("[BROKEN: SystemExit: the plugin called sys.exit(None) while being imported]")
+    assert rows["lstm"].endswith("[ok]")
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import torch
 from esper.simic.agent import RolloutBuffer, env_minibatches
 from esper.tamiyo.contract import (
     ActionMasks,
+    ActionSpace,
     LifecycleOp,
     Observation,
     SeedStage,
@@ -82,6 +83,29 @@ def test_stores_op_conditioned_slot_mask_and_executed_op_separately() -> None:
     assert data.values[:, 0].tolist() == [0.5, 0.5] and data.rewards[:, 0].tolist() == [1.0, 2.0]
     assert data.valid[:, 0].tolist() == [True, True]
     assert data.obs.features.shape == (N, 1, F) and data.obs.blueprint_indices[0, 0].tolist() == [-1, 3, -1]
+
+
+def test_the_op_conditioned_mask_is_stored_for_the_head_the_space_names() -> None:
+    space = ActionSpace(
+        head_names=("target", "op"),
+        head_sizes=(2, 3),
+        op_head="op",
+        relevance=((True, True),) * 3,
+        placeholders=(0, 0),
+        slot_head="target",
+    )
+    buffer = RolloutBuffer(num_envs=N, num_steps=1, feature_dim=3, num_slots=2, action_space=space)
+    buffer.reset(None)
+    slot_by_op = torch.tensor([[True, True], [True, False], [False, True]]).expand(N, -1, -1)
+    heads = {"target": torch.ones(N, 2, dtype=torch.bool), "op": torch.ones(N, 3, dtype=torch.bool)}
+    masks = ActionMasks(heads, slot_by_op)
+    actions = {"target": torch.tensor([0, 1]), "op": torch.tensor([1, 2])}
+    zeros = {h: torch.zeros(N) for h in space.head_names}
+    _add(
+        buffer, obs=Observation(torch.zeros(N, 3), torch.full((N, 2), -1)), masks=masks,
+        result=ActionResult(actions, zeros, zeros, torch.zeros(N), None),
+    )
+    assert buffer.data().masks.heads["target"][:, 0].tolist() == [[True, False], [False, True]]
 
 
 def test_inactive_steps_become_safe_canonical_padding() -> None:

@@ -119,12 +119,10 @@ def test_non_trainable_bundle_is_refused() -> None:
         PPOAgent(frozen, PPOConfig())
 
 
-def test_probability_floor_must_match_the_policy() -> None:
-    floors = {"op": 0.05}
-    with pytest.raises(ValueError, match="probability_floor"):
-        PPOAgent(_policy("lstm"), PPOConfig(probability_floor=floors))
-    config = PPOConfig(probability_floor=floors)
-    PPOAgent(_policy("lstm", **config.policy_kwargs()), config)  # built as documented: accepted
+def test_a_policy_with_probability_floors_trains_under_any_ppo_config() -> None:
+    """Floors are the policy's own option: PPO neither reads nor checks them, and the first ratio is 1."""
+    _, metrics = _round(_policy("lstm", probability_floor={"op": 0.2, "slot": 0.1}), PPOConfig(update_epochs=1))
+    assert metrics.first_ratio_deviation == 0.0 and metrics.gradient_steps == 1
 
 
 def test_buffer_must_fit_the_policy() -> None:

@@ -1,10 +1,11 @@
-"""PPOConfig: defaults, validation with the offending value, per-head coefficients and policy kwargs."""
+"""PPOConfig: defaults, validation with the offending value, per-head coefficients; no policy options."""
 
 from __future__ import annotations
 
 import pytest
 
-from esper.simic.agent import DEFAULT_ENTROPY_HEAD_MULTIPLIERS, REFERENCE_PROBABILITY_FLOORS, PPOConfig
+from esper.simic.agent import DEFAULT_ENTROPY_HEAD_MULTIPLIERS, PPOConfig
+from esper.simic.training import ConfigKeyError, TrainConfig
 from esper.tamiyo.contract import morphogenetic_action_space
 
 
@@ -13,7 +14,6 @@ def test_defaults() -> None:
     assert (config.learning_rate, config.gamma, config.clip_coef, config.target_kl) == (3e-4, 0.99, 0.2, 0.015)
     assert config.adam_eps == 1e-5 and config.entropy_coef == 0.05 and config.value_coef == 0.5
     assert config.kl_stop_threshold == pytest.approx(0.0225)
-    assert config.probability_floor is None and config.policy_kwargs() == {}
 
 
 @pytest.mark.parametrize(
@@ -22,7 +22,7 @@ def test_defaults() -> None:
         ("learning_rate", 0.0), ("gamma", 1.5), ("gae_lambda", -0.1), ("clip_coef", 1.0), ("update_epochs", 0),
         ("num_minibatches", 0), ("update_epochs", 2.0), ("target_kl", 0.0), ("entropy_coef", -1.0),
         ("value_coef", -0.5), ("max_grad_norm", 0.0), ("advantage_std_floor", 0.0), ("value_norm_warmup", 0),
-        ("probability_floor", {"op": 1.0}), ("entropy_coef_per_head", {"op": -1.0}),
+        ("entropy_coef_per_head", {"op": -1.0}),
     ],
 )
 def test_invalid_values_raise_with_the_value(field: str, value: object) -> None:
@@ -38,13 +38,20 @@ def test_entropy_coefs_per_head() -> None:
     assert custom["op"] == pytest.approx(0.2) and custom["blueprint"] == pytest.approx(0.1)
     with pytest.raises(ValueError, match="unknown heads"):
         PPOConfig(entropy_coef_per_head={"opp": 1.0}).entropy_coefs(space)
-    with pytest.raises(ValueError, match="unknown heads"):
-        PPOConfig(probability_floor={"blueprnt": 0.1}).entropy_coefs(space)
 
 
-def test_mappings_are_copied_and_floors_passed_to_the_policy() -> None:
-    floors = dict(REFERENCE_PROBABILITY_FLOORS)
-    config = PPOConfig(probability_floor=floors)
-    floors["op"] = 0.5
-    assert config.probability_floor["op"] == 0.15
-    assert config.policy_kwargs() == {"probability_floor": dict(REFERENCE_PROBABILITY_FLOORS)}
+def test_mappings_are_copied() -> None:
+    multipliers = {"op": 2.0}
+    config = PPOConfig(entropy_coef_per_head=multipliers)
+    multipliers["op"] = 5.0
+    assert config.entropy_coef_per_head == {"op": 2.0}
+
+
+def test_probability_floors_are_a_policy_option_not_a_ppo_one() -> None:
+    """PPO reads no constructor option of the policy; floors travel in ``policy_kwargs``."""
+    assert "probability_floor" not in PPOConfig.__dataclass_fields__ and not hasattr(PPOConfig, "policy_kwargs")
+    unknown = r"^unknown config key\(s\) \['ppo.probability_floor'\]; valid keys in 'ppo'"
+    with pytest.raises(ConfigKeyError, match=unknown):
+        TrainConfig.from_dict({"ppo": {"probability_floor": {"op": 0.15}}})
+    config = TrainConfig.from_dict({"policy_kwargs": {"probability_floor": {"op": 0.15}}})
+    assert config.policy_kwargs == {"probability_floor": {"op": 0.15}}

@@ -161,6 +161,7 @@ def test_morphogenetic_heads_order_and_sizes(count: int) -> None:
     assert space.size("slot") == count
     assert space.num_heads == 8
     assert space.op_head == "op" and space.op_index == 7 and space.num_ops == 6
+    assert space.slot_head == "slot"
 
 
 def test_default_space_has_three_slots() -> None:
@@ -269,6 +270,7 @@ def _tiny(**overrides: object) -> ActionSpace:
 
 def test_generic_space_works() -> None:
     space = _tiny()
+    assert space.slot_head is None and _tiny(slot_head="target").slot_head == "target"
     assert space.num_ops == 2 and space.op_index == 1 and space.num_heads == 2
     assert space.sizes() == {"target": 3, "op": 2}
     masks = space.relevance_masks(torch.tensor([0, 1, 1]))
@@ -291,6 +293,8 @@ def test_generic_space_works() -> None:
         ({"placeholders": (3, 0)}, r"placeholders must be valid indices of each head, got \(3, 0\)"),
         ({"placeholders": (0, -1)}, r"got \(0, -1\)"),
         ({"placeholders": (0,)}, r"got \(0,\)"),
+        ({"slot_head": "where"}, r"slot head 'where' is not one of \('target', 'op'\)"),
+        ({"slot_head": "op"}, r"the op head 'op' cannot also be the slot head"),
     ],
 )
 def test_action_space_validation(overrides: dict[str, object], message: str) -> None:

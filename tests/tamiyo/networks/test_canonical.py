@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
 import torch
 
 from esper.tamiyo.contract import (
@@ -25,7 +28,7 @@ def _masks() -> dict[str, torch.Tensor]:
     masks = compute_action_masks(states, slot_config=SLOTS, topology="cnn")
     ops = torch.tensor([int(op) for op in LifecycleOp])
     batch = {h: m.expand(len(ops), -1) for h, m in masks.heads.items()}
-    return with_op_slot_mask(batch, masks.slot_by_op.expand(len(ops), -1, -1), ops)
+    return with_op_slot_mask(SPACE, batch, masks.slot_by_op.expand(len(ops), -1, -1), ops)
 
 
 def test_irrelevant_heads_become_one_hot_and_relevant_heads_are_kept() -> None:
@@ -71,3 +74,22 @@ def test_relevance_is_generic_over_the_action_space() -> None:
     canonical = canonicalise_masks(space, ops, masks)
     one_hot_at_2 = [False, False, True, False]
     assert canonical["target"][0].tolist() == [one_hot_at_2, [True] * 4, one_hot_at_2]
+
+
+def test_the_op_conditioned_head_is_the_one_the_space_names() -> None:
+    space = ActionSpace(
+        head_names=("where", "op"),
+        head_sizes=(2, 3),
+        op_head="op",
+        relevance=((False, True), (True, True), (True, True)),
+        placeholders=(0, 0),
+        slot_head="where",
+    )
+    heads = {"where": torch.ones(3, 2, dtype=torch.bool), "op": torch.ones(3, 3, dtype=torch.bool)}
+    slot_by_op = torch.tensor([[True, True], [True, False], [False, True]]).expand(3, -1, -1)
+    conditioned = with_op_slot_mask(space, heads, slot_by_op, torch.tensor([0, 1, 2]))
+    assert conditioned["where"].tolist() == [[True, True], [True, False], [False, True]]
+    assert conditioned["op"] is heads["op"]
+    no_slot_head = dataclasses.replace(space, slot_head=None)
+    with pytest.raises(ValueError, match=r"slot_by_op was given but the action space has no slot head"):
+        with_op_slot_mask(no_slot_head, heads, slot_by_op, torch.tensor([0, 1, 2]))

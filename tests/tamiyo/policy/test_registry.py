@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from plugin_distributions import make_distribution
 
 from esper.tamiyo.contract import SlotConfig
 from esper.tamiyo.policy import (
@@ -119,14 +120,6 @@ class NotAPolicy:
 """
 
 
-def _make_distribution(root: Path, dist: str, entry_points: dict[str, str]) -> None:
-    info = root / f"{dist.replace('-', '_')}-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
-    lines = "\n".join(f"{name} = {target}" for name, target in entry_points.items())
-    (info / "entry_points.txt").write_text(f"[esper.policies]\n{lines}\n")
-
-
 @pytest.fixture
 def plugin_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> str:
     """A plugin module plus a distribution advertising one good and two broken entry points.
@@ -135,7 +128,7 @@ def plugin_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest
     """
     module = f"esper_tmp_plugin_{request.node.name.replace('[', '_').replace(']', '_').replace('-', '_')}"
     (tmp_path / f"{module}.py").write_text(textwrap.dedent(_PLUGIN_MODULE))
-    _make_distribution(
+    make_distribution(
         tmp_path,
         "esper-tmp-plugin",
         {
@@ -178,7 +171,7 @@ def test_broken_plugins_are_reported_by_name_and_do_not_break_others(plugin_path
     assert "'broken-import'" in message and "esper-tmp-plugin 1.0" in message
     assert f"ModuleNotFoundError: No module named '{plugin_path}_missing'" in message
     assert isinstance(info.value.cause, ModuleNotFoundError) and info.value.__cause__ is info.value.cause
-    expected = r"'broken-class'.*TypeError: .*NotAPolicy does not satisfy PolicyBundle; missing members: evaluate_"
+    expected = r"'broken-class'.*TypeError: .*NotAPolicy does not satisfy PolicyBundle; missing members: action_space,"
     with pytest.raises(PolicyLoadError, match=expected):
         registry.get_policy_class("broken-class")
     # everything else still works, and the listing shows the broken ones with their errors
@@ -212,10 +205,91 @@ def test_two_distributions_claiming_one_name_is_an_error_naming_both(
     plugin_path: str, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     other = tmp_path_factory.mktemp("other")
-    _make_distribution(other, "esper-rival-plugin", {"tmp-policy": "somewhere_else:Rival"})
+    make_distribution(other, "esper-rival-plugin", {"tmp-policy": "somewhere_else:Rival"})
     monkeypatch.syspath_prepend(str(other))
     registry = PolicyRegistry()
     with pytest.raises(PolicyLoadError, match=r"advertised by several distributions") as info:
         registry.get_policy_class("tmp-policy")
     assert "esper-tmp-plugin 1.0" in str(info.value) and "esper-rival-plugin 1.0" in str(info.value)
     assert registry.get_policy_class("heuristic") is HeuristicPolicyBundle
+
+
+# --- plugins cannot take the process or the built-ins down with them -----------------------------
+
+
+def _plugin_distribution(
+    root: Path, monkeypatch: pytest.MonkeyPatch, dist: str, modules: dict[str, str], entry_points: dict[str, str]
+) -> None:
+    """Install ``dist`` (with ``modules`` as ``{name: source}``) on a temporary ``sys.path`` entry."""
+    for module, source in modules.items():
+        (root / f"{module}.py").write_text(textwrap.dedent(source))
+        monkeypatch.delitem(sys.modules, module, raising=False)
+    make_distribution(root, dist, entry_points)
+    monkeypatch.syspath_prepend(str(root))
+
+
+@pytest.mark.parametrize(
+    ("call", "reason"),
+    [
+        ("sys.exit()", "SystemExit: the plugin called sys.exit(None) while being imported"),
+        ("sys.exit(3)", "SystemExit: the plugin called sys.exit(3) while being imported"),
+        ("sys.exit('no GPU')", "SystemExit: the plugin called sys.exit('no GPU') while being imported"),
+    ],
+)
+def test_a_plugin_calling_sys_exit_at_import_is_recorded_as_broken(
+    call: str, reason: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _plugin_distribution(
+        tmp_path, monkeypatch, "esper-exiting-plugin", {"esper_exiting_plugin": f"import sys\n{call}\n"},
+        {"exits": "esper_exiting_plugin:Bundle"},
+    )
+    registry = PolicyRegistry()
+    listing = {info.name: info for info in registry.list_policies()}
+    assert listing["exits"] == PolicyInfo("exits", "esper-exiting-plugin 1.0", "esper_exiting_plugin:Bundle", reason)
+    assert listing["lstm"].ok and listing["heuristic"].ok and listing["example-gru"].ok
+    with pytest.raises(PolicyLoadError) as info:
+        registry.get_policy_class("exits")
+    source = "esper-exiting-plugin 1.0 (esper_exiting_plugin:Bundle)"
+    assert str(info.value) == f"policy 'exits' from {source} failed to load: {reason}"
+    assert isinstance(info.value.cause, SystemExit)
+
+
+def test_a_keyboard_interrupt_during_a_plugin_import_still_stops_the_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C is the user's, not the plugin's: it is never recorded as a broken plugin."""
+    _plugin_distribution(
+        tmp_path, monkeypatch, "esper-slow-plugin", {"esper_slow_plugin": "raise KeyboardInterrupt\n"},
+        {"slow": "esper_slow_plugin:Bundle"},
+    )
+    with pytest.raises(KeyboardInterrupt):
+        PolicyRegistry().get_policy_class("slow")
+
+
+@pytest.mark.parametrize("name", ["lstm", "mlp", "heuristic"])
+def test_a_plugin_advertising_a_builtin_name_cannot_replace_the_builtin(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checkpoints name their policy: ``lstm`` must keep meaning esper-tamiyo's, whatever else is installed."""
+    _plugin_distribution(
+        tmp_path, monkeypatch, "esper-rival", {"esper_rival": "raise RuntimeError('must never be imported')\n"},
+        {name: "esper_rival:Rival"},
+    )
+    registry = PolicyRegistry()
+    builtin = default_registry.get_policy_class(name)
+    assert builtin.__module__.startswith("esper.tamiyo.policy.")
+    assert registry.get_policy_class(name) is builtin
+    kwargs = {"topology": "cnn"} if name == "heuristic" else {"hidden_size": 8, "lstm_hidden": 8}
+    assert type(create_policy(name, registry=registry, **kwargs)) is builtin
+    rows = [info for info in registry.list_policies() if info.name == name]
+    assert [row.source.split()[0] for row in rows] == ["esper-tamiyo", "esper-rival"]
+    assert rows[0].ok and rows[0].target == f"{builtin.__module__}:{builtin.__qualname__}"
+    assert rows[1] == PolicyInfo(
+        name,
+        "esper-rival 1.0",
+        "esper_rival:Rival",
+        f"ValueError: {name!r} is a built-in policy of {rows[0].source}; the entry point {name} = esper_rival:Rival "
+        "of esper-rival 1.0 cannot replace it (rename the plugin's entry point)",
+    )
+    assert "esper_rival" not in sys.modules
+    assert name in registry and sum(info.name == name for info in registry.list_policies()) == 2

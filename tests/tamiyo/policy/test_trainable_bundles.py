@@ -28,9 +28,16 @@ from esper.tamiyo.contract import (
     feature_size,
     op_conditioned_slot_mask,
 )
-from esper.tamiyo.policy import ActionResult, PolicyBundle
+from esper.tamiyo.policy import (
+    REFERENCE_PROBABILITY_FLOORS,
+    ActionResult,
+    PolicyBundle,
+    TrainablePolicyBundle,
+    create_policy,
+)
 from esper.tamiyo.policy.lstm import LSTMPolicyBundle
 from esper.tamiyo.policy.mlp import MLPPolicyBundle
+from esper_policy_example.gru import GRUPolicyBundle
 
 #: The ``record_rollout`` fixture of tests/conftest.py.
 RecordRollout = Callable[..., Any]
@@ -222,6 +229,7 @@ def test_policy_config_is_json_and_rebuilds_a_custom_action_space(cls: type[Bund
         op_head="op",
         relevance=((False, True), (True, True), (True, True)),
         placeholders=(0, 0),
+        slot_head="slot",
     )
     slots = SlotConfig.for_count(2)
     bundle = cls(slot_config=slots, feature_dim=7, hidden_size=8, lstm_hidden=8, action_space=space)
@@ -231,6 +239,32 @@ def test_policy_config_is_json_and_rebuilds_a_custom_action_space(cls: type[Bund
     rebuilt.load_state_dict(bundle.state_dict())
     with pytest.raises(ValueError, match="missing keys.*heads.policy.alpha_curve"):
         _bundle(cls, num_slots=2).load_state_dict(bundle.state_dict())
+
+
+@pytest.mark.parametrize("cls", BUNDLES)
+def test_the_slot_head_is_whichever_head_the_action_space_names(cls: type[Bundle]) -> None:
+    """``slot_by_op`` conditions the space's ``slot_head``, whatever it is called."""
+    space = ActionSpace(
+        head_names=("target", "op"),
+        head_sizes=(2, 3),
+        op_head="op",
+        relevance=((True, True), (True, True), (True, True)),
+        placeholders=(0, 0),
+        slot_head="target",
+    )
+    batch = 64
+    torch.manual_seed(0)
+    bundle = cls(slot_config=SlotConfig.for_count(2), feature_dim=7, hidden_size=8, lstm_hidden=8, action_space=space)
+    heads = {"target": torch.ones(batch, 2, dtype=torch.bool), "op": torch.tensor([[False, True, True]] * batch)}
+    slot_by_op = torch.tensor([[True, True], [True, False], [False, True]]).expand(batch, -1, -1)
+    obs = Observation(torch.randn(batch, 7), torch.full((batch, 2), -1))
+    result = bundle.get_action(obs, ActionMasks(heads, slot_by_op), generator=torch.Generator().manual_seed(0))
+    assert set(result.actions["op"].tolist()) == {1, 2}
+    assert torch.equal(result.actions["target"], result.actions["op"] - 1)  # op 1 -> target 0, op 2 -> target 1
+    with pytest.raises(ValueError, match=r"slot head 'target' has 3 actions but the slot config has 2 slots"):
+        cls(slot_config=SlotConfig.for_count(2), feature_dim=7, action_space={
+            **json.loads(json.dumps(bundle.policy_config))["action_space"], "head_sizes": [3, 3]
+        })
 
 
 @pytest.mark.parametrize("cls", BUNDLES)
@@ -300,3 +334,23 @@ def test_compiled_bundle_matches_eager(cls: type[Bundle], record_rollout: Record
     for head in actions:
         torch.testing.assert_close(eb.log_probs[head], ea.log_probs[head])
     sum(t.sum() for t in eb.log_probs.values()).backward()
+
+
+def test_build_network_is_the_public_extension_point() -> None:
+    class Bare(TrainablePolicyBundle):
+        """Forgot to say which network to build."""
+
+    with pytest.raises(NotImplementedError, match=r"^Bare must implement build_network\(action_space, feature_dim"):
+        Bare(slot_config=SlotConfig())
+    assert "build_network" in vars(LSTMPolicyBundle) and "build_network" in vars(MLPPolicyBundle)
+    assert "build_network" in vars(GRUPolicyBundle)
+    assert not any(hasattr(cls, "_build_network") for cls in (LSTMPolicyBundle, MLPPolicyBundle, GRUPolicyBundle))
+
+
+@pytest.mark.parametrize(("name", "cls"), [("lstm", LSTMPolicyBundle), ("mlp", MLPPolicyBundle)])
+def test_reference_probability_floors_are_an_ordinary_policy_option(name: str, cls: type[Bundle]) -> None:
+    floors = REFERENCE_PROBABILITY_FLOORS
+    bundle = create_policy(name, slot_config=SlotConfig(), hidden_size=8, lstm_hidden=8, probability_floor=floors)
+    assert type(bundle) is cls and bundle.probability_floor == REFERENCE_PROBABILITY_FLOORS
+    assert json.loads(json.dumps(bundle.policy_config))["probability_floor"] == dict(REFERENCE_PROBABILITY_FLOORS)
+    assert set(REFERENCE_PROBABILITY_FLOORS) == set(bundle.action_space.head_names)

@@ -5,7 +5,7 @@ blocks, so everything the trainer relies on (mask handling, op-conditioned canon
 log-probs shared by the rollout and update legs, weights I/O, compilation) comes for free:
 
 * :class:`esper.tamiyo.policy.TrainablePolicyBundle` is the ``PolicyBundle`` plumbing; a subclass
-  only builds its network in ``_build_network``.
+  only builds its network in ``build_network``, the documented extension point.
 * :class:`esper.tamiyo.networks.ObservationEncoder` and :class:`~esper.tamiyo.networks.ActorCriticHeads`
   are the encoder and the per-head / V / Q heads; the network returns an
   :class:`~esper.tamiyo.networks.ActorCriticOutput`.
@@ -96,7 +96,7 @@ class GRUPolicyBundle(TrainablePolicyBundle):
     ``lstm`` and ``example-gru``.
     """
 
-    def _build_network(
+    def build_network(
         self, action_space: ActionSpace, feature_dim: int, num_slots: int, size: NetworkSize
     ) -> nn.Module:
         return GRUActorCritic(

@@ -9,7 +9,6 @@ from esper.simic.agent.buffer import RolloutBatch, RolloutBuffer, env_minibatche
 from esper.simic.agent.config import (
     DEFAULT_ENTROPY_HEAD_MULTIPLIERS,
     KL_EARLY_STOP_FACTOR,
-    REFERENCE_PROBABILITY_FLOORS,
     PPOConfig,
 )
 from esper.simic.agent.gae import AdvantageStats, GAEResult, generalized_advantage_estimate, normalize_advantages
@@ -31,7 +30,7 @@ from esper.simic.agent.ppo_loss import (
 )
 
 __all__ = [
-    "DEFAULT_ENTROPY_HEAD_MULTIPLIERS", "KL_EARLY_STOP_FACTOR", "MAX_LOG_RATIO", "REFERENCE_PROBABILITY_FLOORS",
+    "DEFAULT_ENTROPY_HEAD_MULTIPLIERS", "KL_EARLY_STOP_FACTOR", "MAX_LOG_RATIO",
     "AdvantageStats", "GAEResult", "ObservationNormalizer", "PPOAgent", "PPOConfig", "PPOLoss", "RewardNormalizer",
     "RolloutBatch", "RolloutBuffer", "RunningMeanStd", "UpdateMetrics", "ValueNormalizer",
     "clipped_surrogate", "env_minibatches", "explained_variance", "generalized_advantage_estimate", "masked_mean",

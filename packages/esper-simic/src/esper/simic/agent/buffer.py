@@ -32,9 +32,6 @@ import torch
 from esper.tamiyo.contract import ActionMasks, ActionSpace, Observation, op_conditioned_slot_mask
 from esper.tamiyo.policy import ActionResult, Hidden, PolicyBundle
 
-#: Name of the head whose mask ``ActionMasks.slot_by_op`` conditions on the op.
-_SLOT_HEAD = "slot"
-
 
 @dataclass(frozen=True, slots=True)
 class RolloutBatch:
@@ -272,8 +269,9 @@ class RolloutBuffer:
         live_col = live.unsqueeze(-1)
         sampled_op = result.actions[self.action_space.op_head].to(self.device)
         heads = dict(masks.heads)
-        if masks.slot_by_op is not None and _SLOT_HEAD in heads:
-            heads[_SLOT_HEAD] = op_conditioned_slot_mask(masks.slot_by_op.to(self.device), sampled_op)
+        slot_head = self.action_space.slot_head
+        if masks.slot_by_op is not None and slot_head is not None:
+            heads[slot_head] = op_conditioned_slot_mask(masks.slot_by_op.to(self.device), sampled_op)
         for index, head in enumerate(self.action_space.head_names):
             mask = heads[head].to(self.device)
             self.masks[head][:, t] = torch.where(live_col, mask, self._padding_masks[head])

@@ -25,20 +25,6 @@ DEFAULT_ENTROPY_HEAD_MULTIPLIERS: Mapping[str, float] = MappingProxyType({
     "alpha_curve": 1.2,
 })
 
-#: The reference's per-head probability floors, for reproducing it (docs/design/reference-numbers.md). Not the
-#: default: with 40-epoch episodes a 15% floor on every valid op means several random lifecycle
-#: operations per episode even for a converged policy.
-REFERENCE_PROBABILITY_FLOORS: Mapping[str, float] = MappingProxyType({
-    "op": 0.15,
-    "slot": 0.05,
-    "blueprint": 0.12,
-    "style": 0.08,
-    "tempo": 0.12,
-    "alpha_target": 0.08,
-    "alpha_speed": 0.06,
-    "alpha_curve": 0.06,
-})
-
 #: Early stopping fires when a minibatch's approx-KL exceeds this multiple of ``target_kl``
 #: (the Stable-Baselines3 rule, also the reference's 1.5).
 KL_EARLY_STOP_FACTOR = 1.5
@@ -84,11 +70,6 @@ class PPOConfig:
     """Train the critic on returns divided by their running std (the value normaliser)."""
     value_norm_warmup: int = 32
     """Returns the value normaliser must see before it stops being the identity; >= 1."""
-    probability_floor: Mapping[str, float] | None = None
-    """Per-head minimum probability of every valid action, or None for no floor. The policy applies it
-    (in get_action and evaluate_actions alike), so the trainer must build the policy with
-    ``create_policy(..., **config.policy_kwargs())``; PPOAgent checks that the two agree.
-    REFERENCE_PROBABILITY_FLOORS reproduces the reference."""
 
     def __post_init__(self) -> None:
         check_float("learning_rate", self.learning_rate, low_inclusive=False, high=1.0)
@@ -111,12 +92,6 @@ class PPOConfig:
             for head, multiplier in multipliers.items():
                 check_float(f"entropy_coef_per_head[{head!r}]", multiplier)
             object.__setattr__(self, "entropy_coef_per_head", multipliers)
-        if self.probability_floor is not None:
-            floors = dict(self.probability_floor)
-            bad = {h: f for h, f in floors.items() if not 0.0 <= f < 1.0}
-            if bad:
-                raise ValueError(f"probability_floor values must be in [0, 1), got {bad}")
-            object.__setattr__(self, "probability_floor", floors)
 
     @property
     def kl_stop_threshold(self) -> float | None:
@@ -127,19 +102,15 @@ class PPOConfig:
         """Final entropy weight per head of ``action_space``: ``entropy_coef * multiplier``.
 
         Raises:
-            ValueError: an explicit ``entropy_coef_per_head`` or ``probability_floor`` names a head that
-                the action space does not have (a typo would otherwise be silently ignored).
+            ValueError: an explicit ``entropy_coef_per_head`` names a head that the action space does
+                not have (a typo would otherwise be silently ignored).
         """
-        explicit = {"entropy_coef_per_head": self.entropy_coef_per_head, "probability_floor": self.probability_floor}
-        for name, keys in explicit.items():
-            unknown = sorted(set(keys or {}) - set(action_space.head_names))
-            if unknown:
-                raise ValueError(f"{name} names unknown heads {unknown}; heads: {list(action_space.head_names)}")
+        unknown = sorted(set(self.entropy_coef_per_head or {}) - set(action_space.head_names))
+        if unknown:
+            raise ValueError(
+                f"entropy_coef_per_head names unknown heads {unknown}; heads: {list(action_space.head_names)}"
+            )
         multipliers = self.entropy_coef_per_head
         if multipliers is None:
             multipliers = DEFAULT_ENTROPY_HEAD_MULTIPLIERS
         return {h: self.entropy_coef * multipliers.get(h, 1.0) for h in action_space.head_names}
-
-    def policy_kwargs(self) -> dict[str, object]:
-        """Constructor options the policy needs from this config (``{}`` when there is no floor)."""
-        return {} if self.probability_floor is None else {"probability_floor": dict(self.probability_floor)}

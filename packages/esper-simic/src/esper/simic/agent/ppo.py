@@ -114,15 +114,15 @@ class PPOAgent:
     """Trains an injected ``PolicyBundle`` with factored, recurrent PPO.
 
     Args:
-        policy: a bundle with trainable parameters (``lstm``, ``mlp``, a plugin...). Built, if it uses
-            probability floors, with ``config.policy_kwargs()``.
+        policy: a bundle with trainable parameters (``lstm``, ``mlp``, a plugin...). Its constructor
+            options (probability floors included) are its own business: PPO only calls the protocol.
         config: the hyperparameters.
         generator: CPU ``torch.Generator`` for the minibatch shuffles; None = a fresh one seeded with 0.
             Its state is part of :meth:`state_dict` so a resumed run shuffles identically.
 
     Raises:
-        ValueError: the policy has no parameter that requires grad (e.g. the heuristic), the config names
-            heads the policy does not have, or the policy's probability floors differ from the config's.
+        ValueError: the policy has no parameter that requires grad (e.g. the heuristic), or the config names
+            heads the policy does not have.
     """
 
     def __init__(self, policy: PolicyBundle, config: PPOConfig, *, generator: torch.Generator | None = None):
@@ -133,7 +133,6 @@ class PPOAgent:
                 "policy such as 'lstm' or 'mlp' (rule-based bundles like 'heuristic' are for evaluation)"
             )
         self.entropy_coefs = config.entropy_coefs(policy.action_space)
-        _check_probability_floor(policy, config)
         self.policy = policy
         self.config = config
         self.params = params
@@ -339,25 +338,6 @@ class PPOAgent:
         self.num_gradient_steps = int(state["num_gradient_steps"])
         if self.value_normalizer is not None:
             self.value_normalizer.load_state_dict(saved_vn)
-
-
-def _check_probability_floor(policy: PolicyBundle, config: PPOConfig) -> None:
-    """The policy applies the floors; make sure it applies the ones this config documents."""
-    policy_config = policy.policy_config
-    if "probability_floor" not in policy_config:
-        if config.probability_floor:
-            raise ValueError(
-                f"config.probability_floor={config.probability_floor} but policy {type(policy).__name__} "
-                "does not take probability floors"
-            )
-        return
-    policy_floor = dict(policy_config["probability_floor"] or {})
-    config_floor = dict(config.probability_floor or {})
-    if {h: f for h, f in policy_floor.items() if f} != {h: f for h, f in config_floor.items() if f}:
-        raise ValueError(
-            f"the policy was built with probability_floor={policy_floor} but config.probability_floor="
-            f"{config.probability_floor}; build it with create_policy(..., **config.policy_kwargs())"
-        )
 
 
 def _describe(loss: PPOLoss) -> str:

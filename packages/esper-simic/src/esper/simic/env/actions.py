@@ -51,14 +51,14 @@ def parse_action(action: Mapping[str, object], space: ActionSpace) -> dict[str, 
 
 def action_allowed(action: Mapping[str, int], masks: ActionMasks, space: ActionSpace) -> bool:
     """Whether the op, its slot and every head relevant to the op are allowed by ``masks`` (single env)."""
-    op = action["op"]
-    if not bool(masks.heads["op"][op]):
+    op = action[space.op_head]
+    if not bool(masks.heads[space.op_head][op]):
         return False
     for head in space.head_names:
-        if head == "op" or not space.is_relevant(op, head):
+        if head == space.op_head or not space.is_relevant(op, head):
             continue
-        if head == "slot" and masks.slot_by_op is not None:
-            if not bool(masks.slot_by_op[op, action["slot"]]):
+        if head == space.slot_head and masks.slot_by_op is not None:
+            if not bool(masks.slot_by_op[op, action[head]]):
                 return False
         elif not bool(masks.heads[head][action[head]]):
             return False

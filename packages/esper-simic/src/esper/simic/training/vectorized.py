@@ -103,20 +103,6 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def policy_kwargs(config: TrainConfig) -> dict[str, Any]:
-    """Constructor options of the policy: the user's ``policy_kwargs`` plus what PPO needs (floors).
-
-    Raises:
-        ValueError: ``policy_kwargs`` and ``ppo.probability_floor`` both set floors that differ.
-    """
-    kwargs = dict(config.policy_kwargs)
-    for key, value in config.ppo.policy_kwargs().items():
-        if key in kwargs and kwargs[key] != value:
-            raise ValueError(f"policy_kwargs[{key!r}]={kwargs[key]!r} conflicts with ppo.{key}={value!r}")
-        kwargs[key] = value
-    return kwargs
-
-
 def _fresh_components(config: TrainConfig, venv: VectorEnv, device: torch.device) -> _Components:
     policy = create_policy(
         config.policy,
@@ -124,7 +110,7 @@ def _fresh_components(config: TrainConfig, venv: VectorEnv, device: torch.device
         feature_dim=venv.feature_dim,
         device=device,
         compile_mode=config.compile_mode,
-        **policy_kwargs(config),
+        **config.policy_kwargs,
     )
     check_compatible(
         policy_header(config.policy, policy),

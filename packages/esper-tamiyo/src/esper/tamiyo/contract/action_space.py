@@ -70,6 +70,10 @@ class ActionSpace:
     """``relevance[op][head_index]``: did that head matter for that op. The op head is always relevant."""
     placeholders: tuple[int, ...]
     """Preferred canonical index of each head when irrelevant."""
+    slot_head: str | None = None
+    """Name of the head whose mask depends on the chosen op (``ActionMasks.slot_by_op`` holds one row
+    per op; the rollout leg takes the chosen op's row), or None when no head is op-conditioned.
+    The morphogenetic space names its ``"slot"`` head; code that needs the slot head reads it here."""
 
     def __post_init__(self) -> None:
         n = len(self.head_names)
@@ -85,6 +89,10 @@ class ActionSpace:
             raise ValueError("the op head must be relevant to every op")
         if len(self.placeholders) != n or any(not 0 <= p < s for p, s in zip(self.placeholders, self.head_sizes)):
             raise ValueError(f"placeholders must be valid indices of each head, got {self.placeholders}")
+        if self.slot_head is not None and self.slot_head not in self.head_names:
+            raise ValueError(f"slot head {self.slot_head!r} is not one of {self.head_names}")
+        if self.slot_head == self.op_head:
+            raise ValueError(f"the op head {self.op_head!r} cannot also be the slot head (the op conditions it)")
 
     @property
     def num_heads(self) -> int:
@@ -163,4 +171,5 @@ def morphogenetic_action_space(slot_config: SlotConfig | None = None) -> ActionS
         op_head="op",
         relevance=relevance,
         placeholders=tuple(placeholders[h] for h in HEAD_NAMES),
+        slot_head="slot",
     )

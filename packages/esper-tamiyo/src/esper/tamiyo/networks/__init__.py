@@ -6,7 +6,7 @@ legs, built on the FP32 helpers of ``distributions`` and the op-conditioned cano
 ``canonical``. Simic never imports this package: it trains through ``esper.tamiyo.policy``.
 """
 
-from esper.tamiyo.networks.canonical import SLOT_HEAD, canonicalise_masks, relevant_for, with_op_slot_mask
+from esper.tamiyo.networks.canonical import canonicalise_masks, relevant_for, with_op_slot_mask
 from esper.tamiyo.networks.distributions import (
     MASKED_LOGIT,
     apply_probability_floor,
@@ -27,7 +27,7 @@ from esper.tamiyo.networks.presets import NETWORK_PRESETS, NetworkSize, resolve_
 from esper.tamiyo.networks.scoring import HeadScores, choose_actions, score_actions
 
 __all__ = [
-    "BLUEPRINT_EMBED_DIM", "MASKED_LOGIT", "NETWORK_PRESETS", "SLOT_HEAD",
+    "BLUEPRINT_EMBED_DIM", "MASKED_LOGIT", "NETWORK_PRESETS",
     "ActorCriticHeads", "ActorCriticOutput", "BlueprintEmbedding", "FactoredRecurrentActorCritic",
     "FeedForwardActorCritic", "HeadScores", "LSTMLayer", "NetworkSize", "ObservationEncoder", "ResidualLSTM",
     "apply_probability_floor", "canonicalise_masks", "check_nonempty", "choose_actions", "greedy_actions",

@@ -19,10 +19,6 @@ import torch
 
 from esper.tamiyo.contract import ActionSpace, op_conditioned_slot_mask
 
-#: Name of the head whose mask ``ActionMasks.slot_by_op`` conditions on the op.
-SLOT_HEAD = "slot"
-
-
 def relevant_for(action_space: ActionSpace, head: str, ops: torch.Tensor) -> torch.Tensor:
     """Bool tensor shaped like ``ops``: True where ``head`` matters for that op.
 
@@ -37,26 +33,32 @@ def relevant_for(action_space: ActionSpace, head: str, ops: torch.Tensor) -> tor
 
 
 def with_op_slot_mask(
-    heads: Mapping[str, torch.Tensor], slot_by_op: torch.Tensor, ops: torch.Tensor
+    action_space: ActionSpace, heads: Mapping[str, torch.Tensor], slot_by_op: torch.Tensor, ops: torch.Tensor
 ) -> dict[str, torch.Tensor]:
-    """``heads`` with the slot mask replaced by the ``slot_by_op [B, num_ops, S]`` row of ``ops [B]``.
+    """``heads`` with the mask of ``action_space.slot_head`` replaced by the ``slot_by_op`` row of ``ops``.
+
+    ``slot_by_op`` is ``[B, num_ops, S]`` and ``ops`` is ``[B]``.
 
     This is the rollout-leg view; the rollout buffer stores the returned slot mask so the update
     leg sees the same slot distribution.
 
     Raises:
-        ValueError: ``heads`` has no slot head, or ``slot_by_op`` does not fit it.
+        ValueError: the space has no slot head, ``heads`` lacks it, or ``slot_by_op`` does not fit it.
     """
-    if SLOT_HEAD not in heads:
-        raise ValueError(f"slot_by_op was given but the masks have no {SLOT_HEAD!r} head: {list(heads)}")
-    slot = heads[SLOT_HEAD]
+    slot_head = action_space.slot_head
+    if slot_head is None or slot_head not in heads:
+        raise ValueError(
+            f"slot_by_op was given but the action space has no slot head (slot_head={slot_head!r}, "
+            f"masks for {list(heads)})"
+        )
+    slot = heads[slot_head]
     if slot_by_op.dim() != 3 or slot_by_op.shape[0] != slot.shape[0] or slot_by_op.shape[2] != slot.shape[-1]:
         raise ValueError(
             f"slot_by_op must be [B, num_ops, S] = [{slot.shape[0]}, num_ops, {slot.shape[-1]}], "
             f"got {list(slot_by_op.shape)}"
         )
     conditioned = dict(heads)
-    conditioned[SLOT_HEAD] = op_conditioned_slot_mask(slot_by_op, ops)
+    conditioned[slot_head] = op_conditioned_slot_mask(slot_by_op, ops)
     return conditioned
 
 

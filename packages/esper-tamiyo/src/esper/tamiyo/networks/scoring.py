@@ -63,7 +63,7 @@ def choose_actions(
     op_head = action_space.op_head
     op_log_probs = head_log_probs(logits[op_head], masks[op_head], floors.get(op_head, 0.0))
     ops = greedy_actions(op_log_probs) if deterministic else sample_actions(op_log_probs, generator)
-    conditioned = dict(masks) if slot_by_op is None else with_op_slot_mask(masks, slot_by_op, ops)
+    conditioned = dict(masks) if slot_by_op is None else with_op_slot_mask(action_space, masks, slot_by_op, ops)
     canonical = canonicalise_masks(action_space, ops, conditioned)
     scores = HeadScores({}, {}, {})
     for head in action_space.head_names:

@@ -3,7 +3,7 @@
 Concrete bundles (``lstm``, ``mlp``, ``heuristic``, plugins) are not imported here: they are
 resolved by name through the registry, which imports them lazily from ``esper.policies`` entry points.
 ``TrainablePolicyBundle`` is exported as the base for policy packages that bring their own network
-(a subclass implements ``_build_network``; see ``examples/esper-policy-example``).
+(a subclass implements ``build_network``; see ``examples/esper-policy-example``).
 """
 
 from esper.tamiyo.policy.factory import create_policy
@@ -21,11 +21,11 @@ from esper.tamiyo.policy.registry import (
     register_policy,
     validate_policy_class,
 )
-from esper.tamiyo.policy._trainable import TrainablePolicyBundle
+from esper.tamiyo.policy._trainable import REFERENCE_PROBABILITY_FLOORS, TrainablePolicyBundle
 from esper.tamiyo.policy.results import ActionResult, EvalResult, Hidden
 
 __all__ = [
-    "COMPILE_MODES", "ENTRY_POINT_GROUP", "PROTOCOL_MEMBERS",
+    "COMPILE_MODES", "ENTRY_POINT_GROUP", "PROTOCOL_MEMBERS", "REFERENCE_PROBABILITY_FLOORS",
     "ActionResult", "EvalResult", "Hidden", "PolicyBundle", "PolicyInfo", "PolicyLoadError", "PolicyRegistry",
     "PolicyRegistryError", "TrainablePolicyBundle", "UnknownPolicyError",
     "create_policy", "default_registry", "get_policy_class", "list_policies", "register_policy",

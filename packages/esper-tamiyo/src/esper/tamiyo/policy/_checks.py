@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import torch
 
 from esper.tamiyo.contract import ActionMasks, ActionSpace, BlueprintAction, Observation
-from esper.tamiyo.networks import SLOT_HEAD, check_nonempty
+from esper.tamiyo.networks import check_nonempty
 from esper.tamiyo.policy.protocol import COMPILE_MODES
 from esper.tamiyo.policy.results import Hidden
 
@@ -73,11 +73,11 @@ def check_masks(masks: ActionMasks, space: ActionSpace, *, batch_shape: tuple[in
                 f"got slot_by_op {list(slot_by_op.shape)}"
             )
         return
-    if SLOT_HEAD not in space.head_names:
+    if space.slot_head is None:
         if slot_by_op is not None:
-            raise ValueError(f"slot_by_op was given but the action space has no {SLOT_HEAD!r} head")
+            raise ValueError("slot_by_op was given but the action space has no slot head (slot_head=None)")
         return
-    expected = (*batch_shape, space.num_ops, space.size(SLOT_HEAD))
+    expected = (*batch_shape, space.num_ops, space.size(space.slot_head))
     if slot_by_op is None or slot_by_op.dtype != torch.bool or tuple(slot_by_op.shape) != expected:
         got = None if slot_by_op is None else f"{slot_by_op.dtype} {list(slot_by_op.shape)}"
         raise ValueError(f"get_action needs masks.slot_by_op as bool {list(expected)}, got {got}")

@@ -1,6 +1,7 @@
 """What the trainable bundles (``lstm``, ``mlp``) share: the ``PolicyBundle`` plumbing around a network.
 
-A subclass only says which network to build (:meth:`TrainablePolicyBundle._build_network`). This
+A subclass only says which network to build (:meth:`TrainablePolicyBundle.build_network`, the
+extension point third-party policy packages override; see ``examples/esper-policy-example``). This
 base owns input validation, the rollout and update legs (through
 :mod:`esper.tamiyo.networks.scoring`, so both bundles score actions identically), weights I/O
 with architecture checks, placement and compilation.
@@ -26,7 +27,6 @@ from esper.tamiyo.contract import (
     morphogenetic_action_space,
 )
 from esper.tamiyo.networks import (
-    SLOT_HEAD,
     ActorCriticOutput,
     NetworkSize,
     check_nonempty,
@@ -49,6 +49,21 @@ from esper.tamiyo.policy.results import ActionResult, EvalResult, Hidden
 COMPILED_PREFIX = "_orig_mod."
 #: Rows of the blueprint embedding (every ``BlueprintAction``; -1 = empty gets its own row).
 NUM_BLUEPRINTS = len(BlueprintAction)
+#: The reference implementation's per-head probability floors, for reproducing it:
+#: ``create_policy("lstm", probability_floor=REFERENCE_PROBABILITY_FLOORS)``, or from the CLI
+#: ``--policy-kwargs '{"probability_floor": {...}}'``. Not the default: with 40-epoch episodes a
+#: 15% floor on every valid op means several random lifecycle operations per episode even for a
+#: converged policy.
+REFERENCE_PROBABILITY_FLOORS: Mapping[str, float] = MappingProxyType({
+    "op": 0.15,
+    "slot": 0.05,
+    "blueprint": 0.12,
+    "style": 0.08,
+    "tempo": 0.12,
+    "alpha_target": 0.08,
+    "alpha_speed": 0.06,
+    "alpha_curve": 0.06,
+})
 
 
 class TrainablePolicyBundle:
@@ -61,7 +76,9 @@ class TrainablePolicyBundle:
         lstm_hidden: recurrent width for ``lstm``, second trunk layer for ``mlp`` (default 128).
         preset: named sizes from ``NETWORK_PRESETS`` (``"default"``, ``"reference"`` = 512/512);
             explicit widths take precedence.
-        probability_floor: ``{head: min probability}`` applied identically on both legs.
+        probability_floor: ``{head: min probability in [0, 1)}`` of every valid action, applied
+            identically on both legs (so PPO's ratios stay exact without PPO knowing about it);
+            None = no floor. ``REFERENCE_PROBABILITY_FLOORS`` reproduces the reference.
         action_space: default the morphogenetic space of ``slot_config``; also accepted as the dict
             ``policy_config`` produces, so a checkpoint can rebuild a custom space.
     """
@@ -84,13 +101,18 @@ class TrainablePolicyBundle:
             raise ValueError(f"feature_dim must be >= 1, got {feature_dim}")
         self._size = resolve_network_size(preset, hidden_size, lstm_hidden)
         self._floors = _resolve_floors(probability_floor, self._action_space)
-        self._module = self._build_network(self._action_space, self._feature_dim, slot_config.num_slots, self._size)
+        self._module = self.build_network(self._action_space, self._feature_dim, slot_config.num_slots, self._size)
         self._compiled = False
 
-    def _build_network(
+    def build_network(
         self, action_space: ActionSpace, feature_dim: int, num_slots: int, size: NetworkSize
     ) -> nn.Module:
-        """Build the actor-critic this bundle wraps; subclasses implement it.
+        """Build the actor-critic this bundle wraps: the one method a subclass implements.
+
+        This is the public extension point for policy packages that bring their own network
+        (``lstm``, ``mlp`` and the example plugin's ``example-gru`` are such subclasses); the base
+        class supplies everything else. Called once, from the constructor, after the action space,
+        feature dim and sizes are resolved (``size.hidden_size``, ``size.lstm_hidden``).
 
         The module must provide (see ``FactoredRecurrentActorCritic``):
         ``forward(features [B, T, F], blueprint_indices [B, T, S], hidden) -> ActorCriticOutput``,
@@ -98,7 +120,10 @@ class TrainablePolicyBundle:
         ``initial_hidden(batch_size) -> tuple[Tensor, ...] | None`` (batch at dim 1),
         ``hidden_dim: int`` (0 if feed-forward) and ``compile_submodules(mode)`` (in place).
         """
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement build_network(action_space, feature_dim, num_slots, size) "
+            "-> nn.Module (see TrainablePolicyBundle.build_network)"
+        )
 
     # ----------------------------------------------------------------- rollout and update legs
 
@@ -324,6 +349,7 @@ def action_space_config(space: ActionSpace) -> dict[str, Any]:
         "op_head": space.op_head,
         "relevance": [list(row) for row in space.relevance],
         "placeholders": list(space.placeholders),
+        "slot_head": space.slot_head,
     }
 
 
@@ -339,13 +365,15 @@ def _resolve_action_space(value: ActionSpace | Mapping[str, Any] | None, slot_co
             op_head=str(value["op_head"]),
             relevance=tuple(tuple(bool(x) for x in row) for row in value["relevance"]),
             placeholders=tuple(int(p) for p in value["placeholders"]),
+            slot_head=value.get("slot_head"),
         )
     else:
         raise TypeError(f"action_space must be an ActionSpace, a dict or None, got {type(value).__name__}")
-    if SLOT_HEAD in space.head_names and space.size(SLOT_HEAD) != slot_config.num_slots:
+    slot_head = space.slot_head
+    if slot_head is not None and space.size(slot_head) != slot_config.num_slots:
         raise ValueError(
-            f"action space slot head has {space.size(SLOT_HEAD)} actions but the slot config has "
-            f"{slot_config.num_slots} slots {list(slot_config.slot_ids)}"
+            f"action space slot head {slot_head!r} has {space.size(slot_head)} actions but the slot config "
+            f"has {slot_config.num_slots} slots {list(slot_config.slot_ids)}"
         )
     return space
 

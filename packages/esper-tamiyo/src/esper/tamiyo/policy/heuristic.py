@@ -113,11 +113,18 @@ class HeuristicPolicyBundle:
 
     @torch.inference_mode()
     def get_action(
-        self, obs: Observation, masks: ActionMasks, hidden: Hidden = None, deterministic: bool = False, *, generator: torch.Generator | None = None
+        self,
+        obs: Observation,
+        masks: ActionMasks,
+        hidden: Hidden = None,
+        deterministic: bool = False,
+        *,
+        generator: torch.Generator | None = None,
     ) -> ActionResult:
         """Decide for ``obs.features [B, F]`` under batched ``masks`` (with ``slot_by_op [B, 6, S]``).
 
-        ``deterministic`` is accepted for protocol compatibility; the rules are always deterministic.
+        ``deterministic`` and ``generator`` are the protocol's; the rules are always deterministic
+        and draw no random numbers, so both are ignored.
         Log-probs, entropies and values are zeros ``[B]``; ``hidden`` is the updated memory.
         Raises ``ValueError`` on mis-shaped inputs or blueprint indices, ``EmptyMaskError`` if a mask
         row (or the slot row of a valid op) allows no action, as the trainable bundles do.

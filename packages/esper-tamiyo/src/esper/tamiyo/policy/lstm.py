@@ -17,7 +17,7 @@ class LSTMPolicyBundle(TrainablePolicyBundle):
     esper-tamiyo's ``esper.policies`` entry point ``lstm``.
     """
 
-    def _build_network(
+    def build_network(
         self, action_space: ActionSpace, feature_dim: int, num_slots: int, size: NetworkSize
     ) -> nn.Module:
         return FactoredRecurrentActorCritic(

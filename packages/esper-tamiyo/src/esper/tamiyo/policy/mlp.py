@@ -17,7 +17,7 @@ class MLPPolicyBundle(TrainablePolicyBundle):
     ``esper.policies`` entry point ``mlp``.
     """
 
-    def _build_network(
+    def build_network(
         self, action_space: ActionSpace, feature_dim: int, num_slots: int, size: NetworkSize
     ) -> nn.Module:
         return FeedForwardActorCritic(

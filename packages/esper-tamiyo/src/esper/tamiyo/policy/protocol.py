@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
-from typing_extensions import Self
+from typing_extensions import Self, get_protocol_members
 
 from esper.tamiyo.contract import ActionMasks, ActionSpace, Observation, SlotConfig
 from esper.tamiyo.policy.results import ActionResult, EvalResult, Hidden
@@ -31,12 +31,21 @@ class PolicyBundle(Protocol):
     """
 
     def get_action(
-        self, obs: Observation, masks: ActionMasks, hidden: Hidden = None, deterministic: bool = False
+        self,
+        obs: Observation,
+        masks: ActionMasks,
+        hidden: Hidden = None,
+        deterministic: bool = False,
+        *,
+        generator: torch.Generator | None = None,
     ) -> ActionResult:
         """One step for B envs (``obs.features [B, F]``, masks with ``slot_by_op``), in inference mode.
 
         The op is chosen first; each other head is then restricted by the op (slot mask = the
         op's ``slot_by_op`` row; irrelevant heads forced to their canonical placeholder).
+        ``generator`` (on the policy's device) is the only source of sampling randomness when
+        given, so a trainer that owns it makes rollouts reproducible; ``None`` uses torch's global
+        RNG. Trainers always pass it; a deterministic policy accepts it and ignores it.
         """
         ...
 
@@ -114,9 +123,15 @@ class PolicyBundle(Protocol):
         ...
 
 
+def protocol_members(protocol: type) -> tuple[str, ...]:
+    """Sorted names of the members ``protocol`` declares (methods, properties, annotated attributes).
+
+    Read from the class itself (``typing_extensions.get_protocol_members``, the backport of
+    Python 3.13's ``typing.get_protocol_members``), so the list the registry checks can never
+    drift from the protocol; private helpers (leading underscore) are not part of the contract.
+    """
+    return tuple(sorted(name for name in get_protocol_members(protocol) if not name.startswith("_")))
+
+
 #: Member names a class must provide to satisfy ``PolicyBundle`` (checked by the registry).
-PROTOCOL_MEMBERS: tuple[str, ...] = (
-    "get_action", "evaluate_actions", "get_value", "initial_hidden", "parameters", "state_dict",
-    "load_state_dict", "to", "compile", "device", "dtype", "is_recurrent", "action_space", "slot_config",
-    "feature_dim", "hidden_dim", "network", "policy_config",
-)
+PROTOCOL_MEMBERS: tuple[str, ...] = protocol_members(PolicyBundle)

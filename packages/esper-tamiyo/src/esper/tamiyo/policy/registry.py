@@ -6,33 +6,43 @@ registration, the supplying distribution recorded) and Gymnasium's registry (laz
 
 * :meth:`PolicyRegistry.register` / :meth:`PolicyRegistry.register_policy` check the class
   against :data:`~esper.tamiyo.policy.protocol.PROTOCOL_MEMBERS` at once: a ``TypeError`` names
-  every missing member. A name that is already taken, in code or by an installed distribution's
-  entry point, raises ``ValueError`` naming its owner: checkpoints rebuild policies by name, so a
-  silently shadowed ``lstm`` would load someone else's class. The one exception is the class an
-  entry point names registering itself when its module is imported (idempotent).
+  every missing member, and every protocol parameter a method cannot be called with (a
+  ``get_action`` without ``generator=`` fails at load time, not at the trainer's first step). A
+  name that is already taken, in code or by an installed distribution's entry point, raises
+  ``ValueError`` naming its owner: checkpoints rebuild policies by name, so a silently shadowed
+  ``lstm`` would load someone else's class. The one exception is the class an entry point names
+  registering itself when its module is imported (idempotent).
 * Entry points in group ``esper.policies`` are discovered on first lookup (metadata only, no
   import) and a plugin module is imported only when its name is requested, or when
   :meth:`PolicyRegistry.list_policies` needs to report on every plugin. A plugin that fails to
-  import or fails validation is recorded as ``(name, distribution, exception)``: asking for it
-  raises :class:`PolicyLoadError` naming both, listing shows it with its error, and every other
-  policy keeps working. It is never reduced to a log line.
-* Two *distributions* that advertise the same name with different targets make that name
-  unusable until one is removed (recorded as broken, naming both), because silently picking one
-  would depend on ``sys.path`` order.
+  import (any ``Exception``, and ``SystemExit``: a plugin calling ``sys.exit()`` at import must not
+  end the process) or fails validation is recorded as ``(name, distribution, exception)``: asking
+  for it raises :class:`PolicyLoadError` naming both, listing shows it with its error, and every
+  other policy keeps working. It is never reduced to a log line. ``KeyboardInterrupt`` still
+  propagates: it is the user's, not the plugin's.
+* The built-in bundles (``lstm``, ``mlp``, ``heuristic``) are registered through the entry points
+  of :data:`BUILTIN_DISTRIBUTION` (esper-tamiyo), exactly as a third-party package registers its
+  own, and their names always win: another distribution advertising ``lstm`` is listed as broken
+  (naming the conflict) and never imported, so installing it cannot change what an ``lstm``
+  checkpoint rebuilds.
+* Two third-party *distributions* that advertise the same name with different targets make that
+  name unusable until one is removed (recorded as broken, naming both), because silently picking
+  one would depend on ``sys.path`` order.
 
-The built-in bundles (``lstm``, ``mlp``, ``heuristic``) are registered through esper-tamiyo's own
-entry points, exactly as a third-party package registers its own. :data:`default_registry` is
-the one process-wide instance (the only module-level state); tests build their own
-``PolicyRegistry()`` and pass it as ``registry=`` to :func:`~esper.tamiyo.policy.factory.create_policy`.
+:data:`default_registry` is the one process-wide instance (the only module-level state); tests
+build their own ``PolicyRegistry()`` and pass it as ``registry=`` to
+:func:`~esper.tamiyo.policy.factory.create_policy`.
 """
 
 from __future__ import annotations
 
 import difflib
 import inspect
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
+from inspect import Parameter
 from typing import TypeVar
 
 from esper.tamiyo.policy.protocol import PROTOCOL_MEMBERS, PolicyBundle
@@ -41,6 +51,9 @@ from esper.tamiyo.policy.protocol import PROTOCOL_MEMBERS, PolicyBundle
 ENTRY_POINT_GROUP = "esper.policies"
 #: ``PolicyInfo.source`` of classes registered in code rather than through an entry point.
 REGISTERED_IN_CODE = "<registered>"
+#: Distribution whose ``esper.policies`` entry points are the built-in policies (its own
+#: ``pyproject.toml`` declares them); no other distribution may take their names.
+BUILTIN_DISTRIBUTION = "esper-tamiyo"
 
 _T = TypeVar("_T", bound=type)
 
@@ -61,12 +74,20 @@ class PolicyLoadError(PolicyRegistryError, RuntimeError):
     """
 
     def __init__(self, name: str, source: str, target: str, cause: BaseException) -> None:
-        super().__init__(
-            f"policy {name!r} from {source} ({target}) failed to load: {type(cause).__name__}: {cause}"
-        )
+        super().__init__(f"policy {name!r} from {source} ({target}) failed to load: {_describe_error(cause)}")
         self.name = name
         self.source = source
         self.cause = cause
+
+
+def _describe_error(error: BaseException) -> str:
+    """``"ExceptionType: message"``, the one-line reason a plugin is broken.
+
+    ``SystemExit`` gets a sentence of its own: its message is only the exit code (often empty).
+    """
+    if isinstance(error, SystemExit):
+        return f"SystemExit: the plugin called sys.exit({error.code!r}) while being imported"
+    return f"{type(error).__name__}: {error}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,21 +123,58 @@ def _target_of(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
-def validate_policy_class(cls: object) -> None:
-    """Check that ``cls`` is a class providing every ``PolicyBundle`` member.
+def _missing_parameters(spec: Callable[..., object], implementation: Callable[..., object]) -> list[str]:
+    """Parameters of the protocol method ``spec`` that ``implementation`` cannot be called with.
 
-    Members must be defined on the class (methods or properties); signatures are left to static
-    typing. Raises ``TypeError`` naming the class and every missing or non-callable member.
+    Trainers pass a protocol method's required arguments by position (an implementation may name
+    them as it likes) and its optional and keyword-only ones by name (``hidden=``,
+    ``deterministic=``, ``generator=``, ``strict=``), so those names are part of the contract.
+    ``*args`` / ``**kwargs`` accept any position / name; an implementation without an
+    inspectable signature is left to static typing. Both signatures start with ``self``.
+    """
+    try:
+        parameters = list(inspect.signature(implementation).parameters.values())
+    except (TypeError, ValueError):
+        return []
+    kinds = {p.kind for p in parameters}
+    positional = [p for p in parameters if p.kind in (Parameter.POSITIONAL_ONLY, Parameter.POSITIONAL_OR_KEYWORD)]
+    by_name = {p.name for p in parameters if p.kind in (Parameter.POSITIONAL_OR_KEYWORD, Parameter.KEYWORD_ONLY)}
+    missing = []
+    for index, wanted in enumerate(inspect.signature(spec).parameters.values()):
+        if index == 0:  # self
+            continue
+        if wanted.kind is Parameter.POSITIONAL_OR_KEYWORD and wanted.default is Parameter.empty:
+            accepted = Parameter.VAR_POSITIONAL in kinds or index < len(positional)
+        else:
+            accepted = Parameter.VAR_KEYWORD in kinds or wanted.name in by_name
+        if not accepted:
+            missing.append(wanted.name)
+    return missing
+
+
+def validate_policy_class(cls: object) -> None:
+    """Check that ``cls`` is a class providing every ``PolicyBundle`` member with the protocol's parameters.
+
+    Members must be defined on the class (methods or properties), and each method must take the
+    protocol method's required arguments by position and its optional ones by name (see
+    :func:`_missing_parameters`); annotations are left to static typing.
+    Raises ``TypeError`` naming the class and every missing or non-callable member and every
+    parameter a method lacks.
     """
     if not isinstance(cls, type):
         raise TypeError(f"a policy must be registered as a class, got {cls!r} ({type(cls).__name__})")
     missing = [name for name in PROTOCOL_MEMBERS if not hasattr(cls, name)]
-    not_callable = [name for name in sorted(_METHODS) if hasattr(cls, name) and not callable(getattr(cls, name))]
+    methods = [name for name in sorted(_METHODS) if hasattr(cls, name)]
+    not_callable = [name for name in methods if not callable(getattr(cls, name))]
     problems = []
     if missing:
         problems.append(f"missing members: {', '.join(missing)}")
     if not_callable:
         problems.append(f"not callable: {', '.join(not_callable)}")
+    for name in methods:
+        lacking = [] if name in not_callable else _missing_parameters(getattr(PolicyBundle, name), getattr(cls, name))
+        if lacking:
+            problems.append(f"{name}() lacks: {', '.join(lacking)}")
     if problems:
         raise TypeError(f"policy class {_target_of(cls)} does not satisfy PolicyBundle; {'; '.join(problems)}")
 
@@ -133,7 +191,7 @@ class _Entry:
     error: BaseException | None = None
 
     def info(self) -> PolicyInfo:
-        error = None if self.error is None else f"{type(self.error).__name__}: {self.error}"
+        error = None if self.error is None else _describe_error(self.error)
         return PolicyInfo(self.name, self.source, self.target, error)
 
 
@@ -148,6 +206,8 @@ class PolicyRegistry:
     def __init__(self, group: str | None = ENTRY_POINT_GROUP) -> None:
         self._group = group
         self._entries: dict[str, _Entry] = {}
+        # Entry points refused at discovery because they advertise a built-in name (listed as broken).
+        self._rejected: list[_Entry] = []
         self._discovered = group is None
 
     def register(self, name: str, cls: _T) -> _T:
@@ -203,10 +263,13 @@ class PolicyRegistry:
     def list_policies(self) -> tuple[PolicyInfo, ...]:
         """Every known policy sorted by name, broken plugins included (with their error).
 
-        Imports every not-yet-loaded plugin so that its status is known.
+        Imports every not-yet-loaded plugin so that its status is known. A plugin refused for
+        advertising a built-in name is listed, broken, right after the built-in of that name.
         """
         self._discover()
-        return tuple(self._load(self._entries[name]).info() for name in sorted(self._entries))
+        rows = [self._load(self._entries[name]).info() for name in sorted(self._entries)]
+        rows += [entry.info() for entry in self._rejected]
+        return tuple(sorted(rows, key=lambda row: row.name))  # stable: the built-in stays first
 
     def __contains__(self, name: object) -> bool:
         """Whether ``name`` is known (loaded, pending or broken); imports nothing."""
@@ -229,7 +292,14 @@ class PolicyRegistry:
         for entry_point in metadata.entry_points(group=self._group):
             by_name.setdefault(entry_point.name, []).append(entry_point)
         for name, entry_points in by_name.items():
-            self._entries[name] = _pending_entry(name, entry_points)
+            builtin = next((ep for ep in entry_points if _is_builtin(ep)), None)
+            if builtin is None:
+                self._entries[name] = _pending_entry(name, entry_points)
+                continue
+            self._entries[name] = _pending_entry(name, [builtin])
+            self._rejected += [
+                _shadowing_entry(name, ep, builtin) for ep in entry_points if ep.value != builtin.value
+            ]
 
     def _load(self, entry: _Entry) -> _Entry:
         """Import a pending entry point and validate its class; records the outcome and returns it."""
@@ -238,9 +308,10 @@ class PolicyRegistry:
         try:
             cls = entry.entry_point.load()
             validate_policy_class(cls)
-        # The plugin loader is the one place allowed to catch everything: a plugin may raise
-        # anything at import time, and the failure is recorded with its context, not hidden.
-        except Exception as exc:  # noqa: BLE001
+        # The plugin loader is the one place allowed to catch (almost) everything: a plugin may
+        # raise anything at import time, or call sys.exit(), and the failure is recorded with its
+        # context, not hidden. KeyboardInterrupt is the user's and propagates.
+        except (Exception, SystemExit) as exc:  # noqa: BLE001
             loaded = _Entry(entry.name, entry.source, entry.target, entry_point=entry.entry_point, error=exc)
         else:
             loaded = _Entry(entry.name, entry.source, entry.target, cls=cls, entry_point=entry.entry_point)
@@ -251,6 +322,26 @@ class PolicyRegistry:
 def _source_of(entry_point: metadata.EntryPoint) -> str:
     dist = entry_point.dist
     return "<unknown distribution>" if dist is None else f"{dist.name} {dist.version}"
+
+
+def _normalised(distribution: str) -> str:
+    """PEP 503 name normalisation (``Esper_Tamiyo`` and ``esper-tamiyo`` are one distribution)."""
+    return re.sub(r"[-_.]+", "-", distribution).lower()
+
+
+def _is_builtin(entry_point: metadata.EntryPoint) -> bool:
+    dist = entry_point.dist
+    return dist is not None and _normalised(dist.name) == BUILTIN_DISTRIBUTION
+
+
+def _shadowing_entry(name: str, entry_point: metadata.EntryPoint, builtin: metadata.EntryPoint) -> _Entry:
+    """A broken record for a plugin that advertises the built-in ``name`` (it is never imported)."""
+    source = _source_of(entry_point)
+    conflict = ValueError(
+        f"{name!r} is a built-in policy of {_source_of(builtin)}; the entry point {name} = {entry_point.value} "
+        f"of {source} cannot replace it (rename the plugin's entry point)"
+    )
+    return _Entry(name, source, entry_point.value, error=conflict)
 
 
 def _pending_entry(name: str, entry_points: list[metadata.EntryPoint]) -> _Entry:
