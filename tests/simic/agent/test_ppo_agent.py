@@ -193,6 +193,7 @@ def test_heads_irrelevant_to_every_executed_op_get_zero_gradient_end_to_end() ->
         assert (nonzero > 0) == (head == "op"), (head, nonzero)
 
 
+@pytest.mark.slow  # a learning check: seven rollouts and six updates
 def test_bandit_mean_return_rises_within_a_few_updates() -> None:
     """Reward 1 for GERMINATE, 0 otherwise (always valid here): P(GERMINATE) must climb fast."""
     policy = _policy("lstm", seed=5)
