@@ -1,4 +1,5 @@
-"""Fixtures shared by the whole suite: a fixed torch thread count, and rollouts recorded as a buffer stores them."""
+"""Fixtures shared by the whole suite: a fixed torch thread count, rollouts recorded as a buffer stores them, and
+the Hypothesis profiles (a quick pass in the fast suite, a thorough one in CI's slow step)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,24 @@ from typing import NamedTuple
 
 import pytest
 import torch
+from hypothesis import is_hypothesis_test, settings
 
 from esper.tamiyo.contract import ActionMasks, Observation, op_conditioned_slot_mask
 from esper.tamiyo.policy import ActionResult, Hidden, TrainablePolicyBundle
+
+#: Property tests draw few examples by default so the fast suite stays under a minute on a loaded 2-core
+#: box; ``.ci/run`` reruns every one of them (marker ``property``) with ``--hypothesis-profile=thorough``.
+#: No deadline: per-example times swing tenfold with machine load.
+settings.register_profile("fast", max_examples=10, deadline=None)
+settings.register_profile("thorough", max_examples=200, deadline=None)
+settings.load_profile("fast")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every Hypothesis test ``property``, so the thorough pass can select them all."""
+    for item in items:
+        if isinstance(item, pytest.Function) and is_hypothesis_test(item.obj):
+            item.add_marker(pytest.mark.property)
 
 
 @pytest.fixture(autouse=True, scope="session")

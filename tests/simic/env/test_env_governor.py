@@ -81,4 +81,4 @@ def test_injected_nan_restores_snapshot_and_terminates(config: EnvConfig) -> Non
     assert result.reward == pytest.approx(-10.0 - 0.3 * 2.0)
     assert math.isfinite(result.info.val_loss) and bool(torch.isfinite(result.obs.features).all())
     assert result.episode is not None and result.episode.rollbacks == 1
-    assert env._host_optimizer is not None and not env._host_optimizer.state  # momentum reset
+    assert env.host_optimizer is not None and not env.host_optimizer.state  # momentum reset

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from unittest import mock
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,7 +27,10 @@ def _draw_action(data: st.DataObject, masks) -> dict[str, int]:  # type: ignore[
     return action
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+# Slow: whole episodes on a real env, ~0.5 s an example. The fast suite keeps the mask-driven walks
+# over the contract (tests/tamiyo/contract/test_masks.py) and the slot's own lifecycle tests.
+@pytest.mark.slow
+@settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(
     host=st.sampled_from(["mlp", "cnn"]),
     num_slots=st.integers(1, 3),

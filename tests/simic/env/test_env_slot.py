@@ -11,7 +11,6 @@ from esper.tamiyo.contract import (
     AlphaMode,
     BlueprintAction,
     GerminationStyle,
-    IllegalTransitionError,
     SeedStage,
 )
 
@@ -166,8 +165,9 @@ def test_illegal_operations_raise() -> None:
     _germinate(slot)
     with pytest.raises(LifecycleError, match="not DORMANT"):
         _germinate(slot)
-    with pytest.raises(IllegalTransitionError):
-        slot._transition(S.HOLDING)
+    with pytest.raises(LifecycleError, match="GERMINATED"):  # GERMINATED may not jump to BLENDING
+        slot.set_alpha_target(1.0, 0, AlphaCurve.LINEAR, 12.0, GerminationStyle.LINEAR_ADD, torch.Generator())
+    assert not slot.fossilize() and slot.stage == S.GERMINATED  # nor to FOSSILIZED: refused, nothing changes
     with pytest.raises(ValueError, match="not available"):
         _slot().germinate(BlueprintAction.CONV_HEAVY, 0, 3, 1.0, torch.Generator(), 0.0)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from esper.tamiyo.contract import (
@@ -604,7 +604,6 @@ def _oracle_slot_ops(sc: Scenario) -> dict[LifecycleOp, list[bool]]:
     return out
 
 
-@settings(max_examples=150, deadline=None)
 @given(scenario=scenarios())
 def test_property_masks_match_spec_oracle(scenario: Scenario) -> None:
     masks = scenario.masks()
@@ -613,7 +612,6 @@ def test_property_masks_match_spec_oracle(scenario: Scenario) -> None:
         assert slots_for(masks, op) == expected[op], op.name
 
 
-@settings(max_examples=150, deadline=None)
 @given(scenario=scenarios())
 def test_property_every_head_row_has_a_valid_action(scenario: Scenario) -> None:
     masks = scenario.masks()
@@ -623,7 +621,6 @@ def test_property_every_head_row_has_a_valid_action(scenario: Scenario) -> None:
     check_masks_nonempty(masks)
 
 
-@settings(max_examples=150, deadline=None)
 @given(scenario=scenarios())
 def test_property_valid_ops_and_slot_by_op_agree(scenario: Scenario) -> None:
     """An op is valid iff some slot goes with it; no op ever targets a disabled slot."""
@@ -633,7 +630,6 @@ def test_property_valid_ops_and_slot_by_op_agree(scenario: Scenario) -> None:
     assert not masks["blueprint"][BP.NOOP]
 
 
-@settings(max_examples=40, deadline=None)
 @given(count=st.sampled_from(SLOT_COUNTS), data=st.data())
 def test_property_batch_equals_stacked_singles(count: int, data: st.DataObject) -> None:
     options = data.draw(scenarios(count)).options()
@@ -660,7 +656,6 @@ NEXT_STAGE = {S.GERMINATED: S.TRAINING, S.TRAINING: S.BLENDING, S.BLENDING: S.HO
 CLEANUP = {S.PRUNED: S.EMBARGOED, S.EMBARGOED: S.RESETTING, S.RESETTING: S.DORMANT}
 
 
-@settings(max_examples=60, deadline=None)
 @given(count=st.sampled_from([1, 2, 3]), auto_advance=st.booleans(), max_seeds=st.integers(0, 3), data=st.data())
 def test_property_mask_driven_walks_only_make_legal_transitions(
     count: int, auto_advance: bool, max_seeds: int, data: st.DataObject

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from esper.tamiyo.contract import EmptyMaskError
@@ -114,7 +114,6 @@ def _logits_and_masks(draw: st.DrawFn) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.tensor([values]), torch.tensor([valid])
 
 
-@settings(max_examples=60, deadline=None)
 @given(_logits_and_masks(), st.sampled_from([0.0, 0.05, 0.2]))
 def test_distribution_properties(case: tuple[torch.Tensor, torch.Tensor], floor: float) -> None:
     logits, mask = case

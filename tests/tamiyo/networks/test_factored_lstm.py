@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch._dynamo.testing import CompileCounterWithBackend
 
 from esper.tamiyo.contract import BlueprintAction, SlotConfig, feature_size, morphogenetic_action_space
 from esper.tamiyo.networks import (
@@ -126,6 +125,7 @@ def test_sequence_matches_step_by_step() -> None:
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # Dynamo tracing takes seconds; its import alone adds seconds to any process that loads it
 def test_evaluation_path_compiles_without_graph_breaks() -> None:
     """Dynamo captures network + canonicalisation + FP32 scoring + Q as one graph (``fullgraph``).
 
@@ -146,6 +146,8 @@ def test_evaluation_path_compiles_without_graph_breaks() -> None:
     masks = {h: torch.ones(3, 2, n, dtype=torch.bool) for h, n in space.sizes().items()}
     generator = torch.Generator().manual_seed(2)
     actions = {h: torch.randint(0, n, (3, 2), generator=generator) for h, n in space.sizes().items()}
+    from torch._dynamo.testing import CompileCounterWithBackend  # imported here: Dynamo costs seconds to import
+
     torch._dynamo.reset()
     backend = CompileCounterWithBackend("eager")
     compiled = torch.compile(evaluate, fullgraph=True, backend=backend)
@@ -158,6 +160,7 @@ def test_evaluation_path_compiles_without_graph_breaks() -> None:
     assert torch.equal(got[3], expected[3])
 
 
+@pytest.mark.slow
 def test_rollout_leg_compiles_without_graph_breaks() -> None:
     space = morphogenetic_action_space(SlotConfig.for_count(2))
     logits = {h: torch.randn(4, n) for h, n in space.sizes().items()}
@@ -166,6 +169,8 @@ def test_rollout_leg_compiles_without_graph_breaks() -> None:
 
     def choose(logits, masks, slot_by_op):  # type: ignore[no-untyped-def]
         return choose_actions(space, {"op": 0.1}, logits, masks, slot_by_op, deterministic=True)
+
+    from torch._dynamo.testing import CompileCounterWithBackend  # imported here: Dynamo costs seconds to import
 
     torch._dynamo.reset()
     backend = CompileCounterWithBackend("eager")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import hypothesis.strategies as st
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 
 from esper.tamiyo.contract import (
     STAGE_ORDER,
@@ -366,7 +366,6 @@ def _env(draw: st.DrawFn, num_slots: int) -> tuple[dict[int, Seed], dict[str, ob
     return seeds, mask_kwargs, draw(st.integers(0, L)), accuracies, losses
 
 
-@settings(max_examples=40, deadline=None)
 @given(data=st.data(), num_slots=st.integers(1, 4), batch=st.integers(1, 3))
 def test_actions_are_always_mask_valid_and_deterministic(data: st.DataObject, num_slots: int, batch: int) -> None:
     slots = SlotConfig.for_count(num_slots)
@@ -417,7 +416,6 @@ def _arbitrary_masks(space: ActionSpace, batch: int, generator: torch.Generator)
     return ActionMasks(heads, slot_by_op)
 
 
-@settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), num_slots=st.integers(1, 4), topology=st.sampled_from(["mlp", "cnn"]))
 def test_actions_are_valid_under_arbitrary_masks(seed: int, num_slots: int, topology: str) -> None:
     """Masks unrelated to the observation (any op set, WAIT included or not); stages are random too."""

@@ -144,6 +144,12 @@ class MorphogeneticEnv:
         return self._epoch
 
     @property
+    def host_optimizer(self) -> torch.optim.SGD | None:
+        """The host's optimiser (read-only; None before the first reset). A governor rollback
+        replaces it, so the restored weights never inherit momentum from the failed epochs."""
+        return self._host_optimizer
+
+    @property
     def done(self) -> bool:
         """The episode has ended (or was never started)."""
         return self._done
