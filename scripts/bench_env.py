@@ -95,7 +95,10 @@ def timed_phases(clock: PhaseClock) -> Iterator[None]:
         clock.validate_s += s
 
     originals = {name: getattr(morphogenetic_module, name) for name in ("train_epoch", "validate")}
-    wrapped = {"train_epoch": _timed(originals["train_epoch"], add_train), "validate": _timed(originals["validate"], add_validate)}
+    wrapped = {
+        "train_epoch": _timed(originals["train_epoch"], add_train),
+        "validate": _timed(originals["validate"], add_validate),
+    }
     for name, fn in wrapped.items():
         setattr(morphogenetic_module, name, fn)
     try:
@@ -202,13 +205,25 @@ class PlainNet(nn.Module):
 def plain_loop(config: EnvConfig, data: TaskData, seed: int, schedule: SeedSchedule) -> dict[str, float]:
     """Train host + scheduled seeds with a plain loop for ``len(schedule.epochs)`` epochs; ms per epoch."""
     generator = torch.Generator().manual_seed(seed)
-    host = build_host(config.host, impaired=config.impaired, input_shape=data.input_shape, num_classes=data.num_classes, generator=generator)
+    host = build_host(
+        config.host,
+        impaired=config.impaired,
+        input_shape=data.input_shape,
+        num_classes=data.num_classes,
+        generator=generator,
+    )
     wanted = {block: bp for epoch in schedule.epochs for block, bp in epoch}
-    seeds = {block: build_blueprint(config.topology, bp, host.slot_shapes[block], generator) for block, bp in wanted.items()}
+    seeds = {
+        block: build_blueprint(config.topology, bp, host.slot_shapes[block], generator) for block, bp in wanted.items()
+    }
     net = PlainNet(host, seeds)
     host_cfg, seed_cfg = config.host_training, config.seed_training
-    host_opt = torch.optim.SGD(host.parameters(), lr=host_cfg.lr, momentum=host_cfg.momentum, weight_decay=host_cfg.weight_decay)
-    seed_opts = {k: torch.optim.SGD(m.parameters(), lr=seed_cfg.lr, momentum=seed_cfg.momentum) for k, m in seeds.items()}
+    host_opt = torch.optim.SGD(
+        host.parameters(), lr=host_cfg.lr, momentum=host_cfg.momentum, weight_decay=host_cfg.weight_decay
+    )
+    seed_opts = {
+        k: torch.optim.SGD(m.parameters(), lr=seed_cfg.lr, momentum=seed_cfg.momentum) for k, m in seeds.items()
+    }
     n, size = data.train_x.shape[0], host_cfg.batch_size
     train_s = validate_s = 0.0
     for enabled in schedule.epochs:

@@ -17,6 +17,7 @@ CUDA timings synchronise before and after each call. Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import random
 import statistics
@@ -130,13 +131,15 @@ def bench_one(args: argparse.Namespace, device: torch.device, preset: str, repea
     for batch in QUICK_BATCHES if args.quick else BATCHES:
         obs, masks = synthetic_step(bundle, batch, rng)
         hidden = bundle.initial_hidden(batch)
-        get_action_ms[str(batch)] = median_ms(lambda: bundle.get_action(obs, masks, hidden), device, repeats)
+        get_action_ms[str(batch)] = median_ms(functools.partial(bundle.get_action, obs, masks, hidden), device, repeats)
 
     evaluate_ms = {}
     for batch, steps in QUICK_SEQUENCES if args.quick else SEQUENCES:
         obs_seq, actions, stored = synthetic_sequence(bundle, batch, steps, rng)
 
-        def update() -> None:
+        def update(
+            obs_seq: Observation = obs_seq, actions: dict[str, torch.Tensor] = actions, stored: ActionMasks = stored
+        ) -> None:
             result = bundle.evaluate_actions(obs_seq, actions, stored)
             loss = -sum(lp.sum() for lp in result.log_probs.values()) + result.value.pow(2).mean()
             if result.q_value is not None:

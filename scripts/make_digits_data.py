@@ -31,7 +31,7 @@ def stratified_split(labels: np.ndarray, num_train: int, rng: np.random.Generato
     train: list[np.ndarray] = []
     for cls in np.unique(labels):
         members = rng.permutation(np.flatnonzero(labels == cls))
-        train.append(members[: int(round(fraction * len(members)))])
+        train.append(members[: round(fraction * len(members))])
     train_idx = np.concatenate(train)
     # Rounding per class can miss the exact total by a few; fix it with a seeded top-up / trim.
     rest = rng.permutation(np.setdiff1d(np.arange(len(labels)), train_idx))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from golden_run import GOLDEN_FILE, dumps, produce  # noqa: E402
+from golden_run import GOLDEN_FILE, dumps, produce
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import torch
+from esper_policy_example.gru import GRUPolicyBundle
 
 from esper.tamiyo.contract import (
     ActionMasks,
@@ -19,7 +20,6 @@ from esper.tamiyo.contract import (
     feature_size,
 )
 from esper.tamiyo.policy import PolicyBundle, create_policy
-from esper_policy_example.gru import GRUPolicyBundle
 
 #: The ``record_rollout`` fixture of tests/conftest.py.
 RecordRollout = Callable[..., Any]
@@ -49,9 +49,7 @@ def _rollout(record: RecordRollout, policy: GRUPolicyBundle, deterministic: bool
     features = torch.randn(BATCH, STEPS, feature_size(SLOTS.num_slots), generator=generator)
     blueprints = torch.randint(-1, 13, (BATCH, STEPS, SLOTS.num_slots), generator=generator)
     steps = [(Observation(features[:, t], blueprints[:, t]), _masks(t)) for t in range(STEPS)]
-    return record(
-        policy, steps, hidden=policy.initial_hidden(BATCH), deterministic=deterministic, generator=generator
-    )
+    return record(policy, steps, hidden=policy.initial_hidden(BATCH), deterministic=deterministic, generator=generator)
 
 
 def test_is_a_recurrent_policy_bundle_built_through_the_registry() -> None:

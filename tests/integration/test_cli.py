@@ -118,8 +118,16 @@ def test_nested_flags_and_their_old_spellings_reach_the_config(
     code, _, stderr = _run([*argv, *flags, "--no-auto-advance", "--gamma", "0.9", "--out", str(tmp_path / "r")], capsys)
     assert code == 0, stderr
     env = json.loads((tmp_path / "r" / "config.json").read_text())["env"]
-    assert (env["reward"]["rent_weight"], env["reward"]["germinate_cost"], env["governor"]["patience"]) == (0.01, 0.3, 4)
-    assert (env["host_training"]["lr"], env["host_training"]["batch_size"], env["seed_training"]["lr"]) == (0.05, 32, 0.03)
+    assert (env["reward"]["rent_weight"], env["reward"]["germinate_cost"], env["governor"]["patience"]) == (
+        0.01,
+        0.3,
+        4,
+    )
+    assert (env["host_training"]["lr"], env["host_training"]["batch_size"], env["seed_training"]["lr"]) == (
+        0.05,
+        32,
+        0.03,
+    )
     assert (env["lifecycle"]["training_dwell"], env["lifecycle"]["auto_advance"]) == (2, False)
     assert "gamma" not in env
 

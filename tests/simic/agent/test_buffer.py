@@ -102,7 +102,9 @@ def test_the_op_conditioned_mask_is_stored_for_the_head_the_space_names() -> Non
     actions = {"target": torch.tensor([0, 1]), "op": torch.tensor([1, 2])}
     zeros = {h: torch.zeros(N) for h in space.head_names}
     _add(
-        buffer, obs=Observation(torch.zeros(N, 3), torch.full((N, 2), -1)), masks=masks,
+        buffer,
+        obs=Observation(torch.zeros(N, 3), torch.full((N, 2), -1)),
+        masks=masks,
         result=ActionResult(actions, zeros, zeros, torch.zeros(N), None),
     )
     assert buffer.data().masks.heads["target"][:, 0].tolist() == [[True, False], [False, True]]
@@ -169,6 +171,6 @@ def test_env_minibatches_partition_whole_envs_deterministically() -> None:
     assert sorted(torch.cat(groups).tolist()) == list(range(7))
     assert sorted(len(g) for g in groups) == [2, 2, 3]
     again = env_minibatches(7, 3, torch.Generator().manual_seed(1))
-    assert all(torch.equal(a, b) for a, b in zip(groups, again))
+    assert all(torch.equal(a, b) for a, b in zip(groups, again, strict=True))
     with pytest.raises(ValueError, match="num_minibatches"):
         env_minibatches(2, 3, torch.Generator())

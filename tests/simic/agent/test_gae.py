@@ -48,8 +48,14 @@ def test_oracle_episodes_reward_on_last_step(gamma: float, lam: float, episodes:
     values = torch.full((1, num_steps), value, dtype=torch.float64)
     terminated = _flags(([F] * (length - 1) + [T_]) * episodes)
     result = generalized_advantage_estimate(
-        rewards, values, torch.zeros_like(values), terminated, torch.zeros_like(terminated),
-        torch.ones_like(terminated), gamma=gamma, lam=lam,
+        rewards,
+        values,
+        torch.zeros_like(values),
+        terminated,
+        torch.zeros_like(terminated),
+        torch.ones_like(terminated),
+        gamma=gamma,
+        lam=lam,
     )
     expected = _oracle(length, episodes, gamma, lam, value)
     torch.testing.assert_close(result.advantages, expected, rtol=0, atol=1e-12)
@@ -126,8 +132,14 @@ def test_padding_between_episodes_gets_zero() -> None:
     rewards = torch.tensor([[1.0, 1.0, 7.0, 7.0, 2.0, 2.0]], dtype=torch.float64)
     values = torch.zeros_like(rewards)
     result = generalized_advantage_estimate(
-        rewards, values, torch.zeros_like(rewards), _flags([F, T_, F, F, F, F]), _flags([F, F, F, F, F, T_]),
-        _flags([T_, T_, F, F, T_, T_]), gamma=0.9, lam=0.5,
+        rewards,
+        values,
+        torch.zeros_like(rewards),
+        _flags([F, T_, F, F, F, F]),
+        _flags([F, F, F, F, F, T_]),
+        _flags([T_, T_, F, F, T_, T_]),
+        gamma=0.9,
+        lam=0.5,
     )
     expected = torch.tensor([[1.45, 1.0, 0.0, 0.0, 2.9, 2.0]], dtype=torch.float64)
     torch.testing.assert_close(result.advantages, expected, rtol=0, atol=1e-12)

@@ -50,8 +50,12 @@ def _germinate_reward(actions: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 def _collect(
-    policy: PolicyBundle, buffer: RolloutBuffer, seed: int, reward_fn: RewardFn = _germinate_reward,
-    masks: ActionMasks | None = None, all_executed_wait: bool = False,
+    policy: PolicyBundle,
+    buffer: RolloutBuffer,
+    seed: int,
+    reward_fn: RewardFn = _germinate_reward,
+    masks: ActionMasks | None = None,
+    all_executed_wait: bool = False,
 ) -> torch.Tensor:
     """One round of lockstep episodes ending by truncation; returns the mean reward per step."""
     torch.manual_seed(seed)
@@ -70,8 +74,14 @@ def _collect(
         bootstrap = policy.get_value(obs, result.hidden) if last else None
         executed = torch.zeros_like(result.actions["op"]) if all_executed_wait else result.actions["op"]
         buffer.add(
-            obs=obs, masks=masks, result=result, executed_op=executed, rewards=rewards,
-            terminated=torch.zeros(n, dtype=torch.bool), truncated=truncated, active=torch.ones(n, dtype=torch.bool),
+            obs=obs,
+            masks=masks,
+            result=result,
+            executed_op=executed,
+            rewards=rewards,
+            terminated=torch.zeros(n, dtype=torch.bool),
+            truncated=truncated,
+            active=torch.ones(n, dtype=torch.bool),
             bootstrap_values=bootstrap,
         )
         rewards_seen.append(rewards)
@@ -157,7 +167,7 @@ def test_update_is_deterministic_and_state_dict_roundtrips_weights_only() -> Non
     agent_a, metrics_a = _round(_policy("lstm", seed=3), config)
     agent_b, metrics_b = _round(_policy("lstm", seed=3), config)
     assert metrics_a == metrics_b
-    assert all(torch.equal(x, y) for x, y in zip(agent_a.policy.parameters(), agent_b.policy.parameters()))
+    assert all(torch.equal(x, y) for x, y in zip(agent_a.policy.parameters(), agent_b.policy.parameters(), strict=True))
 
     raw = io.BytesIO()
     torch.save(agent_a.state_dict(), raw)
@@ -169,7 +179,7 @@ def test_update_is_deterministic_and_state_dict_roundtrips_weights_only() -> Non
     assert restored.value_normalizer is not None and restored.value_normalizer.scale == agent_a.value_normalizer.scale
     # continuing from the restored state is identical to continuing the original
     buffers = [RolloutBuffer.for_policy(agent.policy, num_envs=4, num_steps=6) for agent in (agent_a, restored)]
-    for agent, buffer in zip((agent_a, restored), buffers):
+    for agent, buffer in zip((agent_a, restored), buffers, strict=True):
         _collect(agent.policy, buffer, seed=7)
     assert agent_a.update(buffers[0]) == restored.update(buffers[1])
     with pytest.raises(ValueError, match="normalize_value_targets"):

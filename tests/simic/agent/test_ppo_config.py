@@ -19,9 +19,19 @@ def test_defaults() -> None:
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("learning_rate", 0.0), ("gamma", 1.5), ("gae_lambda", -0.1), ("clip_coef", 1.0), ("update_epochs", 0),
-        ("num_minibatches", 0), ("update_epochs", 2.0), ("target_kl", 0.0), ("entropy_coef", -1.0),
-        ("value_coef", -0.5), ("max_grad_norm", 0.0), ("advantage_std_floor", 0.0), ("value_norm_warmup", 0),
+        ("learning_rate", 0.0),
+        ("gamma", 1.5),
+        ("gae_lambda", -0.1),
+        ("clip_coef", 1.0),
+        ("update_epochs", 0),
+        ("num_minibatches", 0),
+        ("update_epochs", 2.0),
+        ("target_kl", 0.0),
+        ("entropy_coef", -1.0),
+        ("value_coef", -0.5),
+        ("max_grad_norm", 0.0),
+        ("advantage_std_floor", 0.0),
+        ("value_norm_warmup", 0),
         ("entropy_coef_per_head", {"op": -1.0}),
     ],
 )

@@ -62,9 +62,19 @@ def test_ppo_loss_terms_and_diagnostics_by_hand() -> None:
     targets = torch.tensor([[0.0, 0.0, 0.0]], dtype=torch.float64)
     q_values = torch.tensor([[2.0, 2.0, 50.0]], dtype=torch.float64)
     out = ppo_loss(
-        new_log_probs=new, old_log_probs=old, entropies=entropies, advantages=advantages, relevance=relevance,
-        valid=valid, values=values, value_targets=targets, q_values=q_values, clip_coef=0.2, value_coef=0.5,
-        q_coef=0.25, entropy_coefs={"op": 0.1, "blueprint": 0.2},
+        new_log_probs=new,
+        old_log_probs=old,
+        entropies=entropies,
+        advantages=advantages,
+        relevance=relevance,
+        valid=valid,
+        values=values,
+        value_targets=targets,
+        q_values=q_values,
+        clip_coef=0.2,
+        value_coef=0.5,
+        q_coef=0.25,
+        entropy_coefs={"op": 0.1, "blueprint": 0.2},
     )
     r = math.exp
     op_surr = min(r(0.1) * 1.0, 1.2 * 1.0) + min(r(-0.2) * -1.0, 0.8 * -1.0)  # both steps valid
@@ -87,10 +97,19 @@ def test_ppo_loss_terms_and_diagnostics_by_hand() -> None:
 def test_ratio_of_one_gives_zero_kl_and_deviation() -> None:
     new, _, relevance, entropies, valid = _two_head_inputs()
     out = ppo_loss(
-        new_log_probs=new, old_log_probs={h: v.clone() for h, v in new.items()}, entropies=entropies,
-        advantages=torch.ones(1, 3, dtype=torch.float64), relevance=relevance, valid=valid,
-        values=torch.zeros(1, 3, dtype=torch.float64), value_targets=torch.zeros(1, 3, dtype=torch.float64),
-        q_values=None, clip_coef=0.2, value_coef=0.5, q_coef=0.25, entropy_coefs={},
+        new_log_probs=new,
+        old_log_probs={h: v.clone() for h, v in new.items()},
+        entropies=entropies,
+        advantages=torch.ones(1, 3, dtype=torch.float64),
+        relevance=relevance,
+        valid=valid,
+        values=torch.zeros(1, 3, dtype=torch.float64),
+        value_targets=torch.zeros(1, 3, dtype=torch.float64),
+        q_values=None,
+        clip_coef=0.2,
+        value_coef=0.5,
+        q_coef=0.25,
+        entropy_coefs={},
     )
     assert float(out.approx_kl) == 0.0 and float(out.max_ratio_deviation) == 0.0 and float(out.clip_fraction) == 0.0
     assert float(out.loss_q) == 0.0 and float(out.loss_entropy) == 0.0
@@ -114,10 +133,19 @@ def test_head_irrelevant_to_every_executed_op_gets_exactly_zero_gradient() -> No
         entropies[head] = -(log_probs.exp() * log_probs).sum(-1) / math.log(log_probs.shape[-1])
     old_lp = {h: (lp + 0.1 * torch.randn(lp.shape, generator=g)).detach() for h, lp in new_lp.items()}
     out = ppo_loss(
-        new_log_probs=new_lp, old_log_probs=old_lp, entropies=entropies,
-        advantages=torch.randn(batch, steps, generator=g), relevance=space.relevance_masks(executed), valid=valid,
-        values=torch.zeros(batch, steps), value_targets=torch.zeros(batch, steps), q_values=None,
-        clip_coef=0.2, value_coef=0.5, q_coef=0.0, entropy_coefs={h: 0.05 for h in space.head_names},
+        new_log_probs=new_lp,
+        old_log_probs=old_lp,
+        entropies=entropies,
+        advantages=torch.randn(batch, steps, generator=g),
+        relevance=space.relevance_masks(executed),
+        valid=valid,
+        values=torch.zeros(batch, steps),
+        value_targets=torch.zeros(batch, steps),
+        q_values=None,
+        clip_coef=0.2,
+        value_coef=0.5,
+        q_coef=0.0,
+        entropy_coefs={h: 0.05 for h in space.head_names},
     )
     out.total.backward()
     # WAIT/PRUNE/FOSSILIZE never use blueprint, style, tempo or alpha_target: exactly zero gradient.
@@ -132,10 +160,19 @@ def test_bad_clip_coef_raises() -> None:
     new, old, relevance, entropies, valid = _two_head_inputs()
     with pytest.raises(ValueError, match="clip_coef"):
         ppo_loss(
-            new_log_probs=new, old_log_probs=old, entropies=entropies, advantages=torch.ones(1, 3, dtype=torch.float64),
-            relevance=relevance, valid=valid, values=torch.zeros(1, 3, dtype=torch.float64),
-            value_targets=torch.zeros(1, 3, dtype=torch.float64), q_values=None, clip_coef=0.0, value_coef=0.5,
-            q_coef=0.0, entropy_coefs={},
+            new_log_probs=new,
+            old_log_probs=old,
+            entropies=entropies,
+            advantages=torch.ones(1, 3, dtype=torch.float64),
+            relevance=relevance,
+            valid=valid,
+            values=torch.zeros(1, 3, dtype=torch.float64),
+            value_targets=torch.zeros(1, 3, dtype=torch.float64),
+            q_values=None,
+            clip_coef=0.0,
+            value_coef=0.5,
+            q_coef=0.0,
+            entropy_coefs={},
         )
 
 

@@ -16,7 +16,13 @@ def test_curve_progress_hand_values() -> None:
     assert curve_progress(1 / 3, AlphaCurve.COSINE) == pytest.approx(0.25)
     # Reference progress values: 3 steps, sigmoid k=12 → .12 .88 1; 5 steps, k=6 → .10 .34 .66 .90 1.
     assert [round(curve_progress(t / 3, AlphaCurve.SIGMOID, 12.0), 2) for t in (1, 2, 3)] == [0.12, 0.88, 1.0]
-    assert [round(curve_progress(t / 5, AlphaCurve.SIGMOID, 6.0), 2) for t in range(1, 6)] == [0.10, 0.34, 0.66, 0.90, 1.0]
+    assert [round(curve_progress(t / 5, AlphaCurve.SIGMOID, 6.0), 2) for t in range(1, 6)] == [
+        0.10,
+        0.34,
+        0.66,
+        0.90,
+        1.0,
+    ]
     for curve, k in ALPHA_CURVES:
         assert curve_progress(0.0, curve, k) == pytest.approx(0.0, abs=1e-12)
         assert curve_progress(1.0, curve, k) == pytest.approx(1.0)
@@ -25,7 +31,9 @@ def test_curve_progress_hand_values() -> None:
 @pytest.mark.parametrize("curve,steepness", ALPHA_CURVES)
 @pytest.mark.parametrize("steps", sorted(set(ALPHA_SPEED_TICKS + TEMPO_EPOCHS)))
 @pytest.mark.parametrize("start,target", [(0.0, 1.0), (0.0, 0.5), (1.0, 0.0), (0.7, 0.5), (0.5, 0.7)])
-def test_ramp_lands_exactly_on_last_tick(curve: AlphaCurve, steepness: float, steps: int, start: float, target: float) -> None:
+def test_ramp_lands_exactly_on_last_tick(
+    curve: AlphaCurve, steepness: float, steps: int, start: float, target: float
+) -> None:
     ctrl = AlphaController(start, start, start).retarget(target, steps, curve, steepness)
     if steps == 0:
         assert ctrl.alpha == target and ctrl.mode == AlphaMode.HOLD

@@ -26,13 +26,13 @@ def test_shape_preserving_identity_at_birth_and_seeded(topology: str, blueprint:
     assert torch.equal(seed(x), x)
     again = build_blueprint(topology, blueprint, shape, torch.Generator().manual_seed(0))
     params = [p for p in seed.parameters()]
-    assert all(torch.equal(a, b) for a, b in zip(params, again.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(params, again.parameters(), strict=True))
 
 
 def test_different_generators_give_different_seeds() -> None:
     a = build_blueprint("cnn", BlueprintAction.CONV_HEAVY, (8, 4, 4), torch.Generator().manual_seed(0))
     b = build_blueprint("cnn", BlueprintAction.CONV_HEAVY, (8, 4, 4), torch.Generator().manual_seed(1))
-    assert any(not torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert any(not torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
 
 
 @pytest.mark.parametrize(
@@ -74,14 +74,18 @@ def test_group_count() -> None:
 @pytest.mark.parametrize("topology,impaired", list(HOST_PRESETS))
 @pytest.mark.parametrize("input_shape", [(1, 8, 8), (3, 32, 32)])
 def test_hosts_expose_slot_shapes(topology: str, impaired: bool, input_shape: tuple[int, int, int]) -> None:
-    host = build_host(topology, impaired=impaired, input_shape=input_shape, num_classes=10, generator=torch.Generator().manual_seed(0))
+    host = build_host(
+        topology, impaired=impaired, input_shape=input_shape, num_classes=10, generator=torch.Generator().manual_seed(0)
+    )
     h = torch.randn(4, *input_shape)
-    for block, shape in zip(host.blocks, host.slot_shapes):
+    for block, shape in zip(host.blocks, host.slot_shapes, strict=True):
         h = block(h)
         assert tuple(h.shape[1:]) == shape
     assert host.head(h).shape == (4, 10) and host(torch.randn(4, *input_shape)).shape == (4, 10)
     if topology == "cnn":
         spatial = [s[1] for s in host.slot_shapes]
         assert spatial == ([8, 4, 2] if input_shape[1] == 8 else [32, 16, 8])
-    same = build_host(topology, impaired=impaired, input_shape=input_shape, num_classes=10, generator=torch.Generator().manual_seed(0))
-    assert all(torch.equal(a, b) for a, b in zip(host.parameters(), same.parameters()))
+    same = build_host(
+        topology, impaired=impaired, input_shape=input_shape, num_classes=10, generator=torch.Generator().manual_seed(0)
+    )
+    assert all(torch.equal(a, b) for a, b in zip(host.parameters(), same.parameters(), strict=True))

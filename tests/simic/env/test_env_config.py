@@ -28,7 +28,12 @@ def test_defaults_and_derived_values() -> None:
     config = EnvConfig()
     assert (config.task, config.host, config.impaired, config.episode_length) == ("digits", "mlp", True, 40)
     lifecycle = config.lifecycle
-    assert (lifecycle.training_dwell, lifecycle.min_prune_age, lifecycle.embargo_epochs, lifecycle.max_seeds) == (4, 3, 3, 0)
+    assert (lifecycle.training_dwell, lifecycle.min_prune_age, lifecycle.embargo_epochs, lifecycle.max_seeds) == (
+        4,
+        3,
+        3,
+        0,
+    )
     assert (config.host_training.lr, config.seed_training.lr, config.governor.patience) == (0.02, 0.02, 2)
     assert config.topology == "mlp" and config.slot_config.num_slots == 3
     assert EnvConfig(host="cnn", slot_ids=["r0c2"]).slot_ids == ("r0c2",)  # type: ignore[arg-type]
@@ -38,7 +43,7 @@ def test_no_gamma_in_the_environment_config() -> None:
     """One discount: PPO's gamma shapes the reward; the env default (no trainer) is PPO's default."""
     assert "gamma" not in {f.name for f in dataclasses.fields(EnvConfig)}
     assert "gamma" not in {f.name for f in dataclasses.fields(EnvConfig().reward)}
-    assert DEFAULT_GAMMA == PPOConfig().gamma
+    assert PPOConfig().gamma == DEFAULT_GAMMA
 
 
 def test_every_section_field_is_documented() -> None:
@@ -119,10 +124,22 @@ def test_vector_env_rejects_a_discount_outside_the_unit_interval() -> None:
         VectorEnv(EnvConfig(task="synthetic", synthetic=SyntheticTask(train_size=8, val_size=4)), 1, gamma=1.5)
 
 
-WAIT = {"slot": 0, "blueprint": 0, "style": 2, "tempo": 1, "alpha_target": 2, "alpha_speed": 0, "alpha_curve": 0, "op": 0}
+WAIT = {
+    "slot": 0,
+    "blueprint": 0,
+    "style": 2,
+    "tempo": 1,
+    "alpha_target": 2,
+    "alpha_speed": 0,
+    "alpha_curve": 0,
+    "op": 0,
+}
 GERMINATE = {**WAIT, "op": int(LifecycleOp.GERMINATE), "blueprint": int(BlueprintAction.MLP)}
 TINY = EnvConfig(
-    task="synthetic", episode_length=3, synthetic=SyntheticTask(train_size=32, val_size=16), host_training=HostTraining(batch_size=32)
+    task="synthetic",
+    episode_length=3,
+    synthetic=SyntheticTask(train_size=32, val_size=16),
+    host_training=HostTraining(batch_size=32),
 )
 
 

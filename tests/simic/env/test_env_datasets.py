@@ -58,7 +58,9 @@ def test_cifar10_reads_pickle_batches(tmp_path: Path) -> None:
     with (flat / "data_batch_1").open("rb") as f:
         raw = pickle.load(f)
     first = torch.from_numpy(raw[b"data"][0].reshape(3, 32, 32).astype(np.float32) / 255.0)
-    expected = (first - torch.tensor([0.4914, 0.4822, 0.4465]).view(3, 1, 1)) / torch.tensor([0.2470, 0.2435, 0.2616]).view(3, 1, 1)
+    expected = (first - torch.tensor([0.4914, 0.4822, 0.4465]).view(3, 1, 1)) / torch.tensor(
+        [0.2470, 0.2435, 0.2616]
+    ).view(3, 1, 1)
     assert torch.allclose(load_cifar10(flat).train_x[0], expected, atol=1e-5)
 
 

@@ -11,7 +11,16 @@ from esper.simic.env import EnvConfig, HostTraining, LifecycleSettings, Morphoge
 from esper.simic.env.governor import Governor, GovernorSettings
 from esper.tamiyo.contract import BlueprintAction, LifecycleOp, SeedStage
 
-WAIT = {"slot": 0, "blueprint": 0, "style": 2, "tempo": 1, "alpha_target": 2, "alpha_speed": 0, "alpha_curve": 0, "op": 0}
+WAIT = {
+    "slot": 0,
+    "blueprint": 0,
+    "style": 2,
+    "tempo": 1,
+    "alpha_target": 2,
+    "alpha_speed": 0,
+    "alpha_curve": 0,
+    "op": 0,
+}
 
 
 def test_non_finite_loss_panics_immediately() -> None:

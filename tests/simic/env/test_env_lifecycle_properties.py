@@ -21,7 +21,10 @@ def _draw_action(data: st.DataObject, masks) -> dict[str, int]:  # type: ignore[
     active_ops = [op for op in valid_ops if op != LifecycleOp.WAIT]
     prefer_active = data.draw(st.integers(0, 4)) > 0 and active_ops
     op = data.draw(st.sampled_from(active_ops if prefer_active else valid_ops))
-    action = {head: data.draw(st.sampled_from([i for i, ok in enumerate(m.tolist()) if ok])) for head, m in masks.heads.items()}
+    action = {
+        head: data.draw(st.sampled_from([i for i, ok in enumerate(m.tolist()) if ok]))
+        for head, m in masks.heads.items()
+    }
     action["slot"] = data.draw(st.sampled_from([i for i, ok in enumerate(masks.slot_by_op[op].tolist()) if ok]))
     action["op"] = op
     return action
@@ -43,13 +46,29 @@ def _draw_action(data: st.DataObject, masks) -> dict[str, int]:  # type: ignore[
     data=st.data(),
 )
 def test_random_valid_actions_keep_the_lifecycle_legal(
-    host: str, num_slots: int, auto_advance: bool, dwell: int, prune_age: int, embargo: int, max_seeds: int, seed: int, data: st.DataObject
+    host: str,
+    num_slots: int,
+    auto_advance: bool,
+    dwell: int,
+    prune_age: int,
+    embargo: int,
+    max_seeds: int,
+    seed: int,
+    data: st.DataObject,
 ) -> None:
     config = EnvConfig(
-        task="synthetic", host=host, slot_ids=tuple(f"r0c{i}" for i in range(num_slots)), episode_length=18,
-        synthetic=SyntheticTask(train_size=32, val_size=16), host_training=HostTraining(batch_size=32),
+        task="synthetic",
+        host=host,
+        slot_ids=tuple(f"r0c{i}" for i in range(num_slots)),
+        episode_length=18,
+        synthetic=SyntheticTask(train_size=32, val_size=16),
+        host_training=HostTraining(batch_size=32),
         lifecycle=LifecycleSettings(
-            training_dwell=dwell, min_prune_age=prune_age, embargo_epochs=embargo, max_seeds=max_seeds, auto_advance=auto_advance
+            training_dwell=dwell,
+            min_prune_age=prune_age,
+            embargo_epochs=embargo,
+            max_seeds=max_seeds,
+            auto_advance=auto_advance,
         ),
     )
     transitions: list[tuple[SeedStage, SeedStage]] = []

@@ -18,7 +18,16 @@ from esper.simic.env import (
 )
 from esper.tamiyo.contract import ActionMasks, BlueprintAction, LifecycleOp, SeedStage, feature_size
 
-WAIT = {"slot": 0, "blueprint": 0, "style": 2, "tempo": 1, "alpha_target": 2, "alpha_speed": 0, "alpha_curve": 0, "op": 0}
+WAIT = {
+    "slot": 0,
+    "blueprint": 0,
+    "style": 2,
+    "tempo": 1,
+    "alpha_target": 2,
+    "alpha_speed": 0,
+    "alpha_curve": 0,
+    "op": 0,
+}
 SMALL = EnvConfig(
     task="synthetic",
     synthetic=SyntheticTask(train_size=64, val_size=32),
@@ -68,7 +77,11 @@ def test_invalid_action_runs_as_wait(env: MorphogeneticEnv) -> None:
     step = env.step(fossilize)
     assert step.info.executed_op == LifecycleOp.WAIT and step.info.action_valid is False
     assert env.layout.read(step.obs.features, "last_action_success").item() == 0.0
-    wrong_blueprint = {**WAIT, "op": int(LifecycleOp.GERMINATE), "blueprint": int(BlueprintAction.CONV_HEAVY)}  # cnn-only
+    wrong_blueprint = {
+        **WAIT,
+        "op": int(LifecycleOp.GERMINATE),
+        "blueprint": int(BlueprintAction.CONV_HEAVY),
+    }  # cnn-only
     step = env.step(wrong_blueprint)
     assert step.info.action_valid is False and env.model is not None
     assert all(s.stage == SeedStage.DORMANT for s in env.model.all_slots())

@@ -39,7 +39,9 @@ def test_base_block_from_signals() -> None:
     tracker = SignalTracker()
     tracker.update(2.0, 30.0)
     signals = tracker.update(1.0, 55.0)
-    obs = build_observation(LAYOUT, _slots(), signals, epoch=10, episode_length=40, last_action_success=False, last_op=LifecycleOp.PRUNE)
+    obs = build_observation(
+        LAYOUT, _slots(), signals, epoch=10, episode_length=40, last_action_success=False, last_op=LifecycleOp.PRUNE
+    )
     f = obs.features
     assert f.shape == (LAYOUT.size,) and obs.blueprint_indices.tolist() == [-1, -1, -1]
     assert _read(f, "epoch_progress") == [0.25]
@@ -61,7 +63,9 @@ def test_slot_block_of_a_blending_seed() -> None:
     slot.tick(True)  # → BLENDING, first of 5 linear ticks
     slot.record_contribution(4.0)
     signals = SignalTracker().update(1.0, 50.0)
-    f = build_observation(LAYOUT, slots, signals, epoch=2, episode_length=40, last_action_success=True, last_op=0).features
+    f = build_observation(
+        LAYOUT, slots, signals, epoch=2, episode_length=40, last_action_success=True, last_op=0
+    ).features
     s = "r0c1"
     assert _read(f, "is_active", s) == [1.0]
     assert _read(f, "stage", s) == [0, 0, 0, 0, 1, 0, 0, 0, 0, 0]  # BLENDING = index 4
@@ -88,7 +92,9 @@ def test_pruned_slot_shows_its_stage_without_a_module() -> None:
     slot.tick(True)
     slot.prune(0, AlphaCurve.LINEAR, 12.0)
     slot.tick(True)
-    obs = build_observation(LAYOUT, slots, SignalTracker().snapshot(), epoch=0, episode_length=40, last_action_success=True, last_op=0)
+    obs = build_observation(
+        LAYOUT, slots, SignalTracker().snapshot(), epoch=0, episode_length=40, last_action_success=True, last_op=0
+    )
     assert _read(obs.features, "is_active", "r0c0") == [0.0]
     assert _read(obs.features, "stage", "r0c0")[8] == 1.0  # EMBARGOED = index 8 of STAGE_ORDER
     assert obs.blueprint_indices.tolist() == [-1, -1, -1]
@@ -106,6 +112,8 @@ def test_masks_count_live_and_fossilized_seeds(max_seeds: int, germinate_ok: boo
     slot.tick(True)
     slot.record_contribution(1.0)
     assert slot.fossilize()
-    masks = build_masks(slots, slot_config=CONFIG, topology="mlp", max_seeds=max_seeds, min_prune_age=3, auto_advance=True)
+    masks = build_masks(
+        slots, slot_config=CONFIG, topology="mlp", max_seeds=max_seeds, min_prune_age=3, auto_advance=True
+    )
     assert bool(masks.heads["op"][LifecycleOp.GERMINATE]) is germinate_ok
     assert not masks.heads["op"][LifecycleOp.PRUNE] and not masks.heads["op"][LifecycleOp.ADVANCE]

@@ -19,7 +19,12 @@ CASES = [(topo, bp, style) for topo in HOSTS for bp in topology_blueprints(topo)
 
 def _model(topology: str, seed: int = 0) -> MorphogeneticModel:
     host = build_host(
-        topology, impaired=False, input_shape=(1, 8, 8), num_classes=10, generator=torch.Generator().manual_seed(seed), preset=HOSTS[topology]
+        topology,
+        impaired=False,
+        input_shape=(1, 8, 8),
+        num_classes=10,
+        generator=torch.Generator().manual_seed(seed),
+        preset=HOSTS[topology],
     )
     return MorphogeneticModel(host, ("r0c0", "r0c1", "r0c2"), SlotSettings(training_dwell=0))
 
@@ -37,7 +42,9 @@ def test_germinated_seed_is_bit_identical(topology: str, blueprint: int, style: 
     with torch.no_grad():
         before = model(x)
     slot = model.slot("r0c1")
-    slot.germinate(blueprint, style, tempo_epochs=3, blend_target=1.0, generator=torch.Generator().manual_seed(2), accuracy=0.0)
+    slot.germinate(
+        blueprint, style, tempo_epochs=3, blend_target=1.0, generator=torch.Generator().manual_seed(2), accuracy=0.0
+    )
     assert slot.stage == SeedStage.GERMINATED
     with torch.no_grad():
         assert torch.equal(model(x), before)
@@ -61,7 +68,9 @@ def test_germinated_seed_is_bit_identical(topology: str, blueprint: int, style: 
 def test_training_seed_is_isolated(topology: str, blueprint: int, style: GerminationStyle) -> None:
     with_seed, without = _model(topology), _model(topology)
     slot = with_seed.slot("r0c0")
-    slot.germinate(blueprint, style, tempo_epochs=3, blend_target=1.0, generator=torch.Generator().manual_seed(3), accuracy=0.0)
+    slot.germinate(
+        blueprint, style, tempo_epochs=3, blend_target=1.0, generator=torch.Generator().manual_seed(3), accuracy=0.0
+    )
     slot.tick(auto_advance=True)
     assert slot.stage == SeedStage.TRAINING
     x, y = _batch()
@@ -71,7 +80,7 @@ def test_training_seed_is_isolated(topology: str, blueprint: int, style: Germina
     assert torch.equal(out_a, out_b)
     F.cross_entropy(out_a, y).backward()
     F.cross_entropy(out_b, y).backward()
-    for (name, pa), (_, pb) in zip(with_seed.host.named_parameters(), without.host.named_parameters()):
+    for (name, pa), (_, pb) in zip(with_seed.host.named_parameters(), without.host.named_parameters(), strict=True):
         assert torch.equal(pa.grad, pb.grad), name
     seed_grads = [p.grad for p in slot.parameters_to_train() if p.grad is not None]
     assert seed_grads and any(bool(g.abs().sum() > 0) for g in seed_grads)

@@ -19,7 +19,16 @@ import pytest
 from esper.simic.env import EnvConfig, MorphogeneticEnv
 from esper.tamiyo.contract import BlueprintAction, LifecycleOp, SeedStage
 
-WAIT = {"slot": 0, "blueprint": 0, "style": 2, "tempo": 0, "alpha_target": 2, "alpha_speed": 0, "alpha_curve": 0, "op": 0}
+WAIT = {
+    "slot": 0,
+    "blueprint": 0,
+    "style": 2,
+    "tempo": 0,
+    "alpha_target": 2,
+    "alpha_speed": 0,
+    "alpha_curve": 0,
+    "op": 0,
+}
 
 
 def _episode(env: MorphogeneticEnv, seed: int, grow: bool, slot: int, blueprint: BlueprintAction) -> float:
@@ -49,7 +58,9 @@ def _episode(env: MorphogeneticEnv, seed: int, grow: bool, slot: int, blueprint:
     [("cnn", 1, BlueprintAction.CONV_HEAVY, 20.0), ("mlp", 0, BlueprintAction.MLP, 8.0)],
 )
 @pytest.mark.parametrize("seed", [0, 1])
-def test_fossilized_seed_beats_the_seedless_host(host: str, slot: int, blueprint: BlueprintAction, margin: float, seed: int) -> None:
+def test_fossilized_seed_beats_the_seedless_host(
+    host: str, slot: int, blueprint: BlueprintAction, margin: float, seed: int
+) -> None:
     env = MorphogeneticEnv(EnvConfig(host=host))
     baseline = _episode(env, seed, False, slot, blueprint)
     grown = _episode(env, seed, True, slot, blueprint)

@@ -22,7 +22,9 @@ def _slot(dwell: int = 4, embargo: int = 3) -> SeedSlot:
     return SeedSlot("r0c0", (8,), "mlp", SlotSettings(training_dwell=dwell, embargo_epochs=embargo))
 
 
-def _germinate(slot: SeedSlot, tempo: int = 3, target: float = 1.0, style: GerminationStyle = GerminationStyle.LINEAR_ADD) -> None:
+def _germinate(
+    slot: SeedSlot, tempo: int = 3, target: float = 1.0, style: GerminationStyle = GerminationStyle.LINEAR_ADD
+) -> None:
     slot.germinate(BlueprintAction.MLP, style, tempo, target, torch.Generator().manual_seed(0), accuracy=50.0)
 
 
@@ -151,9 +153,13 @@ def test_switching_to_gate_builds_a_gate_and_trains_it() -> None:
     _epoch(slot)
     _epoch(slot)
     params_before = slot.num_params
-    slot.set_alpha_target(1.0, 0, AlphaCurve.LINEAR, 12.0, GerminationStyle.GATED_GATE, torch.Generator().manual_seed(1))
+    slot.set_alpha_target(
+        1.0, 0, AlphaCurve.LINEAR, 12.0, GerminationStyle.GATED_GATE, torch.Generator().manual_seed(1)
+    )
     assert slot.gate is not None and slot.num_params > params_before
-    assert slot.optimizer is not None and len(slot.optimizer.param_groups[0]["params"]) == len(slot.parameters_to_train())
+    assert slot.optimizer is not None and len(slot.optimizer.param_groups[0]["params"]) == len(
+        slot.parameters_to_train()
+    )
 
 
 def test_illegal_operations_raise() -> None:

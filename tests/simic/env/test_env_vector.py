@@ -4,6 +4,7 @@ and a heuristic-driven run over four environments on the bundled digits task."""
 from __future__ import annotations
 
 import math
+
 import pytest
 import torch
 
@@ -18,7 +19,16 @@ CONFIG = EnvConfig(
     host_training=HostTraining(batch_size=32),
     episode_length=6,
 )
-WAIT = {"slot": 0, "blueprint": 0, "style": 2, "tempo": 1, "alpha_target": 2, "alpha_speed": 0, "alpha_curve": 0, "op": 0}
+WAIT = {
+    "slot": 0,
+    "blueprint": 0,
+    "style": 2,
+    "tempo": 1,
+    "alpha_target": 2,
+    "alpha_speed": 0,
+    "alpha_curve": 0,
+    "op": 0,
+}
 
 
 def _batched(action: dict[str, int], n: int) -> dict[str, torch.Tensor]:
@@ -86,7 +96,9 @@ def test_heuristic_run_over_four_digits_environments_completes(episode_length: i
     venv = VectorEnv(EnvConfig(episode_length=episode_length), num_envs=4)
     heuristic = create_policy("heuristic", slot_config=venv.slot_config, feature_dim=venv.feature_dim, topology="mlp")
     steps: list[VectorStep] = []
-    episodes = play_round(venv, PolicyActor(heuristic, 4, deterministic=True), [0, 1, 2, 3], on_step=steps.append).episodes
+    episodes = play_round(
+        venv, PolicyActor(heuristic, 4, deterministic=True), [0, 1, 2, 3], on_step=steps.append
+    ).episodes
     executed: set[int] = set()
     for epoch, step in enumerate(steps, start=1):
         assert step.active.all() and not step.terminated.any()

@@ -111,7 +111,9 @@ def test_step_info_is_a_plain_dict_of_the_step_fields(env: MorphogeneticGymEnv) 
     assert set(reset_info) == {"val_accuracy", "val_loss", "host_params"}
     _, reward, _, _, info = env.step(np.zeros(len(HEAD_NAMES), dtype=np.int64))
     assert info["epoch"] == 1 and info["rollback_reason"] is None and info["governor_rollback"] is False
-    assert isinstance(info["reward_components"], dict) and sum(info["reward_components"].values()) == pytest.approx(reward)
+    assert isinstance(info["reward_components"], dict) and sum(info["reward_components"].values()) == pytest.approx(
+        reward
+    )
 
 
 def test_no_other_module_imports_gymnasium_at_import_time() -> None:

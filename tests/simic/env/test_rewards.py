@@ -94,8 +94,7 @@ def test_germinate_step_components_exact() -> None:
 def test_stage_shaping_telescopes(gamma: float, stages: list[tuple[int, int, int]]) -> None:
     """Σ_t γ^t F_t = w (γ^T Φ(s_T) − Φ(s_0)) for any stage trajectory (Ng et al. 1999)."""
     discounted = sum(
-        gamma**t
-        * simplified_reward(inputs(stages_before=before, stages_after=after), CFG, gamma=gamma).stage_shaping
+        gamma**t * simplified_reward(inputs(stages_before=before, stages_after=after), CFG, gamma=gamma).stage_shaping
         for t, (before, after) in enumerate(itertools.pairwise(stages))
     )
     horizon = len(stages) - 1

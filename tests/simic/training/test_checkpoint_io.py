@@ -115,9 +115,7 @@ def _torch_file(payload: object, **options: Any) -> bytes:
         pytest.param(lambda m: pickle.dumps({"x": _RunsCode(m)}, protocol=5), id="bare pickle 5"),
     ],
 )
-def test_a_malicious_checkpoint_runs_nothing_and_never_invites_unsafe_loading(
-    tmp_path: Path, make: Any
-) -> None:
+def test_a_malicious_checkpoint_runs_nothing_and_never_invites_unsafe_loading(tmp_path: Path, make: Any) -> None:
     marker = tmp_path / "ran"
     path = tmp_path / "evil.pt"
     path.write_bytes(make(marker))

@@ -120,7 +120,18 @@ def test_help_renders_rest_markup_as_plain_text(doc: str, shown: str) -> None:
 def test_only_given_flags_appear_in_the_layer() -> None:
     assert _parse([])[0] == {}
     layer, _ = _parse(
-        ["--envs", "2", "--slots", "r0c1", "r0c2", "--no-impaired", "--floors", '{"op": 0.1}', "--governor-patience", "3"]
+        [
+            "--envs",
+            "2",
+            "--slots",
+            "r0c1",
+            "r0c2",
+            "--no-impaired",
+            "--floors",
+            '{"op": 0.1}',
+            "--governor-patience",
+            "3",
+        ]
     )
     assert layer == {
         "num_envs": 2,
@@ -140,7 +151,10 @@ def test_option_groups_follow_the_config_sections() -> None:
     groups = {g.title: g for g in parser._action_groups}  # argparse has no public accessor
     assert {"run", "env", "env.governor", "ppo"} <= set(groups)
     assert groups["env.governor"].description == "The governor section."
-    assert [a.option_strings[0] for a in groups["env.governor"]._group_actions] == ["--governor-patience", "--governor-lr"]
+    assert [a.option_strings[0] for a in groups["env.governor"]._group_actions] == [
+        "--governor-patience",
+        "--governor-lr",
+    ]
 
 
 @pytest.mark.parametrize("argv", [["--mode", "fast"], ["--num-envs", "two"], ["--floors", "[1]"], ["--floors", "{"]])

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from esper.simic.training import EvalConfig, TrainConfig, evaluate, evaluate_heuristic, train
-from esper.simic.training.evaluation import NO_GROWTH, wait_actions
 from esper.simic.agent import PPOConfig
 from esper.simic.env import EnvConfig
+from esper.simic.training import EvalConfig, TrainConfig, evaluate, evaluate_heuristic, train
+from esper.simic.training.evaluation import NO_GROWTH, wait_actions
 from esper.tamiyo.contract import ActionMasks, LifecycleOp, SlotConfig, morphogenetic_action_space
 
 

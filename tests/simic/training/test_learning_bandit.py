@@ -30,9 +30,20 @@ VALID_OPS = (LifecycleOp.WAIT, LifecycleOp.GERMINATE, LifecycleOp.PRUNE)
 def bandit_summary(episode_return: float) -> EpisodeSummary:
     """The summary of a bandit episode: only the return means anything here."""
     return EpisodeSummary(
-        episode_return=episode_return, length=LENGTH, final_accuracy=0.0, final_loss=0.0, host_accuracy=0.0,
-        committed_accuracy=0.0, germinated=0, fossilized=0, pruned=0, rollbacks=0, invalid_actions=0,
-        fossilized_slots=(), seed_params=0, host_params=0,
+        episode_return=episode_return,
+        length=LENGTH,
+        final_accuracy=0.0,
+        final_loss=0.0,
+        host_accuracy=0.0,
+        committed_accuracy=0.0,
+        germinated=0,
+        fossilized=0,
+        pruned=0,
+        rollbacks=0,
+        invalid_actions=0,
+        fossilized_slots=(),
+        seed_params=0,
+        host_params=0,
     )
 
 

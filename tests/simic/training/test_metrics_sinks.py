@@ -70,14 +70,30 @@ def test_episode_stats_exact_values() -> None:
 def test_episode_stats_from_episode_summaries() -> None:
     def episode(ret: float, acc: float, germinated: int, fossilized: int, seed_params: int) -> EpisodeSummary:
         return EpisodeSummary(
-            episode_return=ret, length=4, final_accuracy=acc, final_loss=0.5, host_accuracy=70.0,
-            committed_accuracy=75.0, germinated=germinated, fossilized=fossilized, pruned=1, rollbacks=0,
-            invalid_actions=3, fossilized_slots=("r0c0",) * fossilized, seed_params=seed_params, host_params=1000,
+            episode_return=ret,
+            length=4,
+            final_accuracy=acc,
+            final_loss=0.5,
+            host_accuracy=70.0,
+            committed_accuracy=75.0,
+            germinated=germinated,
+            fossilized=fossilized,
+            pruned=1,
+            rollbacks=0,
+            invalid_actions=3,
+            fossilized_slots=("r0c0",) * fossilized,
+            seed_params=seed_params,
+            host_params=1000,
         )
 
     stats = EpisodeStats.from_episodes([episode(1.0, 80.0, 2, 1, 60), episode(3.0, 90.0, 0, 0, 40)])
     assert stats == EpisodeStats(
-        returns=(1.0, 3.0), final_accuracies=(80.0, 90.0), germinated=2, fossilized=1, pruned=2, rollbacks=0,
+        returns=(1.0, 3.0),
+        final_accuracies=(80.0, 90.0),
+        germinated=2,
+        fossilized=1,
+        pruned=2,
+        rollbacks=0,
         params_added=100,
     )
 

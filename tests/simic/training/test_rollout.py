@@ -25,9 +25,20 @@ SPACE = morphogenetic_action_space(SlotConfig.for_count(1))
 
 def summary(episode_return: float, length: int) -> EpisodeSummary:
     return EpisodeSummary(
-        episode_return=episode_return, length=length, final_accuracy=50.0, final_loss=1.0, host_accuracy=50.0,
-        committed_accuracy=50.0, germinated=0, fossilized=0, pruned=0, rollbacks=0, invalid_actions=0,
-        fossilized_slots=(), seed_params=0, host_params=10,
+        episode_return=episode_return,
+        length=length,
+        final_accuracy=50.0,
+        final_loss=1.0,
+        host_accuracy=50.0,
+        committed_accuracy=50.0,
+        germinated=0,
+        fossilized=0,
+        pruned=0,
+        rollbacks=0,
+        invalid_actions=0,
+        fossilized_slots=(),
+        seed_params=0,
+        host_params=10,
     )
 
 
@@ -48,7 +59,9 @@ class CountdownVectorEnv:
         return len(self.lengths)
 
     def _obs(self) -> Observation:
-        return Observation(torch.full((self.num_envs, 1), float(self.t)), torch.zeros(self.num_envs, 0, dtype=torch.long))
+        return Observation(
+            torch.full((self.num_envs, 1), float(self.t)), torch.zeros(self.num_envs, 0, dtype=torch.long)
+        )
 
     def _masks(self) -> ActionMasks:
         return ActionMasks({"op": torch.ones(self.num_envs, len(LifecycleOp), dtype=torch.bool)})
@@ -146,7 +159,9 @@ def test_policy_actor_normalises_threads_the_hidden_state_and_bootstraps_with_it
 
 
 def _result(ops: list[int], entropy: list[float]) -> ActionResult:
-    actions = {h: torch.full((2,), p, dtype=torch.long) for h, p in zip(SPACE.head_names, SPACE.placeholders)}
+    actions = {
+        h: torch.full((2,), p, dtype=torch.long) for h, p in zip(SPACE.head_names, SPACE.placeholders, strict=True)
+    }
     actions["op"] = torch.tensor(ops)
     per_head = {h: torch.tensor(entropy) for h in SPACE.head_names}
     return ActionResult(actions, {h: torch.zeros(2) for h in SPACE.head_names}, per_head, torch.zeros(2), None)
@@ -165,8 +180,13 @@ def test_round_statistics_are_read_from_the_buffer() -> None:
         ([W, G], [W, W], [0.75, 0.9], [T, F]),
     ):
         buffer.add(
-            obs=obs, masks=masks, result=_result(ops, entropy), executed_op=torch.tensor(executed),
-            rewards=torch.zeros(2), terminated=torch.zeros(2, dtype=torch.bool), truncated=torch.zeros(2, dtype=torch.bool),
+            obs=obs,
+            masks=masks,
+            result=_result(ops, entropy),
+            executed_op=torch.tensor(executed),
+            rewards=torch.zeros(2),
+            terminated=torch.zeros(2, dtype=torch.bool),
+            truncated=torch.zeros(2, dtype=torch.bool),
             active=torch.tensor(active),
         )
     batch = buffer.data()
@@ -174,7 +194,11 @@ def test_round_statistics_are_read_from_the_buffer() -> None:
     assert invalid_actions(batch, SPACE) == 1
     assert relevant_entropy_means(batch, SPACE) == {
         "slot": 0.375,  # GERMINATE and FOSSILIZE at step 0
-        "blueprint": 0.5, "style": 0.5, "tempo": 0.5, "alpha_target": 0.5,  # only env 0's GERMINATE
-        "alpha_speed": None, "alpha_curve": None,  # no op that uses them was sampled
+        "blueprint": 0.5,
+        "style": 0.5,
+        "tempo": 0.5,
+        "alpha_target": 0.5,  # only env 0's GERMINATE
+        "alpha_speed": None,
+        "alpha_curve": None,  # no op that uses them was sampled
         "op": 0.5,  # every valid step: (0.5 + 0.25 + 0.75) / 3
     }

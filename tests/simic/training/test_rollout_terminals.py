@@ -83,8 +83,14 @@ def test_a_governor_terminal_is_stored_without_bootstrap_and_padded(
     assert bool(torch.isfinite(data.obs.features).all()) and bool(torch.isfinite(rollout.raw_features).all())
 
     gae = generalized_advantage_estimate(
-        data.rewards, data.values, data.bootstrap_values, data.terminated, data.truncated, data.valid,
-        gamma=0.99, lam=0.95,
+        data.rewards,
+        data.values,
+        data.bootstrap_values,
+        data.terminated,
+        data.truncated,
+        data.valid,
+        gamma=0.99,
+        lam=0.95,
     )
     assert gae.advantages[0, 1] == data.rewards[0, 1] - data.values[0, 1]  # delta with V(s') = 0, trace cut
     metrics = PPOAgent(policy, PPOConfig(update_epochs=1)).update(buffer)

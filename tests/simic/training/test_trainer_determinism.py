@@ -11,8 +11,7 @@ import pytest
 import torch
 
 from esper.simic.agent import PPOConfig
-from esper.simic.training import vectorized
-from esper.simic.training import CheckpointError, RunDirectoryError, TrainConfig, read_metrics, train
+from esper.simic.training import CheckpointError, RunDirectoryError, TrainConfig, read_metrics, train, vectorized
 from esper.simic.training.metrics import NullSink, RoundRecord, RunStart
 from esper.simic.training.run_dir import RunDirectory, RunDirectoryBusyError
 
@@ -183,9 +182,7 @@ def test_a_crash_before_the_checkpoint_lands_resumes_cleanly(
     assert [r["round"] for r in read_metrics(tmp_path / "crashed" / "metrics.jsonl")] == [1, 2]
 
     recorder = _Recorder()
-    resumed = train(
-        make_config("crashed", rounds=3), resume=tmp_path / "crashed" / "checkpoint_last.pt", sink=recorder
-    )
+    resumed = train(make_config("crashed", rounds=3), resume=tmp_path / "crashed" / "checkpoint_last.pt", sink=recorder)
     assert recorder.notices == (
         "removed 1 stale temporary file(s) left by an interrupted write: ['.checkpoint_last.pt.0123abcd.tmp']",
     )

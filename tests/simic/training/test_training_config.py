@@ -70,7 +70,10 @@ def test_dict_round_trip_and_unknown_keys() -> None:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"env": {"governor": {"patiense": 3}}}, r"unknown config key\(s\) \['env.governor.patiense'\]; valid keys in 'env.governor'"),
+        (
+            {"env": {"governor": {"patiense": 3}}},
+            r"unknown config key\(s\) \['env.governor.patiense'\]; valid keys in 'env.governor'",
+        ),
         ({"env": {"reward": {"rent": 0.1}}}, r"\['env.reward.rent'\]"),
         ({"env": {"gamma": 0.9}}, r"\['env.gamma'\]"),
         ({"env": {"governor": 3}}, r"config section 'env.governor' must be a table"),

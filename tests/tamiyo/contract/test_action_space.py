@@ -56,11 +56,26 @@ def _members(enum: type) -> dict[str, int]:
 
 def test_enum_members_and_values() -> None:
     assert _members(LifecycleOp) == {
-        "WAIT": 0, "GERMINATE": 1, "SET_ALPHA_TARGET": 2, "PRUNE": 3, "FOSSILIZE": 4, "ADVANCE": 5,
+        "WAIT": 0,
+        "GERMINATE": 1,
+        "SET_ALPHA_TARGET": 2,
+        "PRUNE": 3,
+        "FOSSILIZE": 4,
+        "ADVANCE": 5,
     }
     assert _members(BlueprintAction) == {
-        "NOOP": 0, "CONV_LIGHT": 1, "ATTENTION": 2, "NORM": 3, "DEPTHWISE": 4, "BOTTLENECK": 5,
-        "CONV_SMALL": 6, "CONV_HEAVY": 7, "LORA": 8, "LORA_LARGE": 9, "MLP_SMALL": 10, "MLP": 11,
+        "NOOP": 0,
+        "CONV_LIGHT": 1,
+        "ATTENTION": 2,
+        "NORM": 3,
+        "DEPTHWISE": 4,
+        "BOTTLENECK": 5,
+        "CONV_SMALL": 6,
+        "CONV_HEAVY": 7,
+        "LORA": 8,
+        "LORA_LARGE": 9,
+        "MLP_SMALL": 10,
+        "MLP": 11,
         "FLEX_ATTENTION": 12,
     }
     assert _members(GerminationStyle) == {"LINEAR_ADD": 0, "LINEAR_MULTIPLY": 1, "SIGMOID_ADD": 2, "GATED_GATE": 3}
@@ -68,7 +83,11 @@ def test_enum_members_and_values() -> None:
     assert _members(AlphaTargetAction) == {"HALF": 0, "SEVENTY": 1, "FULL": 2}
     assert _members(AlphaSpeedAction) == {"INSTANT": 0, "FAST": 1, "MEDIUM": 2, "SLOW": 3}
     assert _members(AlphaCurveAction) == {
-        "LINEAR": 0, "COSINE": 1, "SIGMOID_GENTLE": 2, "SIGMOID": 3, "SIGMOID_SHARP": 4,
+        "LINEAR": 0,
+        "COSINE": 1,
+        "SIGMOID_GENTLE": 2,
+        "SIGMOID": 3,
+        "SIGMOID_SHARP": 4,
     }
     assert _members(AlphaAlgorithm) == {"ADD": 1, "MULTIPLY": 2, "GATE": 3}
     assert _members(AlphaCurve) == {"LINEAR": 1, "COSINE": 2, "SIGMOID": 3}
@@ -119,10 +138,22 @@ def test_blueprint_string_ids() -> None:
 def test_topology_blueprint_sets() -> None:
     assert TOPOLOGIES == ("cnn", "mlp", "transformer")
     assert set(topology_blueprints("cnn")) == {
-        BP.CONV_LIGHT, BP.ATTENTION, BP.NORM, BP.DEPTHWISE, BP.BOTTLENECK, BP.CONV_SMALL, BP.CONV_HEAVY,
+        BP.CONV_LIGHT,
+        BP.ATTENTION,
+        BP.NORM,
+        BP.DEPTHWISE,
+        BP.BOTTLENECK,
+        BP.CONV_SMALL,
+        BP.CONV_HEAVY,
     }
     assert set(topology_blueprints("transformer")) == {
-        BP.ATTENTION, BP.NORM, BP.LORA, BP.LORA_LARGE, BP.MLP_SMALL, BP.MLP, BP.FLEX_ATTENTION,
+        BP.ATTENTION,
+        BP.NORM,
+        BP.LORA,
+        BP.LORA_LARGE,
+        BP.MLP_SMALL,
+        BP.MLP,
+        BP.FLEX_ATTENTION,
     }
     assert set(topology_blueprints("mlp")) == {BP.ATTENTION, BP.NORM, BP.LORA, BP.LORA_LARGE, BP.MLP_SMALL, BP.MLP}
 
@@ -149,12 +180,29 @@ def test_unknown_topology_raises_with_known_names(bad: object) -> None:
 @pytest.mark.parametrize("count", [1, 2, 3, 5, 9])
 def test_morphogenetic_heads_order_and_sizes(count: int) -> None:
     space = morphogenetic_action_space(SlotConfig.for_count(count))
-    assert space.head_names == HEAD_NAMES == (
-        "slot", "blueprint", "style", "tempo", "alpha_target", "alpha_speed", "alpha_curve", "op",
+    assert (
+        space.head_names
+        == HEAD_NAMES
+        == (
+            "slot",
+            "blueprint",
+            "style",
+            "tempo",
+            "alpha_target",
+            "alpha_speed",
+            "alpha_curve",
+            "op",
+        )
     )
     assert space.sizes() == {
-        "slot": count, "blueprint": 13, "style": 4, "tempo": 3, "alpha_target": 3, "alpha_speed": 4,
-        "alpha_curve": 5, "op": 6,
+        "slot": count,
+        "blueprint": 13,
+        "style": 4,
+        "tempo": 3,
+        "alpha_target": 3,
+        "alpha_speed": 4,
+        "alpha_curve": 5,
+        "op": 6,
     }
     assert list(space.sizes()) == list(HEAD_NAMES)
     assert space.head_sizes == (count, 13, 4, 3, 3, 4, 5, 6)
@@ -171,7 +219,7 @@ def test_default_space_has_three_slots() -> None:
 
 def test_placeholders() -> None:
     space = morphogenetic_action_space()
-    assert dict(zip(space.head_names, space.placeholders)) == {
+    assert dict(zip(space.head_names, space.placeholders, strict=True)) == {
         "slot": 0,
         "blueprint": BP.NOOP,
         "style": GerminationStyle.SIGMOID_ADD,

@@ -131,9 +131,7 @@ PER_STAGE_OPS: dict[SeedStage, set[LifecycleOp]] = {
 
 @pytest.mark.parametrize("stage", list(SeedStage), ids=lambda s: s.name)
 def test_per_stage_ops_on_a_single_slot(stage: SeedStage) -> None:
-    masks = compute_action_masks(
-        {"r0c0": seed(stage)}, slot_config=SlotConfig.for_count(1), auto_advance=False
-    )
+    masks = compute_action_masks({"r0c0": seed(stage)}, slot_config=SlotConfig.for_count(1), auto_advance=False)
     assert valid_ops(masks) == PER_STAGE_OPS[stage] | {Op.WAIT}
     for op in Op:
         if op is not Op.WAIT:
@@ -457,7 +455,7 @@ def test_batch_equals_stacked_singles() -> None:
     )
     singles = [
         compute_action_masks(s, total_seeds=n, topology="mlp", max_seeds=3, min_prune_age=2, auto_advance=False)
-        for s, n in zip(BATCH, totals)
+        for s, n in zip(BATCH, totals, strict=True)
     ]
     assert list(batch.heads) == list(HEAD_NAMES)
     for head in HEAD_NAMES:
@@ -637,7 +635,7 @@ def test_property_batch_equals_stacked_singles(count: int, data: st.DataObject) 
     states = [e.slot_states for e in envs]
     totals = [e.total_seeds for e in envs]
     batch = compute_batch_masks(states, total_seeds=totals, **options)
-    singles = [compute_action_masks(s, total_seeds=n, **options) for s, n in zip(states, totals)]
+    singles = [compute_action_masks(s, total_seeds=n, **options) for s, n in zip(states, totals, strict=True)]
     for head in HEAD_NAMES:
         assert torch.equal(batch[head], torch.stack([m[head] for m in singles])), head
     assert torch.equal(_slot_by_op(batch), torch.stack([_slot_by_op(m) for m in singles]))
@@ -679,7 +677,9 @@ def test_property_mask_driven_walks_only_make_legal_transitions(
         )
         check_masks_nonempty(masks)
         op = data.draw(st.sampled_from(sorted(valid_ops(masks))))
-        slot_id = data.draw(st.sampled_from([sid for sid, ok in zip(config.slot_ids, slots_for(masks, op)) if ok]))
+        slot_id = data.draw(
+            st.sampled_from([sid for sid, ok in zip(config.slot_ids, slots_for(masks, op), strict=True) if ok])
+        )
         stage = stages[slot_id]
         if op is Op.GERMINATE:
             assert stage is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -71,7 +72,7 @@ def test_fields_cover_the_vector_exactly_once(count: int) -> None:
     # contiguous and in declaration order: each range starts where the previous one stopped
     ranges = list(fields.values())
     assert ranges[0].start == 0 and ranges[-1].stop == layout.size
-    assert all(a.stop == b.start for a, b in zip(ranges, ranges[1:]))
+    assert all(a.stop == b.start for a, b in itertools.pairwise(ranges))
 
 
 @pytest.mark.parametrize("count", SLOT_COUNTS)
@@ -154,7 +155,7 @@ def test_unknown_names_raise_listing_fields() -> None:
     layout = ObservationLayout()
     with pytest.raises(KeyError, match="unknown base field 'alpha'"):
         layout.base("alpha")
-    with pytest.raises(KeyError, match="unknown slot field 'val_loss'.*'is_active'"):
+    with pytest.raises(KeyError, match=r"unknown slot field 'val_loss'.*'is_active'"):
         layout.slot(0, "val_loss")
     with pytest.raises(ValueError, match="unknown slot id 'r3c3'"):
         layout.slot("r3c3", "alpha")
@@ -221,4 +222,3 @@ def test_observation_holds_features_and_blueprints() -> None:
     assert torch.equal(moved.features, features) and torch.equal(moved.blueprint_indices, blueprints)
     with pytest.raises(AttributeError):
         obs.features = features  # type: ignore[misc]
-

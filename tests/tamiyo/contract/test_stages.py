@@ -107,11 +107,11 @@ def test_check_transition_rejects_retired_value() -> None:
 
 
 def test_stage_sets() -> None:
-    assert ACTIVE_STAGES == {S.TRAINING, S.BLENDING, S.HOLDING, S.FOSSILIZED}
-    assert FAILURE_STAGES == {S.PRUNED, S.EMBARGOED, S.RESETTING}
-    assert PRUNABLE_STAGES == {S.GERMINATED, S.TRAINING, S.BLENDING, S.HOLDING}
-    assert GERMINATION_BLOCKING_STAGES == {S.GERMINATED, S.TRAINING, S.PRUNED, S.EMBARGOED, S.RESETTING}
-    assert ADVANCEABLE_STAGES == {S.GERMINATED, S.TRAINING, S.BLENDING}
+    assert {S.TRAINING, S.BLENDING, S.HOLDING, S.FOSSILIZED} == ACTIVE_STAGES
+    assert {S.PRUNED, S.EMBARGOED, S.RESETTING} == FAILURE_STAGES
+    assert {S.GERMINATED, S.TRAINING, S.BLENDING, S.HOLDING} == PRUNABLE_STAGES
+    assert {S.GERMINATED, S.TRAINING, S.PRUNED, S.EMBARGOED, S.RESETTING} == GERMINATION_BLOCKING_STAGES
+    assert {S.GERMINATED, S.TRAINING, S.BLENDING} == ADVANCEABLE_STAGES
 
 
 def test_advanceable_stages_advance_along_the_table() -> None:
@@ -126,7 +126,7 @@ def test_advanceable_stages_advance_along_the_table() -> None:
 
 
 def test_stage_order_is_the_ten_stages_in_value_order() -> None:
-    assert STAGE_ORDER == tuple(sorted(SeedStage))
+    assert tuple(sorted(SeedStage)) == STAGE_ORDER
     assert len(STAGE_ORDER) == 10
 
 

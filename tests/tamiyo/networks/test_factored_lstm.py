@@ -121,7 +121,7 @@ def test_sequence_matches_step_by_step() -> None:
         hidden = step.hidden
         values.append(step.value)
     torch.testing.assert_close(torch.cat(values, dim=1), whole.value, rtol=1e-5, atol=1e-6)
-    for a, b in zip(hidden, whole.hidden):
+    for a, b in zip(hidden, whole.hidden, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 

@@ -15,7 +15,6 @@ from esper.tamiyo.policy import (
 )
 from esper.tamiyo.policy.heuristic import HeuristicPolicyBundle
 
-
 SMALL = {"hidden_size": 8, "lstm_hidden": 8}
 
 
@@ -72,11 +71,11 @@ def test_places_before_compiling() -> None:
 
     @registry.register_policy("spy")
     class Spy(HeuristicPolicyBundle):
-        def to(self, device: torch.device | str) -> "Spy":
+        def to(self, device: torch.device | str) -> Spy:
             calls.append(("to", str(device)))
             return super().to(device)
 
-        def compile(self, mode: str = "default") -> "Spy":
+        def compile(self, mode: str = "default") -> Spy:
             calls.append(("compile", mode))
             return super().compile(mode)
 

@@ -333,8 +333,17 @@ def test_batch_equals_per_environment_decisions() -> None:
     assert all(torch.equal(v, torch.zeros(4)) for v in outputs)
 
 
-_STAGES = [None, SeedStage.GERMINATED, SeedStage.TRAINING, SeedStage.BLENDING, SeedStage.HOLDING,
-           SeedStage.FOSSILIZED, SeedStage.PRUNED, SeedStage.EMBARGOED, SeedStage.RESETTING]
+_STAGES = [
+    None,
+    SeedStage.GERMINATED,
+    SeedStage.TRAINING,
+    SeedStage.BLENDING,
+    SeedStage.HOLDING,
+    SeedStage.FOSSILIZED,
+    SeedStage.PRUNED,
+    SeedStage.EMBARGOED,
+    SeedStage.RESETTING,
+]
 _unit = st.floats(-1.0, 1.0, allow_nan=False)
 
 
@@ -382,7 +391,10 @@ def test_actions_are_always_mask_valid_and_deterministic(data: st.DataObject, nu
         for k, seed in seeds.items():
             states[slots.slot_ids[k]] = SlotState(int(seed.stage), seed.age, int(seed.alpha_mode))
         env_masks = compute_action_masks(
-            states, slot_config=slots, topology="mlp", **mask_kwargs  # type: ignore[arg-type]
+            states,
+            slot_config=slots,
+            topology="mlp",
+            **mask_kwargs,  # type: ignore[arg-type]
         )
         per_env_masks.append(env_masks)
     masks = stack_masks(per_env_masks)

@@ -82,7 +82,7 @@ def test_sequence_evaluation_matches_step_by_step_rollout(deterministic: bool, r
         for head in bundle.action_space.head_names:
             torch.testing.assert_close(update.log_probs[head][:, t], result.log_probs[head], **TOLERANCE)
         torch.testing.assert_close(update.value[:, t], result.value, **TOLERANCE)
-    for a, b in zip(update.hidden, results[-1].hidden):
+    for a, b in zip(update.hidden, results[-1].hidden, strict=True):
         torch.testing.assert_close(a, b, **TOLERANCE)
 
 
@@ -99,7 +99,7 @@ def test_evaluation_resumes_from_a_stored_hidden_state(record_rollout: RecordRol
         # Same shapes as the rollout call, so exact.
         assert torch.equal(single.value[:, 0], results[t].value)
         assert all(torch.equal(single.log_probs[h][:, 0], results[t].log_probs[h]) for h in actions)
-        assert all(torch.equal(a, b) for a, b in zip(single.hidden, results[t].hidden))
+        assert all(torch.equal(a, b) for a, b in zip(single.hidden, results[t].hidden, strict=True))
 
 
 def test_hidden_state_carries_history() -> None:

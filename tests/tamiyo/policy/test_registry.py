@@ -240,7 +240,10 @@ def test_a_plugin_calling_sys_exit_at_import_is_recorded_as_broken(
     call: str, reason: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _plugin_distribution(
-        tmp_path, monkeypatch, "esper-exiting-plugin", {"esper_exiting_plugin": f"import sys\n{call}\n"},
+        tmp_path,
+        monkeypatch,
+        "esper-exiting-plugin",
+        {"esper_exiting_plugin": f"import sys\n{call}\n"},
         {"exits": "esper_exiting_plugin:Bundle"},
     )
     registry = PolicyRegistry()
@@ -259,7 +262,10 @@ def test_a_keyboard_interrupt_during_a_plugin_import_still_stops_the_process(
 ) -> None:
     """Ctrl-C is the user's, not the plugin's: it is never recorded as a broken plugin."""
     _plugin_distribution(
-        tmp_path, monkeypatch, "esper-slow-plugin", {"esper_slow_plugin": "raise KeyboardInterrupt\n"},
+        tmp_path,
+        monkeypatch,
+        "esper-slow-plugin",
+        {"esper_slow_plugin": "raise KeyboardInterrupt\n"},
         {"slow": "esper_slow_plugin:Bundle"},
     )
     with pytest.raises(KeyboardInterrupt):
@@ -272,7 +278,10 @@ def test_a_plugin_advertising_a_builtin_name_cannot_replace_the_builtin(
 ) -> None:
     """Checkpoints name their policy: ``lstm`` must keep meaning esper-tamiyo's, whatever else is installed."""
     _plugin_distribution(
-        tmp_path, monkeypatch, "esper-rival", {"esper_rival": "raise RuntimeError('must never be imported')\n"},
+        tmp_path,
+        monkeypatch,
+        "esper-rival",
+        {"esper_rival": "raise RuntimeError('must never be imported')\n"},
         {name: "esper_rival:Rival"},
     )
     registry = PolicyRegistry()

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import torch
+from esper_policy_example.gru import GRUPolicyBundle
 
 from esper.tamiyo.contract import (
     ActionMasks,
@@ -37,7 +38,6 @@ from esper.tamiyo.policy import (
 )
 from esper.tamiyo.policy.lstm import LSTMPolicyBundle
 from esper.tamiyo.policy.mlp import MLPPolicyBundle
-from esper_policy_example.gru import GRUPolicyBundle
 
 #: The ``record_rollout`` fixture of tests/conftest.py.
 RecordRollout = Callable[..., Any]
@@ -73,7 +73,6 @@ def _batch(num_slots: int, batch: int, seed: int = 0) -> tuple[Observation, Acti
         [[-1 if state[s] is None else rng.randint(1, 7) for s in slots.slot_ids] for state in states]
     )
     return Observation(torch.randn(batch, feature_size(num_slots), generator=generator), indices), masks
-
 
 
 @pytest.mark.parametrize("cls", BUNDLES)
@@ -237,7 +236,7 @@ def test_policy_config_is_json_and_rebuilds_a_custom_action_space(cls: type[Bund
     rebuilt = cls(slot_config=slots, feature_dim=7, **config)
     assert rebuilt.action_space == space
     rebuilt.load_state_dict(bundle.state_dict())
-    with pytest.raises(ValueError, match="missing keys.*heads.policy.alpha_curve"):
+    with pytest.raises(ValueError, match=r"missing keys.*heads\.policy\.alpha_curve"):
         _bundle(cls, num_slots=2).load_state_dict(bundle.state_dict())
 
 
@@ -262,9 +261,11 @@ def test_the_slot_head_is_whichever_head_the_action_space_names(cls: type[Bundle
     assert set(result.actions["op"].tolist()) == {1, 2}
     assert torch.equal(result.actions["target"], result.actions["op"] - 1)  # op 1 -> target 0, op 2 -> target 1
     with pytest.raises(ValueError, match=r"slot head 'target' has 3 actions but the slot config has 2 slots"):
-        cls(slot_config=SlotConfig.for_count(2), feature_dim=7, action_space={
-            **json.loads(json.dumps(bundle.policy_config))["action_space"], "head_sizes": [3, 3]
-        })
+        cls(
+            slot_config=SlotConfig.for_count(2),
+            feature_dim=7,
+            action_space={**json.loads(json.dumps(bundle.policy_config))["action_space"], "head_sizes": [3, 3]},
+        )
 
 
 @pytest.mark.parametrize("cls", BUNDLES)

@@ -14,16 +14,18 @@ from esper.tamiyo.contract import ActionSpace
 
 #: Entropy-bonus multipliers per head (esper-lite's values): heads whose choices are rarer and easier
 #: to collapse (blueprint, tempo) get a little more push to keep exploring.
-DEFAULT_ENTROPY_HEAD_MULTIPLIERS: Mapping[str, float] = MappingProxyType({
-    "op": 1.0,
-    "slot": 1.0,
-    "blueprint": 1.3,
-    "style": 1.2,
-    "tempo": 1.3,
-    "alpha_target": 1.2,
-    "alpha_speed": 1.2,
-    "alpha_curve": 1.2,
-})
+DEFAULT_ENTROPY_HEAD_MULTIPLIERS: Mapping[str, float] = MappingProxyType(
+    {
+        "op": 1.0,
+        "slot": 1.0,
+        "blueprint": 1.3,
+        "style": 1.2,
+        "tempo": 1.3,
+        "alpha_target": 1.2,
+        "alpha_speed": 1.2,
+        "alpha_curve": 1.2,
+    }
+)
 
 #: Early stopping fires when a minibatch's approx-KL exceeds this multiple of ``target_kl``
 #: (the Stable-Baselines3 rule, also the reference's 1.5).

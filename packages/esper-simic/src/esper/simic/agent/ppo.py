@@ -204,9 +204,7 @@ class PPOAgent:
         epochs_completed = 0
         for epoch in range(config.update_epochs):
             groups = (
-                first_groups
-                if epoch == 0
-                else env_minibatches(data.num_envs, config.num_minibatches, self.generator)
+                first_groups if epoch == 0 else env_minibatches(data.num_envs, config.num_minibatches, self.generator)
             )
             for group in groups:
                 index = group.to(valid.device)

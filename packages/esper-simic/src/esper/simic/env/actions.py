@@ -39,7 +39,9 @@ def parse_action(action: Mapping[str, object], space: ActionSpace) -> dict[str, 
         value = action[head]
         if isinstance(value, torch.Tensor):
             if value.numel() != 1:
-                raise ValueError(f"action head {head!r} must be a single index, got a tensor of shape {tuple(value.shape)}")
+                raise ValueError(
+                    f"action head {head!r} must be a single index, got a tensor of shape {tuple(value.shape)}"
+                )
             value = value.item()
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"action head {head!r} must be an int, got {value!r}")
@@ -66,7 +68,11 @@ def action_allowed(action: Mapping[str, int], masks: ActionMasks, space: ActionS
 
 
 def execute_action(
-    action: Mapping[str, int], model: MorphogeneticModel, slot_ids: tuple[str, ...], generator: torch.Generator, accuracy: float
+    action: Mapping[str, int],
+    model: MorphogeneticModel,
+    slot_ids: tuple[str, ...],
+    generator: torch.Generator,
+    accuracy: float,
 ) -> bool:
     """Apply an allowed action; returns False when a gate refused it (nothing changed then).
 
@@ -89,7 +95,9 @@ def execute_action(
         return True
     if op == LifecycleOp.SET_ALPHA_TARGET:
         target = ALPHA_TARGET_VALUES[action["alpha_target"]]
-        slot.set_alpha_target(target, ALPHA_SPEED_TICKS[action["alpha_speed"]], curve, steepness, action["style"], generator)
+        slot.set_alpha_target(
+            target, ALPHA_SPEED_TICKS[action["alpha_speed"]], curve, steepness, action["style"], generator
+        )
         return True
     if op == LifecycleOp.PRUNE:
         slot.prune(ALPHA_SPEED_TICKS[action["alpha_speed"]], curve, steepness)

@@ -90,7 +90,9 @@ class AlphaController:
         """Ticks left in the current ramp (0 when idle)."""
         return 0 if self.idle else self.steps_total - self.steps_done
 
-    def retarget(self, target: float, steps: int, curve: AlphaCurve | int = AlphaCurve.LINEAR, steepness: float = 12.0) -> "AlphaController":
+    def retarget(
+        self, target: float, steps: int, curve: AlphaCurve | int = AlphaCurve.LINEAR, steepness: float = 12.0
+    ) -> AlphaController:
         """Start a ramp from the current alpha to ``target`` over ``steps`` ticks (0 = snap now).
 
         Raises ``AlphaRetargetError`` while a ramp is running, ``ValueError`` for a target outside
@@ -111,13 +113,19 @@ class AlphaController:
         mode = AlphaMode.UP if target > self.alpha else AlphaMode.DOWN
         return AlphaController(self.alpha, self.alpha, target, mode, kind, steepness, steps, 0, 0.0)
 
-    def tick(self) -> "AlphaController":
+    def tick(self) -> AlphaController:
         """Advance one epoch: move along the curve, landing exactly on ``target`` at the last tick."""
         if self.idle:
             return self if self.last_delta == 0.0 else replace(self, last_delta=0.0)
         done = self.steps_done + 1
         if done >= self.steps_total:
-            return replace(self, alpha=self.target, mode=AlphaMode.HOLD, steps_done=self.steps_total, last_delta=self.target - self.alpha)
+            return replace(
+                self,
+                alpha=self.target,
+                mode=AlphaMode.HOLD,
+                steps_done=self.steps_total,
+                last_delta=self.target - self.alpha,
+            )
         p = curve_progress(done / self.steps_total, self.curve, self.steepness)
         low, high = sorted((self.start, self.target))
         alpha = min(max(self.start + (self.target - self.start) * p, low), high)

@@ -15,9 +15,8 @@ mlp_small, mlp. Which blueprints a topology offers comes from the contract
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Mapping
 
 import torch
 from torch import nn
@@ -98,7 +97,11 @@ def _cnn_attention(shape: tuple[int, ...]) -> nn.Module:
 
 def _cnn_depthwise(shape: tuple[int, ...]) -> nn.Module:
     c = shape[0]
-    return Residual(nn.Sequential(_conv(c, c, 3, groups=c, bias=False), nn.GroupNorm(group_count(c), c), nn.ReLU(), zero_(_conv(c, c, 1))))
+    return Residual(
+        nn.Sequential(
+            _conv(c, c, 3, groups=c, bias=False), nn.GroupNorm(group_count(c), c), nn.ReLU(), zero_(_conv(c, c, 1))
+        )
+    )
 
 
 def _cnn_bottleneck(shape: tuple[int, ...]) -> nn.Module:
@@ -106,7 +109,11 @@ def _cnn_bottleneck(shape: tuple[int, ...]) -> nn.Module:
     inner = max(4, c // 4)
     return Residual(
         nn.Sequential(
-            _conv(c, inner, 1), nn.ReLU(), _conv(inner, inner, 3, bias=False), nn.GroupNorm(group_count(inner), inner), nn.ReLU(),
+            _conv(c, inner, 1),
+            nn.ReLU(),
+            _conv(inner, inner, 3, bias=False),
+            nn.GroupNorm(group_count(inner), inner),
+            nn.ReLU(),
             zero_(_conv(inner, c, 1)),
         )
     )
@@ -186,7 +193,9 @@ def build_blueprint(
     action = BlueprintAction(blueprint)
     if action not in topology_blueprints(topology):
         offered = [b.blueprint_id for b in topology_blueprints(topology)]
-        raise ValueError(f"blueprint {action.blueprint_id!r} is not available for a {topology!r} host; offered: {offered}")
+        raise ValueError(
+            f"blueprint {action.blueprint_id!r} is not available for a {topology!r} host; offered: {offered}"
+        )
     builder = BLUEPRINT_BUILDERS[topology][action]
     return build_seeded(lambda: builder(tuple(slot_shape)), generator)
 

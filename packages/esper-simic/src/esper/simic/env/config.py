@@ -65,7 +65,7 @@ class HostTraining:
     max_grad_norm: float = 1.0
     """Gradient-norm clip of the host parameters (separate from the seeds); 0 disables clipping."""
     batch_size: int = 100
-    """Training minibatch size (samples) of host and seeds alike; the last incomplete minibatch of an epoch is dropped."""
+    """Training minibatch size (samples) of host and seeds alike; an epoch's last incomplete minibatch is dropped."""
     val_batch_size: int = 1024
     """Validation samples per forward chunk (each chunk is evaluated for all counterfactual configs at once)."""
 
@@ -194,7 +194,9 @@ class EnvConfig:
         for slot_id in SlotConfig(self.slot_ids).slot_ids:  # validates form and uniqueness
             row, col = parse_slot_id(slot_id)
             if row != 0 or col >= NUM_HOST_BLOCKS:
-                raise ValueError(f"slot {slot_id!r} does not exist: the hosts have slots r0c0..r0c{NUM_HOST_BLOCKS - 1}")
+                raise ValueError(
+                    f"slot {slot_id!r} does not exist: the hosts have slots r0c0..r0c{NUM_HOST_BLOCKS - 1}"
+                )
         check_int("episode_length", self.episode_length, 1)
         if self.task == "cifar10" and not self.data_dir:
             raise ValueError("task 'cifar10' needs data_dir (a directory with the CIFAR-10 python batches)")
@@ -210,4 +212,3 @@ class EnvConfig:
     def slot_config(self) -> SlotConfig:
         """The contract's slot configuration (slot-head order = ``slot_ids``)."""
         return SlotConfig(self.slot_ids)
-

@@ -61,10 +61,16 @@ class TaskData:
             if x.shape[0] == 0:
                 raise DataError(f"{self.name}: the {split} split is empty")
         if self.train_x.shape[1:] != self.val_x.shape[1:]:
-            raise DataError(f"{self.name}: train and val images differ in shape: {tuple(self.train_x.shape[1:])} vs {tuple(self.val_x.shape[1:])}")
+            raise DataError(
+                f"{self.name}: train and val images differ in shape: "
+                f"{tuple(self.train_x.shape[1:])} vs {tuple(self.val_x.shape[1:])}"
+            )
         labels = torch.cat([self.train_y, self.val_y])
         if int(labels.min()) < 0 or int(labels.max()) >= self.num_classes:
-            raise DataError(f"{self.name}: labels must be in [0, {self.num_classes}), got [{int(labels.min())}, {int(labels.max())}]")
+            raise DataError(
+                f"{self.name}: labels must be in [0, {self.num_classes}), "
+                f"got [{int(labels.min())}, {int(labels.max())}]"
+            )
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -72,16 +78,23 @@ class TaskData:
         c, h, w = self.train_x.shape[1:]
         return int(c), int(h), int(w)
 
-    def to(self, device: torch.device | str) -> "TaskData":
+    def to(self, device: torch.device | str) -> TaskData:
         """Copy on ``device`` (the same object when already there)."""
         if self.train_x.device == torch.device(device):
             return self
         return TaskData(
-            self.name, self.train_x.to(device), self.train_y.to(device), self.val_x.to(device), self.val_y.to(device), self.num_classes
+            self.name,
+            self.train_x.to(device),
+            self.train_y.to(device),
+            self.val_x.to(device),
+            self.val_y.to(device),
+            self.num_classes,
         )
 
 
-def _standardised(name: str, train: np.ndarray, val: np.ndarray, train_y: np.ndarray, val_y: np.ndarray, num_classes: int) -> TaskData:
+def _standardised(
+    name: str, train: np.ndarray, val: np.ndarray, train_y: np.ndarray, val_y: np.ndarray, num_classes: int
+) -> TaskData:
     """Scale by the training split's per-channel mean/std (``[N, C, H, W]`` arrays)."""
     train_f = train.astype(np.float32)
     mean = train_f.mean(axis=(0, 2, 3), keepdims=True)
@@ -89,7 +102,9 @@ def _standardised(name: str, train: np.ndarray, val: np.ndarray, train_y: np.nda
     return _task(name, (train_f - mean) / std, (val.astype(np.float32) - mean) / std, train_y, val_y, num_classes)
 
 
-def _task(name: str, train: np.ndarray, val: np.ndarray, train_y: np.ndarray, val_y: np.ndarray, num_classes: int) -> TaskData:
+def _task(
+    name: str, train: np.ndarray, val: np.ndarray, train_y: np.ndarray, val_y: np.ndarray, num_classes: int
+) -> TaskData:
     return TaskData(
         name=name,
         train_x=torch.from_numpy(np.ascontiguousarray(train, dtype=np.float32)),
@@ -118,14 +133,21 @@ def make_synthetic(
     ``[num_val, 1, image_size, image_size]``. Same arguments → bit-identical tensors.
     """
     if num_train < 1 or num_val < 1 or num_classes < 2 or image_size < 2:
-        raise ValueError(f"need num_train, num_val >= 1, num_classes >= 2, image_size >= 2; got {num_train}, {num_val}, {num_classes}, {image_size}")
+        raise ValueError(
+            "need num_train, num_val >= 1, num_classes >= 2, image_size >= 2; "
+            f"got {num_train}, {num_val}, {num_classes}, {image_size}"
+        )
     rng = np.random.default_rng(seed)
     prototypes = rng.standard_normal((num_classes, 1, image_size, image_size))
     # Smooth each prototype with its 4-neighbourhood so nearby pixels correlate, like strokes do.
-    prototypes = (prototypes + np.roll(prototypes, 1, -1) + np.roll(prototypes, 1, -2) + np.roll(prototypes, -1, -1)) / 2.0
+    prototypes = (
+        prototypes + np.roll(prototypes, 1, -1) + np.roll(prototypes, 1, -2) + np.roll(prototypes, -1, -1)
+    ) / 2.0
     labels = rng.integers(0, num_classes, size=num_train + num_val)
     images = prototypes[labels] + noise * rng.standard_normal((num_train + num_val, 1, image_size, image_size))
-    return _task("synthetic", images[:num_train], images[num_train:], labels[:num_train], labels[num_train:], num_classes)
+    return _task(
+        "synthetic", images[:num_train], images[num_train:], labels[:num_train], labels[num_train:], num_classes
+    )
 
 
 def _cifar_root(data_dir: str | Path) -> Path:
@@ -153,7 +175,9 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"CIFAR-10 batch {str(path)!r} lacks the 'data' or 'labels' entry (keys: {list(batch)})")
     data, labels = np.asarray(data), np.asarray(labels)
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or labels.shape != (data.shape[0],):
-        raise DataError(f"CIFAR-10 batch {str(path)!r}: data {data.shape} / labels {labels.shape}, expected [n, 3072] / [n]")
+        raise DataError(
+            f"CIFAR-10 batch {str(path)!r}: data {data.shape} / labels {labels.shape}, expected [n, 3072] / [n]"
+        )
     return data.reshape(-1, 3, 32, 32).astype(np.uint8), labels.astype(np.int64)
 
 

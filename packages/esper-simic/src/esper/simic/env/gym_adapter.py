@@ -28,7 +28,7 @@ left alone: it belongs to Gymnasium's ``RecordEpisodeStatistics`` and SB3's ``Mo
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium
 import numpy as np
@@ -61,7 +61,7 @@ class MorphogeneticGymEnv(gymnasium.Env[ObsArray, np.ndarray]):
             ``gymnasium.make(ENV_ID, task="synthetic", episode_length=5)`` works.
     """
 
-    metadata: dict[str, Any] = {"render_modes": []}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
 
     def __init__(
         self, config: EnvConfig | None = None, *, device: str = "cpu", gamma: float = DEFAULT_GAMMA, **overrides: Any
@@ -82,7 +82,9 @@ class MorphogeneticGymEnv(gymnasium.Env[ObsArray, np.ndarray]):
         self.observation_space = spaces.Box(low=low, high=high, dtype=np.float32)
         self._masks: ActionMasks | None = None
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[ObsArray, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[ObsArray, dict[str, Any]]:
         """Start an episode; without ``seed`` the episode seed is drawn from ``self.np_random``."""
         super().reset(seed=seed)
         episode_seed = seed if seed is not None else int(self.np_random.integers(0, 2**31 - 1))
@@ -97,7 +99,7 @@ class MorphogeneticGymEnv(gymnasium.Env[ObsArray, np.ndarray]):
         values = np.asarray(action).reshape(-1)
         if values.shape[0] != len(self.head_names):
             raise ValueError(f"action needs {len(self.head_names)} entries {self.head_names}, got {action!r}")
-        result = self.env.step({head: int(v) for head, v in zip(self.head_names, values)})
+        result = self.env.step({head: int(v) for head, v in zip(self.head_names, values, strict=True)})
         self._masks = result.masks
         info = result.info.as_dict()
         if result.episode is not None:

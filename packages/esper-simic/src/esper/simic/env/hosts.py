@@ -28,9 +28,9 @@ without seeds; the impaired ones have 1,292 (mlp) and 160 (cnn) parameters. All 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Mapping
 
 import torch
 from torch import nn
@@ -71,7 +71,9 @@ HOST_PRESETS: Mapping[tuple[str, bool], HostPreset] = MappingProxyType(
 class HostNetwork(nn.Module):
     """A host: ``blocks[i]`` produces the activation seen by slot ``r0c{i}``; ``head`` maps the last one to logits."""
 
-    def __init__(self, topology: str, blocks: list[nn.Module], head: nn.Module, slot_shapes: tuple[tuple[int, ...], ...]) -> None:
+    def __init__(
+        self, topology: str, blocks: list[nn.Module], head: nn.Module, slot_shapes: tuple[tuple[int, ...], ...]
+    ) -> None:
         super().__init__()
         self.topology = topology
         self.blocks = nn.ModuleList(blocks)
@@ -112,7 +114,11 @@ def _cnn(input_shape: tuple[int, int, int], num_classes: int, preset: HostPreset
         if i > 0 and min(height, width) >= 4:
             layers.append(nn.MaxPool2d(2))
             height, width = height // 2, width // 2
-        layers += [nn.Conv2d(channels, out_channels, k, padding=k // 2, bias=False), nn.BatchNorm2d(out_channels), nn.ReLU()]
+        layers += [
+            nn.Conv2d(channels, out_channels, k, padding=k // 2, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(),
+        ]
         blocks.append(nn.Sequential(*layers))
         shapes.append((out_channels, height, width))
         channels = out_channels

@@ -38,6 +38,7 @@ from esper.simic.env.actions import action_allowed, execute_action, parse_action
 from esper.simic.env.config import EnvConfig
 from esper.simic.env.datasets import TaskData, load_task
 from esper.simic.env.governor import Governor, Snapshot, restore_snapshot, take_snapshot
+from esper.simic.env.host_epoch import EpochStats, train_epoch
 from esper.simic.env.hosts import build_host
 from esper.simic.env.model import MorphogeneticModel
 from esper.simic.env.observations import build_masks, build_observation
@@ -45,7 +46,6 @@ from esper.simic.env.results import EnvReset, EnvStep, EpisodeSummary, ResetInfo
 from esper.simic.env.rewards import DEFAULT_GAMMA, RewardInputs, check_discount, compute_reward
 from esper.simic.env.signals import SignalTracker, TrackerSignals
 from esper.simic.env.slot import SlotSettings
-from esper.simic.env.host_epoch import EpochStats, train_epoch
 from esper.simic.env.validation import ValidationResult, validate
 from esper.tamiyo.contract import (
     ActionMasks,
@@ -90,7 +90,12 @@ class MorphogeneticEnv:
     """A host network growing seeds, controlled one epoch at a time (see module docstring)."""
 
     def __init__(
-        self, config: EnvConfig, device: torch.device | str = "cpu", *, gamma: float = DEFAULT_GAMMA, data: TaskData | None = None
+        self,
+        config: EnvConfig,
+        device: torch.device | str = "cpu",
+        *,
+        gamma: float = DEFAULT_GAMMA,
+        data: TaskData | None = None,
     ) -> None:
         """``gamma`` discounts the reward's stage shaping (pass the trainer's PPO gamma); ``data`` lets
         several environments share one loaded task (it is never modified)."""
@@ -102,7 +107,10 @@ class MorphogeneticEnv:
         self._layout = ObservationLayout(self._slot_config)
         self._space = morphogenetic_action_space(self._slot_config)
         self._slot_settings = SlotSettings(
-            config.lifecycle.training_dwell, config.lifecycle.embargo_epochs, config.seed_training.lr, config.seed_training.momentum
+            config.lifecycle.training_dwell,
+            config.lifecycle.embargo_epochs,
+            config.seed_training.lr,
+            config.seed_training.momentum,
         )
         self.governor = Governor(config.governor)
         self.tracker = SignalTracker()
@@ -160,7 +168,11 @@ class MorphogeneticEnv:
         self._generator = torch.Generator().manual_seed(int(seed))
         cfg = self.config
         host = build_host(
-            cfg.host, impaired=cfg.impaired, input_shape=self.data.input_shape, num_classes=self.data.num_classes, generator=self._generator
+            cfg.host,
+            impaired=cfg.impaired,
+            input_shape=self.data.input_shape,
+            num_classes=self.data.num_classes,
+            generator=self._generator,
         )
         self.model = MorphogeneticModel(host, cfg.slot_ids, self._slot_settings, self.device).to(self.device)
         self._host_optimizer = self._make_host_optimizer()
@@ -169,7 +181,9 @@ class MorphogeneticEnv:
         self._epoch = 0
         self._done = False
         self._tally = _EpisodeTally()
-        self._validation = validate(self.model, self.data.val_x, self.data.val_y, chunk_size=cfg.host_training.val_batch_size)
+        self._validation = validate(
+            self.model, self.data.val_x, self.data.val_y, chunk_size=cfg.host_training.val_batch_size
+        )
         self.snapshot = take_snapshot(self.model)
         signals = self.tracker.update(self._validation.loss, self._validation.accuracy)
         obs, self._masks = self._observe(signals, success=True, op=LifecycleOp.WAIT)
@@ -189,7 +203,13 @@ class MorphogeneticEnv:
         slots = self.model.all_slots()
         cfg = self.config
         obs = build_observation(
-            self._layout, slots, signals, epoch=self._epoch, episode_length=cfg.episode_length, last_action_success=success, last_op=op
+            self._layout,
+            slots,
+            signals,
+            epoch=self._epoch,
+            episode_length=cfg.episode_length,
+            last_action_success=success,
+            last_op=op,
         )
         masks = build_masks(
             slots,

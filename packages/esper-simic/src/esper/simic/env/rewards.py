@@ -189,12 +189,15 @@ class RewardInputs:
             raise ValueError(f"op must be a LifecycleOp value in [0, {_NUM_OPS}), got {self.op!r}")
         if len(self.stages_before) != len(self.stages_after) or not self.stages_before:
             raise ValueError(
-                f"stages_before and stages_after need one entry per slot, got {self.stages_before} and {self.stages_after}"
+                "stages_before and stages_after need one entry per slot, "
+                f"got {self.stages_before} and {self.stages_after}"
             )
         for stage in (*self.stages_before, *self.stages_after):
             SeedStage(stage)  # raises ValueError naming the bad value
         if self.seed_params < 0 or self.host_params < 1:
-            raise ValueError(f"need seed_params >= 0 and host_params >= 1, got {self.seed_params} and {self.host_params}")
+            raise ValueError(
+                f"need seed_params >= 0 and host_params >= 1, got {self.seed_params} and {self.host_params}"
+            )
         if not self.governor_rollback and not math.isfinite(self.val_accuracy):
             raise ValueError(f"val_accuracy must be finite outside a governor rollback, got {self.val_accuracy!r}")
         for name in ("seed_contribution", "seed_progress"):

@@ -34,10 +34,14 @@ class SignalTrackerConfig:
 
     def __post_init__(self) -> None:
         if self.window < 1 or not 1 <= self.exported <= self.window:
-            raise ValueError(f"need window >= 1 and 1 <= exported <= window, got window={self.window}, exported={self.exported}")
+            raise ValueError(
+                f"need window >= 1 and 1 <= exported <= window, got window={self.window}, exported={self.exported}"
+            )
         if not (math.isfinite(self.plateau_threshold) and self.plateau_threshold > 0):
             raise ValueError(f"plateau_threshold must be finite and > 0, got {self.plateau_threshold!r}")
-        if not (math.isfinite(self.stable_low) and math.isfinite(self.stable_high) and self.stable_low < self.stable_high):
+        if not (
+            math.isfinite(self.stable_low) and math.isfinite(self.stable_high) and self.stable_low < self.stable_high
+        ):
             raise ValueError(f"need finite stable_low < stable_high, got {self.stable_low!r} and {self.stable_high!r}")
         if self.stable_epochs < 1:
             raise ValueError(f"stable_epochs must be >= 1, got {self.stable_epochs}")

@@ -98,7 +98,12 @@ class SeedSlot(nn.Module):
     """The injection point ``slot_id`` of a host with activation shape ``slot_shape`` (per sample)."""
 
     def __init__(
-        self, slot_id: str, slot_shape: tuple[int, ...], topology: str, settings: SlotSettings, device: torch.device | str = "cpu"
+        self,
+        slot_id: str,
+        slot_shape: tuple[int, ...],
+        topology: str,
+        settings: SlotSettings,
+        device: torch.device | str = "cpu",
     ) -> None:
         super().__init__()
         self.slot_id = slot_id
@@ -197,7 +202,9 @@ class SeedSlot(nn.Module):
 
     def _make_optimizer(self) -> None:
         params = [p for m in self._seed_modules() for p in m.parameters()]
-        self.optimizer = torch.optim.SGD(params, lr=self.settings.seed_lr, momentum=self.settings.seed_momentum, foreach=True)
+        self.optimizer = torch.optim.SGD(
+            params, lr=self.settings.seed_lr, momentum=self.settings.seed_momentum, foreach=True
+        )
 
     def _set_trainable(self, trainable: bool) -> None:
         for module in self._seed_modules():
@@ -234,7 +241,9 @@ class SeedSlot(nn.Module):
         if self.stage != SeedStage.DORMANT:
             raise LifecycleError(f"cannot germinate in slot {self.slot_id}: it is {self.stage.name}, not DORMANT")
         if not 0.0 < blend_target <= 1.0 or tempo_epochs < 0:
-            raise ValueError(f"need 0 < blend_target <= 1 and tempo_epochs >= 0, got {blend_target!r}, {tempo_epochs!r}")
+            raise ValueError(
+                f"need 0 < blend_target <= 1 and tempo_epochs >= 0, got {blend_target!r}, {tempo_epochs!r}"
+            )
         seed = build_blueprint(self.topology, blueprint, self.slot_shape, generator).to(self.device)
         self._transition(SeedStage.GERMINATED)
         self.seed = seed
@@ -282,7 +291,13 @@ class SeedSlot(nn.Module):
         return True
 
     def set_alpha_target(
-        self, target: float, steps: int, curve: AlphaCurve | int, steepness: float, style: GerminationStyle | int, generator: torch.Generator
+        self,
+        target: float,
+        steps: int,
+        curve: AlphaCurve | int,
+        steepness: float,
+        style: GerminationStyle | int,
+        generator: torch.Generator,
     ) -> None:
         """Retarget an idle BLENDING/HOLDING seed: new blend style, ramp to ``target`` over ``steps`` ticks.
 
@@ -338,13 +353,7 @@ class SeedSlot(nn.Module):
     # ------------------------------------------------------------------------------------ clock
     def tick(self, auto_advance: bool) -> None:
         """The once-per-epoch lifecycle clock (order in the module docstring)."""
-        if self.stage == SeedStage.PRUNED:
-            self._transition(SeedStage.EMBARGOED)
-        elif self.stage == SeedStage.EMBARGOED and self.epochs_in_stage >= self.settings.embargo_epochs:
-            self._transition(SeedStage.RESETTING)
-        elif self.stage == SeedStage.RESETTING:
-            self._transition(SeedStage.DORMANT)
-            self._clear()
+        if self._advance_cleanup():
             return
         if auto_advance and self.stage in (SeedStage.GERMINATED, SeedStage.TRAINING):
             while self.stage in (SeedStage.GERMINATED, SeedStage.TRAINING) and self.advance():
@@ -362,6 +371,21 @@ class SeedSlot(nn.Module):
             self.epochs_in_stage += 1
         if self.occupied:
             self.age_epochs += 1
+
+    def _advance_cleanup(self) -> bool:
+        """One step of the prune clean-up pipeline (PRUNED → EMBARGOED → RESETTING → DORMANT).
+
+        Returns True when the slot has just become DORMANT again: its clock stops for this epoch.
+        """
+        if self.stage == SeedStage.PRUNED:
+            self._transition(SeedStage.EMBARGOED)
+        elif self.stage == SeedStage.EMBARGOED and self.epochs_in_stage >= self.settings.embargo_epochs:
+            self._transition(SeedStage.RESETTING)
+        elif self.stage == SeedStage.RESETTING:
+            self._transition(SeedStage.DORMANT)
+            self._clear()
+            return True
+        return False
 
     # ---------------------------------------------------------------------------- measurements
     def record_gradients(self, stats: GradientStats | None) -> None:

@@ -19,7 +19,15 @@ from esper.simic.env.datasets import TaskData, load_task
 from esper.simic.env.morphogenetic import MorphogeneticEnv
 from esper.simic.env.results import EpisodeSummary, StepInfo, VectorReset, VectorStep
 from esper.simic.env.rewards import DEFAULT_GAMMA
-from esper.tamiyo.contract import ActionMasks, ActionSpace, LifecycleOp, Observation, ObservationLayout, SlotConfig, stack_masks
+from esper.tamiyo.contract import (
+    ActionMasks,
+    ActionSpace,
+    LifecycleOp,
+    Observation,
+    ObservationLayout,
+    SlotConfig,
+    stack_masks,
+)
 
 
 def _stack_obs(observations: Sequence[Observation]) -> Observation:
@@ -78,7 +86,7 @@ class VectorEnv:
         """Reset every environment, env ``i`` with ``seeds[i]``."""
         if len(seeds) != self.num_envs:
             raise ValueError(f"need one seed per environment ({self.num_envs}), got {len(seeds)}")
-        results = [env.reset(int(seed)) for env, seed in zip(self.envs, seeds)]
+        results = [env.reset(int(seed)) for env, seed in zip(self.envs, seeds, strict=True)]
         self._obs = [r.obs for r in results]
         self._masks = [r.masks for r in results]
         self._active = [True] * self.num_envs

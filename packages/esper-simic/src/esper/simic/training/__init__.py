@@ -11,8 +11,8 @@ from esper.simic.training.checkpoint import (
     FORMAT_VERSION,
     LAST_CHECKPOINT,
     CheckpointError,
-    read_checkpoint,
     encode_checkpoint,
+    read_checkpoint,
     write_checkpoint,
 )
 from esper.simic.training.config import (
@@ -65,6 +65,7 @@ __all__ = [
     "TrainConfig",
     "TrainingSink",
     "build_config",
+    "encode_checkpoint",
     "evaluate",
     "evaluate_heuristic",
     "load_config_file",
@@ -72,6 +73,5 @@ __all__ = [
     "read_checkpoint",
     "read_metrics",
     "train",
-    "encode_checkpoint",
     "write_checkpoint",
 ]

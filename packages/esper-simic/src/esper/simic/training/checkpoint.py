@@ -1,7 +1,8 @@
 """Versioned training checkpoints: atomic writes, safe loads, one clear error for every mismatch.
 
 A checkpoint is a plain dict of tensors, primitives, lists and dicts, so it loads with
-``torch.load(weights_only=True)`` (no pickled code runs). Layout (``FORMAT_VERSION`` 2; version 1 held the flat environment config)::
+``torch.load(weights_only=True)`` (no pickled code runs). Layout (``FORMAT_VERSION`` 2; version 1
+held the flat environment config)::
 
     format_version   int
     policy           {"type", "config", "slot_ids", "head_names", "head_sizes", "feature_dim"}

@@ -13,6 +13,7 @@ import ast
 import dataclasses
 import enum
 import inspect
+import itertools
 import textwrap
 import types
 import typing
@@ -40,7 +41,7 @@ def field_docs(cls: type) -> dict[str, str]:
     if not isinstance(body, ast.ClassDef):
         return docs
     statements = body.body
-    for stmt, following in zip(statements, statements[1:], strict=False):
+    for stmt, following in itertools.pairwise(statements):
         if not (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)):
             continue
         if (

@@ -28,10 +28,10 @@ from esper.simic.training.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
     check_compatible,
+    encode_checkpoint,
     policy_header,
     read_checkpoint,
     rebuild_policy,
-    encode_checkpoint,
     write_checkpoint,
 )
 from esper.simic.training.config import TrainConfig
@@ -45,6 +45,7 @@ from esper.simic.training.metrics import (
     RunSummary,
     TrainingSink,
 )
+from esper.simic.training.resume import check_resume_config, resume_caveats
 from esper.simic.training.rng import (
     SHUFFLE_STREAM,
     TRAIN_RESET_STREAM,
@@ -55,7 +56,6 @@ from esper.simic.training.rng import (
     restore_rng_state,
     torch_threads,
 )
-from esper.simic.training.resume import check_resume_config, resume_caveats
 from esper.simic.training.rollout import RolloutResult, collect_rollout, op_count_names
 from esper.simic.training.run_dir import RunDirectory, RunDirectoryError, resolve_resume
 from esper.tamiyo.policy import PolicyBundle, create_policy

@@ -87,7 +87,9 @@ class ActionSpace:
             raise ValueError(f"relevance must be [{self.num_ops} ops][{n} heads]")
         if any(not row[self.op_index] for row in self.relevance):
             raise ValueError("the op head must be relevant to every op")
-        if len(self.placeholders) != n or any(not 0 <= p < s for p, s in zip(self.placeholders, self.head_sizes)):
+        if len(self.placeholders) != n or any(
+            not 0 <= p < s for p, s in zip(self.placeholders, self.head_sizes, strict=True)
+        ):
             raise ValueError(f"placeholders must be valid indices of each head, got {self.placeholders}")
         if self.slot_head is not None and self.slot_head not in self.head_names:
             raise ValueError(f"slot head {self.slot_head!r} is not one of {self.head_names}")
@@ -113,7 +115,7 @@ class ActionSpace:
 
     def sizes(self) -> dict[str, int]:
         """``{head: size}`` in head order."""
-        return dict(zip(self.head_names, self.head_sizes))
+        return dict(zip(self.head_names, self.head_sizes, strict=True))
 
     def is_relevant(self, op: int, head: str) -> bool:
         """Whether ``head`` mattered for ``op``."""
@@ -162,9 +164,7 @@ def morphogenetic_action_space(slot_config: SlotConfig | None = None) -> ActionS
         "alpha_curve": int(AlphaCurveAction.LINEAR),
         "op": int(LifecycleOp.WAIT),
     }
-    relevance = tuple(
-        tuple(name == "op" or name in OP_RELEVANT_HEADS[op] for name in HEAD_NAMES) for op in LifecycleOp
-    )
+    relevance = tuple(tuple(name == "op" or name in OP_RELEVANT_HEADS[op] for name in HEAD_NAMES) for op in LifecycleOp)
     return ActionSpace(
         head_names=HEAD_NAMES,
         head_sizes=tuple(sizes[h] for h in HEAD_NAMES),

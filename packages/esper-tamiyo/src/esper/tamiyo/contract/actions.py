@@ -7,9 +7,9 @@ tuples indexed by value so the hot path never builds enum objects.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import IntEnum
 from types import MappingProxyType
-from typing import Mapping
 
 
 class LifecycleOp(IntEnum):

@@ -65,7 +65,7 @@ class ActionMasks:
     def __getitem__(self, head: str) -> torch.Tensor:
         return self.heads[head]
 
-    def to(self, device: torch.device | str) -> "ActionMasks":
+    def to(self, device: torch.device | str) -> ActionMasks:
         """Copy of the masks on ``device``."""
         return ActionMasks(
             {h: m.to(device) for h, m in self.heads.items()},
@@ -197,7 +197,7 @@ def compute_batch_masks(
         raise ValueError(f"total_seeds has {len(seeds)} entries for {len(batch_slot_states)} environments")
     per_env = [
         compute_action_masks(states, total_seeds=n, **kwargs)  # type: ignore[arg-type]
-        for states, n in zip(batch_slot_states, seeds)
+        for states, n in zip(batch_slot_states, seeds, strict=True)
     ]
     return stack_masks(per_env)
 

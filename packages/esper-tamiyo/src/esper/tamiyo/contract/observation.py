@@ -113,9 +113,7 @@ class ObservationLayout:
 
     @cached_property
     def _slots(self) -> tuple[dict[str, slice], ...]:
-        return tuple(
-            _offsets(SLOT_FIELDS, BASE_FEATURE_SIZE + k * SLOT_FEATURE_SIZE) for k in range(self.num_slots)
-        )
+        return tuple(_offsets(SLOT_FIELDS, BASE_FEATURE_SIZE + k * SLOT_FEATURE_SIZE) for k in range(self.num_slots))
 
     def _slot_index(self, slot: int | str) -> int:
         """Position of slot id or index ``slot``; ``IndexError`` for an index outside ``[0, num_slots)``."""
@@ -149,7 +147,7 @@ class ObservationLayout:
     def fields(self) -> dict[str, slice]:
         """Every field with a qualified name (``"val_loss"``, ``"r0c1.alpha"``) → index range."""
         out = dict(self._base)
-        for slot_id, block in zip(self.slot_config.slot_ids, self._slots):
+        for slot_id, block in zip(self.slot_config.slot_ids, self._slots, strict=True):
             out.update({f"{slot_id}.{name}": rng for name, rng in block.items()})
         return out
 
@@ -171,5 +169,5 @@ class Observation:
     features: torch.Tensor
     blueprint_indices: torch.Tensor
 
-    def to(self, device: torch.device | str) -> "Observation":
+    def to(self, device: torch.device | str) -> Observation:
         return Observation(self.features.to(device), self.blueprint_indices.to(device))

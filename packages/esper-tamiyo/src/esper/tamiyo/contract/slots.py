@@ -33,7 +33,7 @@ class SlotConfig:
             raise ValueError(f"duplicate slot ids in {list(self.slot_ids)}")
 
     @classmethod
-    def for_count(cls, num_slots: int) -> "SlotConfig":
+    def for_count(cls, num_slots: int) -> SlotConfig:
         """Default config of ``num_slots`` slots in one row: ``r0c0 .. r0c{n-1}``."""
         if num_slots < 1:
             raise ValueError(f"num_slots must be >= 1, got {num_slots}")

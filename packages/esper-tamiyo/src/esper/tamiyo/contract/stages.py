@@ -6,9 +6,9 @@ telemetry), so they never change; 5 is retired (the reference's former SHADOWING
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import IntEnum
 from types import MappingProxyType
-from typing import Mapping
 
 
 class SeedStage(IntEnum):
@@ -74,7 +74,9 @@ def check_transition(source: SeedStage | int, target: SeedStage | int) -> SeedSt
     src, dst = SeedStage(source), SeedStage(target)
     if dst not in VALID_TRANSITIONS[src]:
         allowed = ", ".join(s.name for s in VALID_TRANSITIONS[src]) or "none (terminal)"
-        raise IllegalTransitionError(f"illegal seed transition {src.name} -> {dst.name}; allowed from {src.name}: {allowed}")
+        raise IllegalTransitionError(
+            f"illegal seed transition {src.name} -> {dst.name}; allowed from {src.name}: {allowed}"
+        )
     return dst
 
 

@@ -3,9 +3,10 @@
 The heads are not autoregressive: every head's logits depend only on the trunk. The one coupling
 is here: once the op is known, each head the op does not causally depend on
 (``ActionSpace.relevance``) is restricted to a single canonical action, so its log-prob and
-normalised entropy are exactly 0 on both legs and it adds nothing to the PPO ratio. The slot head is first restricted to the slots that go with the op
-(the ``slot_by_op`` row); WAIT, for which no head matters, keeps the first valid slot, which is
-what the generic rule gives with slot placeholder 0.
+normalised entropy are exactly 0 on both legs and it adds nothing to the PPO ratio. The slot head
+is first restricted to the slots that go with the op (the ``slot_by_op`` row); WAIT, for which no
+head matters, keeps the first valid slot, which is what the generic rule gives with slot
+placeholder 0.
 
 Everything is vectorised over the leading dims, generic over the action space, with no host sync
 and no data-dependent Python branch, so it compiles into one graph.
@@ -18,6 +19,7 @@ from collections.abc import Mapping
 import torch
 
 from esper.tamiyo.contract import ActionSpace, op_conditioned_slot_mask
+
 
 def relevant_for(action_space: ActionSpace, head: str, ops: torch.Tensor) -> torch.Tensor:
     """Bool tensor shaped like ``ops``: True where ``head`` matters for that op.

@@ -2,8 +2,9 @@
 
 ``get_action`` (rollout) and ``evaluate_actions`` (update) both score actions with these
 functions and nothing else, in FP32 even under autocast, so the first PPO ratio of an update is
-exactly 1 (separate code paths let the two legs drift apart). They are pure: tensors and floats in, tensors out; no module state,
-no hidden RNG (sampling takes an explicit ``torch.Generator``), no host sync, no graph break.
+exactly 1 (separate code paths let the two legs drift apart). They are pure: tensors and floats
+in, tensors out; no module state, no hidden RNG (sampling takes an explicit ``torch.Generator``),
+no host sync, no graph break.
 ``torch.distributions.Categorical`` is deliberately not used: it validates and syncs on
 construction and costs several times more per head than multinomial plus ``log_softmax``.
 
@@ -108,11 +109,12 @@ def check_nonempty(masks: Mapping[str, torch.Tensor]) -> None:
     """Raise ``EmptyMaskError`` naming the head if any row of any mask ``[..., n]`` is all False.
 
     One host sync for all heads together. Bundles call it outside their compiled submodules, so it
-    needs no ``torch.compiler.disable`` (whose import of Dynamo would add seconds to every start). A row without a valid action is a bug upstream and is never
-    replaced by a uniform distribution, which would hide it.
+    needs no ``torch.compiler.disable`` (whose import of Dynamo would add seconds to every start).
+    A row without a valid action is a bug upstream and is never replaced by a uniform distribution,
+    which would hide it.
     """
     rows_ok = torch.stack([mask.any(dim=-1).all() for mask in masks.values()])
     if bool(rows_ok.all()):
         return
-    bad = [head for head, ok in zip(masks, rows_ok.tolist()) if not ok]
+    bad = [head for head, ok in zip(masks, rows_ok.tolist(), strict=True) if not ok]
     raise EmptyMaskError(f"action mask for head(s) {bad} has a row with no valid action")

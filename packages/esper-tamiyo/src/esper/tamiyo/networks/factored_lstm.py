@@ -86,7 +86,7 @@ class ResidualLSTM(nn.Module):
         h0, c0 = hidden
         x = self.input_proj(x)
         h_out, c_out = [], []
-        for i, (layer, norm) in enumerate(zip(self.layers, self.norms)):
+        for i, (layer, norm) in enumerate(zip(self.layers, self.norms, strict=True)):
             output, h_n, c_n = layer(x, h0[i : i + 1], c0[i : i + 1])
             x = x + norm(output)
             h_out.append(h_n)

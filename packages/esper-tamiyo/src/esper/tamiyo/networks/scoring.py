@@ -96,9 +96,7 @@ def score_actions(
     return scores
 
 
-def _record(
-    scores: HeadScores, head: str, actions: torch.Tensor, log_probs: torch.Tensor, mask: torch.Tensor
-) -> None:
+def _record(scores: HeadScores, head: str, actions: torch.Tensor, log_probs: torch.Tensor, mask: torch.Tensor) -> None:
     scores.actions[head] = actions
     scores.log_probs[head] = log_prob_of(log_probs, actions)
     scores.entropies[head] = normalised_entropy(log_probs, mask)

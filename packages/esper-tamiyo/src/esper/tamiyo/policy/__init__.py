@@ -6,6 +6,7 @@ resolved by name through the registry, which imports them lazily from ``esper.po
 (a subclass implements ``build_network``; see ``examples/esper-policy-example``).
 """
 
+from esper.tamiyo.policy._trainable import REFERENCE_PROBABILITY_FLOORS, TrainablePolicyBundle
 from esper.tamiyo.policy.factory import create_policy
 from esper.tamiyo.policy.protocol import COMPILE_MODES, PROTOCOL_MEMBERS, PolicyBundle
 from esper.tamiyo.policy.registry import (
@@ -21,13 +22,27 @@ from esper.tamiyo.policy.registry import (
     register_policy,
     validate_policy_class,
 )
-from esper.tamiyo.policy._trainable import REFERENCE_PROBABILITY_FLOORS, TrainablePolicyBundle
 from esper.tamiyo.policy.results import ActionResult, EvalResult, Hidden
 
 __all__ = [
-    "COMPILE_MODES", "ENTRY_POINT_GROUP", "PROTOCOL_MEMBERS", "REFERENCE_PROBABILITY_FLOORS",
-    "ActionResult", "EvalResult", "Hidden", "PolicyBundle", "PolicyInfo", "PolicyLoadError", "PolicyRegistry",
-    "PolicyRegistryError", "TrainablePolicyBundle", "UnknownPolicyError",
-    "create_policy", "default_registry", "get_policy_class", "list_policies", "register_policy",
+    "COMPILE_MODES",
+    "ENTRY_POINT_GROUP",
+    "PROTOCOL_MEMBERS",
+    "REFERENCE_PROBABILITY_FLOORS",
+    "ActionResult",
+    "EvalResult",
+    "Hidden",
+    "PolicyBundle",
+    "PolicyInfo",
+    "PolicyLoadError",
+    "PolicyRegistry",
+    "PolicyRegistryError",
+    "TrainablePolicyBundle",
+    "UnknownPolicyError",
+    "create_policy",
+    "default_registry",
+    "get_policy_class",
+    "list_policies",
+    "register_policy",
     "validate_policy_class",
 ]

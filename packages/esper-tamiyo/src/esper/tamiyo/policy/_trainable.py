@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Self
 
 import torch
 from torch import nn
-from typing_extensions import Self
 
 from esper.tamiyo.contract import (
     ActionMasks,
@@ -54,16 +53,18 @@ NUM_BLUEPRINTS = len(BlueprintAction)
 #: ``--policy-kwargs '{"probability_floor": {...}}'``. Not the default: with 40-epoch episodes a
 #: 15% floor on every valid op means several random lifecycle operations per episode even for a
 #: converged policy.
-REFERENCE_PROBABILITY_FLOORS: Mapping[str, float] = MappingProxyType({
-    "op": 0.15,
-    "slot": 0.05,
-    "blueprint": 0.12,
-    "style": 0.08,
-    "tempo": 0.12,
-    "alpha_target": 0.08,
-    "alpha_speed": 0.06,
-    "alpha_curve": 0.06,
-})
+REFERENCE_PROBABILITY_FLOORS: Mapping[str, float] = MappingProxyType(
+    {
+        "op": 0.15,
+        "slot": 0.05,
+        "blueprint": 0.12,
+        "style": 0.08,
+        "tempo": 0.12,
+        "alpha_target": 0.08,
+        "alpha_speed": 0.06,
+        "alpha_curve": 0.06,
+    }
+)
 
 
 class TrainablePolicyBundle:
@@ -178,9 +179,7 @@ class TrainablePolicyBundle:
         state = None if hidden is None else tuple(_trackable(t) for t in hidden)
         stored = {head: _trackable(actions[head]) for head in self._action_space.head_names}
         heads = {head: _trackable(mask) for head, mask in masks.heads.items()}
-        out: ActorCriticOutput = self._module(
-            _trackable(obs.features), _trackable(obs.blueprint_indices), state
-        )
+        out: ActorCriticOutput = self._module(_trackable(obs.features), _trackable(obs.blueprint_indices), state)
         scores = score_actions(self._action_space, self._floors, out.logits, heads, stored)
         q_value = self._module.q_value(out.trunk, stored[self._action_space.op_head])
         return EvalResult(scores.log_probs, scores.entropies, out.value, q_value, out.hidden)

@@ -25,11 +25,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, Self
 
 import torch
 from torch import nn
-from typing_extensions import Self
 
 from esper.tamiyo.contract import (
     ActionMasks,
@@ -42,6 +41,14 @@ from esper.tamiyo.contract import (
     morphogenetic_action_space,
     op_conditioned_slot_mask,
 )
+from esper.tamiyo.policy._checks import (
+    check_blueprint_indices,
+    check_compile_mode,
+    check_hidden,
+    check_masks,
+    check_observation,
+    check_rollout_rows,
+)
 from esper.tamiyo.policy._heuristic_rules import (
     DEFAULT_ROTATIONS,
     HeuristicConfig,
@@ -52,14 +59,6 @@ from esper.tamiyo.policy._heuristic_rules import (
     observe,
     read_signals,
     seed_ops,
-)
-from esper.tamiyo.policy._checks import (
-    check_blueprint_indices,
-    check_compile_mode,
-    check_hidden,
-    check_masks,
-    check_observation,
-    check_rollout_rows,
 )
 from esper.tamiyo.policy.results import ActionResult, EvalResult, Hidden
 

@@ -9,11 +9,11 @@ contract's :class:`~esper.tamiyo.contract.Observation` and :class:`~esper.tamiyo
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 import torch
 from torch import nn
-from typing_extensions import Self, get_protocol_members
+from typing_extensions import get_protocol_members
 
 from esper.tamiyo.contract import ActionMasks, ActionSpace, Observation, SlotConfig
 from esper.tamiyo.policy.results import ActionResult, EvalResult, Hidden

@@ -297,9 +297,7 @@ class PolicyRegistry:
                 self._entries[name] = _pending_entry(name, entry_points)
                 continue
             self._entries[name] = _pending_entry(name, [builtin])
-            self._rejected += [
-                _shadowing_entry(name, ep, builtin) for ep in entry_points if ep.value != builtin.value
-            ]
+            self._rejected += [_shadowing_entry(name, ep, builtin) for ep in entry_points if ep.value != builtin.value]
 
     def _load(self, entry: _Entry) -> _Entry:
         """Import a pending entry point and validate its class; records the outcome and returns it."""
@@ -311,7 +309,7 @@ class PolicyRegistry:
         # The plugin loader is the one place allowed to catch (almost) everything: a plugin may
         # raise anything at import time, or call sys.exit(), and the failure is recorded with its
         # context, not hidden. KeyboardInterrupt is the user's and propagates.
-        except (Exception, SystemExit) as exc:  # noqa: BLE001
+        except (Exception, SystemExit) as exc:
             loaded = _Entry(entry.name, entry.source, entry.target, entry_point=entry.entry_point, error=exc)
         else:
             loaded = _Entry(entry.name, entry.source, entry.target, cls=cls, entry_point=entry.entry_point)
