@@ -44,6 +44,8 @@ def bandit_summary(episode_return: float) -> EpisodeSummary:
         fossilized_slots=(),
         seed_params=0,
         host_params=0,
+        extra_compute=0.0,
+        objective=0.0,
     )
 
 

@@ -84,6 +84,8 @@ def test_episode_stats_from_episode_summaries() -> None:
             fossilized_slots=("r0c0",) * fossilized,
             seed_params=seed_params,
             host_params=1000,
+            extra_compute=0.0,
+            objective=acc,
         )
 
     stats = EpisodeStats.from_episodes([episode(1.0, 80.0, 2, 1, 60), episode(3.0, 90.0, 0, 0, 40)])

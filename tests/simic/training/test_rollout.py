@@ -39,6 +39,8 @@ def summary(episode_return: float, length: int) -> EpisodeSummary:
         fossilized_slots=(),
         seed_params=0,
         host_params=10,
+        extra_compute=0.0,
+        objective=50.0,
     )
 
 

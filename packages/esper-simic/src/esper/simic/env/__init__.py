@@ -24,6 +24,7 @@ from esper.simic.env.governor import Governor, GovernorVerdict, Snapshot
 from esper.simic.env.hosts import HOST_PRESETS, HostNetwork, HostPreset, build_host
 from esper.simic.env.model import MorphogeneticModel
 from esper.simic.env.morphogenetic import EpisodeOverError, MorphogeneticEnv
+from esper.simic.env.objective import ObjectiveConfig, epoch_compute, objective_value
 from esper.simic.env.results import EnvReset, EnvStep, EpisodeSummary, ResetInfo, StepInfo, VectorReset, VectorStep
 from esper.simic.env.rewards import (
     DEFAULT_GAMMA,
@@ -64,6 +65,7 @@ __all__ = [
     "LifecycleSettings",
     "MorphogeneticEnv",
     "MorphogeneticModel",
+    "ObjectiveConfig",
     "ResetInfo",
     "RewardBreakdown",
     "RewardConfig",
@@ -91,10 +93,12 @@ __all__ = [
     "build_host",
     "compute_reward",
     "curve_progress",
+    "epoch_compute",
     "load_cifar10",
     "load_digits",
     "load_task",
     "make_synthetic",
+    "objective_value",
     "straight_through",
     "validate",
 ]

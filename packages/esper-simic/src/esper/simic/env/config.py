@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from esper.simic.checks import check_float, check_int
+from esper.simic.env.objective import ObjectiveConfig
 from esper.simic.env.rewards import RewardConfig, check_reward_mode
 from esper.tamiyo.contract import SlotConfig, parse_slot_id
 
@@ -177,6 +178,8 @@ class EnvConfig:
     """Each seed's optimiser."""
     governor: GovernorSettings = field(default_factory=GovernorSettings)
     """Snapshots and divergence detection (rollback thresholds)."""
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    """Prices of growth in the episode's objective (what evaluation ranks policies by)."""
     reward: RewardConfig = field(default_factory=RewardConfig)
     """Weights of the reward components (raw reward scale)."""
     synthetic: SyntheticTask = field(default_factory=SyntheticTask)

@@ -41,6 +41,7 @@ from esper.simic.env.governor import Governor, Snapshot, restore_snapshot, take_
 from esper.simic.env.host_epoch import EpochStats, train_epoch
 from esper.simic.env.hosts import build_host
 from esper.simic.env.model import MorphogeneticModel
+from esper.simic.env.objective import epoch_compute, objective_value
 from esper.simic.env.observations import build_masks, build_observation
 from esper.simic.env.results import EnvReset, EnvStep, EpisodeSummary, ResetInfo, StepInfo
 from esper.simic.env.rewards import DEFAULT_GAMMA, RewardInputs, check_discount, compute_reward
@@ -73,6 +74,7 @@ class _EpisodeTally:
     pruned: int = 0
     rollbacks: int = 0
     invalid_actions: int = 0
+    extra_compute: float = 0.0
 
     def count_op(self, op: int, valid: bool) -> None:
         """Count the executed ``op`` (an invalid action counts as invalid, not as the WAIT it ran as)."""
@@ -245,6 +247,7 @@ class MorphogeneticEnv:
         for slot in slots:
             slot.tick(cfg.lifecycle.auto_advance)
         self._epoch += 1
+        self._tally.extra_compute += epoch_compute(sum(s.num_params for s in slots), model.host.num_params)
         rollback, reason, epoch_stats = self._train_and_check()
         val = self._validation
         signals = self.tracker.update(val.loss, val.accuracy)
@@ -337,6 +340,7 @@ class MorphogeneticEnv:
         assert self.model is not None
         slots = self.model.all_slots()
         tally = self._tally
+        seed_params = sum(s.num_params for s in slots)
         return EpisodeSummary(
             episode_return=tally.episode_return,
             length=self._epoch,
@@ -350,6 +354,8 @@ class MorphogeneticEnv:
             rollbacks=tally.rollbacks,
             invalid_actions=tally.invalid_actions,
             fossilized_slots=tuple(s.slot_id for s in slots if s.stage == SeedStage.FOSSILIZED),
-            seed_params=sum(s.num_params for s in slots),
+            seed_params=seed_params,
             host_params=self.model.host.num_params,
+            extra_compute=tally.extra_compute,
+            objective=objective_value(val.accuracy, seed_params, tally.extra_compute, self.config.objective),
         )

@@ -98,6 +98,10 @@ class EpisodeSummary:
     """Parameters of the seeds in the host at the end (live and fossilized)."""
     host_params: int
     """Parameters of the host network."""
+    extra_compute: float
+    """Training compute the seeds cost over the episode, in host-epochs (see ``objective.py``)."""
+    objective: float
+    """The episode's objective: final accuracy net of the parameter and compute prices (``objective.py``)."""
 
     def as_dict(self) -> dict[str, Any]:
         """A plain dict (Esper's summary in the Gymnasium ``info``)."""
