@@ -368,10 +368,8 @@ def test_python_dash_m_esper_simic_in_a_fresh_interpreter() -> None:
     command = [sys.executable, "-m", "esper.simic", "ppo", "--task", "nope"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 2
-    assert (
-        result.stderr
-        == "esper-train ppo: error: argument --task: invalid choice: 'nope' (choose from 'digits', 'synthetic', 'cifar10')\n"
-    )
+    assert result.stderr.startswith("esper-train ppo: error: argument --task: invalid choice: 'nope'")
+    assert result.stderr.count("\n") == 1
 
 
 @pytest.mark.slow
