@@ -69,8 +69,13 @@ class EvalRow:
 
     policy: str
     """Display name of the policy."""
-    stats: EpisodeStats
-    """Per-episode returns and accuracies plus lifecycle totals."""
+    episodes: tuple[EpisodeSummary, ...]
+    """The summary of every episode, in the order of the report's seeds (rows are paired by index)."""
+
+    @property
+    def stats(self) -> EpisodeStats:
+        """Per-episode returns and accuracies plus lifecycle totals."""
+        return EpisodeStats.from_episodes(self.episodes)
 
     def to_json(self) -> dict[str, Any]:
         n = self.stats.num_episodes
@@ -151,7 +156,7 @@ def play_episodes(
     policy: PolicyBundle | None,
     *,
     normalizer: ObservationNormalizer | None = None,
-) -> EpisodeStats:
+) -> tuple[EpisodeSummary, ...]:
     """Play one episode per seed, ``policy`` acting deterministically (``None`` = always WAIT)."""
     episodes: list[EpisodeSummary] = []
     for batch in pool.batches(seeds):
@@ -162,7 +167,7 @@ def play_episodes(
             else PolicyActor(policy, len(batch), normalizer=normalizer, deterministic=True)
         )
         episodes += play_round(venv, act, batch).episodes
-    return EpisodeStats.from_episodes(episodes)
+    return tuple(episodes)
 
 
 class VectorEnvPool:
@@ -205,8 +210,8 @@ def evaluate_heuristic(
     pool = VectorEnvPool(env_config, min(config.num_envs, config.episodes), gamma=gamma)
     seeds = config.episode_seeds()
     with torch_threads(config.num_threads), isolated_global_rngs(config.seed, torch.device("cpu")):
-        stats = play_episodes(pool, seeds, heuristic_policy(pool.get(pool.batch_size)))
-    return EvalReport((EvalRow(HEURISTIC, stats),), seeds, to_plain(env_config), None)
+        episodes = play_episodes(pool, seeds, heuristic_policy(pool.get(pool.batch_size)))
+    return EvalReport((EvalRow(HEURISTIC, episodes),), seeds, to_plain(env_config), None)
 
 
 def evaluate(
