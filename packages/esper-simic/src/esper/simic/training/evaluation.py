@@ -1,36 +1,66 @@
-"""Side-by-side evaluation: a checkpoint's deterministic policy vs the heuristic vs no growth.
+"""Side-by-side evaluation: a checkpoint's policy against the baselines a reviewer asks for.
 
 Every policy plays the *same* episodes (same reset seeds, drawn from an evaluation stream that
-never overlaps the training seeds), so differences are paired, not luck of the draw. The
-learned policy sees observations normalised with the checkpoint's frozen statistics, exactly as
-in training; the heuristic reads raw observations (its thresholds are in raw units); the
-no-growth baseline always WAITs (every other head at its canonical placeholder), i.e. the
-impaired host trained alone.
+never overlaps the training seeds), so differences are paired, not luck of the draw. Rows:
+
+- the learned policy, deterministic (greedy) and stochastic (sampled with a generator derived
+  from ``EvalConfig.seed``, so the row is reproducible); it sees observations normalised with the
+  checkpoint's frozen statistics, exactly as in training;
+- the heuristic (raw observations: its thresholds are in raw units), no growth (always WAIT) and a
+  random valid policy;
+- the costly baselines (``EvalConfig.costly_baselines``): the best fixed schedule over the
+  topology's blueprints, the learned policy's final network trained statically from epoch 0, and
+  the host widened to the learned network's parameter count (``baselines.py`` says what each
+  answers).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
 from esper.simic.agent import ObservationNormalizer, PPOConfig
-from esper.simic.env import EnvConfig, EpisodeSummary, VectorEnv
+from esper.simic.env import HOST_PRESETS, EnvConfig, EpisodeSummary, VectorEnv
+from esper.simic.env.architecture import FixedArchitecture
 from esper.simic.env.rewards import DEFAULT_GAMMA
+from esper.simic.training.baselines import (
+    FixedArchitectureEnvs,
+    HostShape,
+    RandomActor,
+    charge_host_growth,
+    fixed_schedule_actor,
+    no_growth_actor,
+    static_architectures,
+    widened_architectures,
+)
 from esper.simic.training.checkpoint import CheckpointError, check_compatible, read_checkpoint, rebuild_policy
 from esper.simic.training.dataclass_io import ConfigKeyError, from_plain, to_plain
-from esper.simic.training.metrics import EpisodeStats
-from esper.simic.training.rng import EVAL_RESET_STREAM, derive_seed, isolated_global_rngs, torch_threads
+from esper.simic.training.eval_report import EvalReport, EvalRow
+from esper.simic.training.rng import (
+    EVAL_RANDOM_STREAM,
+    EVAL_RESET_STREAM,
+    EVAL_SAMPLER_STREAM,
+    derive_seed,
+    isolated_global_rngs,
+    torch_threads,
+)
 from esper.simic.training.rollout import ActFn, PolicyActor, play_round
 from esper.simic.training.vectorized import resolve_device
-from esper.tamiyo.contract import ActionMasks, ActionSpace, LifecycleOp
+from esper.tamiyo.contract import topology_blueprints
 from esper.tamiyo.policy import PolicyBundle, create_policy
 
 HEURISTIC = "heuristic"
 NO_GROWTH = "no-growth (WAIT)"
+RANDOM = "random valid policy"
+STATIC = "learned architecture, static from epoch 0"
+WIDENED = "widened host, same params"
+STOCHASTIC_SUFFIX = ", sampled"
+
+#: ``make_actor(venv, episode_indices)``: the act function of one batch of episodes (indices into the seeds).
+ActorFactory = Callable[[VectorEnv, range], ActFn]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,13 +70,16 @@ class EvalConfig:
     episodes: int = 8
     """Episodes per policy; every policy plays the same episodes (same reset seeds)."""
     num_envs: int = 4
-    """Environments stepped in lockstep while evaluating."""
+    """Environments stepped in lockstep while evaluating (the sampled rows depend on it: one generator per batch)."""
     seed: int = 1234
-    """Seed of the evaluation episodes (a stream separate from the training seeds)."""
+    """Seed of the evaluation episodes and of the sampled rows' generators (streams separate from training's)."""
     device: str = "cpu"
     """Torch device of the evaluated policy."""
     num_threads: int | None = 1
     """torch CPU threads while evaluating (None: torch's default)."""
+    costly_baselines: bool = True
+    """Also play the costly baselines: a fixed schedule per blueprint, the learned final network trained
+    statically, and the widened host (``eval`` only)."""
 
     def __post_init__(self) -> None:
         if self.episodes < 1:
@@ -57,117 +90,20 @@ class EvalConfig:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
         if self.num_threads is not None and self.num_threads < 1:
             raise ValueError(f"num_threads must be >= 1 or None, got {self.num_threads}")
+        if not isinstance(self.costly_baselines, bool):
+            raise TypeError(f"costly_baselines must be a bool, got {self.costly_baselines!r}")
 
     def episode_seeds(self) -> tuple[int, ...]:
         """Reset seed of each evaluation episode."""
         return tuple(derive_seed(self.seed, EVAL_RESET_STREAM, i) for i in range(self.episodes))
 
+    def sampling_seed(self, first_episode: int) -> int:
+        """Seed of the sampling generator of the batch that starts at episode ``first_episode``."""
+        return derive_seed(self.seed, EVAL_SAMPLER_STREAM, first_episode)
 
-@dataclass(frozen=True, slots=True)
-class EvalRow:
-    """One policy's results over the evaluation episodes."""
-
-    policy: str
-    """Display name of the policy."""
-    episodes: tuple[EpisodeSummary, ...]
-    """The summary of every episode, in the order of the report's seeds (rows are paired by index)."""
-
-    @property
-    def stats(self) -> EpisodeStats:
-        """Per-episode returns and accuracies plus lifecycle totals."""
-        return EpisodeStats.from_episodes(self.episodes)
-
-    def to_json(self) -> dict[str, Any]:
-        n = self.stats.num_episodes
-        return {
-            "policy": self.policy,
-            "episodes": n,
-            "mean_final_accuracy": self.stats.mean_final_accuracy,
-            "std_final_accuracy": self.stats.std_final_accuracy,
-            "mean_return": self.stats.mean_return,
-            "seeds_fossilized_per_episode": self.stats.fossilized / n,
-            "params_added_per_episode": self.stats.params_added / n,
-            "final_accuracies": list(self.stats.final_accuracies),
-            "returns": list(self.stats.returns),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class EvalReport:
-    """Rows of an evaluation plus what they were measured on."""
-
-    rows: tuple[EvalRow, ...]
-    """One row per policy, in the order evaluated."""
-    seeds: tuple[int, ...]
-    """Reset seeds of the episodes every row played."""
-    env: Mapping[str, Any]
-    """Environment config (plain dict) of the episodes."""
-    checkpoint: str | None
-    """Evaluated checkpoint, if any."""
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "checkpoint": self.checkpoint,
-            "seeds": list(self.seeds),
-            "env": dict(self.env),
-            "rows": [row.to_json() for row in self.rows],
-        }
-
-    def table(self) -> str:
-        """A fixed-width text table: mean final accuracy ± std, mean return, fossilized, params added."""
-        header = ("policy", "episodes", "final acc % (± std)", "mean return", "fossilized/ep", "params added/ep")
-        lines = [header]
-        for row in self.rows:
-            data = row.to_json()
-            lines.append(
-                (
-                    row.policy,
-                    str(data["episodes"]),
-                    f"{data['mean_final_accuracy']:.2f} ± {data['std_final_accuracy']:.2f}",
-                    f"{data['mean_return']:+.3f}",
-                    f"{data['seeds_fossilized_per_episode']:.2f}",
-                    f"{data['params_added_per_episode']:,.0f}",
-                )
-            )
-        widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-        return "\n".join(
-            "  ".join(
-                cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths, strict=True))
-            )
-            for line in lines
-        )
-
-
-def wait_actions(masks: ActionMasks, space: ActionSpace) -> dict[str, torch.Tensor]:
-    """The no-growth action for every env: op WAIT, every other head at its canonical placeholder."""
-    actions = {head: space.canonical_action(head, masks.heads[head]) for head in space.head_names}
-    actions[space.op_head] = torch.full_like(actions[space.op_head], int(LifecycleOp.WAIT))
-    return actions
-
-
-def no_growth_actor(space: ActionSpace) -> ActFn:
-    """The no-growth baseline as an act function: :func:`wait_actions` whatever the envs observe."""
-    return lambda obs, masks: wait_actions(masks, space)
-
-
-def play_episodes(
-    pool: VectorEnvPool,
-    seeds: Sequence[int],
-    policy: PolicyBundle | None,
-    *,
-    normalizer: ObservationNormalizer | None = None,
-) -> tuple[EpisodeSummary, ...]:
-    """Play one episode per seed, ``policy`` acting deterministically (``None`` = always WAIT)."""
-    episodes: list[EpisodeSummary] = []
-    for batch in pool.batches(seeds):
-        venv = pool.get(len(batch))
-        act = (
-            no_growth_actor(venv.action_space)
-            if policy is None
-            else PolicyActor(policy, len(batch), normalizer=normalizer, deterministic=True)
-        )
-        episodes += play_round(venv, act, batch).episodes
-    return tuple(episodes)
+    def random_seed(self, episode: int) -> int:
+        """Seed of the random baseline's generator in episode ``episode``."""
+        return derive_seed(self.seed, EVAL_RANDOM_STREAM, episode)
 
 
 class VectorEnvPool:
@@ -190,13 +126,91 @@ class VectorEnvPool:
             self._envs[num_envs] = VectorEnv(self.config, num_envs, gamma=self.gamma)
         return self._envs[num_envs]
 
-    def batches(self, seeds: Sequence[int]) -> list[Sequence[int]]:
-        return [seeds[i : i + self.batch_size] for i in range(0, len(seeds), self.batch_size)]
+    def batches(self, num_episodes: int) -> list[range]:
+        """Episode indices of each lockstep batch."""
+        return [range(i, min(i + self.batch_size, num_episodes)) for i in range(0, num_episodes, self.batch_size)]
+
+    def host_shape(self) -> HostShape:
+        """The config's host: topology, width preset, input shape and classes of the task."""
+        data = self.get(self.batch_size).envs[0].data
+        preset = HOST_PRESETS[(self.config.host, self.config.impaired)]
+        return HostShape(self.config.host, preset, data.input_shape, data.num_classes)
+
+
+def play_episodes(
+    pool: VectorEnvPool,
+    seeds: Sequence[int],
+    make_actor: ActorFactory,
+    *,
+    architectures: Sequence[FixedArchitecture] | None = None,
+) -> tuple[EpisodeSummary, ...]:
+    """Play one episode per seed in lockstep batches; ``architectures[i]`` (if given) is built at episode i's reset."""
+    episodes: list[EpisodeSummary] = []
+    for batch in pool.batches(len(seeds)):
+        venv = pool.get(len(batch))
+        envs = venv if architectures is None else FixedArchitectureEnvs(venv, architectures[batch.start : batch.stop])
+        episodes += play_round(envs, make_actor(venv, batch), seeds[batch.start : batch.stop]).episodes
+    return tuple(episodes)
 
 
 def heuristic_policy(venv: VectorEnv) -> PolicyBundle:
     """The rule-based bundle for ``venv``'s slots and topology."""
     return create_policy(HEURISTIC, slot_config=venv.slot_config, feature_dim=venv.feature_dim, topology=venv.topology)
+
+
+def _heuristic_actor(venv: VectorEnv, batch: range) -> ActFn:
+    return PolicyActor(heuristic_policy(venv), len(batch), deterministic=True)
+
+
+def _no_growth(venv: VectorEnv, batch: range) -> ActFn:
+    del batch
+    return no_growth_actor(venv.action_space)
+
+
+def rule_rows(pool: VectorEnvPool, config: EvalConfig) -> tuple[EvalRow, ...]:
+    """The cheap baselines: heuristic, no growth and the random valid policy."""
+    seeds = config.episode_seeds()
+
+    def random_actor(venv: VectorEnv, batch: range) -> ActFn:
+        return RandomActor(venv.action_space, [torch.Generator().manual_seed(config.random_seed(i)) for i in batch])
+
+    return (
+        EvalRow(HEURISTIC, play_episodes(pool, seeds, _heuristic_actor)),
+        EvalRow(NO_GROWTH, play_episodes(pool, seeds, _no_growth)),
+        EvalRow(RANDOM, play_episodes(pool, seeds, random_actor)),
+    )
+
+
+def fixed_schedule_rows(pool: VectorEnvPool, seeds: Sequence[int]) -> tuple[EvalRow, ...]:
+    """One fixed schedule per blueprint of the host's topology (``fixed_schedule_actor``)."""
+    rows = []
+    for blueprint in topology_blueprints(pool.config.topology):
+
+        def schedule(venv: VectorEnv, batch: range, bp: int = blueprint) -> ActFn:
+            del batch
+            return fixed_schedule_actor(venv.action_space, bp)
+
+        rows.append(EvalRow(f"fixed schedule ({blueprint.blueprint_id})", play_episodes(pool, seeds, schedule)))
+    return tuple(rows)
+
+
+def best_fixed_schedule(rows: Sequence[EvalRow]) -> EvalRow:
+    """The schedule with the highest mean objective, as the row ``fixed schedule (best: <blueprint>)``."""
+    best = max(rows, key=lambda row: row.mean_objective)
+    blueprint = best.policy.removeprefix("fixed schedule (").removesuffix(")")
+    return EvalRow(f"fixed schedule (best: {blueprint})", best.episodes)
+
+
+def architecture_rows(
+    pool: VectorEnvPool, seeds: Sequence[int], learned: Sequence[EpisodeSummary]
+) -> tuple[EvalRow, ...]:
+    """The learned final network trained statically from epoch 0, and the host widened to its size."""
+    static = EvalRow(STATIC, play_episodes(pool, seeds, _no_growth, architectures=static_architectures(learned)))
+    host = pool.host_shape()
+    base = host.num_params
+    widened = play_episodes(pool, seeds, _no_growth, architectures=widened_architectures(learned, host))
+    charged = tuple(charge_host_growth(e, base, pool.config.objective) for e in widened)
+    return static, EvalRow(WIDENED, charged, host_params_added=tuple(e.host_params - base for e in widened))
 
 
 def evaluate_heuristic(
@@ -210,26 +224,12 @@ def evaluate_heuristic(
     pool = VectorEnvPool(env_config, min(config.num_envs, config.episodes), gamma=gamma)
     seeds = config.episode_seeds()
     with torch_threads(config.num_threads), isolated_global_rngs(config.seed, torch.device("cpu")):
-        episodes = play_episodes(pool, seeds, heuristic_policy(pool.get(pool.batch_size)))
+        episodes = play_episodes(pool, seeds, _heuristic_actor)
     return EvalReport((EvalRow(HEURISTIC, episodes),), seeds, to_plain(env_config), None)
 
 
-def evaluate(
-    checkpoint: str | os.PathLike[str],
-    config: EvalConfig = EvalConfig(),
-    *,
-    data_dir: str | None = None,
-) -> EvalReport:
-    """Compare the checkpoint's deterministic policy, the heuristic and no growth on the same episodes.
-
-    The environment is the checkpoint's training environment (``data_dir`` can point a CIFAR run
-    at its data on another machine), and its reward is discounted with the checkpoint's
-    ``ppo.gamma``, so the returns are comparable with the training run's.
-
-    Raises:
-        CheckpointError: unreadable or incompatible checkpoint, or its policy cannot be rebuilt.
-    """
-    data = read_checkpoint(checkpoint)
+def _load_environment(data: dict, data_dir: str | None) -> tuple[EnvConfig, float]:
+    """The checkpoint's environment config (``data_dir`` overridden if given) and its PPO gamma."""
     env_plain = dict(data["config"].get("env", {}))
     if data_dir is not None:
         env_plain["data_dir"] = data_dir
@@ -238,6 +238,50 @@ def evaluate(
         gamma = from_plain(PPOConfig, data["config"].get("ppo", {}), where="ppo").gamma
     except (ConfigKeyError, ValueError, TypeError) as exc:
         raise CheckpointError(f"checkpoint environment config is not usable here: {exc}") from exc
+    return env_config, gamma
+
+
+def learned_rows(
+    pool: VectorEnvPool,
+    config: EvalConfig,
+    name: str,
+    policy: PolicyBundle,
+    normalizer: ObservationNormalizer,
+) -> tuple[EvalRow, EvalRow]:
+    """The learned policy played greedily, then sampled (one generator per batch, from ``config.seed``)."""
+    seeds = config.episode_seeds()
+
+    def greedy(venv: VectorEnv, batch: range) -> ActFn:
+        return PolicyActor(policy, len(batch), normalizer=normalizer, deterministic=True)
+
+    def sampled(venv: VectorEnv, batch: range) -> ActFn:
+        generator = torch.Generator(device=policy.device).manual_seed(config.sampling_seed(batch.start))
+        return PolicyActor(policy, len(batch), normalizer=normalizer, generator=generator)
+
+    return (
+        EvalRow(name, play_episodes(pool, seeds, greedy)),
+        EvalRow(name + STOCHASTIC_SUFFIX, play_episodes(pool, seeds, sampled)),
+    )
+
+
+def evaluate(
+    checkpoint: str | os.PathLike[str],
+    config: EvalConfig = EvalConfig(),
+    *,
+    data_dir: str | None = None,
+) -> EvalReport:
+    """Compare the checkpoint's policy (greedy and sampled) with every baseline on the same episodes.
+
+    The environment is the checkpoint's training environment (``data_dir`` can point a CIFAR run
+    at its data on another machine), and its reward is discounted with the checkpoint's
+    ``ppo.gamma``, so the returns are comparable with the training run's. The greedy row is the
+    report's reference: every row's objective is compared with it.
+
+    Raises:
+        CheckpointError: unreadable or incompatible checkpoint, or its policy cannot be rebuilt.
+    """
+    data = read_checkpoint(checkpoint)
+    env_config, gamma = _load_environment(data, data_dir)
     device = resolve_device(config.device)
     pool = VectorEnvPool(env_config, min(config.num_envs, config.episodes), gamma=gamma)
     seeds = config.episode_seeds()
@@ -253,9 +297,12 @@ def evaluate(
             normalizer.load_state_dict(data["normalizers"]["obs"])
         except (KeyError, ValueError) as exc:
             raise CheckpointError(f"checkpoint observation normaliser cannot be restored: {exc}") from exc
-        rows = (
-            EvalRow(f"checkpoint ({header['type']})", play_episodes(pool, seeds, policy, normalizer=normalizer)),
-            EvalRow(HEURISTIC, play_episodes(pool, seeds, heuristic_policy(venv))),
-            EvalRow(NO_GROWTH, play_episodes(pool, seeds, None)),
-        )
-    return EvalReport(rows, seeds, to_plain(env_config), str(checkpoint))
+        greedy, sampled = learned_rows(pool, config, f"checkpoint ({header['type']})", policy, normalizer)
+        rows = (greedy, sampled, *rule_rows(pool, config))
+        schedules: tuple[EvalRow, ...] = ()
+        if config.costly_baselines:
+            schedules = fixed_schedule_rows(pool, seeds)
+            rows += (best_fixed_schedule(schedules), *architecture_rows(pool, seeds, greedy.episodes))
+    return EvalReport(
+        rows, seeds, to_plain(env_config), str(checkpoint), reference=greedy.policy, fixed_schedules=schedules
+    )
