@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -49,7 +50,7 @@ from esper.simic.training.rng import (
 )
 from esper.simic.training.rollout import ActFn, PolicyActor, play_round
 from esper.simic.training.vectorized import resolve_device
-from esper.tamiyo.contract import topology_blueprints
+from esper.tamiyo.contract import BlueprintAction, topology_blueprints
 from esper.tamiyo.policy import PolicyBundle, create_policy
 
 HEURISTIC = "heuristic"
@@ -186,7 +187,7 @@ def fixed_schedule_rows(pool: VectorEnvPool, seeds: Sequence[int]) -> tuple[Eval
     rows = []
     for blueprint in topology_blueprints(pool.config.topology):
 
-        def schedule(venv: VectorEnv, batch: range, bp: int = blueprint) -> ActFn:
+        def schedule(venv: VectorEnv, batch: range, bp: BlueprintAction = blueprint) -> ActFn:
             del batch
             return fixed_schedule_actor(venv.action_space, bp)
 
@@ -228,7 +229,7 @@ def evaluate_heuristic(
     return EvalReport((EvalRow(HEURISTIC, episodes),), seeds, to_plain(env_config), None)
 
 
-def _load_environment(data: dict, data_dir: str | None) -> tuple[EnvConfig, float]:
+def _load_environment(data: dict[str, Any], data_dir: str | None) -> tuple[EnvConfig, float]:
     """The checkpoint's environment config (``data_dir`` overridden if given) and its PPO gamma."""
     env_plain = dict(data["config"].get("env", {}))
     if data_dir is not None:
