@@ -84,11 +84,11 @@ class EvalRow:
             "episodes": n,
             "mean_final_accuracy": self.stats.mean_final_accuracy,
             "std_final_accuracy": self.stats.std_final_accuracy,
-            "mean_return": self.stats.mean_return,
+            "mean_discounted_return": self.stats.mean_discounted_return,
             "seeds_fossilized_per_episode": self.stats.fossilized / n,
             "params_added_per_episode": self.stats.params_added / n,
             "final_accuracies": list(self.stats.final_accuracies),
-            "returns": list(self.stats.returns),
+            "discounted_returns": list(self.stats.discounted_returns),
         }
 
 
@@ -124,7 +124,7 @@ class EvalReport:
                     row.policy,
                     str(data["episodes"]),
                     f"{data['mean_final_accuracy']:.2f} ± {data['std_final_accuracy']:.2f}",
-                    f"{data['mean_return']:+.3f}",
+                    f"{data['mean_discounted_return']:+.3f}",
                     f"{data['seeds_fossilized_per_episode']:.2f}",
                     f"{data['params_added_per_episode']:,.0f}",
                 )
