@@ -69,7 +69,7 @@ def test_finished_envs_are_not_stepped_again() -> None:
         step = vec.step(_batched(WAIT, 2))
         assert step.active.tolist() == [False, True] and step.rewards[0].item() == 0.0
         assert torch.equal(step.obs.features[0], frozen) and step.infos[0] is None and step.episodes[0] is None
-    assert step.truncated.tolist() == [False, True]
+    assert step.terminated.tolist() == [False, True] and step.truncated.tolist() == [False, False]
 
 
 def test_bad_inputs() -> None:
@@ -101,8 +101,8 @@ def test_heuristic_run_over_four_digits_environments_completes(episode_length: i
     ).episodes
     executed: set[int] = set()
     for epoch, step in enumerate(steps, start=1):
-        assert step.active.all() and not step.terminated.any()
-        assert step.truncated.tolist() == [epoch == episode_length] * 4
+        assert step.active.all() and not step.truncated.any()
+        assert step.terminated.tolist() == [epoch == episode_length] * 4  # the last epoch is a true terminal
         assert bool(torch.isfinite(step.rewards).all()) and bool(torch.isfinite(step.obs.features).all())
         assert all(info is not None and info.action_valid for info in step.infos)  # the heuristic picks valid actions
         executed.update(step.executed_op.tolist())
