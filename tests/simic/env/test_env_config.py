@@ -17,7 +17,6 @@ from esper.simic.env import (
     LifecycleSettings,
     MorphogeneticEnv,
     ObjectiveConfig,
-    RewardConfig,
     SeedTraining,
     SyntheticTask,
     VectorEnv,

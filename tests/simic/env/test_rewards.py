@@ -33,7 +33,12 @@ def acc(value: float) -> ObjectiveTerms:
 
 
 def episode_rewards(
-    mode: str, objectives: list[ObjectiveTerms], gamma: float, *, episode_length: int | None = None, rollback: bool = False
+    mode: str,
+    objectives: list[ObjectiveTerms],
+    gamma: float,
+    *,
+    episode_length: int | None = None,
+    rollback: bool = False,
 ) -> list[RewardBreakdown]:
     """The rewards of an episode whose running objective is ``objectives`` (``o_0 .. o_n``).
 
@@ -162,7 +167,9 @@ def test_two_episodes_from_the_same_start_rank_by_objective(
 @given(accuracy=st.floats(0.0, 100.0), params=st.integers(0, 10**7), compute=st.floats(0.0, 1e4))
 def test_objective_terms_total_equals_objective_value_exactly(accuracy: float, params: int, compute: float) -> None:
     config = ObjectiveConfig()
-    assert objective_terms(accuracy, params, compute, config).total == objective_value(accuracy, params, compute, config)
+    assert objective_terms(accuracy, params, compute, config).total == objective_value(
+        accuracy, params, compute, config
+    )
 
 
 def test_modes_and_dispatch() -> None:
@@ -182,7 +189,7 @@ def test_step_must_lie_in_the_episode(step: int) -> None:
 
 @pytest.mark.parametrize("value", [-0.1, math.nan, 1e39])
 def test_config_validation(value: float) -> None:
-    with pytest.raises(ValueError, match="reward.governor_penalty"):
+    with pytest.raises(ValueError, match=r"reward\.governor_penalty"):
         RewardConfig(governor_penalty=value)
 
 
