@@ -366,7 +366,8 @@ def test_help_lists_generated_options(capsys: pytest.CaptureFixture[str]) -> Non
         "--learning-rate",
         "--gamma",
         "--governor-patience",
-        "--reward-rent-weight",
+        "--reward-governor-penalty",
+        "--objective-param-price",
         "--host-training-lr FLOAT, --host-lr FLOAT",
         "env.reward:",
     ):
