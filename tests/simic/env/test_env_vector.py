@@ -91,7 +91,7 @@ def test_bad_inputs() -> None:
 )
 def test_heuristic_run_over_four_digits_environments_completes(episode_length: int, expect_growth: bool) -> None:
     """Issue 4's "done when": four lockstep digits episodes driven by the heuristic bundle run to their
-    time limit. The full default 40-epoch episode (slow, ~2 s) must also show the lifecycle at work:
+    last epoch. The full default 40-epoch episode (slow, ~2 s) must also show the lifecycle at work:
     with 8 epochs the heuristic is still waiting for the host to stabilise, 40 are enough to grow."""
     venv = VectorEnv(EnvConfig(episode_length=episode_length), num_envs=4)
     heuristic = create_policy("heuristic", slot_config=venv.slot_config, feature_dim=venv.feature_dim, topology="mlp")
