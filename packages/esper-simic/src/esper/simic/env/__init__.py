@@ -29,10 +29,12 @@ from esper.simic.env.results import EnvReset, EnvStep, EpisodeSummary, ResetInfo
 from esper.simic.env.rewards import (
     DEFAULT_GAMMA,
     REWARD_MODES,
+    ObjectiveTerms,
     RewardBreakdown,
     RewardConfig,
     RewardInputs,
     compute_reward,
+    objective_terms,
 )
 from esper.simic.env.signals import SignalTracker, SignalTrackerConfig, TrackerSignals
 from esper.simic.env.slot import GradientStats, LifecycleError, SeedSlot, SlotSettings
@@ -66,6 +68,7 @@ __all__ = [
     "MorphogeneticEnv",
     "MorphogeneticModel",
     "ObjectiveConfig",
+    "ObjectiveTerms",
     "ResetInfo",
     "RewardBreakdown",
     "RewardConfig",
@@ -98,6 +101,7 @@ __all__ = [
     "load_digits",
     "load_task",
     "make_synthetic",
+    "objective_terms",
     "objective_value",
     "straight_through",
     "validate",
