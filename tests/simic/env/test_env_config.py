@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from scripted_actions import WAIT
 
 from esper.simic.agent import PPOConfig
 from esper.simic.checks import FLOAT32_MAX, check_float
@@ -125,16 +126,6 @@ def test_vector_env_rejects_a_discount_outside_the_unit_interval() -> None:
         VectorEnv(EnvConfig(task="synthetic", synthetic=SyntheticTask(train_size=8, val_size=4)), 1, gamma=1.5)
 
 
-WAIT = {
-    "slot": 0,
-    "blueprint": 0,
-    "style": 2,
-    "tempo": 1,
-    "alpha_target": 2,
-    "alpha_speed": 0,
-    "alpha_curve": 0,
-    "op": 0,
-}
 GERMINATE = {**WAIT, "op": int(LifecycleOp.GERMINATE), "blueprint": int(BlueprintAction.MLP)}
 TINY = EnvConfig(
     task="synthetic",

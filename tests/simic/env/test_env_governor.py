@@ -6,21 +6,11 @@ import math
 
 import pytest
 import torch
+from scripted_actions import WAIT
 
 from esper.simic.env import EnvConfig, HostTraining, LifecycleSettings, MorphogeneticEnv, SyntheticTask
 from esper.simic.env.governor import Governor, GovernorSettings
 from esper.tamiyo.contract import BlueprintAction, LifecycleOp, SeedStage
-
-WAIT = {
-    "slot": 0,
-    "blueprint": 0,
-    "style": 2,
-    "tempo": 1,
-    "alpha_target": 2,
-    "alpha_speed": 0,
-    "alpha_curve": 0,
-    "op": 0,
-}
 
 
 def test_non_finite_loss_panics_immediately() -> None:

@@ -7,6 +7,7 @@ import random
 
 import pytest
 import torch
+from scripted_actions import WAIT
 
 from esper.simic.env import (
     EnvConfig,
@@ -18,16 +19,6 @@ from esper.simic.env import (
 )
 from esper.tamiyo.contract import ActionMasks, BlueprintAction, LifecycleOp, SeedStage, feature_size
 
-WAIT = {
-    "slot": 0,
-    "blueprint": 0,
-    "style": 2,
-    "tempo": 1,
-    "alpha_target": 2,
-    "alpha_speed": 0,
-    "alpha_curve": 0,
-    "op": 0,
-}
 SMALL = EnvConfig(
     task="synthetic",
     synthetic=SyntheticTask(train_size=64, val_size=32),

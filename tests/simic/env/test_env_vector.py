@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from scripted_actions import WAIT
 
 from esper.simic.env import EnvConfig, HostTraining, MorphogeneticEnv, SyntheticTask, VectorEnv, VectorStep
 from esper.simic.training.rollout import PolicyActor, play_round
@@ -19,16 +20,6 @@ CONFIG = EnvConfig(
     host_training=HostTraining(batch_size=32),
     episode_length=6,
 )
-WAIT = {
-    "slot": 0,
-    "blueprint": 0,
-    "style": 2,
-    "tempo": 1,
-    "alpha_target": 2,
-    "alpha_speed": 0,
-    "alpha_curve": 0,
-    "op": 0,
-}
 
 
 def _batched(action: dict[str, int], n: int) -> dict[str, torch.Tensor]:
