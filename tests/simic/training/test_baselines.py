@@ -7,8 +7,9 @@ import dataclasses
 
 import pytest
 import torch
+from episode_summaries import make_summary
 
-from esper.simic.env import EnvConfig, EpisodeSummary, LifecycleSettings, ObjectiveConfig, VectorEnv, VectorStep
+from esper.simic.env import EnvConfig, LifecycleSettings, ObjectiveConfig, VectorEnv, VectorStep
 from esper.simic.env.actions import action_allowed
 from esper.simic.training.baselines import RandomActor, charge_host_growth, fixed_schedule_actor
 from esper.simic.training.evaluation import (
@@ -135,23 +136,12 @@ def test_static_and_widened_networks_have_the_parameters_they_claim(tiny_env: En
 
 def test_a_widened_host_pays_for_its_extra_parameters_like_seeds() -> None:
     """Hand-worked: 1,000 extra parameters on a 2,000-parameter host for 10 epochs."""
-    episode = EpisodeSummary(
+    episode = make_summary(
         discounted_return=1.0,
         reward_components={"accuracy": 1.0},
         length=10,
         final_accuracy=90.0,
-        final_loss=0.3,
-        host_accuracy=90.0,
-        committed_accuracy=90.0,
-        germinated=0,
-        fossilized=0,
-        pruned=0,
-        rollbacks=0,
-        invalid_actions=0,
-        fossilized_slots=(),
-        seed_params=0,
         host_params=3000,
-        extra_compute=0.0,
         objective=90.0,
     )
     charged = charge_host_growth(episode, 2000, ObjectiveConfig(param_price=0.5, compute_price=0.02))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from episode_summaries import make_summary
 
 from esper.simic.agent import ObservationNormalizer, PPOAgent, PPOConfig, RewardNormalizer, RolloutBuffer
 from esper.simic.env import EpisodeSummary, VectorReset, VectorStep
@@ -29,25 +30,7 @@ VALID_OPS = (LifecycleOp.WAIT, LifecycleOp.GERMINATE, LifecycleOp.PRUNE)
 
 def bandit_summary(episode_return: float) -> EpisodeSummary:
     """The summary of a bandit episode: only the return means anything here."""
-    return EpisodeSummary(
-        discounted_return=episode_return,
-        reward_components={},
-        length=LENGTH,
-        final_accuracy=0.0,
-        final_loss=0.0,
-        host_accuracy=0.0,
-        committed_accuracy=0.0,
-        germinated=0,
-        fossilized=0,
-        pruned=0,
-        rollbacks=0,
-        invalid_actions=0,
-        fossilized_slots=(),
-        seed_params=0,
-        host_params=0,
-        extra_compute=0.0,
-        objective=0.0,
-    )
+    return make_summary(discounted_return=episode_return, length=LENGTH)
 
 
 class BanditVectorEnv:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from episode_summaries import make_summary
 
 from esper.simic.env import EpisodeSummary
 from esper.simic.training.metrics import EpisodeStats, FanOutSink, PhaseTimings, RoundRecord, RunStart, RunSummary
@@ -77,10 +78,9 @@ def test_episode_stats_exact_values() -> None:
 
 def test_episode_stats_from_episode_summaries() -> None:
     def episode(ret: float, acc: float, germinated: int, fossilized: int, seed_params: int) -> EpisodeSummary:
-        return EpisodeSummary(
+        return make_summary(
             discounted_return=ret,
             reward_components={"accuracy": ret + 1.0, "param_cost": -1.0},
-            length=4,
             final_accuracy=acc,
             final_loss=0.5,
             host_accuracy=70.0,
@@ -88,7 +88,6 @@ def test_episode_stats_from_episode_summaries() -> None:
             germinated=germinated,
             fossilized=fossilized,
             pruned=1,
-            rollbacks=0,
             invalid_actions=3,
             fossilized_slots=("r0c0",) * fossilized,
             seed_params=seed_params,

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 import torch
+from episode_summaries import make_summary
 
 from esper.simic.agent import ObservationNormalizer, RolloutBuffer
 from esper.simic.env import EpisodeSummary, VectorReset, VectorStep
@@ -24,25 +25,7 @@ SPACE = morphogenetic_action_space(SlotConfig.for_count(1))
 
 
 def summary(episode_return: float, length: int) -> EpisodeSummary:
-    return EpisodeSummary(
-        discounted_return=episode_return,
-        reward_components={},
-        length=length,
-        final_accuracy=50.0,
-        final_loss=1.0,
-        host_accuracy=50.0,
-        committed_accuracy=50.0,
-        germinated=0,
-        fossilized=0,
-        pruned=0,
-        rollbacks=0,
-        invalid_actions=0,
-        fossilized_slots=(),
-        seed_params=0,
-        host_params=10,
-        extra_compute=0.0,
-        objective=50.0,
-    )
+    return make_summary(discounted_return=episode_return, length=length)
 
 
 class CountdownVectorEnv:

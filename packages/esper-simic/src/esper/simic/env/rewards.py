@@ -79,8 +79,10 @@ class RewardConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class ObjectiveTerms:
-    """The running objective split into its terms, each with the sign it has in the objective."""
+class _ObjectiveParts:
+    """The objective's terms, each with the sign it has in the objective; shared by the running
+    objective (:class:`ObjectiveTerms`) and a step's reward (:class:`RewardBreakdown`), which is a
+    discounted difference of two of them, term by term."""
 
     accuracy: float = 0.0
     """Validation accuracy, percent."""
@@ -93,8 +95,17 @@ class ObjectiveTerms:
 
     @property
     def total(self) -> float:
-        """The objective: the sum of the terms."""
+        """The sum of the terms."""
         return self.accuracy + self.param_cost + self.compute_cost + self.governor_penalty
+
+    def as_dict(self) -> dict[str, float]:
+        """``{term: value}`` (JSON-able, total not included)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectiveTerms(_ObjectiveParts):
+    """The running objective split into its terms; ``total`` is the objective."""
 
     def combine(self, scale: float, minus: ObjectiveTerms) -> RewardBreakdown:
         """``scale · self − minus``, term by term, as reward components."""
@@ -119,22 +130,8 @@ def failed_objective(config: RewardConfig) -> ObjectiveTerms:
 
 
 @dataclass(frozen=True, slots=True)
-class RewardBreakdown:
-    """One step's reward split by objective term (see :class:`ObjectiveTerms`); they sum to the reward."""
-
-    accuracy: float = 0.0
-    param_cost: float = 0.0
-    compute_cost: float = 0.0
-    governor_penalty: float = 0.0
-
-    @property
-    def total(self) -> float:
-        """The reward: the sum of all components."""
-        return self.accuracy + self.param_cost + self.compute_cost + self.governor_penalty
-
-    def as_dict(self) -> dict[str, float]:
-        """``{component: value}`` (JSON-able, total not included)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+class RewardBreakdown(_ObjectiveParts):
+    """One step's reward split by objective term (see :class:`ObjectiveTerms`); ``total`` is the reward."""
 
 
 @dataclass(frozen=True, slots=True)
