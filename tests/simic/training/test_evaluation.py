@@ -40,7 +40,7 @@ def test_evaluate_compares_three_policies_on_the_same_seeds(
     data = json.loads(json.dumps(report.to_json()))
     assert data["rows"][0]["episodes"] == 3 and data["env"]["task"] == "synthetic"
     table = report.table().splitlines()
-    assert table[0].startswith("policy") and len(table) == 4 and "±" in table[1]
+    assert table[0].startswith("policy") and len(table) == 5 and "±" in table[1]
     again = evaluate(tmp_path / "run" / "checkpoint_last.pt", EvalConfig(episodes=3, num_envs=3))
     assert [r.stats for r in again.rows] == [r.stats for r in report.rows]
 

@@ -37,6 +37,7 @@ from esper.simic.training import (
 from esper.simic.training.dataclass_io import from_plain
 from esper.simic.training.options import Option, add_option_groups, add_options, collect_options, given_values
 from esper.simic.training.run_dir import RESUME_AUTO, claim_new_run_directory, resolve_resume, strict_json
+from esper.simic.training.traces import TRACES_FILE, write_traces
 from esper.tamiyo.policy import PolicyRegistryError, list_policies
 
 PROG = "esper-train"
@@ -137,6 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument(
         "--out", metavar="FILE", help="JSON report path (default: eval.json next to the checkpoint)"
     )
+    evaluation.add_argument(
+        "--traces",
+        metavar="FILE",
+        help=f"JSON-lines file of every step of every episode (default: {TRACES_FILE} next to the JSON report)",
+    )
     evaluation.add_argument("--data-dir", help="override the checkpoint's data directory (cifar10 on another machine)")
     add_options(evaluation.add_argument_group("evaluation"), _eval_options())
 
@@ -188,6 +194,8 @@ def _eval(args: argparse.Namespace) -> int:
     report = evaluate(args.checkpoint, config, data_dir=args.data_dir)
     print(report.table())
     out = Path(args.out) if args.out is not None else Path(args.checkpoint).parent / "eval.json"
+    traces = write_traces(Path(args.traces) if args.traces is not None else out.parent / TRACES_FILE, report.traces)
+    print(f"wrote {traces}")
     _write_json(out, report.to_json())
     print(f"wrote {out}")
     return 0

@@ -25,6 +25,7 @@ from esper.simic.training.dataclass_io import ConfigKeyError, from_plain, to_pla
 from esper.simic.training.metrics import EpisodeStats
 from esper.simic.training.rng import EVAL_RESET_STREAM, derive_seed, isolated_global_rngs, torch_threads
 from esper.simic.training.rollout import ActFn, PolicyActor, play_round
+from esper.simic.training.traces import EpisodeTrace, TraceRecorder, diversity_by_policy
 from esper.simic.training.vectorized import resolve_device
 from esper.tamiyo.contract import ActionMasks, ActionSpace, LifecycleOp
 from esper.tamiyo.policy import PolicyBundle, create_policy
@@ -104,6 +105,13 @@ class EvalReport:
     """Environment config (plain dict) of the episodes."""
     checkpoint: str | None
     """Evaluated checkpoint, if any."""
+    traces: tuple[EpisodeTrace, ...] = ()
+    """Step-by-step traces of every row's episodes (``traces.py``), rows in order."""
+
+    @property
+    def sequence_diversity(self) -> dict[str, float]:
+        """Per policy: distinct action sequences / episodes (1/N: the same sequence in all N episodes)."""
+        return diversity_by_policy(self.traces)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -111,6 +119,7 @@ class EvalReport:
             "seeds": list(self.seeds),
             "env": dict(self.env),
             "rows": [row.to_json() for row in self.rows],
+            "distinct_action_sequences_per_episode": self.sequence_diversity,
         }
 
     def table(self) -> str:
@@ -130,11 +139,21 @@ class EvalReport:
                 )
             )
         widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-        return "\n".join(
+        table = "\n".join(
             "  ".join(
                 cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths, strict=True))
             )
             for line in lines
+        )
+        return table + self._diversity_footer()
+
+    def _diversity_footer(self) -> str:
+        if not self.traces:
+            return ""
+        shares = ", ".join(f"{policy} {share:.2f}" for policy, share in self.sequence_diversity.items())
+        return (
+            "\ndistinct action sequences / episodes (op + relevant heads per step; 1/N = one script "
+            f"for all N episodes): {shares}"
         )
 
 
@@ -156,8 +175,12 @@ def play_episodes(
     policy: PolicyBundle | None,
     *,
     normalizer: ObservationNormalizer | None = None,
+    recorder: TraceRecorder | None = None,
 ) -> tuple[EpisodeSummary, ...]:
-    """Play one episode per seed, ``policy`` acting deterministically (``None`` = always WAIT)."""
+    """Play one episode per seed, ``policy`` acting deterministically (``None`` = always WAIT).
+
+    ``recorder`` traces every step of the episodes.
+    """
     episodes: list[EpisodeSummary] = []
     for batch in pool.batches(seeds):
         venv = pool.get(len(batch))
@@ -166,7 +189,10 @@ def play_episodes(
             if policy is None
             else PolicyActor(policy, len(batch), normalizer=normalizer, deterministic=True)
         )
-        episodes += play_round(venv, act, batch).episodes
+        if recorder is None:
+            episodes += play_round(venv, act, batch).episodes
+        else:
+            episodes += play_round(venv, recorder.watch(act, batch), batch, on_step=recorder.on_step).episodes
     return tuple(episodes)
 
 
@@ -253,9 +279,12 @@ def evaluate(
             normalizer.load_state_dict(data["normalizers"]["obs"])
         except (KeyError, ValueError) as exc:
             raise CheckpointError(f"checkpoint observation normaliser cannot be restored: {exc}") from exc
+        learned = f"checkpoint ({header['type']})"
+        recorders = [TraceRecorder(name, venv.action_space) for name in (learned, HEURISTIC, NO_GROWTH)]
         rows = (
-            EvalRow(f"checkpoint ({header['type']})", play_episodes(pool, seeds, policy, normalizer=normalizer)),
-            EvalRow(HEURISTIC, play_episodes(pool, seeds, heuristic_policy(venv))),
-            EvalRow(NO_GROWTH, play_episodes(pool, seeds, None)),
+            EvalRow(learned, play_episodes(pool, seeds, policy, normalizer=normalizer, recorder=recorders[0])),
+            EvalRow(HEURISTIC, play_episodes(pool, seeds, heuristic_policy(venv), recorder=recorders[1])),
+            EvalRow(NO_GROWTH, play_episodes(pool, seeds, None, recorder=recorders[2])),
         )
-    return EvalReport(rows, seeds, to_plain(env_config), str(checkpoint))
+    traces = tuple(trace for recorder in recorders for trace in recorder.episodes)
+    return EvalReport(rows, seeds, to_plain(env_config), str(checkpoint), traces)
