@@ -263,3 +263,17 @@ def test_run_study_from_python_writes_the_report(
     assert report.comparisons[0].differences == (11.0, 12.0, 13.0)
     assert json.loads((tmp_path / "s" / "study.json").read_text())["comparisons"][0]["mean_difference"] == 12.0
     assert "| no-growth (WAIT) | +12.00 |" in (tmp_path / "s" / "study.md").read_text()
+
+
+def test_a_seeds_eval_json_is_reused_only_for_the_same_rounds_and_evaluation(tmp_path: Path) -> None:
+    rows = (values("checkpoint (lstm)", 80.0), values("heuristic", 75.0))
+    eval_config = {"episodes": 2, "seed": 9}
+    path = tmp_path / "eval.json"
+    study_part = {"rounds_completed": 3, "eval_config": eval_config, "rows": [r.to_json() for r in rows]}
+    path.write_text(json.dumps({"rows": [], "study": study_part}))
+    assert study_module._stored_evaluation(path, 3, eval_config) == rows
+    assert study_module._stored_evaluation(path, 4, eval_config) is None  # trained further since
+    assert study_module._stored_evaluation(path, 3, {**eval_config, "episodes": 4}) is None
+    assert study_module._stored_evaluation(tmp_path / "missing.json", 3, eval_config) is None
+    path.write_text(json.dumps({"rows": []}))  # an `esper-train eval` report, not a study's
+    assert study_module._stored_evaluation(path, 3, eval_config) is None

@@ -389,7 +389,7 @@ def evaluate_seed(
     study keeps of it), so an ``eval.json`` exists only for a finished evaluation.
     """
     seed_dir = config.seed_dir(seed)
-    eval_plain = to_plain(config.eval)
+    eval_plain = json.loads(strict_json(to_plain(config.eval)))  # as it reads back from eval.json
     stored = _stored_evaluation(seed_dir / EVAL_FILE, rounds, eval_plain)
     if stored is not None:
         notify(f"seed {seed}: already evaluated ({seed_dir / EVAL_FILE})")
