@@ -1,4 +1,4 @@
-"""Evaluation: checkpoint vs heuristic vs no growth on the same episodes."""
+"""Evaluation: the checkpoint's policy (greedy and sampled) vs the baselines on the same episodes."""
 
 from __future__ import annotations
 
@@ -10,11 +10,24 @@ from pathlib import Path
 import pytest
 import torch
 
-from esper.simic.agent import PPOConfig
+from esper.simic.agent import ObservationNormalizer, PPOConfig
 from esper.simic.env import EnvConfig
 from esper.simic.training import EvalConfig, TrainConfig, evaluate, evaluate_heuristic, train
-from esper.simic.training.evaluation import NO_GROWTH, wait_actions
+from esper.simic.training.baselines import wait_actions
+from esper.simic.training.evaluation import (
+    NO_GROWTH,
+    RANDOM,
+    STATIC,
+    WIDENED,
+    VectorEnvPool,
+    learned_rows,
+    play_episodes,
+)
+from esper.simic.training.rollout import ActFn, PolicyActor
 from esper.tamiyo.contract import ActionMasks, LifecycleOp, SlotConfig, morphogenetic_action_space
+from esper.tamiyo.policy import create_policy
+
+CHEAP_ROWS = ["checkpoint (lstm)", "checkpoint (lstm), sampled", "heuristic", NO_GROWTH, RANDOM]
 
 
 def test_wait_actions_use_placeholders_allowed_by_the_masks() -> None:
@@ -27,22 +40,68 @@ def test_wait_actions_use_placeholders_allowed_by_the_masks() -> None:
     assert actions["style"].tolist() == [space.placeholders[space.head_names.index("style")]] * 2
 
 
-def test_evaluate_compares_three_policies_on_the_same_seeds(
+def test_evaluate_compares_the_policy_with_the_cheap_baselines_on_the_same_seeds(
     make_config: Callable[..., TrainConfig], tmp_path: Path
 ) -> None:
     train(make_config("run", rounds=1))
-    report = evaluate(tmp_path / "run" / "checkpoint_last.pt", EvalConfig(episodes=3, num_envs=2))
-    assert [row.policy for row in report.rows] == ["checkpoint (lstm)", "heuristic", NO_GROWTH]
+    checkpoint = tmp_path / "run" / "checkpoint_last.pt"
+    report = evaluate(checkpoint, EvalConfig(episodes=3, num_envs=2, costly_baselines=False))
+    assert [row.policy for row in report.rows] == CHEAP_ROWS and report.fixed_schedules == ()
     assert all(row.stats.num_episodes == 3 for row in report.rows)
     assert len(set(report.seeds)) == 3
-    no_growth = report.rows[2].stats
-    assert (no_growth.germinated, no_growth.fossilized, no_growth.params_added) == (0, 0, 0)
+    no_growth = report.row(NO_GROWTH)
+    assert (no_growth.stats.germinated, no_growth.stats.fossilized, no_growth.params_added) == (0, 0, (0, 0, 0))
+    assert report.reference == "checkpoint (lstm)"
+    assert report.objective_differences()["checkpoint (lstm)"] == (0.0, 0.0, 0.0)
     data = json.loads(json.dumps(report.to_json()))
     assert data["rows"][0]["episodes"] == 3 and data["env"]["task"] == "synthetic"
+    assert data["rows"][3]["mean_objective_vs_learned"] == pytest.approx(
+        data["rows"][3]["mean_objective"] - data["rows"][0]["mean_objective"]
+    )
     table = report.table().splitlines()
-    assert table[0].startswith("policy") and len(table) == 5 and "±" in table[1]
-    again = evaluate(tmp_path / "run" / "checkpoint_last.pt", EvalConfig(episodes=3, num_envs=3))
-    assert [r.stats for r in again.rows] == [r.stats for r in report.rows]
+    assert table[0].startswith("policy") and len(table) == 7 and "±" in table[1]
+    assert table[0].endswith("Δ objective vs learned") and table[1].endswith("+0.00")
+    again = evaluate(checkpoint, EvalConfig(episodes=3, num_envs=3, costly_baselines=False))
+    greedy_and_rules = [0, 2, 3, 4]  # the sampled row draws from one generator per batch: batching matters
+    assert [again.rows[i].episodes for i in greedy_and_rules] == [report.rows[i].episodes for i in greedy_and_rules]
+
+
+@pytest.mark.slow  # six fixed schedules, the static and the widened baseline after a training round: seconds
+def test_evaluate_with_the_costly_baselines(make_config: Callable[..., TrainConfig], tmp_path: Path) -> None:
+    train(make_config("run", rounds=1))
+    report = evaluate(tmp_path / "run" / "checkpoint_last.pt", EvalConfig(episodes=2, num_envs=2))
+    names = [row.policy for row in report.rows]
+    assert names[:5] == CHEAP_ROWS and names[6:] == [STATIC, WIDENED]
+    assert names[5].startswith("fixed schedule (best: ") and len(report.fixed_schedules) == 6
+    learned, static = report.rows[0], report.row(STATIC)
+    assert [e.seed_params for e in static.episodes] == [e.seed_params for e in learned.episodes]
+    data = report.to_json()
+    assert len(data["fixed_schedules"]) == 6 and len(report.table().splitlines()) == 10
+
+
+def test_greedy_and_sampled_rows_differ_only_by_sampling(tiny_env: EnvConfig) -> None:
+    """Same policy, normaliser and episodes; the sampled row draws from a generator seeded by the config."""
+    pool = VectorEnvPool(tiny_env, 2)
+    venv = pool.get(2)
+    policy = create_policy(
+        "lstm", slot_config=venv.slot_config, feature_dim=venv.feature_dim, hidden_size=16, lstm_hidden=16
+    )
+    normalizer = ObservationNormalizer(venv.feature_dim)
+    config = EvalConfig(episodes=2, seed=3)
+    greedy, sampled = learned_rows(pool, config, "p", policy, normalizer)
+    assert (greedy.policy, sampled.policy) == ("p", "p, sampled")
+    seeds = config.episode_seeds()
+
+    def actor(generator: torch.Generator | None) -> Callable[..., ActFn]:
+        return lambda venv, batch: PolicyActor(
+            policy, len(batch), normalizer=normalizer, generator=generator, deterministic=generator is None
+        )
+
+    assert greedy.episodes == play_episodes(pool, seeds, actor(None))
+    generator = torch.Generator().manual_seed(config.sampling_seed(0))
+    assert sampled.episodes == play_episodes(pool, seeds, actor(generator))
+    assert learned_rows(pool, config, "p", policy, normalizer)[1].episodes == sampled.episodes
+    assert sampled.episodes != greedy.episodes  # an untrained policy: sampling changes the episodes
 
 
 def test_evaluate_heuristic_reports_one_row(tiny_env: EnvConfig) -> None:
@@ -64,7 +123,7 @@ def test_evaluation_discounts_the_shaping_with_the_checkpoints_gamma(
     """Returns are comparable with training's: the checkpoint's ppo.gamma also discounts the shaping."""
     env = dataclasses.replace(tiny_env, episode_length=12)  # long enough for the heuristic to germinate
     train(make_config("run", rounds=1, env=env, ppo=PPOConfig(update_epochs=1, gamma=0.5)))
-    config = EvalConfig(episodes=2, num_envs=2)
-    heuristic_row = evaluate(tmp_path / "run" / "checkpoint_last.pt", config).rows[1]
+    config = EvalConfig(episodes=2, num_envs=2, costly_baselines=False)
+    heuristic_row = evaluate(tmp_path / "run" / "checkpoint_last.pt", config).row("heuristic")
     assert heuristic_row.stats.returns == evaluate_heuristic(env, config, gamma=0.5).rows[0].stats.returns
     assert heuristic_row.stats.returns != evaluate_heuristic(env, config).rows[0].stats.returns

@@ -12,6 +12,8 @@ import pytest
 from esper.simic import cli
 from esper.simic.training import EvalConfig, RunSummary, TrainConfig
 from esper.simic.training import study as study_module
+from esper.simic.training.eval_report import EvalReport
+from esper.simic.training.evaluation import HEURISTIC, NO_GROWTH, RANDOM, STOCHASTIC_SUFFIX
 from esper.simic.training.study import (
     Interval,
     RowValues,
@@ -19,7 +21,6 @@ from esper.simic.training.study import (
     StudyConfig,
     bootstrap_mean_interval,
     consecutive_seeds,
-    learned_row_index,
     run_study,
     summarize,
 )
@@ -65,16 +66,10 @@ def test_bootstrap_is_deterministic_given_its_seed() -> None:
         bootstrap_mean_interval([])
 
 
-def test_learned_row_is_the_deterministic_one_else_the_checkpoint_row() -> None:
-    assert learned_row_index(["no growth", "learned (stochastic)", "learned (deterministic)"]) == 2
-    assert learned_row_index(["checkpoint (lstm)", "heuristic"]) == 0
-    with pytest.raises(ValueError, match="no learned policy row"):
-        learned_row_index(["heuristic", "no growth"])
-
-
 def test_summarize_pairs_rows_by_seed_and_compares_the_learned_row_with_every_other(tmp_path: Path) -> None:
     evaluations = [
         SeedEvaluation(
+            1,
             1,
             (
                 values("no growth", 70.0, final_accuracy=70.0),
@@ -84,6 +79,7 @@ def test_summarize_pairs_rows_by_seed_and_compares_the_learned_row_with_every_ot
         ),
         SeedEvaluation(
             2,
+            1,
             (
                 values("no growth", 71.0, final_accuracy=71.0),
                 values("learned (deterministic)", 74.0, final_accuracy=75.0, params_added=2000.0),
@@ -122,12 +118,10 @@ def test_summarize_pairs_rows_by_seed_and_compares_the_learned_row_with_every_ot
 
 
 def test_summarize_refuses_seeds_with_different_rows(tmp_path: Path) -> None:
-    evaluations = [
-        SeedEvaluation(1, (values("checkpoint (lstm)", 1.0), values("heuristic", 0.0))),
-        SeedEvaluation(2, (values("checkpoint (lstm)", 1.0),)),
-    ]
-    with pytest.raises(ValueError, match="different numbers of rows"):
-        summarize(evaluations, study_config(tmp_path))
+    two_rows = (values("checkpoint (lstm)", 1.0), values("heuristic", 0.0))
+    for other in (SeedEvaluation(2, 0, two_rows[:1]), SeedEvaluation(2, 1, two_rows)):
+        with pytest.raises(ValueError, match="differ in"):
+            summarize([SeedEvaluation(1, 0, two_rows), other], study_config(tmp_path))
 
 
 @pytest.mark.parametrize(
@@ -158,7 +152,8 @@ TINY = [
     *("--task", "synthetic", "--episode-length", "4", "--synthetic-train-size", "64"),
     *("--synthetic-val-size", "32", "--batch-size", "32", "--rounds", "2", "--num-envs", "2"),
     *("--policy-kwargs", '{"hidden_size": 16, "lstm_hidden": 16}', "--update-epochs", "1"),
-    *("--checkpoint-every", "1", "--eval-episodes", "2", "--eval-num-envs", "2", "--quiet"),
+    *("--checkpoint-every", "1", "--eval-episodes", "2", "--eval-num-envs", "2", "--no-eval-costly-baselines"),
+    "--quiet",
 ]
 
 
@@ -172,7 +167,12 @@ def test_study_end_to_end_and_an_interrupted_study_resumes_to_the_same_numbers(
     assert "| heuristic |" in out and f"wrote {whole / 'study.json'}" in out
     expected = json.loads((whole / "study.json").read_text())
     assert expected["seeds"] == [3, 4] and expected["learned"] == "checkpoint (lstm)"
-    assert [c["baseline"] for c in expected["comparisons"]] == ["heuristic", "no-growth (WAIT)"]
+    assert [c["baseline"] for c in expected["comparisons"]] == [
+        f"checkpoint (lstm){STOCHASTIC_SUFFIX}",
+        HEURISTIC,
+        NO_GROWTH,
+        RANDOM,
+    ]
     assert all(len(row["per_seed"]) == 2 for row in expected["rows"])
     for seed in (3, 4):
         seed_dir = whole / f"seed-{seed}"
@@ -253,7 +253,7 @@ def test_run_study_from_python_writes_the_report(
 
     def fake_evaluate_seed(config: StudyConfig, seed: int, checkpoint: Path, rounds: int, notify: Any) -> Any:
         assert checkpoint == tmp_path / "s" / f"seed-{seed}" / "checkpoint_last.pt" and rounds == 2
-        return (values("checkpoint (lstm)", 80.0 + seed), values("no-growth (WAIT)", 70.0))
+        return SeedEvaluation(seed, 0, (values("checkpoint (lstm)", 80.0 + seed), values("no-growth (WAIT)", 70.0)))
 
     monkeypatch.setattr(study_module, "train", fake_train)
     monkeypatch.setattr(study_module, "evaluate_seed", fake_evaluate_seed)
@@ -266,14 +266,20 @@ def test_run_study_from_python_writes_the_report(
 
 
 def test_a_seeds_eval_json_is_reused_only_for_the_same_rounds_and_evaluation(tmp_path: Path) -> None:
-    rows = (values("checkpoint (lstm)", 80.0), values("heuristic", 75.0))
+    evaluation = SeedEvaluation(5, 0, (values("checkpoint (lstm)", 80.0), values("heuristic", 75.0)))
     eval_config = {"episodes": 2, "seed": 9}
     path = tmp_path / "eval.json"
-    study_part = {"rounds_completed": 3, "eval_config": eval_config, "rows": [r.to_json() for r in rows]}
+    study_part = {"rounds_completed": 3, "eval_config": eval_config, "evaluation": evaluation.to_json()}
     path.write_text(json.dumps({"rows": [], "study": study_part}))
-    assert study_module._stored_evaluation(path, 3, eval_config) == rows
+    assert study_module._stored_evaluation(path, 3, eval_config) == evaluation
     assert study_module._stored_evaluation(path, 4, eval_config) is None  # trained further since
     assert study_module._stored_evaluation(path, 3, {**eval_config, "episodes": 4}) is None
     assert study_module._stored_evaluation(tmp_path / "missing.json", 3, eval_config) is None
     path.write_text(json.dumps({"rows": []}))  # an `esper-train eval` report, not a study's
     assert study_module._stored_evaluation(path, 3, eval_config) is None
+
+
+def test_a_seed_evaluation_needs_the_learned_row() -> None:
+    report = EvalReport((), (1, 2), {}, "ckpt.pt", reference=None)
+    with pytest.raises(ValueError, match="no learned policy row"):
+        SeedEvaluation.from_report(7, report)

@@ -13,15 +13,10 @@ import torch
 from esper.simic import cli
 from esper.simic.env import EnvConfig, LifecycleSettings, VectorEnv
 from esper.simic.training import EvalConfig, TrainConfig, evaluate, train
-from esper.simic.training.evaluation import no_growth_actor
+from esper.simic.training.baselines import no_growth_actor
+from esper.simic.training.evaluation import NO_GROWTH, WIDENED
 from esper.simic.training.rollout import ActFn, play_round
-from esper.simic.training.traces import (
-    EpisodeTrace,
-    TraceRecorder,
-    diversity_by_policy,
-    sequence_diversity,
-    write_traces,
-)
+from esper.simic.training.traces import EpisodeTrace, TraceRecorder, sequence_diversity, write_traces
 from esper.tamiyo.contract import VALID_TRANSITIONS, ActionMasks, LifecycleOp, Observation, SeedStage
 
 #: Most stage changes one step can make to a slot: the op (GERMINATE/PRUNE/FOSSILIZE), the
@@ -50,9 +45,9 @@ def random_actor(generator: torch.Generator) -> ActFn:
     return act
 
 
-def record(venv: VectorEnv, name: str, act: ActFn, seeds: list[int], batch: int) -> tuple[EpisodeTrace, ...]:
+def record(venv: VectorEnv, act: ActFn, seeds: list[int], batch: int) -> tuple[EpisodeTrace, ...]:
     """Play ``seeds`` in rounds of ``batch`` episodes with ``act``; return the recorded traces."""
-    recorder = TraceRecorder(name, venv.action_space)
+    recorder = TraceRecorder(venv.action_space)
     for start in range(0, len(seeds), batch):
         round_seeds = seeds[start : start + batch]
         assert len(round_seeds) == venv.num_envs
@@ -80,12 +75,12 @@ def test_sequence_diversity_is_distinct_sequences_over_episodes() -> None:
 
 def test_no_growth_traces_one_line_per_step_and_one_sequence(tiny_env: EnvConfig, tmp_path: Path) -> None:
     venv = VectorEnv(tiny_env, 2)
-    traces = record(venv, "no growth", no_growth_actor(venv.action_space), [11, 12, 13, 14], batch=2)
+    traces = record(venv, no_growth_actor(venv.action_space), [11, 12, 13, 14], batch=2)
     assert [(t.episode, t.seed) for t in traces] == [(0, 11), (1, 12), (2, 13), (3, 14)]
     assert all(len(t.steps) == tiny_env.episode_length for t in traces)
     assert all(t.actions == (WAIT,) * tiny_env.episode_length for t in traces)
-    assert diversity_by_policy(traces) == {"no growth": 0.25}
-    path = write_traces(tmp_path / "traces.jsonl", traces)
+    assert sequence_diversity([t.actions for t in traces]) == 0.25
+    path = write_traces(tmp_path / "traces.jsonl", [("no growth", traces)])
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert len(lines) == 4 * tiny_env.episode_length
     assert list(lines[0])[:4] == ["policy", "episode", "seed", "step"]
@@ -113,7 +108,7 @@ def test_random_policy_traces_follow_the_transition_table(tiny_env: EnvConfig) -
     )
     venv = VectorEnv(env, 4)
     seeds = list(range(100, 104))
-    traces = record(venv, "random", random_actor(torch.Generator().manual_seed(2)), seeds, batch=4)
+    traces = record(venv, random_actor(torch.Generator().manual_seed(2)), seeds, batch=4)
     assert len(traces) == len(seeds) and all(len(t.steps) == env.episode_length for t in traces)
     seen_stages: set[str] = set()
     for trace in traces:
@@ -139,30 +134,28 @@ def test_random_policy_traces_follow_the_transition_table(tiny_env: EnvConfig) -
 
 def test_recorder_refuses_a_new_round_before_the_last_one_ended(tiny_env: EnvConfig) -> None:
     venv = VectorEnv(tiny_env, 1)
-    recorder = TraceRecorder("no growth", venv.action_space)
+    recorder = TraceRecorder(venv.action_space)
     recorder.watch(no_growth_actor(venv.action_space), [1])
     with pytest.raises(RuntimeError, match="unfinished episode"):
         recorder.watch(no_growth_actor(venv.action_space), [2])
 
 
-def test_evaluate_traces_every_step_of_every_policy(make_config: Callable[..., TrainConfig], tmp_path: Path) -> None:
+def test_evaluate_traces_every_step_of_every_row(make_config: Callable[..., TrainConfig], tmp_path: Path) -> None:
     train(make_config("run", rounds=1))
-    report = evaluate(tmp_path / "run" / "checkpoint_last.pt", EvalConfig(episodes=3, num_envs=2))
-    policies = [row.policy for row in report.rows]
-    assert [(t.policy, t.episode, t.seed) for t in report.traces] == [
-        (policy, i, seed) for policy in policies for i, seed in enumerate(report.seeds)
-    ]
+    report = evaluate(tmp_path / "run" / "checkpoint_last.pt", EvalConfig(episodes=2, num_envs=2))
+    assert WIDENED in [row.policy for row in report.rows]  # the costly baselines are traced too
     for row in report.rows:
-        traces = [t for t in report.traces if t.policy == row.policy]
-        assert [len(t.steps) for t in traces] == [e.length for e in row.episodes]
-        assert [t.steps[-1].val_accuracy for t in traces] == [e.final_accuracy for e in row.episodes]
-        assert [t.steps[-1].seed_params for t in traces] == [e.seed_params for e in row.episodes]
-        assert [t.steps[-1].extra_compute for t in traces] == [e.extra_compute for e in row.episodes]
-        assert [sum(s.reward for s in t.steps) for t in traces] == pytest.approx(
-            [e.episode_return for e in row.episodes]
-        )
+        assert [(t.episode, t.seed) for t in row.traces] == list(enumerate(report.seeds))
+        assert [len(t.steps) for t in row.traces] == [e.length for e in row.episodes]
+        assert [t.steps[-1].val_accuracy for t in row.traces] == [e.final_accuracy for e in row.episodes]
+        assert [t.steps[-1].seed_params for t in row.traces] == [e.seed_params for e in row.episodes]
+        assert [t.steps[-1].host_params for t in row.traces] == [e.host_params for e in row.episodes]
+        returns = [sum(s.reward for s in t.steps) for t in row.traces]
+        assert returns == pytest.approx([e.episode_return for e in row.episodes])
+        if row.policy != WIDENED:  # the widened host's growth is charged after the episode, not by the env
+            assert [t.steps[-1].extra_compute for t in row.traces] == [e.extra_compute for e in row.episodes]
     shares = report.to_json()["distinct_action_sequences_per_episode"]
-    assert list(shares) == policies and shares["no-growth (WAIT)"] == pytest.approx(1 / 3)
+    assert list(shares) == [row.policy for row in report.rows] and shares[NO_GROWTH] == 0.5
     assert report.table().splitlines()[-1].startswith("distinct action sequences / episodes")
 
 
@@ -171,10 +164,12 @@ def test_eval_command_writes_the_traces_next_to_its_report(
 ) -> None:
     train(make_config("run", rounds=1))
     checkpoint = str(tmp_path / "run" / "checkpoint_last.pt")
-    assert cli.main(["eval", checkpoint, "--episodes", "2", "--num-envs", "2"]) == 0
+    cheap = ["--episodes", "2", "--num-envs", "2", "--no-costly-baselines"]
+    assert cli.main(["eval", checkpoint, *cheap]) == 0
     lines = (tmp_path / "run" / "traces.jsonl").read_text().splitlines()
-    assert len(lines) == 3 * 2 * 4  # policies x episodes x steps
+    rows = json.loads((tmp_path / "run" / "eval.json").read_text())["rows"]
+    assert len(lines) == len(rows) * 2 * 4  # rows x episodes x steps
     assert f"wrote {tmp_path / 'run' / 'traces.jsonl'}" in capsys.readouterr().out
     elsewhere = tmp_path / "elsewhere" / "t.jsonl"
-    assert cli.main(["eval", checkpoint, "--episodes", "2", "--num-envs", "2", "--traces", str(elsewhere)]) == 0
+    assert cli.main(["eval", checkpoint, *cheap, "--traces", str(elsewhere)]) == 0
     assert elsewhere.read_text().splitlines() == lines

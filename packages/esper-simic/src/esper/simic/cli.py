@@ -1,7 +1,7 @@
 """``esper-train``: a thin shell over :mod:`esper.simic.training` (no training logic lives here).
 
 Subcommands: ``ppo`` (train), ``heuristic`` (run the rule-based policy), ``eval`` (checkpoint vs
-heuristic vs no growth), ``policies`` (what the registry knows, broken plugins included). Options
+the baselines), ``policies`` (what the registry knows, broken plugins included). Options
 are generated from the config dataclasses and their field docstrings, so ``--help`` is the config's
 documentation. Input errors print one ``esper-train: error: ...`` line and exit with status 2;
 ``--traceback`` shows the full stack instead (for bug reports).
@@ -142,9 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluation = commands.add_parser(
         "eval",
-        help="compare a checkpoint with the heuristic and no growth",
-        description="Play the same episodes with the checkpoint's deterministic policy, the heuristic and a "
-        "no-growth baseline (always WAIT); print a table and write it as JSON.",
+        help="compare a checkpoint with the baselines",
+        description="Play the same episodes with the checkpoint's policy (greedy and sampled) and the baselines: "
+        "the heuristic, no growth (always WAIT), a random valid policy and, unless --no-costly-baselines, the best "
+        "fixed schedule, the learned final network trained statically from epoch 0 and the host widened to the "
+        "same parameter count; print a table of the objective and write it as JSON.",
     )
     evaluation.add_argument("checkpoint", help="checkpoint file (e.g. runs/ppo-.../checkpoint_last.pt)")
     evaluation.add_argument(
@@ -252,7 +254,8 @@ def _eval(args: argparse.Namespace) -> int:
     report = evaluate(args.checkpoint, config, data_dir=args.data_dir)
     print(report.table())
     out = Path(args.out) if args.out is not None else Path(args.checkpoint).parent / "eval.json"
-    traces = write_traces(Path(args.traces) if args.traces is not None else out.parent / TRACES_FILE, report.traces)
+    traces_path = Path(args.traces) if args.traces is not None else out.parent / TRACES_FILE
+    traces = write_traces(traces_path, ((row.policy, row.traces) for row in report.rows))
     print(f"wrote {traces}")
     _write_json(out, report.to_json())
     print(f"wrote {out}")

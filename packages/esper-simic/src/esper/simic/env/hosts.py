@@ -28,6 +28,8 @@ without seeds; the impaired ones have 1,292 (mlp) and 160 (cnn) parameters. All 
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -144,3 +146,37 @@ def build_host(
     chosen = preset or HOST_PRESETS[(topology, impaired)]
     factory = _mlp if topology == "mlp" else _cnn
     return build_seeded(lambda: factory(input_shape, num_classes, chosen), generator)
+
+
+def host_param_count(topology: str, preset: HostPreset, *, input_shape: tuple[int, int, int], num_classes: int) -> int:
+    """Trainable parameters of a host with ``preset``, counted on the meta device (no memory, no RNG)."""
+    factory = _mlp if topology == "mlp" else _cnn
+    with torch.device("meta"):
+        return factory(input_shape, num_classes, preset).num_params
+
+
+def widened_preset(
+    topology: str, preset: HostPreset, target_params: int, *, input_shape: tuple[int, int, int], num_classes: int
+) -> HostPreset:
+    """``preset`` with every block width scaled so the host's parameter count is closest to ``target_params``.
+
+    The widest block gets an integer width ``W`` and the others keep their proportions
+    (``round(w · W / max(widths))``, at least 1); the parameter count grows with ``W``, so a
+    bisection finds the smallest ``W`` reaching the target and the closer of it and ``W − 1`` wins.
+    Used by the "same parameters, no growth" baseline: the host made as big as the grown network.
+    """
+    widest = max(preset.widths)
+
+    def scaled(width: int) -> HostPreset:
+        widths = tuple(max(1, round(w * width / widest)) for w in preset.widths)
+        return dataclasses.replace(preset, widths=widths)
+
+    def count(width: int) -> int:
+        return host_param_count(topology, scaled(width), input_shape=input_shape, num_classes=num_classes)
+
+    high = widest
+    while count(high) < target_params:
+        high *= 2
+    first = bisect.bisect_left(range(1, high + 1), target_params, key=count) + 1
+    best = min((w for w in (first - 1, first) if w >= 1), key=lambda w: abs(count(w) - target_params))
+    return scaled(best)

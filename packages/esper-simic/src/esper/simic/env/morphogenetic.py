@@ -29,17 +29,19 @@ observation instead of at the training pass, so one ``step`` call contains one d
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 
 from esper.simic.env.actions import action_allowed, execute_action, parse_action
+from esper.simic.env.architecture import FixedArchitecture
 from esper.simic.env.config import EnvConfig
 from esper.simic.env.datasets import TaskData, load_task
 from esper.simic.env.governor import Governor, Snapshot, restore_snapshot, take_snapshot
 from esper.simic.env.host_epoch import EpochStats, train_epoch
-from esper.simic.env.hosts import build_host
+from esper.simic.env.hosts import HOST_PRESETS, build_host
 from esper.simic.env.model import MorphogeneticModel
 from esper.simic.env.objective import epoch_compute, objective_value
 from esper.simic.env.observations import build_masks, build_observation
@@ -171,18 +173,28 @@ class MorphogeneticEnv:
         return self._done
 
     # ---------------------------------------------------------------------------------- reset
-    def reset(self, seed: int) -> EnvReset:
-        """Start a new episode with a fresh host built from ``seed``; returns the epoch-0 observation."""
+    def reset(self, seed: int, *, architecture: FixedArchitecture | None = None) -> EnvReset:
+        """Start a new episode with a fresh host built from ``seed``; returns the epoch-0 observation.
+
+        ``architecture`` (the static baselines) widens the host and/or builds seeds in from epoch 0;
+        their parameters are drawn from the episode's generator right after the host's.
+        """
         self._generator = torch.Generator().manual_seed(int(seed))
         cfg = self.config
+        preset = HOST_PRESETS[(cfg.host, cfg.impaired)]
+        if architecture is not None and architecture.host_widths is not None:
+            preset = dataclasses.replace(preset, widths=architecture.host_widths)
         host = build_host(
             cfg.host,
             impaired=cfg.impaired,
             input_shape=self.data.input_shape,
             num_classes=self.data.num_classes,
             generator=self._generator,
+            preset=preset,
         )
         self.model = MorphogeneticModel(host, cfg.slot_ids, self._slot_settings, self.device).to(self.device)
+        if architecture is not None:
+            architecture.install_seeds(self.model, self._generator)
         self._host_optimizer = self._make_host_optimizer()
         self.governor.reset()
         self.tracker.reset()
@@ -367,4 +379,10 @@ class MorphogeneticEnv:
             host_params=self.model.host.num_params,
             extra_compute=tally.extra_compute,
             objective=objective_value(val.accuracy, seed_params, tally.extra_compute, self.config.objective),
+            final_blueprints={
+                s.slot_id: s.blueprint.blueprint_id for s in slots if s.occupied and s.blueprint is not None
+            },
+            final_algorithms={
+                s.slot_id: s.algorithm.name.lower() for s in slots if s.occupied and s.blueprint is not None
+            },
         )

@@ -9,7 +9,7 @@ Gymnasium boundary (``esper.simic.env.gym_adapter``), built from these records.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -126,6 +126,12 @@ class EpisodeSummary:
     """Training compute the seeds cost over the episode, in host-epochs (see ``objective.py``)."""
     objective: float
     """The episode's objective: final accuracy net of the parameter and compute prices (``objective.py``)."""
+    final_blueprints: Mapping[str, str] = field(default_factory=dict)
+    """Blueprint id of the seed in each occupied slot at the end (live or fossilized), by slot id: the
+    final architecture, which the static baseline of evaluation trains from epoch 0."""
+    final_algorithms: Mapping[str, str] = field(default_factory=dict)
+    """Blend algorithm (``add``, ``multiply``, ``gate``) of each seed in ``final_blueprints`` (a gate has
+    parameters)."""
 
     def as_dict(self) -> dict[str, Any]:
         """A plain dict (Esper's summary in the Gymnasium ``info``)."""

@@ -254,6 +254,27 @@ class SeedSlot(nn.Module):
         self.blend_target = float(blend_target)
         self.accuracy_at_germination = float(accuracy)
 
+    def install_static(
+        self, blueprint: BlueprintAction | int, algorithm: AlphaAlgorithm, generator: torch.Generator
+    ) -> None:
+        """Build a seed that is part of the architecture from the start: FOSSILIZED at alpha 1, no lifecycle.
+
+        For the static baselines (``env/architecture.py``): the stage is set directly, bypassing the
+        transition table on purpose (the seed never lived through the lifecycle), and the seed trains
+        with its own optimiser from the first epoch, like any fossilized seed. Raises ``LifecycleError``
+        when the slot is not empty.
+        """
+        if self.stage != SeedStage.DORMANT:
+            raise LifecycleError(f"cannot install a seed in slot {self.slot_id}: it is {self.stage.name}")
+        self.seed = build_blueprint(self.topology, blueprint, self.slot_shape, generator).to(self.device)
+        self.blueprint = BlueprintAction(blueprint)
+        self.algorithm = AlphaAlgorithm(algorithm)
+        if self.algorithm == AlphaAlgorithm.GATE:
+            self.gate = build_gate(self.slot_shape, generator).to(self.device)
+        self._make_optimizer()
+        self.stage = SeedStage.FOSSILIZED
+        self.controller = AlphaController(1.0, 1.0, 1.0)
+
     def gate_passes(self) -> bool:
         """Whether the gate into the next stage of the successful path is open now."""
         if self.stage == SeedStage.GERMINATED:

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
+from esper.simic.env.architecture import FixedArchitecture
 from esper.simic.env.config import EnvConfig
 from esper.simic.env.datasets import TaskData, load_task
 from esper.simic.env.morphogenetic import MorphogeneticEnv
@@ -82,11 +83,18 @@ class VectorEnv:
     def topology(self) -> str:
         return self.config.topology
 
-    def reset(self, seeds: Sequence[int]) -> VectorReset:
-        """Reset every environment, env ``i`` with ``seeds[i]``."""
+    def reset(
+        self, seeds: Sequence[int], *, architectures: Sequence[FixedArchitecture | None] | None = None
+    ) -> VectorReset:
+        """Reset every environment, env ``i`` with ``seeds[i]`` (and ``architectures[i]``, static baselines)."""
         if len(seeds) != self.num_envs:
             raise ValueError(f"need one seed per environment ({self.num_envs}), got {len(seeds)}")
-        results = [env.reset(int(seed)) for env, seed in zip(self.envs, seeds, strict=True)]
+        fixed = [None] * self.num_envs if architectures is None else list(architectures)
+        if len(fixed) != self.num_envs:
+            raise ValueError(f"need one architecture per environment ({self.num_envs}), got {len(fixed)}")
+        results = [
+            env.reset(int(seed), architecture=arch) for env, seed, arch in zip(self.envs, seeds, fixed, strict=True)
+        ]
         self._obs = [r.obs for r in results]
         self._masks = [r.masks for r in results]
         self._active = [True] * self.num_envs

@@ -26,7 +26,8 @@ from esper.simic.training.config import (
     merge_layers,
 )
 from esper.simic.training.dataclass_io import ConfigKeyError
-from esper.simic.training.evaluation import EvalConfig, EvalReport, EvalRow, evaluate, evaluate_heuristic
+from esper.simic.training.eval_report import EvalReport, EvalRow
+from esper.simic.training.evaluation import EvalConfig, evaluate, evaluate_heuristic
 from esper.simic.training.metrics import (
     EpisodeStats,
     FanOutSink,

@@ -1,37 +1,69 @@
-"""Side-by-side evaluation: a checkpoint's deterministic policy vs the heuristic vs no growth.
+"""Side-by-side evaluation: a checkpoint's policy against the baselines a reviewer asks for.
 
 Every policy plays the *same* episodes (same reset seeds, drawn from an evaluation stream that
-never overlaps the training seeds), so differences are paired, not luck of the draw. The
-learned policy sees observations normalised with the checkpoint's frozen statistics, exactly as
-in training; the heuristic reads raw observations (its thresholds are in raw units); the
-no-growth baseline always WAITs (every other head at its canonical placeholder), i.e. the
-impaired host trained alone.
+never overlaps the training seeds), so differences are paired, not luck of the draw. Rows:
+
+- the learned policy, deterministic (greedy) and stochastic (sampled with a generator derived
+  from ``EvalConfig.seed``, so the row is reproducible); it sees observations normalised with the
+  checkpoint's frozen statistics, exactly as in training;
+- the heuristic (raw observations: its thresholds are in raw units), no growth (always WAIT) and a
+  random valid policy;
+- the costly baselines (``EvalConfig.costly_baselines``): the best fixed schedule over the
+  topology's blueprints, the learned policy's final network trained statically from epoch 0, and
+  the host widened to the learned network's parameter count (``baselines.py`` says what each
+  answers).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from esper.simic.agent import ObservationNormalizer, PPOConfig
-from esper.simic.env import EnvConfig, EpisodeSummary, VectorEnv
+from esper.simic.env import HOST_PRESETS, EnvConfig, EpisodeSummary, VectorEnv
+from esper.simic.env.architecture import FixedArchitecture
 from esper.simic.env.rewards import DEFAULT_GAMMA
+from esper.simic.training.baselines import (
+    FixedArchitectureEnvs,
+    HostShape,
+    RandomActor,
+    charge_host_growth,
+    fixed_schedule_actor,
+    no_growth_actor,
+    static_architectures,
+    widened_architectures,
+)
 from esper.simic.training.checkpoint import CheckpointError, check_compatible, read_checkpoint, rebuild_policy
 from esper.simic.training.dataclass_io import ConfigKeyError, from_plain, to_plain
-from esper.simic.training.metrics import EpisodeStats
-from esper.simic.training.rng import EVAL_RESET_STREAM, derive_seed, isolated_global_rngs, torch_threads
+from esper.simic.training.eval_report import EvalReport, EvalRow
+from esper.simic.training.rng import (
+    EVAL_RANDOM_STREAM,
+    EVAL_RESET_STREAM,
+    EVAL_SAMPLER_STREAM,
+    derive_seed,
+    isolated_global_rngs,
+    torch_threads,
+)
 from esper.simic.training.rollout import ActFn, PolicyActor, play_round
-from esper.simic.training.traces import EpisodeTrace, TraceRecorder, diversity_by_policy
+from esper.simic.training.traces import TraceRecorder
 from esper.simic.training.vectorized import resolve_device
-from esper.tamiyo.contract import ActionMasks, ActionSpace, LifecycleOp
+from esper.tamiyo.contract import BlueprintAction, topology_blueprints
 from esper.tamiyo.policy import PolicyBundle, create_policy
 
 HEURISTIC = "heuristic"
 NO_GROWTH = "no-growth (WAIT)"
+RANDOM = "random valid policy"
+STATIC = "learned architecture, static from epoch 0"
+WIDENED = "widened host, same params"
+STOCHASTIC_SUFFIX = ", sampled"
+
+#: ``make_actor(venv, episode_indices)``: the act function of one batch of episodes (indices into the seeds).
+ActorFactory = Callable[[VectorEnv, range], ActFn]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,13 +73,16 @@ class EvalConfig:
     episodes: int = 8
     """Episodes per policy; every policy plays the same episodes (same reset seeds)."""
     num_envs: int = 4
-    """Environments stepped in lockstep while evaluating."""
+    """Environments stepped in lockstep while evaluating (the sampled rows depend on it: one generator per batch)."""
     seed: int = 1234
-    """Seed of the evaluation episodes (a stream separate from the training seeds)."""
+    """Seed of the evaluation episodes and of the sampled rows' generators (streams separate from training's)."""
     device: str = "cpu"
     """Torch device of the evaluated policy."""
     num_threads: int | None = 1
     """torch CPU threads while evaluating (None: torch's default)."""
+    costly_baselines: bool = True
+    """Also play the costly baselines: a fixed schedule per blueprint, the learned final network trained
+    statically, and the widened host (``eval`` only)."""
 
     def __post_init__(self) -> None:
         if self.episodes < 1:
@@ -58,142 +93,20 @@ class EvalConfig:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
         if self.num_threads is not None and self.num_threads < 1:
             raise ValueError(f"num_threads must be >= 1 or None, got {self.num_threads}")
+        if not isinstance(self.costly_baselines, bool):
+            raise TypeError(f"costly_baselines must be a bool, got {self.costly_baselines!r}")
 
     def episode_seeds(self) -> tuple[int, ...]:
         """Reset seed of each evaluation episode."""
         return tuple(derive_seed(self.seed, EVAL_RESET_STREAM, i) for i in range(self.episodes))
 
+    def sampling_seed(self, first_episode: int) -> int:
+        """Seed of the sampling generator of the batch that starts at episode ``first_episode``."""
+        return derive_seed(self.seed, EVAL_SAMPLER_STREAM, first_episode)
 
-@dataclass(frozen=True, slots=True)
-class EvalRow:
-    """One policy's results over the evaluation episodes."""
-
-    policy: str
-    """Display name of the policy."""
-    episodes: tuple[EpisodeSummary, ...]
-    """The summary of every episode, in the order of the report's seeds (rows are paired by index)."""
-
-    @property
-    def stats(self) -> EpisodeStats:
-        """Per-episode returns and accuracies plus lifecycle totals."""
-        return EpisodeStats.from_episodes(self.episodes)
-
-    def to_json(self) -> dict[str, Any]:
-        n = self.stats.num_episodes
-        return {
-            "policy": self.policy,
-            "episodes": n,
-            "mean_final_accuracy": self.stats.mean_final_accuracy,
-            "std_final_accuracy": self.stats.std_final_accuracy,
-            "mean_return": self.stats.mean_return,
-            "seeds_fossilized_per_episode": self.stats.fossilized / n,
-            "params_added_per_episode": self.stats.params_added / n,
-            "final_accuracies": list(self.stats.final_accuracies),
-            "returns": list(self.stats.returns),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class EvalReport:
-    """Rows of an evaluation plus what they were measured on."""
-
-    rows: tuple[EvalRow, ...]
-    """One row per policy, in the order evaluated."""
-    seeds: tuple[int, ...]
-    """Reset seeds of the episodes every row played."""
-    env: Mapping[str, Any]
-    """Environment config (plain dict) of the episodes."""
-    checkpoint: str | None
-    """Evaluated checkpoint, if any."""
-    traces: tuple[EpisodeTrace, ...] = ()
-    """Step-by-step traces of every row's episodes (``traces.py``), rows in order."""
-
-    @property
-    def sequence_diversity(self) -> dict[str, float]:
-        """Per policy: distinct action sequences / episodes (1/N: the same sequence in all N episodes)."""
-        return diversity_by_policy(self.traces)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "checkpoint": self.checkpoint,
-            "seeds": list(self.seeds),
-            "env": dict(self.env),
-            "rows": [row.to_json() for row in self.rows],
-            "distinct_action_sequences_per_episode": self.sequence_diversity,
-        }
-
-    def table(self) -> str:
-        """A fixed-width text table: mean final accuracy ± std, mean return, fossilized, params added."""
-        header = ("policy", "episodes", "final acc % (± std)", "mean return", "fossilized/ep", "params added/ep")
-        lines = [header]
-        for row in self.rows:
-            data = row.to_json()
-            lines.append(
-                (
-                    row.policy,
-                    str(data["episodes"]),
-                    f"{data['mean_final_accuracy']:.2f} ± {data['std_final_accuracy']:.2f}",
-                    f"{data['mean_return']:+.3f}",
-                    f"{data['seeds_fossilized_per_episode']:.2f}",
-                    f"{data['params_added_per_episode']:,.0f}",
-                )
-            )
-        widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-        table = "\n".join(
-            "  ".join(
-                cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths, strict=True))
-            )
-            for line in lines
-        )
-        return table + self._diversity_footer()
-
-    def _diversity_footer(self) -> str:
-        if not self.traces:
-            return ""
-        shares = ", ".join(f"{policy} {share:.2f}" for policy, share in self.sequence_diversity.items())
-        return (
-            "\ndistinct action sequences / episodes (op + relevant heads per step; 1/N = one script "
-            f"for all N episodes): {shares}"
-        )
-
-
-def wait_actions(masks: ActionMasks, space: ActionSpace) -> dict[str, torch.Tensor]:
-    """The no-growth action for every env: op WAIT, every other head at its canonical placeholder."""
-    actions = {head: space.canonical_action(head, masks.heads[head]) for head in space.head_names}
-    actions[space.op_head] = torch.full_like(actions[space.op_head], int(LifecycleOp.WAIT))
-    return actions
-
-
-def no_growth_actor(space: ActionSpace) -> ActFn:
-    """The no-growth baseline as an act function: :func:`wait_actions` whatever the envs observe."""
-    return lambda obs, masks: wait_actions(masks, space)
-
-
-def play_episodes(
-    pool: VectorEnvPool,
-    seeds: Sequence[int],
-    policy: PolicyBundle | None,
-    *,
-    normalizer: ObservationNormalizer | None = None,
-    recorder: TraceRecorder | None = None,
-) -> tuple[EpisodeSummary, ...]:
-    """Play one episode per seed, ``policy`` acting deterministically (``None`` = always WAIT).
-
-    ``recorder`` traces every step of the episodes.
-    """
-    episodes: list[EpisodeSummary] = []
-    for batch in pool.batches(seeds):
-        venv = pool.get(len(batch))
-        act = (
-            no_growth_actor(venv.action_space)
-            if policy is None
-            else PolicyActor(policy, len(batch), normalizer=normalizer, deterministic=True)
-        )
-        if recorder is None:
-            episodes += play_round(venv, act, batch).episodes
-        else:
-            episodes += play_round(venv, recorder.watch(act, batch), batch, on_step=recorder.on_step).episodes
-    return tuple(episodes)
+    def random_seed(self, episode: int) -> int:
+        """Seed of the random baseline's generator in episode ``episode``."""
+        return derive_seed(self.seed, EVAL_RANDOM_STREAM, episode)
 
 
 class VectorEnvPool:
@@ -216,13 +129,116 @@ class VectorEnvPool:
             self._envs[num_envs] = VectorEnv(self.config, num_envs, gamma=self.gamma)
         return self._envs[num_envs]
 
-    def batches(self, seeds: Sequence[int]) -> list[Sequence[int]]:
-        return [seeds[i : i + self.batch_size] for i in range(0, len(seeds), self.batch_size)]
+    def batches(self, num_episodes: int) -> list[range]:
+        """Episode indices of each lockstep batch."""
+        return [range(i, min(i + self.batch_size, num_episodes)) for i in range(0, num_episodes, self.batch_size)]
+
+    def host_shape(self) -> HostShape:
+        """The config's host: topology, width preset, input shape and classes of the task."""
+        data = self.get(self.batch_size).envs[0].data
+        preset = HOST_PRESETS[(self.config.host, self.config.impaired)]
+        return HostShape(self.config.host, preset, data.input_shape, data.num_classes)
+
+
+def play_episodes(
+    pool: VectorEnvPool,
+    seeds: Sequence[int],
+    make_actor: ActorFactory,
+    *,
+    architectures: Sequence[FixedArchitecture] | None = None,
+    recorder: TraceRecorder | None = None,
+) -> tuple[EpisodeSummary, ...]:
+    """Play one episode per seed in lockstep batches; ``architectures[i]`` (if given) is built at episode i's reset.
+
+    ``recorder`` (if given) traces every step.
+    """
+    episodes: list[EpisodeSummary] = []
+    for batch in pool.batches(len(seeds)):
+        venv = pool.get(len(batch))
+        envs = venv if architectures is None else FixedArchitectureEnvs(venv, architectures[batch.start : batch.stop])
+        act, batch_seeds = make_actor(venv, batch), seeds[batch.start : batch.stop]
+        if recorder is None:
+            episodes += play_round(envs, act, batch_seeds).episodes
+        else:
+            episodes += play_round(
+                envs, recorder.watch(act, batch_seeds), batch_seeds, on_step=recorder.on_step
+            ).episodes
+    return tuple(episodes)
+
+
+def play_row(
+    policy: str,
+    pool: VectorEnvPool,
+    seeds: Sequence[int],
+    make_actor: ActorFactory,
+    *,
+    architectures: Sequence[FixedArchitecture] | None = None,
+) -> EvalRow:
+    """:func:`play_episodes` as the evaluation row ``policy``, with the trace of every episode."""
+    recorder = TraceRecorder(pool.get(pool.batch_size).action_space)
+    episodes = play_episodes(pool, seeds, make_actor, architectures=architectures, recorder=recorder)
+    return EvalRow(policy, episodes, traces=recorder.episodes)
 
 
 def heuristic_policy(venv: VectorEnv) -> PolicyBundle:
     """The rule-based bundle for ``venv``'s slots and topology."""
     return create_policy(HEURISTIC, slot_config=venv.slot_config, feature_dim=venv.feature_dim, topology=venv.topology)
+
+
+def _heuristic_actor(venv: VectorEnv, batch: range) -> ActFn:
+    return PolicyActor(heuristic_policy(venv), len(batch), deterministic=True)
+
+
+def _no_growth(venv: VectorEnv, batch: range) -> ActFn:
+    del batch
+    return no_growth_actor(venv.action_space)
+
+
+def rule_rows(pool: VectorEnvPool, config: EvalConfig) -> tuple[EvalRow, ...]:
+    """The cheap baselines: heuristic, no growth and the random valid policy."""
+    seeds = config.episode_seeds()
+
+    def random_actor(venv: VectorEnv, batch: range) -> ActFn:
+        return RandomActor(venv.action_space, [torch.Generator().manual_seed(config.random_seed(i)) for i in batch])
+
+    return (
+        play_row(HEURISTIC, pool, seeds, _heuristic_actor),
+        play_row(NO_GROWTH, pool, seeds, _no_growth),
+        play_row(RANDOM, pool, seeds, random_actor),
+    )
+
+
+def fixed_schedule_rows(pool: VectorEnvPool, seeds: Sequence[int]) -> tuple[EvalRow, ...]:
+    """One fixed schedule per blueprint of the host's topology (``fixed_schedule_actor``)."""
+    rows = []
+    for blueprint in topology_blueprints(pool.config.topology):
+
+        def schedule(venv: VectorEnv, batch: range, bp: BlueprintAction = blueprint) -> ActFn:
+            del batch
+            return fixed_schedule_actor(venv.action_space, bp)
+
+        rows.append(play_row(f"fixed schedule ({blueprint.blueprint_id})", pool, seeds, schedule))
+    return tuple(rows)
+
+
+def best_fixed_schedule(rows: Sequence[EvalRow]) -> EvalRow:
+    """The schedule with the highest mean objective, as the row ``fixed schedule (best: <blueprint>)``."""
+    best = max(rows, key=lambda row: row.mean_objective)
+    blueprint = best.policy.removeprefix("fixed schedule (").removesuffix(")")
+    return EvalRow(f"fixed schedule (best: {blueprint})", best.episodes, traces=best.traces)
+
+
+def architecture_rows(
+    pool: VectorEnvPool, seeds: Sequence[int], learned: Sequence[EpisodeSummary]
+) -> tuple[EvalRow, ...]:
+    """The learned final network trained statically from epoch 0, and the host widened to its size."""
+    static = play_row(STATIC, pool, seeds, _no_growth, architectures=static_architectures(learned))
+    host = pool.host_shape()
+    base = host.num_params
+    widened = play_row(WIDENED, pool, seeds, _no_growth, architectures=widened_architectures(learned, host))
+    charged = tuple(charge_host_growth(e, base, pool.config.objective) for e in widened.episodes)
+    host_growth = tuple(e.host_params - base for e in widened.episodes)
+    return static, dataclasses.replace(widened, episodes=charged, host_params_added=host_growth)
 
 
 def evaluate_heuristic(
@@ -236,26 +252,12 @@ def evaluate_heuristic(
     pool = VectorEnvPool(env_config, min(config.num_envs, config.episodes), gamma=gamma)
     seeds = config.episode_seeds()
     with torch_threads(config.num_threads), isolated_global_rngs(config.seed, torch.device("cpu")):
-        episodes = play_episodes(pool, seeds, heuristic_policy(pool.get(pool.batch_size)))
-    return EvalReport((EvalRow(HEURISTIC, episodes),), seeds, to_plain(env_config), None)
+        row = play_row(HEURISTIC, pool, seeds, _heuristic_actor)
+    return EvalReport((row,), seeds, to_plain(env_config), None)
 
 
-def evaluate(
-    checkpoint: str | os.PathLike[str],
-    config: EvalConfig = EvalConfig(),
-    *,
-    data_dir: str | None = None,
-) -> EvalReport:
-    """Compare the checkpoint's deterministic policy, the heuristic and no growth on the same episodes.
-
-    The environment is the checkpoint's training environment (``data_dir`` can point a CIFAR run
-    at its data on another machine), and its reward is discounted with the checkpoint's
-    ``ppo.gamma``, so the returns are comparable with the training run's.
-
-    Raises:
-        CheckpointError: unreadable or incompatible checkpoint, or its policy cannot be rebuilt.
-    """
-    data = read_checkpoint(checkpoint)
+def _load_environment(data: dict[str, Any], data_dir: str | None) -> tuple[EnvConfig, float]:
+    """The checkpoint's environment config (``data_dir`` overridden if given) and its PPO gamma."""
     env_plain = dict(data["config"].get("env", {}))
     if data_dir is not None:
         env_plain["data_dir"] = data_dir
@@ -264,6 +266,50 @@ def evaluate(
         gamma = from_plain(PPOConfig, data["config"].get("ppo", {}), where="ppo").gamma
     except (ConfigKeyError, ValueError, TypeError) as exc:
         raise CheckpointError(f"checkpoint environment config is not usable here: {exc}") from exc
+    return env_config, gamma
+
+
+def learned_rows(
+    pool: VectorEnvPool,
+    config: EvalConfig,
+    name: str,
+    policy: PolicyBundle,
+    normalizer: ObservationNormalizer,
+) -> tuple[EvalRow, EvalRow]:
+    """The learned policy played greedily, then sampled (one generator per batch, from ``config.seed``)."""
+    seeds = config.episode_seeds()
+
+    def greedy(venv: VectorEnv, batch: range) -> ActFn:
+        return PolicyActor(policy, len(batch), normalizer=normalizer, deterministic=True)
+
+    def sampled(venv: VectorEnv, batch: range) -> ActFn:
+        generator = torch.Generator(device=policy.device).manual_seed(config.sampling_seed(batch.start))
+        return PolicyActor(policy, len(batch), normalizer=normalizer, generator=generator)
+
+    return (
+        play_row(name, pool, seeds, greedy),
+        play_row(name + STOCHASTIC_SUFFIX, pool, seeds, sampled),
+    )
+
+
+def evaluate(
+    checkpoint: str | os.PathLike[str],
+    config: EvalConfig = EvalConfig(),
+    *,
+    data_dir: str | None = None,
+) -> EvalReport:
+    """Compare the checkpoint's policy (greedy and sampled) with every baseline on the same episodes.
+
+    The environment is the checkpoint's training environment (``data_dir`` can point a CIFAR run
+    at its data on another machine), and its reward is discounted with the checkpoint's
+    ``ppo.gamma``, so the returns are comparable with the training run's. The greedy row is the
+    report's reference: every row's objective is compared with it.
+
+    Raises:
+        CheckpointError: unreadable or incompatible checkpoint, or its policy cannot be rebuilt.
+    """
+    data = read_checkpoint(checkpoint)
+    env_config, gamma = _load_environment(data, data_dir)
     device = resolve_device(config.device)
     pool = VectorEnvPool(env_config, min(config.num_envs, config.episodes), gamma=gamma)
     seeds = config.episode_seeds()
@@ -279,12 +325,12 @@ def evaluate(
             normalizer.load_state_dict(data["normalizers"]["obs"])
         except (KeyError, ValueError) as exc:
             raise CheckpointError(f"checkpoint observation normaliser cannot be restored: {exc}") from exc
-        learned = f"checkpoint ({header['type']})"
-        recorders = [TraceRecorder(name, venv.action_space) for name in (learned, HEURISTIC, NO_GROWTH)]
-        rows = (
-            EvalRow(learned, play_episodes(pool, seeds, policy, normalizer=normalizer, recorder=recorders[0])),
-            EvalRow(HEURISTIC, play_episodes(pool, seeds, heuristic_policy(venv), recorder=recorders[1])),
-            EvalRow(NO_GROWTH, play_episodes(pool, seeds, None, recorder=recorders[2])),
-        )
-    traces = tuple(trace for recorder in recorders for trace in recorder.episodes)
-    return EvalReport(rows, seeds, to_plain(env_config), str(checkpoint), traces)
+        greedy, sampled = learned_rows(pool, config, f"checkpoint ({header['type']})", policy, normalizer)
+        rows = (greedy, sampled, *rule_rows(pool, config))
+        schedules: tuple[EvalRow, ...] = ()
+        if config.costly_baselines:
+            schedules = fixed_schedule_rows(pool, seeds)
+            rows += (best_fixed_schedule(schedules), *architecture_rows(pool, seeds, greedy.episodes))
+    return EvalReport(
+        rows, seeds, to_plain(env_config), str(checkpoint), reference=greedy.policy, fixed_schedules=schedules
+    )

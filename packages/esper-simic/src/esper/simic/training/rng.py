@@ -24,6 +24,10 @@ EVAL_RESET_STREAM = 1
 SAMPLER_STREAM = 2
 GLOBAL_STREAM = 3
 SHUFFLE_STREAM = 4
+EVAL_SAMPLER_STREAM = 5
+"""Action sampling of the stochastic learned policy in evaluation."""
+EVAL_RANDOM_STREAM = 6
+"""Choices of the random-policy baseline in evaluation."""
 
 
 def derive_seed(*entropy: int) -> int:

@@ -33,10 +33,10 @@ from typing import Any
 
 import numpy as np
 
-from esper.simic.env import EpisodeSummary
 from esper.simic.training.atomic import write_atomic
 from esper.simic.training.config import TrainConfig
 from esper.simic.training.dataclass_io import to_plain
+from esper.simic.training.eval_report import EvalReport, EvalRow
 from esper.simic.training.evaluation import EvalConfig, evaluate
 from esper.simic.training.metrics import TrainingSink
 from esper.simic.training.run_dir import RESUME_AUTO, strict_json
@@ -49,8 +49,6 @@ EVAL_FILE = "eval.json"
 """A seed's evaluation report in its directory; its presence (matching the checkpoint) marks the seed done."""
 STUDY_JSON = "study.json"
 STUDY_MARKDOWN = "study.md"
-LEARNED_ROW = "learned (deterministic)"
-"""Name of the learned policy's evaluation row; older evaluations name it ``checkpoint (<type>)``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,24 +107,24 @@ class RowValues:
     final_accuracy: float
     """Mean final validation accuracy (%)."""
     params_added: float
-    """Mean parameters the seeds added to the host."""
+    """Mean parameters added to the host (by its seeds, or by widening it)."""
     extra_compute: float
     """Mean extra training compute (host-epochs)."""
     episode_return: float
     """Mean episode return."""
 
     @classmethod
-    def from_episodes(cls, policy: str, episodes: Sequence[EpisodeSummary]) -> RowValues:
-        def mean(values: list[float]) -> float:
+    def from_row(cls, row: EvalRow) -> RowValues:
+        def mean(values: Sequence[float]) -> float:
             return math.fsum(values) / len(values)
 
         return cls(
-            policy=policy,
-            objective=mean([e.objective for e in episodes]),
-            final_accuracy=mean([e.final_accuracy for e in episodes]),
-            params_added=mean([float(e.seed_params) for e in episodes]),
-            extra_compute=mean([e.extra_compute for e in episodes]),
-            episode_return=mean([e.episode_return for e in episodes]),
+            policy=row.policy,
+            objective=mean(row.objectives),
+            final_accuracy=mean([e.final_accuracy for e in row.episodes]),
+            params_added=mean([float(p) for p in row.params_added]),
+            extra_compute=mean([e.extra_compute for e in row.episodes]),
+            episode_return=mean([e.episode_return for e in row.episodes]),
         )
 
     @classmethod
@@ -182,7 +180,28 @@ class SeedEvaluation:
     """What a study keeps of one seed's evaluation: the values of every row, in evaluation order."""
 
     seed: int
+    learned: int
+    """Index of the learned policy's row (the evaluation's reference, its greedy row)."""
     rows: tuple[RowValues, ...]
+
+    @classmethod
+    def from_report(cls, seed: int, report: EvalReport) -> SeedEvaluation:
+        """The seed's values from its evaluation report.
+
+        Raises:
+            ValueError: the report has no reference (learned policy) row.
+        """
+        names = [row.policy for row in report.rows]
+        if report.reference is None or report.reference not in names:
+            raise ValueError(f"seed {seed}'s evaluation has no learned policy row to compare with (rows: {names})")
+        return cls(seed, names.index(report.reference), tuple(RowValues.from_row(row) for row in report.rows))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seed": self.seed, "learned": self.learned, "rows": [row.to_json() for row in self.rows]}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SeedEvaluation:
+        return cls(int(data["seed"]), int(data["learned"]), tuple(RowValues(**row) for row in data["rows"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,34 +330,20 @@ def _prices(train: Mapping[str, Any]) -> str:
     return ", ".join(f"{key} {value}" for key, value in objective.items()) or "defaults"
 
 
-def learned_row_index(names: Sequence[str]) -> int:
-    """Index of the learned policy's row: :data:`LEARNED_ROW`, else the ``checkpoint (...)`` row.
-
-    Raises:
-        ValueError: no such row.
-    """
-    if LEARNED_ROW in names:
-        return names.index(LEARNED_ROW)
-    for i, name in enumerate(names):
-        if name.startswith("checkpoint"):
-            return i
-    raise ValueError(f"no learned policy row ({LEARNED_ROW!r} or 'checkpoint (...)') among {list(names)}")
-
-
 def summarize(evaluations: Sequence[SeedEvaluation], config: StudyConfig) -> StudyReport:
     """The study report of the seeds' evaluations (rows are matched by their position).
 
     Raises:
-        ValueError: the seeds' evaluations have different numbers of rows or no learned row.
+        ValueError: the seeds' evaluations differ in their number of rows or in the learned row's position.
     """
-    counts = {len(e.rows) for e in evaluations}
-    if len(counts) != 1:
-        raise ValueError(f"the seeds' evaluations have different numbers of rows: {sorted(counts)}")
+    layouts = {(len(e.rows), e.learned) for e in evaluations}
+    if len(layouts) != 1:
+        raise ValueError(f"the seeds' evaluations differ in (rows, learned row index): {sorted(layouts)}")
+    num_rows, learned_index = layouts.pop()
     rows = tuple(
         StudyRow(_common_name([e.rows[i].policy for e in evaluations]), tuple(e.rows[i] for e in evaluations))
-        for i in range(counts.pop())
+        for i in range(num_rows)
     )
-    learned_index = learned_row_index([row.policy for row in rows])
     learned = rows[learned_index]
     comparisons = []
     for i, row in enumerate(rows):
@@ -367,22 +372,22 @@ def _common_name(names: Sequence[str]) -> str:
     return f"{names[0].split(' (')[0]} (varies by seed)"
 
 
-def _stored_evaluation(path: Path, rounds: int, eval_plain: Mapping[str, Any]) -> tuple[RowValues, ...] | None:
-    """The row values of a seed's ``eval.json`` if it was written by a study for this checkpoint and config."""
+def _stored_evaluation(path: Path, rounds: int, eval_plain: Mapping[str, Any]) -> SeedEvaluation | None:
+    """What a seed's ``eval.json`` holds for the study, if a study wrote it for this checkpoint and config."""
     if not path.is_file():
         return None
     try:
         stored = json.loads(path.read_text(encoding="utf-8")).get("study")
         if stored is None or stored["rounds_completed"] != rounds or stored["eval_config"] != dict(eval_plain):
             return None
-        return tuple(RowValues(**row) for row in stored["rows"])
+        return SeedEvaluation.from_json(stored["evaluation"])
     except (OSError, ValueError, KeyError, TypeError):
         return None  # unreadable or from another version: evaluate again (it is only a cache of the evaluation)
 
 
 def evaluate_seed(
     config: StudyConfig, seed: int, checkpoint: Path, rounds: int, notify: Callable[[str], None]
-) -> tuple[RowValues, ...]:
+) -> SeedEvaluation:
     """Evaluate ``seed``'s final checkpoint (after ``rounds`` rounds), or reuse its ``eval.json``.
 
     Writes the seed's ``traces.jsonl``, then its ``eval.json`` (the evaluation report plus what the
@@ -396,11 +401,11 @@ def evaluate_seed(
         return stored
     notify(f"seed {seed}: evaluating {checkpoint}")
     report = evaluate(checkpoint, config.eval)
-    rows = tuple(RowValues.from_episodes(row.policy, row.episodes) for row in report.rows)
-    write_traces(seed_dir / TRACES_FILE, report.traces)
-    study_part = {"rounds_completed": rounds, "eval_config": eval_plain, "rows": [r.to_json() for r in rows]}
+    evaluation = SeedEvaluation.from_report(seed, report)
+    write_traces(seed_dir / TRACES_FILE, ((row.policy, row.traces) for row in report.rows))
+    study_part = {"rounds_completed": rounds, "eval_config": eval_plain, "evaluation": evaluation.to_json()}
     _write_text(seed_dir / EVAL_FILE, strict_json({**report.to_json(), "study": study_part}, indent=2) + "\n")
-    return rows
+    return evaluation
 
 
 def run_study(
@@ -425,8 +430,7 @@ def run_study(
         result = train(config.seed_config(seed), resume=RESUME_AUTO, sink=sink)
         if result.checkpoint is None:
             raise RuntimeError(f"seed {seed}'s training left no checkpoint in {config.seed_dir(seed)}")
-        rows = evaluate_seed(config, seed, result.checkpoint, result.rounds_completed, notify)
-        evaluations.append(SeedEvaluation(seed, rows))
+        evaluations.append(evaluate_seed(config, seed, result.checkpoint, result.rounds_completed, notify))
     report = summarize(evaluations, config)
     out = Path(config.out_dir)
     _write_text(out / STUDY_JSON, strict_json(report.to_json(), indent=2) + "\n")

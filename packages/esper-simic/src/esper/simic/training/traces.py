@@ -82,10 +82,8 @@ class StepTrace:
 
 @dataclass(frozen=True, slots=True)
 class EpisodeTrace:
-    """Every step of one policy's episode."""
+    """Every step of one episode of one policy (the evaluation row holding it names the policy)."""
 
-    policy: str
-    """Display name of the policy (its evaluation row)."""
     episode: int
     """Index of the episode among the evaluation episodes (rows are paired by it)."""
     seed: int
@@ -98,9 +96,9 @@ class EpisodeTrace:
         """The episode's action sequence: each step's executed op and relevant head values."""
         return tuple(step.action for step in self.steps)
 
-    def lines(self) -> list[dict[str, Any]]:
+    def lines(self, policy: str) -> list[dict[str, Any]]:
         """One JSON-able dict per step, ``policy``, ``episode``, ``seed`` and ``step`` first."""
-        head = {"policy": self.policy, "episode": self.episode, "seed": self.seed}
+        head = {"policy": policy, "episode": self.episode, "seed": self.seed}
         return [{**head, **step.to_json()} for step in self.steps]
 
 
@@ -136,12 +134,10 @@ class TraceRecorder:
     Episode indices continue from one round to the next in the order the rounds are played.
 
     Args:
-        policy: display name of the policy (the ``policy`` of every trace).
         space: the env's action space (op names and relevance rows).
     """
 
-    def __init__(self, policy: str, space: ActionSpace) -> None:
-        self.policy = policy
+    def __init__(self, space: ActionSpace) -> None:
         self.space = space
         self._finished: list[EpisodeTrace] = []
         self._seeds: tuple[int, ...] = ()
@@ -176,7 +172,7 @@ class TraceRecorder:
             chosen = {head: int(values[i]) for head, values in self._chosen.items()}
             steps.append(step_trace(len(steps), info, chosen, self.space))
             if step.episodes[i] is not None:
-                self._finished.append(EpisodeTrace(self.policy, self._first_episode + i, self._seeds[i], tuple(steps)))
+                self._finished.append(EpisodeTrace(self._first_episode + i, self._seeds[i], tuple(steps)))
                 self._open[i] = None
 
     @property
@@ -199,18 +195,15 @@ def sequence_diversity(sequences: Sequence[Sequence[StepAction]]) -> float:
     return len({tuple(s) for s in sequences}) / len(sequences)
 
 
-def diversity_by_policy(traces: Iterable[EpisodeTrace]) -> dict[str, float]:
-    """:func:`sequence_diversity` of each policy's episodes, in the order policies first appear."""
-    sequences: dict[str, list[tuple[StepAction, ...]]] = {}
-    for trace in traces:
-        sequences.setdefault(trace.policy, []).append(trace.actions)
-    return {policy: sequence_diversity(episodes) for policy, episodes in sequences.items()}
+def write_traces(path: str | os.PathLike[str], policies: Iterable[tuple[str, Iterable[EpisodeTrace]]]) -> Path:
+    """Write each ``(policy, traces)`` pair's steps as JSON lines (non-finite floats as null), atomically.
 
-
-def write_traces(path: str | os.PathLike[str], traces: Iterable[EpisodeTrace]) -> Path:
-    """Write ``traces`` as JSON lines (one per step, non-finite floats as null), atomically; returns the path."""
+    Returns the path.
+    """
     file = Path(path)
-    text = "".join(strict_json(line) + "\n" for trace in traces for line in trace.lines())
+    text = "".join(
+        strict_json(line) + "\n" for policy, traces in policies for trace in traces for line in trace.lines(policy)
+    )
     file.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(file, text.encode("utf-8"))
     return file

@@ -1,0 +1,159 @@
+"""The evaluation baselines on tiny synthetic episodes: valid random actions, the fixed schedule's timing,
+and the static and widened networks' parameter counts."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from esper.simic.env import EnvConfig, EpisodeSummary, LifecycleSettings, ObjectiveConfig, VectorEnv, VectorStep
+from esper.simic.env.actions import action_allowed
+from esper.simic.training.baselines import RandomActor, charge_host_growth, fixed_schedule_actor
+from esper.simic.training.evaluation import (
+    STATIC,
+    WIDENED,
+    EvalConfig,
+    VectorEnvPool,
+    architecture_rows,
+    best_fixed_schedule,
+    fixed_schedule_rows,
+    play_episodes,
+    rule_rows,
+)
+from esper.simic.training.rollout import ActFn, play_round
+from esper.tamiyo.contract import ActionMasks, BlueprintAction, LifecycleOp, Observation
+
+
+def _row(masks: ActionMasks, i: int) -> ActionMasks:
+    assert masks.slot_by_op is not None
+    return ActionMasks({h: m[i] for h, m in masks.heads.items()}, masks.slot_by_op[i])
+
+
+def test_random_actions_are_always_valid(tiny_env: EnvConfig) -> None:
+    venv = VectorEnv(tiny_env, 4)
+    space = venv.action_space
+    actor = RandomActor(space, [torch.Generator().manual_seed(i) for i in range(4)])
+    ops: list[int] = []
+
+    def checked(obs: Observation, masks: ActionMasks) -> dict[str, torch.Tensor]:
+        actions = actor(obs, masks)
+        for i in range(4):
+            action = {h: int(a[i]) for h, a in actions.items()}
+            assert action_allowed(action, _row(masks, i), space), action
+            ops.append(action["op"])
+        return actions
+
+    for round_seeds in ([0, 1, 2, 3], [4, 5, 6, 7]):
+        play_round(venv, checked, round_seeds)
+    assert len(set(ops)) > 1  # it does more than WAIT
+
+
+def test_random_episodes_do_not_depend_on_the_batching(tiny_env: EnvConfig) -> None:
+    config = EvalConfig(episodes=3, seed=2)
+    by_two, by_three = (rule_rows(VectorEnvPool(tiny_env, n), config)[2] for n in (2, 3))
+    assert by_two.episodes == by_three.episodes
+
+
+def _schedule_env(tiny_env: EnvConfig) -> EnvConfig:
+    """Long enough and with a short enough dwell for seeds to reach HOLDING and be fossilized."""
+    return dataclasses.replace(tiny_env, episode_length=12, lifecycle=LifecycleSettings(training_dwell=1))
+
+
+def test_the_fixed_schedule_grows_and_fossilizes_as_soon_as_the_masks_allow(tiny_env: EnvConfig) -> None:
+    venv = VectorEnv(_schedule_env(tiny_env), 1)
+    act = fixed_schedule_actor(venv.action_space, BlueprintAction.MLP_SMALL)
+    seen: list[tuple[ActionMasks, dict[str, torch.Tensor]]] = []
+
+    def recording(obs: Observation, masks: ActionMasks) -> dict[str, torch.Tensor]:
+        actions = act(obs, masks)
+        seen.append((masks, actions))
+        return actions
+
+    steps: list[VectorStep] = []
+    episode = play_round(venv, recording, [0], on_step=steps.append).episodes[0]
+    first = seen[0][1]
+    assert (int(first["op"][0]), int(first["slot"][0]), int(first["blueprint"][0])) == (
+        LifecycleOp.GERMINATE,
+        0,
+        BlueprintAction.MLP_SMALL,
+    )
+    for (masks, _), step in zip(seen, steps, strict=True):
+        info = step.infos[0]
+        assert info is not None and info.action_valid
+        allowed = masks.heads["op"][0]
+        if allowed[LifecycleOp.GERMINATE]:
+            assert info.executed_op == LifecycleOp.GERMINATE
+        elif allowed[LifecycleOp.FOSSILIZE]:
+            assert info.executed_op == LifecycleOp.FOSSILIZE
+        else:
+            assert info.executed_op == LifecycleOp.WAIT
+    assert episode.fossilized >= 1 and episode.pruned == 0
+    assert set(episode.final_blueprints.values()) == {"mlp_small"}
+
+
+def test_one_fixed_schedule_per_blueprint_and_the_best_by_objective(tiny_env: EnvConfig) -> None:
+    pool = VectorEnvPool(tiny_env, 2)
+    rows = fixed_schedule_rows(pool, EvalConfig(episodes=2).episode_seeds())
+    assert [r.policy for r in rows] == [
+        "fixed schedule (attention)",
+        "fixed schedule (norm)",
+        "fixed schedule (lora)",
+        "fixed schedule (lora_large)",
+        "fixed schedule (mlp_small)",
+        "fixed schedule (mlp)",
+    ]
+    best = best_fixed_schedule(rows)
+    winner = max(rows, key=lambda r: r.mean_objective)
+    assert best.episodes == winner.episodes
+    assert best.policy == winner.policy.replace("fixed schedule (", "fixed schedule (best: ")
+
+
+def test_static_and_widened_networks_have_the_parameters_they_claim(tiny_env: EnvConfig) -> None:
+    """The static network has exactly the learned seeds' parameters; the widened host the learned total."""
+    pool = VectorEnvPool(tiny_env, 3)
+    seeds = EvalConfig(episodes=3, seed=7).episode_seeds()
+    space = pool.get(3).action_space
+
+    def gated_random(venv: VectorEnv, batch: range) -> ActFn:
+        return RandomActor(space, [torch.Generator().manual_seed(40 + i) for i in batch])
+
+    learned = play_episodes(pool, seeds, gated_random)
+    assert any(e.final_blueprints for e in learned)
+    static, widened = architecture_rows(pool, seeds, learned)
+    assert (static.policy, widened.policy) == (STATIC, WIDENED)
+    assert [e.seed_params for e in static.episodes] == [e.seed_params for e in learned]
+    assert [dict(e.final_blueprints) for e in static.episodes] == [dict(e.final_blueprints) for e in learned]
+    base = learned[0].host_params
+    for grown, wide, added in zip(learned, widened.episodes, widened.host_params_added, strict=True):
+        target = grown.host_params + grown.seed_params
+        assert wide.seed_params == 0 and added == wide.host_params - base >= 0
+        assert abs(wide.host_params - target) <= 0.05 * target
+    assert widened.params_added == widened.host_params_added
+
+
+def test_a_widened_host_pays_for_its_extra_parameters_like_seeds() -> None:
+    """Hand-worked: 1,000 extra parameters on a 2,000-parameter host for 10 epochs."""
+    episode = EpisodeSummary(
+        episode_return=1.0,
+        length=10,
+        final_accuracy=90.0,
+        final_loss=0.3,
+        host_accuracy=90.0,
+        committed_accuracy=90.0,
+        germinated=0,
+        fossilized=0,
+        pruned=0,
+        rollbacks=0,
+        invalid_actions=0,
+        fossilized_slots=(),
+        seed_params=0,
+        host_params=3000,
+        extra_compute=0.0,
+        objective=90.0,
+    )
+    charged = charge_host_growth(episode, 2000, ObjectiveConfig(param_price=0.5, compute_price=0.02))
+    assert charged.extra_compute == pytest.approx(5.0)  # 10 epochs x 1000 / 2000
+    assert charged.objective == pytest.approx(90.0 - 0.5 * 1.0 - 0.02 * 5.0)
+    assert charged.episode_return == episode.episode_return
