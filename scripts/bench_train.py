@@ -103,7 +103,7 @@ def main() -> None:
         "env_steps_per_s": env_steps / wall_s,
         "first_round_s": per_round[0],
         "mean_round_s_after_first": {k: mean(r[k] for r in steady) for k in steady[0]},
-        "mean_return_by_round": [round(r.episode_stats.mean_return, 4) for r in sink.records],
+        "mean_discounted_return_by_round": [round(r.episode_stats.mean_discounted_return, 4) for r in sink.records],
         "mean_final_accuracy_by_round": [round(r.episode_stats.mean_final_accuracy, 2) for r in sink.records],
         "fossilized_by_round": [r.episode_stats.fossilized for r in sink.records],
         "peak_rss_mib": _peak_rss_mib(),

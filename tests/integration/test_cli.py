@@ -70,7 +70,7 @@ def test_ppo_reference_command_writes_a_run_directory(tmp_path: Path, capsys: py
     assert (config["episodes"], config["num_envs"], config["env"]["episode_length"]) == (4, 2, 8)
     rows = read_metrics(out / "metrics.jsonl")
     assert [r["round"] for r in rows] == [1, 2] and rows[-1]["episodes"] == 4
-    assert {"mean_return", "mean_final_accuracy", "op_counts", "head_entropies", "update", "timings"} <= set(rows[0])
+    assert {"mean_objective", "mean_discounted_return", "mean_final_accuracy", "op_counts", "timings"} <= set(rows[0])
     assert json.loads((out / "summary.json").read_text())["rounds_completed"] == 2
     assert f"eval {out / 'checkpoint_last.pt'}" in stdout
     assert "round 2/2" in stderr and "\r" not in stderr
@@ -112,14 +112,25 @@ def test_nested_flags_and_their_old_spellings_reach_the_config(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = tmp_path / "run.toml"
-    config.write_text("[env.reward]\nrent_weight = 0.02\ngerminate_cost = 0.3\n[env.governor]\npatience = 4\n")
+    config.write_text(
+        "[env.reward]\ngovernor_penalty = 3.0\n[env.objective]\nparam_price = 0.3\n[env.governor]\npatience = 4\n"
+    )
     argv = ["ppo", "--config", str(config), "--rounds", "1", "--envs", "2", *TINY, *TINY_POLICY, "--quiet"]
-    flags = ["--reward-rent-weight", "0.01", "--host-lr", "0.05", "--seed-training-lr", "0.03", "--training-dwell", "2"]
+    flags = [
+        "--reward-governor-penalty",
+        "5",
+        "--host-lr",
+        "0.05",
+        "--seed-training-lr",
+        "0.03",
+        "--training-dwell",
+        "2",
+    ]
     code, _, stderr = _run([*argv, *flags, "--no-auto-advance", "--gamma", "0.9", "--out", str(tmp_path / "r")], capsys)
     assert code == 0, stderr
     env = json.loads((tmp_path / "r" / "config.json").read_text())["env"]
-    assert (env["reward"]["rent_weight"], env["reward"]["germinate_cost"], env["governor"]["patience"]) == (
-        0.01,
+    assert (env["reward"]["governor_penalty"], env["objective"]["param_price"], env["governor"]["patience"]) == (
+        5.0,
         0.3,
         4,
     )
@@ -214,7 +225,7 @@ def test_policies_survives_a_plugin_that_calls_sys_exit_at_import(
         (["ppo", "--host-lr", "1e39"], "host_training.lr must be within float32's range (|x| <= 3.403e+38), got 1e+39"),
         (["ppo", "--host-training-lr", "1e39"], "host_training.lr must be within float32's range"),
         (["ppo", "--entropy-coef", "1e39"], "entropy_coef must be within float32's range"),
-        (["heuristic", "--reward-rent-weight=-1e39"], "reward.rent_weight must be within float32's range"),
+        (["heuristic", "--reward-governor-penalty=-1e39"], "reward.governor_penalty must be within float32's range"),
         (["ppo", "--governor-min-samples", "12"], "governor.min_samples (12) must be <= governor.window (10)"),
     ],
 )
@@ -364,7 +375,8 @@ def test_help_lists_generated_options(capsys: pytest.CaptureFixture[str]) -> Non
         "--learning-rate",
         "--gamma",
         "--governor-patience",
-        "--reward-rent-weight",
+        "--reward-governor-penalty",
+        "--objective-param-price",
         "--host-training-lr FLOAT, --host-lr FLOAT",
         "env.reward:",
     ):

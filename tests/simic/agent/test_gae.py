@@ -29,6 +29,29 @@ def test_hand_worked_example_with_terminal_and_truncation_bootstrap() -> None:
     torch.testing.assert_close(result.returns, expected + values, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize(
+    ("terminated", "truncated", "expected"),
+    [
+        # The env's last epoch (a true terminal): δ2 = 4 − 2 = 2, δ1 = 2 + 0.5·2 − 1 = 2,
+        # δ0 = 1 + 0.5·1 − 0.5 = 1; A2 = 2, A1 = 2 + 0.25·2 = 2.5, A0 = 1 + 0.25·2.5 = 1.625.
+        ([F, F, T_], [F, F, F], [1.625, 2.5, 2.0]),
+        # A time-limit truncation bootstraps V(s_3) = 8: δ2 = 4 + 0.5·8 − 2 = 6, A1 = 2 + 0.25·6 = 3.5,
+        # A0 = 1 + 0.25·3.5 = 1.875.
+        ([F, F, F], [F, F, T_], [1.875, 3.5, 6.0]),
+    ],
+)
+def test_three_step_episode_terminal_is_not_bootstrapped_truncation_is(
+    terminated: list[bool], truncated: list[bool], expected: list[float]
+) -> None:
+    rewards = torch.tensor([[1.0, 2.0, 4.0]], dtype=torch.float64)
+    values = torch.tensor([[0.5, 1.0, 2.0]], dtype=torch.float64)
+    bootstrap = torch.tensor([[0.0, 0.0, 8.0]], dtype=torch.float64)  # read only where truncated
+    result = generalized_advantage_estimate(
+        rewards, values, bootstrap, _flags(terminated), _flags(truncated), _flags([T_] * 3), gamma=0.5, lam=0.5
+    )
+    torch.testing.assert_close(result.advantages, torch.tensor([expected], dtype=torch.float64), rtol=0, atol=0)
+
+
 def _oracle(length: int, episodes: int, gamma: float, lam: float, value: float) -> torch.Tensor:
     """Closed-form GAE for episodes paying 1 on their last step only, under a constant critic."""
     gl = gamma * lam

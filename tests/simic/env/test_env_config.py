@@ -5,17 +5,19 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from scripted_actions import WAIT
 
 from esper.simic.agent import PPOConfig
 from esper.simic.checks import FLOAT32_MAX, check_float
 from esper.simic.env import (
     DEFAULT_GAMMA,
     EnvConfig,
+    EnvStep,
     GovernorSettings,
     HostTraining,
     LifecycleSettings,
     MorphogeneticEnv,
-    RewardConfig,
+    ObjectiveConfig,
     SeedTraining,
     SyntheticTask,
     VectorEnv,
@@ -124,16 +126,6 @@ def test_vector_env_rejects_a_discount_outside_the_unit_interval() -> None:
         VectorEnv(EnvConfig(task="synthetic", synthetic=SyntheticTask(train_size=8, val_size=4)), 1, gamma=1.5)
 
 
-WAIT = {
-    "slot": 0,
-    "blueprint": 0,
-    "style": 2,
-    "tempo": 1,
-    "alpha_target": 2,
-    "alpha_speed": 0,
-    "alpha_curve": 0,
-    "op": 0,
-}
 GERMINATE = {**WAIT, "op": int(LifecycleOp.GERMINATE), "blueprint": int(BlueprintAction.MLP)}
 TINY = EnvConfig(
     task="synthetic",
@@ -143,16 +135,26 @@ TINY = EnvConfig(
 )
 
 
-def _germinate_reward(config: EnvConfig, gamma: float = DEFAULT_GAMMA) -> float:
+def _germinate_step(config: EnvConfig, gamma: float = DEFAULT_GAMMA) -> EnvStep:
     env = MorphogeneticEnv(config, gamma=gamma)
     env.reset(seed=1)
-    return env.step(GERMINATE).reward
+    return env.step(GERMINATE)
 
 
-def test_reward_weights_and_the_discount_reach_the_reward() -> None:
-    """Same episode, one knob changed: the reward moves by exactly that component's change."""
-    baseline = _germinate_reward(TINY)
-    costly = _germinate_reward(dataclasses.replace(TINY, reward=RewardConfig(germinate_cost=0.7)))
-    assert costly - baseline == pytest.approx(-(0.7 - 0.15))
-    # GERMINATE on an empty slot ends the step in TRAINING (potential 2): shaping 0.3 * (gamma * 2 - 0).
-    assert _germinate_reward(TINY, gamma=0.5) - baseline == pytest.approx(0.3 * (0.5 - DEFAULT_GAMMA) * 2.0)
+def test_objective_prices_and_the_discount_reach_the_reward() -> None:
+    """Same episode, one knob changed: the reward moves by exactly that term's change (r = γ·o_1 − o_0)."""
+    baseline = _germinate_step(TINY)
+    parts = baseline.info.reward_components
+    assert parts.param_cost < 0.0 and parts.compute_cost < 0.0  # the germinated seed costs parameters and compute
+    pricier = dataclasses.replace(TINY, objective=ObjectiveConfig(param_price=1.5, compute_price=0.06))
+    costly = _germinate_step(pricier).info.reward_components
+    assert costly.param_cost == pytest.approx(3.0 * parts.param_cost)  # 1.5 / 0.5: o_0 has no seeds
+    assert costly.compute_cost == pytest.approx(3.0 * parts.compute_cost)  # 0.06 / 0.02: o_0 has no compute
+    assert costly.accuracy == parts.accuracy
+    # r = γ·o_1 − o_0, so changing γ moves the reward by Δγ·o_1
+    o_1 = (baseline.reward + _reset_accuracy(TINY)) / DEFAULT_GAMMA  # o_0 is the untrained host's accuracy
+    assert _germinate_step(TINY, gamma=0.5).reward - baseline.reward == pytest.approx((0.5 - DEFAULT_GAMMA) * o_1)
+
+
+def _reset_accuracy(config: EnvConfig) -> float:
+    return MorphogeneticEnv(config).reset(seed=1).info.val_accuracy

@@ -6,21 +6,11 @@ import math
 
 import pytest
 import torch
+from scripted_actions import WAIT
 
 from esper.simic.env import EnvConfig, HostTraining, LifecycleSettings, MorphogeneticEnv, SyntheticTask
 from esper.simic.env.governor import Governor, GovernorSettings
 from esper.tamiyo.contract import BlueprintAction, LifecycleOp, SeedStage
-
-WAIT = {
-    "slot": 0,
-    "blueprint": 0,
-    "style": 2,
-    "tempo": 1,
-    "alpha_target": 2,
-    "alpha_speed": 0,
-    "alpha_curve": 0,
-    "op": 0,
-}
 
 
 def test_non_finite_loss_panics_immediately() -> None:
@@ -65,11 +55,11 @@ def config() -> EnvConfig:
 
 def test_injected_nan_restores_snapshot_and_terminates(config: EnvConfig) -> None:
     env = MorphogeneticEnv(config)
-    env.reset(seed=3)
+    start = env.reset(seed=3).info.val_accuracy
     for _ in range(4):
         env.step(WAIT)
     germinate = {**WAIT, "op": int(LifecycleOp.GERMINATE), "slot": 1, "blueprint": int(BlueprintAction.MLP)}
-    env.step(germinate)  # epoch 5: snapshot taken after this epoch's clean check
+    grown = env.step(germinate)  # epoch 5: snapshot taken after this epoch's clean check
     assert env.model is not None and env.snapshot is not None
     snapshot = {k: v.clone() for k, v in env.snapshot.host.items()}
     assert all(torch.equal(v, snapshot[k]) for k, v in env.model.host.state_dict().items())
@@ -85,9 +75,13 @@ def test_injected_nan_restores_snapshot_and_terminates(config: EnvConfig) -> Non
     assert restored.keys() == snapshot.keys()
     assert all(torch.equal(restored[k], snapshot[k]) for k in snapshot)
     assert env.model.slot("r0c1").stage == SeedStage.PRUNED  # live seed pruned
-    # Penalty plus the shaping that gives back the TRAINING seed's potential (Φ = 2, weight 0.3).
-    assert result.info.reward_components.governor_penalty == -10.0
-    assert result.reward == pytest.approx(-10.0 - 0.3 * 2.0)
+    # The failed episode's objective is −penalty, carried to the horizon: r_5 = γ^{20−1−5}·(−10) − o_5.
+    parts = result.info.reward_components
+    assert parts.governor_penalty == pytest.approx(0.99**14 * -10.0)
+    assert parts.accuracy == -grown.info.val_accuracy  # o_5's terms with the sign of −o_5
+    assert result.reward == pytest.approx(0.99**14 * -10.0 + parts.accuracy + parts.param_cost + parts.compute_cost)
+    assert result.episode is not None and result.episode.objective == -10.0
+    assert result.episode.discounted_return == pytest.approx(0.99**19 * -10.0 - start)
     assert math.isfinite(result.info.val_loss) and bool(torch.isfinite(result.obs.features).all())
     assert result.episode is not None and result.episode.rollbacks == 1
     assert env.host_optimizer is not None and not env.host_optimizer.state  # momentum reset

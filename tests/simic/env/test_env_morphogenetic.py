@@ -7,6 +7,7 @@ import random
 
 import pytest
 import torch
+from scripted_actions import WAIT
 
 from esper.simic.env import (
     EnvConfig,
@@ -18,16 +19,6 @@ from esper.simic.env import (
 )
 from esper.tamiyo.contract import ActionMasks, BlueprintAction, LifecycleOp, SeedStage, feature_size
 
-WAIT = {
-    "slot": 0,
-    "blueprint": 0,
-    "style": 2,
-    "tempo": 1,
-    "alpha_target": 2,
-    "alpha_speed": 0,
-    "alpha_curve": 0,
-    "op": 0,
-}
 SMALL = EnvConfig(
     task="synthetic",
     synthetic=SyntheticTask(train_size=64, val_size=32),
@@ -115,17 +106,24 @@ def test_germinate_shows_in_observation(env: MorphogeneticEnv) -> None:
     assert not step.masks.heads["op"][LifecycleOp.GERMINATE]  # one incubating seed at a time
 
 
-def test_episode_truncates_then_refuses_steps(env: MorphogeneticEnv) -> None:
-    env.reset(seed=4)
+def test_last_epoch_is_a_true_terminal_then_steps_are_refused(env: MorphogeneticEnv) -> None:
+    reset = env.reset(seed=4)
+    accuracies = [reset.info.val_accuracy]
     for _ in range(SMALL.episode_length - 1):
         step = env.step(WAIT)
+        accuracies.append(step.info.val_accuracy)
         assert not (step.terminated or step.truncated) and step.episode is None
+        # no growth: the objective is the accuracy, r_t = γ·acc_{t+1} − acc_t
+        assert step.reward == env.gamma * accuracies[-1] - accuracies[-2]
     last = env.step(WAIT)
-    assert last.truncated and not last.terminated and env.done
+    assert last.terminated and not last.truncated and env.done  # nothing to bootstrap after the last epoch
+    assert last.reward == last.info.val_accuracy - accuracies[-1]  # the last step is not discounted
     episode = last.episode
     assert episode is not None and episode.length == SMALL.episode_length == last.info.epoch
     assert episode.final_accuracy == last.info.val_accuracy and episode.rollbacks == 0
-    assert last.info.reward_components.terminal_bonus == pytest.approx(0.05 * last.info.val_accuracy)
+    assert episode.objective == episode.final_accuracy and episode.seed_params == 0
+    horizon = env.gamma ** (SMALL.episode_length - 1)
+    assert episode.discounted_return == pytest.approx(horizon * episode.objective - accuracies[0], abs=1e-9)
     with pytest.raises(EpisodeOverError):
         env.step(WAIT)
 
@@ -157,7 +155,14 @@ def test_episode_summary_tallies_the_steps() -> None:
     episode = steps[-1].episode
     assert episode is not None and all(s.episode is None for s in steps[:-1])
     executed = [s.info.executed_op for s in steps if s.info.action_valid]
-    assert episode.episode_return == sum(s.reward for s in steps)
+    assert episode.discounted_return == pytest.approx(sum(env.gamma**t * s.reward for t, s in enumerate(steps)))
+    assert episode.reward_components == pytest.approx(
+        {
+            name: sum(env.gamma**t * s.info.reward_components.as_dict()[name] for t, s in enumerate(steps))
+            for name in episode.reward_components
+        }
+    )
+    assert sum(episode.reward_components.values()) == pytest.approx(episode.discounted_return)
     assert episode.length == len(steps) and episode.invalid_actions == sum(not s.info.action_valid for s in steps) >= 1
     assert (episode.germinated, episode.fossilized, episode.pruned) == tuple(
         executed.count(int(op)) for op in (LifecycleOp.GERMINATE, LifecycleOp.FOSSILIZE, LifecycleOp.PRUNE)

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from scripted_actions import WAIT
 
 from esper.simic.env import EnvConfig, HostTraining, MorphogeneticEnv, SyntheticTask, VectorEnv, VectorStep
 from esper.simic.training.rollout import PolicyActor, play_round
@@ -19,16 +20,6 @@ CONFIG = EnvConfig(
     host_training=HostTraining(batch_size=32),
     episode_length=6,
 )
-WAIT = {
-    "slot": 0,
-    "blueprint": 0,
-    "style": 2,
-    "tempo": 1,
-    "alpha_target": 2,
-    "alpha_speed": 0,
-    "alpha_curve": 0,
-    "op": 0,
-}
 
 
 def _batched(action: dict[str, int], n: int) -> dict[str, torch.Tensor]:
@@ -69,7 +60,7 @@ def test_finished_envs_are_not_stepped_again() -> None:
         step = vec.step(_batched(WAIT, 2))
         assert step.active.tolist() == [False, True] and step.rewards[0].item() == 0.0
         assert torch.equal(step.obs.features[0], frozen) and step.infos[0] is None and step.episodes[0] is None
-    assert step.truncated.tolist() == [False, True]
+    assert step.terminated.tolist() == [False, True] and step.truncated.tolist() == [False, False]
 
 
 def test_bad_inputs() -> None:
@@ -91,7 +82,7 @@ def test_bad_inputs() -> None:
 )
 def test_heuristic_run_over_four_digits_environments_completes(episode_length: int, expect_growth: bool) -> None:
     """Issue 4's "done when": four lockstep digits episodes driven by the heuristic bundle run to their
-    time limit. The full default 40-epoch episode (slow, ~2 s) must also show the lifecycle at work:
+    last epoch. The full default 40-epoch episode (slow, ~2 s) must also show the lifecycle at work:
     with 8 epochs the heuristic is still waiting for the host to stabilise, 40 are enough to grow."""
     venv = VectorEnv(EnvConfig(episode_length=episode_length), num_envs=4)
     heuristic = create_policy("heuristic", slot_config=venv.slot_config, feature_dim=venv.feature_dim, topology="mlp")
@@ -101,8 +92,8 @@ def test_heuristic_run_over_four_digits_environments_completes(episode_length: i
     ).episodes
     executed: set[int] = set()
     for epoch, step in enumerate(steps, start=1):
-        assert step.active.all() and not step.terminated.any()
-        assert step.truncated.tolist() == [epoch == episode_length] * 4
+        assert step.active.all() and not step.truncated.any()
+        assert step.terminated.tolist() == [epoch == episode_length] * 4  # the last epoch is a true terminal
         assert bool(torch.isfinite(step.rewards).all()) and bool(torch.isfinite(step.obs.features).all())
         assert all(info is not None and info.action_valid for info in step.infos)  # the heuristic picks valid actions
         executed.update(step.executed_op.tolist())

@@ -82,16 +82,20 @@ def test_registered_id_makes_the_env_with_config_overrides() -> None:
     wait = np.zeros(len(HEAD_NAMES), dtype=np.int64)
     assert made.step(wait)[3] is False
     _, _, terminated, truncated, info = made.step(wait)
-    assert (terminated, truncated) == (False, True)  # time limit after episode_length epochs
+    assert (terminated, truncated) == (True, False)  # the last epoch is a true terminal
     assert info[EPISODE_KEY]["length"] == 2 and "episode" not in info
     made.close()
+    limited = gymnasium.make(ENV_ID, config=TINY, episode_length=2, max_episode_steps=1)  # a real time limit
+    limited.reset(seed=3)
+    assert limited.step(wait)[2:4] == (False, True)
+    limited.close()
 
 
 def test_record_episode_statistics_owns_info_episode_and_esper_keeps_its_summary(env: MorphogeneticGymEnv) -> None:
     """``info["episode"]`` is Gymnasium's (``r``, ``l``, ``t``: what SB3's Monitor and sb3-contrib read);
     Esper's own summary travels intact under its own key, with the same return and length."""
     wrapped = gymnasium.wrappers.RecordEpisodeStatistics(env)
-    wrapped.reset(seed=4)
+    _, reset_info = wrapped.reset(seed=4)
     wait = np.zeros(len(HEAD_NAMES), dtype=np.int64)
     rewards, infos = [], []
     for _ in range(TINY.episode_length):
@@ -101,7 +105,11 @@ def test_record_episode_statistics_owns_info_episode_and_esper_keeps_its_summary
     assert all("episode" not in i and EPISODE_KEY not in i for i in infos[:-1])
     stats, esper = infos[-1]["episode"], infos[-1][EPISODE_KEY]
     assert set(stats) == {"r", "l", "t"} and stats["l"] == TINY.episode_length
-    assert stats["r"] == pytest.approx(sum(rewards)) and esper["episode_return"] == pytest.approx(sum(rewards))
+    assert stats["r"] == pytest.approx(sum(rewards))  # Gymnasium's undiscounted sum
+    gamma = env.env.gamma
+    assert esper["discounted_return"] == pytest.approx(sum(gamma**t * r for t, r in enumerate(rewards)))
+    horizon = gamma ** (TINY.episode_length - 1)
+    assert esper["discounted_return"] == pytest.approx(horizon * esper["objective"] - reset_info["val_accuracy"])
     assert esper["length"] == TINY.episode_length and esper["final_accuracy"] == infos[-1]["val_accuracy"]
     assert esper["fossilized_slots"] == () and esper["rollbacks"] == 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from scripted_actions import WAIT
 
 from esper.simic.env import EnvConfig, MorphogeneticEnv, ObjectiveConfig, epoch_compute, objective_value
 from esper.simic.env.config import HostTraining, SyntheticTask
@@ -39,10 +40,9 @@ def test_episode_summary_reports_the_objective_of_its_final_model() -> None:
     )
     env = MorphogeneticEnv(env_config)
     masks = env.reset(3).masks
-    wait = {h: p for h, p in zip(env.action_space.head_names, env.action_space.placeholders, strict=True)}
     blueprint = int(masks.heads["blueprint"].nonzero()[0])
-    germinate = dict(wait, op=int(LifecycleOp.GERMINATE), blueprint=blueprint)
-    steps = [env.step(germinate)] + [env.step(wait) for _ in range(3)]
+    germinate = dict(WAIT, op=int(LifecycleOp.GERMINATE), blueprint=blueprint)
+    steps = [env.step(germinate)] + [env.step(WAIT) for _ in range(3)]
     summary = steps[-1].episode
     assert summary is not None and summary.seed_params > 0
     # The seed was in the model for all four epochs.

@@ -136,7 +136,8 @@ def test_static_and_widened_networks_have_the_parameters_they_claim(tiny_env: En
 def test_a_widened_host_pays_for_its_extra_parameters_like_seeds() -> None:
     """Hand-worked: 1,000 extra parameters on a 2,000-parameter host for 10 epochs."""
     episode = EpisodeSummary(
-        episode_return=1.0,
+        discounted_return=1.0,
+        reward_components={"accuracy": 1.0},
         length=10,
         final_accuracy=90.0,
         final_loss=0.3,
@@ -156,4 +157,4 @@ def test_a_widened_host_pays_for_its_extra_parameters_like_seeds() -> None:
     charged = charge_host_growth(episode, 2000, ObjectiveConfig(param_price=0.5, compute_price=0.02))
     assert charged.extra_compute == pytest.approx(5.0)  # 10 epochs x 1000 / 2000
     assert charged.objective == pytest.approx(90.0 - 0.5 * 1.0 - 0.02 * 5.0)
-    assert charged.episode_return == episode.episode_return
+    assert charged.discounted_return == episode.discounted_return

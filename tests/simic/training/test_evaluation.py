@@ -117,13 +117,14 @@ def test_eval_config_validation(fields: dict[str, int]) -> None:
 
 
 @pytest.mark.slow  # a training round and two evaluations of 12-epoch episodes: seconds
-def test_evaluation_discounts_the_shaping_with_the_checkpoints_gamma(
+def test_evaluation_discounts_the_reward_with_the_checkpoints_gamma(
     make_config: Callable[..., TrainConfig], tiny_env: EnvConfig, tmp_path: Path
 ) -> None:
-    """Returns are comparable with training's: the checkpoint's ppo.gamma also discounts the shaping."""
+    """Returns are comparable with training's: the checkpoint's ppo.gamma also discounts the reward."""
     env = dataclasses.replace(tiny_env, episode_length=12)  # long enough for the heuristic to germinate
     train(make_config("run", rounds=1, env=env, ppo=PPOConfig(update_epochs=1, gamma=0.5)))
     config = EvalConfig(episodes=2, num_envs=2, costly_baselines=False)
     heuristic_row = evaluate(tmp_path / "run" / "checkpoint_last.pt", config).row("heuristic")
-    assert heuristic_row.stats.returns == evaluate_heuristic(env, config, gamma=0.5).rows[0].stats.returns
-    assert heuristic_row.stats.returns != evaluate_heuristic(env, config).rows[0].stats.returns
+    returns = heuristic_row.stats.discounted_returns
+    assert returns == evaluate_heuristic(env, config, gamma=0.5).rows[0].stats.discounted_returns
+    assert returns != evaluate_heuristic(env, config).rows[0].stats.discounted_returns

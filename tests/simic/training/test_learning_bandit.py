@@ -30,7 +30,8 @@ VALID_OPS = (LifecycleOp.WAIT, LifecycleOp.GERMINATE, LifecycleOp.PRUNE)
 def bandit_summary(episode_return: float) -> EpisodeSummary:
     """The summary of a bandit episode: only the return means anything here."""
     return EpisodeSummary(
-        episode_return=episode_return,
+        discounted_return=episode_return,
+        reward_components={},
         length=LENGTH,
         final_accuracy=0.0,
         final_loss=0.0,
@@ -118,7 +119,7 @@ def test_mean_return_rises_clearly_within_a_few_rounds() -> None:
             reward_normalizer=reward_norm,
             generator=sampler,
         )
-        returns.append(sum(e.episode_return for e in rollout.episodes) / 8)
+        returns.append(sum(e.discounted_return for e in rollout.episodes) / 8)
         agent.update(buffer)
         obs_norm.update(rollout.raw_features)
     assert sum(returns[:2]) / 2 < 2.0  # about 4/3 for the initial near-uniform policy

@@ -19,13 +19,16 @@ from esper.simic.training.run_dir import RunDirectory, RunDirectoryError, read_m
 
 def _record(round_index: int) -> RoundRecord:
     stats = EpisodeStats(
-        returns=(1.0, 3.0),
+        discounted_returns=(1.0, 3.0),
+        objectives=(79.5, 88.5),
         final_accuracies=(80.0, 90.0),
+        reward_components={"accuracy": (1.5, 3.5), "param_cost": (-0.5, -0.5)},
         germinated=2,
         fossilized=1,
         pruned=0,
         rollbacks=0,
         params_added=100,
+        extra_compute=2.5,
     )
     return RoundRecord(
         round=round_index,
@@ -60,17 +63,23 @@ def _summary() -> RunSummary:
 
 def test_episode_stats_exact_values() -> None:
     stats = _record(1).episode_stats
-    assert stats.mean_return == 2.0
+    assert (stats.mean_discounted_return, stats.mean_objective) == (2.0, 84.0)
     assert stats.mean_final_accuracy == 85.0
     assert stats.std_final_accuracy == 5.0
-    with pytest.raises(ValueError, match="one return"):
-        EpisodeStats((), (), 0, 0, 0, 0, 0)
+    assert stats.mean_reward_components == {"accuracy": 2.5, "param_cost": -0.5}
+    with pytest.raises(ValueError, match="one discounted return"):
+        EpisodeStats((), (), (), {}, 0, 0, 0, 0, 0, 0.0)
+    with pytest.raises(ValueError, match="one discounted return"):
+        dataclasses.replace(stats, objectives=(1.0,))
+    with pytest.raises(ValueError, match="one discounted return"):
+        dataclasses.replace(stats, reward_components={"accuracy": (1.0,)})
 
 
 def test_episode_stats_from_episode_summaries() -> None:
     def episode(ret: float, acc: float, germinated: int, fossilized: int, seed_params: int) -> EpisodeSummary:
         return EpisodeSummary(
-            episode_return=ret,
+            discounted_return=ret,
+            reward_components={"accuracy": ret + 1.0, "param_cost": -1.0},
             length=4,
             final_accuracy=acc,
             final_loss=0.5,
@@ -84,31 +93,37 @@ def test_episode_stats_from_episode_summaries() -> None:
             fossilized_slots=("r0c0",) * fossilized,
             seed_params=seed_params,
             host_params=1000,
-            extra_compute=0.0,
-            objective=acc,
+            extra_compute=seed_params / 100,
+            objective=acc - 1.0,
         )
 
     stats = EpisodeStats.from_episodes([episode(1.0, 80.0, 2, 1, 60), episode(3.0, 90.0, 0, 0, 40)])
     assert stats == EpisodeStats(
-        returns=(1.0, 3.0),
+        discounted_returns=(1.0, 3.0),
+        objectives=(79.0, 89.0),
         final_accuracies=(80.0, 90.0),
+        reward_components={"accuracy": (2.0, 4.0), "param_cost": (-1.0, -1.0)},
         germinated=2,
         fossilized=1,
         pruned=2,
         rollbacks=0,
         params_added=100,
+        extra_compute=1.0,
     )
 
 
 def test_record_json_has_summary_statistics_and_timings() -> None:
     data = _record(2).to_json()
-    assert (data["round"], data["episodes"], data["mean_return"], data["min_return"], data["max_return"]) == (
-        2,
-        4,
+    assert (data["round"], data["episodes"]) == (2, 4)
+    assert (data["mean_objective"], data["min_objective"], data["max_objective"]) == (84.0, 79.5, 88.5)
+    assert (data["mean_discounted_return"], data["min_discounted_return"], data["max_discounted_return"]) == (
         2.0,
         1.0,
         3.0,
     )
+    assert data["mean_reward_components"] == {"accuracy": 2.5, "param_cost": -0.5}
+    assert (data["objectives"], data["discounted_returns"]) == ([79.5, 88.5], [1.0, 3.0])
+    assert (data["params_added"], data["extra_compute"]) == (100, 2.5)
     assert data["mean_final_accuracy"] == 85.0
     assert data["timings"]["other_s"] == 0.25
     assert data["head_entropies"] == {"op": 0.5, "slot": None}
@@ -127,6 +142,7 @@ def test_run_directory_writes_config_metrics_and_summary(tmp_path: Path) -> None
     assert [m["round"] for m in read_metrics(run.metrics_path)] == [1, 2, 3]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert (summary["rounds_completed"], summary["train_time_s"], summary["best_mean_accuracy"]) == (3, 6.0, 85.0)
+    assert (summary["final_mean_objective"], summary["final_mean_discounted_return"]) == (84.0, 2.0)
 
 
 def _strict_loads(text: str) -> Any:
@@ -151,11 +167,11 @@ def test_run_directory_files_are_strict_json_when_metrics_are_nan(tmp_path: Path
         _record(1), update={"explained_variance": math.nan, "grad_norm": math.nan, "approx_kl": 0.01}
     )
     run.on_round(record)
-    run.on_run_end(dataclasses.replace(_summary(), final_mean_return=math.inf))
+    run.on_run_end(dataclasses.replace(_summary(), final_mean_objective=math.inf))
     (line,) = run.metrics_path.read_text().splitlines()
     assert _strict_loads(line)["update"] == {"explained_variance": None, "grad_norm": None, "approx_kl": 0.01}
     assert read_metrics(run.metrics_path)[0]["update"]["grad_norm"] is None
-    assert _strict_loads((tmp_path / "summary.json").read_text())["final_mean_return"] is None
+    assert _strict_loads((tmp_path / "summary.json").read_text())["final_mean_objective"] is None
 
 
 def test_resume_truncates_metrics_after_the_checkpoint(tmp_path: Path) -> None:
@@ -209,7 +225,7 @@ def test_console_progress_live_overwrites_one_line() -> None:
     progress.on_run_end(_summary())
     text = stream.getvalue()
     assert text.count("\r") == 2
-    assert "round 2/2 | ep 4 | return +2.00 | acc 85.0%" in text
+    assert "round 2/2 | ep 4 | objective 84.0 | acc 85.0%" in text
 
 
 def test_console_progress_prints_the_runs_notices_even_when_quiet() -> None:

@@ -25,7 +25,8 @@ SPACE = morphogenetic_action_space(SlotConfig.for_count(1))
 
 def summary(episode_return: float, length: int) -> EpisodeSummary:
     return EpisodeSummary(
-        episode_return=episode_return,
+        discounted_return=episode_return,
+        reward_components={},
         length=length,
         final_accuracy=50.0,
         final_loss=1.0,
@@ -103,7 +104,7 @@ def test_play_round_steps_until_every_episode_has_ended() -> None:
     outcome = play_round(venv, wait, [7, 8], on_step=steps.append)
     assert seen == [0.0, 1.0, 2.0]  # each act sees the observation the previous step returned
     assert [s.active.tolist() for s in steps] == [[T, T], [F, T], [F, T]]
-    assert [(e.episode_return, e.length) for e in outcome.episodes] == [(7.0, 1), (8.0, 3)]  # env order
+    assert [(e.discounted_return, e.length) for e in outcome.episodes] == [(7.0, 1), (8.0, 3)]  # env order
     assert outcome.env_s >= 0.0
 
 

@@ -25,7 +25,7 @@ CONFIG: dict[str, Any] = {"policy": "lstm", "seed": 1, "rounds": 3, "env": {"hos
 
 
 def _record(round_index: int) -> RoundRecord:
-    stats = EpisodeStats((1.0,), (80.0,), 0, 0, 0, 0, 0)
+    stats = EpisodeStats((1.0,), (79.0,), (80.0,), {}, 0, 0, 0, 0, 0, 0.0)
     timings = PhaseTimings(env_s=0.0, policy_s=0.0, update_s=0.0, checkpoint_s=0.0, total_s=1.0)
     return RoundRecord(round_index, round_index, 4, stats, 0, {}, {}, {}, timings)
 

@@ -27,7 +27,7 @@ from esper.simic.training.study import (
 
 
 def values(policy: str, objective: float, **others: float) -> RowValues:
-    fields = {"final_accuracy": 0.0, "params_added": 0.0, "extra_compute": 0.0, "episode_return": 0.0}
+    fields = {"final_accuracy": 0.0, "params_added": 0.0, "extra_compute": 0.0, "discounted_return": 0.0}
     return RowValues(policy=policy, objective=objective, **{**fields, **others})
 
 

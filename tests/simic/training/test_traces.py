@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from esper.simic import cli
-from esper.simic.env import EnvConfig, LifecycleSettings, VectorEnv
+from esper.simic.env import DEFAULT_GAMMA, EnvConfig, LifecycleSettings, VectorEnv
 from esper.simic.training import EvalConfig, TrainConfig, evaluate, train
 from esper.simic.training.baselines import no_growth_actor
 from esper.simic.training.evaluation import NO_GROWTH, WIDENED
@@ -150,8 +150,8 @@ def test_evaluate_traces_every_step_of_every_row(make_config: Callable[..., Trai
         assert [t.steps[-1].val_accuracy for t in row.traces] == [e.final_accuracy for e in row.episodes]
         assert [t.steps[-1].seed_params for t in row.traces] == [e.seed_params for e in row.episodes]
         assert [t.steps[-1].host_params for t in row.traces] == [e.host_params for e in row.episodes]
-        returns = [sum(s.reward for s in t.steps) for t in row.traces]
-        assert returns == pytest.approx([e.episode_return for e in row.episodes])
+        returns = [sum(DEFAULT_GAMMA**s.step * s.reward for s in t.steps) for t in row.traces]
+        assert returns == pytest.approx([e.discounted_return for e in row.episodes])
         if row.policy != WIDENED:  # the widened host's growth is charged after the episode, not by the env
             assert [t.steps[-1].extra_compute for t in row.traces] == [e.extra_compute for e in row.episodes]
     shares = report.to_json()["distinct_action_sequences_per_episode"]

@@ -77,7 +77,8 @@ def test_resume_is_bit_identical_to_a_straight_run(make_config: Callable[..., Tr
         "episodes_completed": 9,
         "wall_time_s": resumed.summary.wall_time_s,
         "train_time_s": pytest.approx(sum(row["timings"]["total_s"] for row in rows)),
-        "final_mean_return": rows[-1]["mean_return"],
+        "final_mean_objective": rows[-1]["mean_objective"],
+        "final_mean_discounted_return": rows[-1]["mean_discounted_return"],
         "final_mean_accuracy": accuracies[-1],
         "best_mean_accuracy": max(accuracies),
         "best_round": accuracies.index(max(accuracies)) + 1,
@@ -137,9 +138,9 @@ def test_a_resume_with_nothing_left_to_run_changes_no_file(
     assert _snapshot(tmp_path / "run") == before
     assert again.history == () and again.rounds_completed == 2
     assert again.checkpoint == tmp_path / "run" / "checkpoint_last.pt"
-    assert (again.summary.best_mean_accuracy, again.summary.final_mean_return) == (
+    assert (again.summary.best_mean_accuracy, again.summary.final_mean_objective) == (
         first.summary.best_mean_accuracy,
-        first.summary.final_mean_return,
+        first.summary.final_mean_objective,
     )
     assert recorder.notices[-1].endswith("already has all 2 rounds: nothing to train, no file changed")
 

@@ -109,13 +109,14 @@ def test_nested_tables_set_sections_and_every_reward_weight(tmp_path: Path) -> N
         "[env.lifecycle]\ntraining_dwell = 2\n"
         "[env.host_training]\nlr = 0.05\n"
         "[env.governor]\npatience = 3\n"
-        "[env.reward]\nrent_weight = 0.01\ngovernor_penalty = 4.0\n"
+        "[env.reward]\ngovernor_penalty = 4.0\n"
+        "[env.objective]\nparam_price = 0.25\ncompute_price = 0.5\n"
         "[ppo]\ngamma = 0.9\n"
     )
-    config = build_config(load_config_file(toml), {"env": {"reward": {"rent_weight": 0.02}}})
+    config = build_config(load_config_file(toml), {"env": {"objective": {"compute_price": 0.05}}})
     env = config.env
     assert (env.lifecycle.training_dwell, env.host_training.lr, env.governor.patience) == (2, 0.05, 3)
-    assert (env.reward.rent_weight, env.reward.governor_penalty, env.reward.germinate_cost) == (0.02, 4.0, 0.15)
+    assert (env.reward.governor_penalty, env.objective.param_price, env.objective.compute_price) == (4.0, 0.25, 0.05)
     assert env.governor.window == 10 and config.ppo.gamma == 0.9  # untouched fields keep their defaults
     assert TrainConfig.from_dict(config.to_dict()) == config
 

@@ -41,7 +41,7 @@ class PPOConfig:
     adam_eps: float = 1e-5
     """Adam epsilon; 1e-5 rather than torch's 1e-8, as in the PPO implementation-details literature."""
     gamma: float = 0.99
-    """Discount per RL step (one host epoch), for GAE and for the environment's potential-based reward shaping."""
+    """Discount per RL step (one host epoch), for GAE and for the environment's objective-based reward."""
     gae_lambda: float = 0.95
     """GAE lambda in [0, 1]: 1 = Monte-Carlo returns (high variance), 0 = one-step TD (high bias)."""
     clip_coef: float = 0.2

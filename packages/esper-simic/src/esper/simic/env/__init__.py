@@ -38,10 +38,12 @@ from esper.simic.env.results import (
 from esper.simic.env.rewards import (
     DEFAULT_GAMMA,
     REWARD_MODES,
+    ObjectiveTerms,
     RewardBreakdown,
     RewardConfig,
     RewardInputs,
     compute_reward,
+    objective_terms,
 )
 from esper.simic.env.signals import SignalTracker, SignalTrackerConfig, TrackerSignals
 from esper.simic.env.slot import GradientStats, LifecycleError, SeedSlot, SlotSettings
@@ -75,6 +77,7 @@ __all__ = [
     "MorphogeneticEnv",
     "MorphogeneticModel",
     "ObjectiveConfig",
+    "ObjectiveTerms",
     "ResetInfo",
     "RewardBreakdown",
     "RewardConfig",
@@ -108,6 +111,7 @@ __all__ = [
     "load_digits",
     "load_task",
     "make_synthetic",
+    "objective_terms",
     "objective_value",
     "straight_through",
     "validate",

@@ -23,7 +23,7 @@ from esper.tamiyo.contract import SlotConfig, parse_slot_id
 
 TaskName = Literal["digits", "synthetic", "cifar10"]
 HostName = Literal["mlp", "cnn"]
-RewardMode = Literal["shaped", "simplified", "sparse"]
+RewardMode = Literal["objective", "sparse"]
 
 TASKS: tuple[str, ...] = ("digits", "synthetic", "cifar10")
 HOSTS: tuple[str, ...] = ("mlp", "cnn")
@@ -151,8 +151,8 @@ class SyntheticTask:
 class EnvConfig:
     """Everything that defines one environment; two envs with equal configs, discounts and reset seeds are identical.
 
-    The discount of the reward's stage shaping is not part of it: the trainer passes its PPO gamma
-    to the environment (one gamma for shaping and GAE).
+    The reward's discount is not part of it: the trainer passes its PPO gamma to the environment
+    (the reward telescopes to the objective only under the discount GAE uses).
     """
 
     task: TaskName = "digits"
@@ -165,9 +165,10 @@ class EnvConfig:
     slot_ids: tuple[str, ...] = ("r0c0", "r0c1", "r0c2")
     """Enabled slots, ``r0c{i}`` = after host block i (i < 3); their order is the slot-head order."""
     episode_length: int = 40
-    """Host epochs per episode (= RL steps); the last one is a time-limit truncation."""
-    reward_mode: RewardMode = "shaped"
-    """Reward: ``shaped`` (dense, default), ``simplified`` (no counterfactuals/rent) or ``sparse`` (final step only)."""
+    """Host epochs per episode (= RL steps); the last one is a true terminal (the episode ends there)."""
+    reward_mode: RewardMode = "objective"
+    """Reward: ``objective`` (dense: γ·o_{t+1} − o_t of the running objective; default) or ``sparse`` (final step
+    only); both make the discounted return a positive affine function of the episode's objective."""
     data_dir: str | None = None
     """Directory of the CIFAR-10 python batches (``data_batch_1..5``, ``test_batch``); only for ``task=cifar10``."""
     lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
@@ -181,7 +182,7 @@ class EnvConfig:
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     """Prices of growth in the episode's objective (what evaluation ranks policies by)."""
     reward: RewardConfig = field(default_factory=RewardConfig)
-    """Weights of the reward components (raw reward scale)."""
+    """Weights of the reward (the governor penalty, accuracy points)."""
     synthetic: SyntheticTask = field(default_factory=SyntheticTask)
     """Size and seed of the ``synthetic`` task."""
 

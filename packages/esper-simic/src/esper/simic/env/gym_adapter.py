@@ -55,8 +55,9 @@ class MorphogeneticGymEnv(gymnasium.Env[ObsArray, np.ndarray]):
     Args:
         config: environment configuration (default ``EnvConfig()``).
         device: torch device the host trains on.
-        gamma: discount of the reward's stage shaping; use the discount of the agent that learns
-            from this env (default :data:`~esper.simic.env.rewards.DEFAULT_GAMMA`, PPOConfig's 0.99).
+        gamma: the reward's discount (the return telescopes to the objective under it); use the
+            discount of the agent that learns from this env (default
+            :data:`~esper.simic.env.rewards.DEFAULT_GAMMA`, PPOConfig's 0.99).
         **overrides: ``EnvConfig`` fields replaced in ``config``, so
             ``gymnasium.make(ENV_ID, task="synthetic", episode_length=5)`` works.
     """

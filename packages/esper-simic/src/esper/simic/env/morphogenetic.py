@@ -18,10 +18,12 @@ torch thread count (float reductions depend on it).
 5. **Governor** check on the validation loss: NaN/Inf or sustained divergence restores the last
    snapshot, prunes live seeds, resets optimiser momentum and ends the episode
    (``terminated=True``) with the penalty. Otherwise snapshot every ``snapshot_interval`` epochs.
-6. **Reward** of the step, from facts captured at decision time (the targeted seed's
-   contribution and progress, the stages the policy saw) and after the epoch (stages, accuracy);
-   it is assembled last so the final step's terminal bonus uses the final accuracy.
-7. **Observation and masks** for the next decision; ``truncated=True`` after the last epoch.
+6. **Reward** of the step (``rewards.py``): from the running objective before the step (what
+   the policy saw) and after the epoch (accuracy, seed parameters, compute spent so far).
+7. **Observation and masks** for the next decision. After the last epoch the episode ends for
+   real (``terminated=True``, never ``truncated``): nothing follows it, so nothing may be
+   bootstrapped from the state after it. A wrapper imposing a shorter time limit (Gymnasium's
+   ``TimeLimit``) truncates, and the trainer bootstraps such ends.
 
 This is the reference loop (train → validate → governor → observe → act → reward → tick) cut at the
 observation instead of at the training pass, so one ``step`` call contains one decision.
@@ -31,7 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -46,7 +48,15 @@ from esper.simic.env.model import MorphogeneticModel
 from esper.simic.env.objective import epoch_compute, objective_value
 from esper.simic.env.observations import build_masks, build_observation
 from esper.simic.env.results import EnvReset, EnvStep, EpisodeSummary, ResetInfo, SlotTrace, StepInfo
-from esper.simic.env.rewards import DEFAULT_GAMMA, RewardInputs, check_discount, compute_reward
+from esper.simic.env.rewards import (
+    DEFAULT_GAMMA,
+    ObjectiveTerms,
+    RewardBreakdown,
+    RewardInputs,
+    check_discount,
+    compute_reward,
+    objective_terms,
+)
 from esper.simic.env.signals import SignalTracker, TrackerSignals
 from esper.simic.env.slot import SeedSlot, SlotSettings
 from esper.simic.env.validation import ValidationResult, validate
@@ -76,7 +86,12 @@ class EpisodeOverError(RuntimeError):
 class _EpisodeTally:
     """Running counts of the episode in progress; frozen into an :class:`EpisodeSummary` at its end."""
 
-    episode_return: float = 0.0
+    discounted_return: float = 0.0
+    """``Σ γ^t r_t`` over the steps so far."""
+    reward_components: dict[str, float] = field(default_factory=lambda: dict.fromkeys(RewardBreakdown().as_dict(), 0.0))
+    """``Σ γ^t`` of each reward component over the steps so far."""
+    discount: float = 1.0
+    """``γ^t`` of the next step."""
     germinated: int = 0
     fossilized: int = 0
     pruned: int = 0
@@ -95,6 +110,13 @@ class _EpisodeTally:
         elif op == LifecycleOp.PRUNE:
             self.pruned += 1
 
+    def add_reward(self, reward: RewardBreakdown, gamma: float) -> None:
+        """Discount this step's reward and its components into the sums, then advance the discount."""
+        self.discounted_return += self.discount * reward.total
+        for name, value in reward.as_dict().items():
+            self.reward_components[name] += self.discount * value
+        self.discount *= gamma
+
 
 class MorphogeneticEnv:
     """A host network growing seeds, controlled one epoch at a time (see module docstring)."""
@@ -107,7 +129,7 @@ class MorphogeneticEnv:
         gamma: float = DEFAULT_GAMMA,
         data: TaskData | None = None,
     ) -> None:
-        """``gamma`` discounts the reward's stage shaping (pass the trainer's PPO gamma); ``data`` lets
+        """``gamma`` discounts the reward (pass the trainer's PPO gamma); ``data`` lets
         several environments share one loaded task (it is never modified)."""
         self.config = config
         self.gamma = check_discount(gamma)
@@ -133,6 +155,8 @@ class MorphogeneticEnv:
         self._epoch = 0
         self._done = True
         self._tally = _EpisodeTally()
+        self._initial_objective = ObjectiveTerms()
+        self._objective = ObjectiveTerms()
 
     # ----------------------------------------------------------------------------- properties
     @property
@@ -205,11 +229,18 @@ class MorphogeneticEnv:
             self.model, self.data.val_x, self.data.val_y, chunk_size=cfg.host_training.val_batch_size
         )
         self.snapshot = take_snapshot(self.model)
+        self._objective = self._initial_objective = self._running_objective()
         signals = self.tracker.update(self._validation.loss, self._validation.accuracy)
         obs, self._masks = self._observe(signals, success=True, op=LifecycleOp.WAIT)
         val = self._validation
         info = ResetInfo(val_accuracy=val.accuracy, val_loss=val.loss, host_params=host.num_params)
         return EnvReset(obs=obs, masks=self._masks, info=info)
+
+    def _running_objective(self) -> ObjectiveTerms:
+        """The objective of the network as it is now (``o_t``), with the compute spent so far."""
+        assert self.model is not None and self._validation is not None
+        seed_params = sum(s.num_params for s in self.model.all_slots())
+        return objective_terms(self._validation.accuracy, seed_params, self._tally.extra_compute, self.config.objective)
 
     def _make_host_optimizer(self) -> torch.optim.SGD:
         cfg = self.config.host_training
@@ -249,11 +280,7 @@ class MorphogeneticEnv:
         model, cfg = self.model, self.config
         act = parse_action(action, self._space)
         slots = model.all_slots()
-        stages_before = tuple(int(s.stage) for s in slots)
         last_accuracy = self._validation.accuracy
-        target = slots[act["slot"]]
-        contribution = target.contribution if target.is_live else None
-        progress = last_accuracy - target.accuracy_at_germination if target.is_live else None
 
         valid = action_allowed(act, self._masks, self._space)
         valid = valid and execute_action(act, model, cfg.slot_ids, self._generator, last_accuracy)
@@ -271,25 +298,21 @@ class MorphogeneticEnv:
         signals = self.tracker.update(val.loss, val.accuracy)
 
         last_step = self._epoch >= cfg.episode_length
+        before, self._objective = self._objective, self._running_objective()
         reward = compute_reward(
             cfg.reward_mode,
             RewardInputs(
-                op=op,
-                action_valid=valid,
-                stages_before=stages_before,
-                stages_after=tuple(int(s.stage) for s in slots),
-                val_accuracy=val.accuracy,
-                seed_params=sum(s.num_params for s in slots),
-                host_params=model.host.num_params,
-                seed_contribution=contribution,
-                seed_progress=progress,
-                is_last_step=last_step,
+                step=self._epoch - 1,
+                episode_length=cfg.episode_length,
+                initial=self._initial_objective,
+                before=before,
+                after=self._objective,
                 governor_rollback=rollback,
             ),
             cfg.reward,
             gamma=self.gamma,
         )
-        self._tally.episode_return += reward.total
+        self._tally.add_reward(reward, self.gamma)
         self._done = rollback or last_step
         obs, self._masks = self._observe(signals, success=valid, op=op)
         info = StepInfo(
@@ -312,8 +335,8 @@ class MorphogeneticEnv:
             obs=obs,
             masks=self._masks,
             reward=reward.total,
-            terminated=rollback,
-            truncated=last_step and not rollback,
+            terminated=self._done,
+            truncated=False,
             info=info,
             episode=self._episode_summary(val) if self._done else None,
         )
@@ -363,7 +386,8 @@ class MorphogeneticEnv:
         tally = self._tally
         seed_params = sum(s.num_params for s in slots)
         return EpisodeSummary(
-            episode_return=tally.episode_return,
+            discounted_return=tally.discounted_return,
+            reward_components=dict(tally.reward_components),
             length=self._epoch,
             final_accuracy=val.accuracy,
             final_loss=val.loss,
@@ -378,7 +402,9 @@ class MorphogeneticEnv:
             seed_params=seed_params,
             host_params=self.model.host.num_params,
             extra_compute=tally.extra_compute,
-            objective=objective_value(val.accuracy, seed_params, tally.extra_compute, self.config.objective),
+            objective=-self.config.reward.governor_penalty
+            if tally.rollbacks
+            else objective_value(val.accuracy, seed_params, tally.extra_compute, self.config.objective),
             final_blueprints={
                 s.slot_id: s.blueprint.blueprint_id for s in slots if s.occupied and s.blueprint is not None
             },

@@ -94,8 +94,11 @@ class StepInfo:
 class EpisodeSummary:
     """How one episode went, reported once, on the step that ended it (accuracies in percent)."""
 
-    episode_return: float
-    """Sum of the episode's rewards (raw scale, undiscounted)."""
+    discounted_return: float
+    """``G_0 = Σ γ^t r_t``, the return PPO maximises (raw scale, γ the env's gamma = the trainer's PPO
+    gamma). In the ``objective`` reward mode it equals ``γ^{T−1}·objective − o_0`` (``rewards.py``)."""
+    reward_components: Mapping[str, float]
+    """``Σ γ^t`` of each reward component (``RewardBreakdown`` field → value); they sum to ``discounted_return``."""
     length: int
     """Steps (host epochs) the episode lasted."""
     final_accuracy: float
@@ -125,7 +128,8 @@ class EpisodeSummary:
     extra_compute: float
     """Training compute the seeds cost over the episode, in host-epochs (see ``objective.py``)."""
     objective: float
-    """The episode's objective: final accuracy net of the parameter and compute prices (``objective.py``)."""
+    """The episode's objective: final accuracy net of the parameter and compute prices (``objective.py``);
+    ``−governor_penalty`` for an episode the governor rolled back (``rewards.py``)."""
     final_blueprints: Mapping[str, str] = field(default_factory=dict)
     """Blueprint id of the seed in each occupied slot at the end (live or fossilized), by slot id: the
     final architecture, which the static baseline of evaluation trains from epoch 0."""
@@ -155,9 +159,10 @@ class EnvStep:
     masks: ActionMasks
     reward: float
     terminated: bool
-    """True terminal (governor rollback): do not bootstrap."""
+    """True terminal (the last epoch, or a governor rollback): do not bootstrap."""
     truncated: bool
-    """Time limit reached (last epoch of the episode): bootstrap from ``obs``."""
+    """Always False here (the episode's end is a true terminal); a time-limit wrapper sets it, and
+    then the trainer bootstraps from ``obs``."""
     info: StepInfo
     episode: EpisodeSummary | None
     """The episode's summary on the step that ended it (``terminated or truncated``), else None."""

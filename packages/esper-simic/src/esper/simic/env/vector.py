@@ -49,7 +49,7 @@ class VectorEnv:
         gamma: float = DEFAULT_GAMMA,
         data: TaskData | None = None,
     ) -> None:
-        """``gamma`` discounts the reward's stage shaping: pass the trainer's PPO gamma."""
+        """``gamma`` discounts the reward: pass the trainer's PPO gamma."""
         if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
         shared = (data if data is not None else load_task(config)).to(device)

@@ -78,7 +78,7 @@ class TrainConfig:
     """Environment settings (task, host, episode length, reward mode, slots, ...)."""
     ppo: PPOConfig = field(default_factory=PPOConfig)
     """PPO hyperparameters (learning rate, clip ratio, epochs, entropy coefficients, ...). Its gamma
-    also discounts the environment's reward shaping (one discount for shaping and GAE)."""
+    is also the environment's reward discount (the return telescopes to the objective under it)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "policy_kwargs", dict(self.policy_kwargs))

@@ -74,13 +74,13 @@ class EvalRow:
             "std_objective": std_objective,
             "mean_final_accuracy": stats.mean_final_accuracy,
             "std_final_accuracy": stats.std_final_accuracy,
-            "mean_return": stats.mean_return,
+            "mean_discounted_return": stats.mean_discounted_return,
             "mean_params_added": statistics.fmean(self.params_added),
             "mean_extra_compute": statistics.fmean(e.extra_compute for e in self.episodes),
             "seeds_fossilized_per_episode": stats.fossilized / n,
             "objectives": list(self.objectives),
             "final_accuracies": list(stats.final_accuracies),
-            "returns": list(stats.returns),
+            "discounted_returns": list(stats.discounted_returns),
             "params_added": list(self.params_added),
             "extra_compute": [e.extra_compute for e in self.episodes],
             "final_blueprints": [dict(e.final_blueprints) for e in self.episodes],
@@ -149,7 +149,7 @@ class EvalReport:
             "final acc %",
             "params added",
             "extra compute",
-            "return",
+            "discounted return",
             "Δ objective vs learned",
         )
         differences = self.objective_differences()
@@ -163,7 +163,7 @@ class EvalReport:
                     f"{data['mean_final_accuracy']:.2f}",
                     f"{data['mean_params_added']:,.0f}",
                     f"{data['mean_extra_compute']:.2f}",
-                    f"{data['mean_return']:+.3f}",
+                    f"{data['mean_discounted_return']:+.3f}",
                     delta,
                 )
             )

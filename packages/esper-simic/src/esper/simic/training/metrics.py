@@ -4,7 +4,8 @@ The trainer returns diagnostics as data and hands each finished record to an inj
 :class:`TrainingSink` (SB3's logger/callback seam); what is kept and where
 (``metrics.jsonl``, a console line, TensorBoard) is the sink's business. The default sink does
 nothing. Returns and rewards here are on the *raw* reward scale (before reward normalisation);
-accuracies are in percent.
+accuracies and objectives are in percent (accuracy points). A return is always the discounted
+return ``G_0`` PPO maximises (the env's gamma, the trainer's PPO gamma).
 """
 
 from __future__ import annotations
@@ -44,10 +45,14 @@ class PhaseTimings:
 class EpisodeStats:
     """Outcome of a batch of finished episodes (one round, or an evaluation)."""
 
-    returns: tuple[float, ...]
-    """Raw-scale return of each episode, in env order."""
+    discounted_returns: tuple[float, ...]
+    """Raw-scale discounted return ``G_0`` of each episode, in env order."""
+    objectives: tuple[float, ...]
+    """Objective of each episode (``objective.py``: final accuracy net of parameter and compute prices)."""
     final_accuracies: tuple[float, ...]
     """Validation accuracy (%) at each episode's end."""
+    reward_components: Mapping[str, tuple[float, ...]]
+    """Reward component → its discounted sum in each episode (they add up to the discounted returns)."""
     germinated: int
     """Seeds germinated, summed over episodes."""
     fossilized: int
@@ -58,38 +63,56 @@ class EpisodeStats:
     """Governor rollbacks (episodes ended early by a divergence), summed."""
     params_added: int
     """Seed parameters in the host at episode end (live and fossilized), summed over episodes."""
+    extra_compute: float
+    """Seed training compute (host-epochs, ``objective.py``), summed over episodes."""
 
     def __post_init__(self) -> None:
-        if len(self.returns) == 0 or len(self.returns) != len(self.final_accuracies):
+        counts = {len(self.discounted_returns), len(self.objectives), len(self.final_accuracies)}
+        counts |= {len(values) for values in self.reward_components.values()}
+        if counts != {len(self.discounted_returns)} or not self.discounted_returns:
             raise ValueError(
-                f"need one return and one final accuracy per episode, got {len(self.returns)} and "
-                f"{len(self.final_accuracies)}"
+                "need one discounted return, objective, final accuracy and value of each reward component per "
+                f"episode, got {len(self.discounted_returns)}, {len(self.objectives)}, {len(self.final_accuracies)} "
+                f"and {_lengths(self.reward_components)}"
             )
 
     @classmethod
     def from_episodes(cls, episodes: Sequence[EpisodeSummary]) -> EpisodeStats:
         """From the envs' end-of-episode summaries (in env order)."""
+        components = episodes[0].reward_components if episodes else {}
         return cls(
-            returns=tuple(e.episode_return for e in episodes),
+            discounted_returns=tuple(e.discounted_return for e in episodes),
+            objectives=tuple(e.objective for e in episodes),
             final_accuracies=tuple(e.final_accuracy for e in episodes),
+            reward_components={name: tuple(e.reward_components[name] for e in episodes) for name in components},
             germinated=sum(e.germinated for e in episodes),
             fossilized=sum(e.fossilized for e in episodes),
             pruned=sum(e.pruned for e in episodes),
             rollbacks=sum(e.rollbacks for e in episodes),
             params_added=sum(e.seed_params for e in episodes),
+            extra_compute=math.fsum(e.extra_compute for e in episodes),
         )
 
     @property
     def num_episodes(self) -> int:
-        return len(self.returns)
+        return len(self.discounted_returns)
 
     @property
-    def mean_return(self) -> float:
-        return math.fsum(self.returns) / len(self.returns)
+    def mean_discounted_return(self) -> float:
+        return _mean(self.discounted_returns)
+
+    @property
+    def mean_objective(self) -> float:
+        return _mean(self.objectives)
+
+    @property
+    def mean_reward_components(self) -> dict[str, float]:
+        """Reward component → mean over episodes of its discounted sum."""
+        return {name: _mean(values) for name, values in self.reward_components.items()}
 
     @property
     def mean_final_accuracy(self) -> float:
-        return math.fsum(self.final_accuracies) / len(self.final_accuracies)
+        return _mean(self.final_accuracies)
 
     @property
     def std_final_accuracy(self) -> float:
@@ -128,19 +151,25 @@ class RoundRecord:
             "round": self.round,
             "episodes": self.episodes,
             "env_steps": self.env_steps,
-            "mean_return": stats.mean_return,
-            "min_return": min(stats.returns),
-            "max_return": max(stats.returns),
+            "mean_objective": stats.mean_objective,
+            "min_objective": min(stats.objectives),
+            "max_objective": max(stats.objectives),
             "mean_final_accuracy": stats.mean_final_accuracy,
             "min_final_accuracy": min(stats.final_accuracies),
             "max_final_accuracy": max(stats.final_accuracies),
-            "returns": list(stats.returns),
+            "mean_discounted_return": stats.mean_discounted_return,
+            "min_discounted_return": min(stats.discounted_returns),
+            "max_discounted_return": max(stats.discounted_returns),
+            "mean_reward_components": stats.mean_reward_components,
+            "objectives": list(stats.objectives),
             "final_accuracies": list(stats.final_accuracies),
+            "discounted_returns": list(stats.discounted_returns),
             "germinated": stats.germinated,
             "fossilized": stats.fossilized,
             "pruned": stats.pruned,
             "rollbacks": stats.rollbacks,
             "params_added": stats.params_added,
+            "extra_compute": stats.extra_compute,
             "invalid_actions": self.invalid_actions,
             "op_counts": dict(self.op_counts),
             "head_entropies": dict(self.head_entropies),
@@ -179,8 +208,10 @@ class RunSummary:
     train_time_s: float
     """Seconds the run's rounds took, summed over every invocation (each round's ``timings.total_s``;
     setup, and rounds redone after a crash, are not counted)."""
-    final_mean_return: float | None
-    """Mean raw return of the run's last round (None if no round is recorded)."""
+    final_mean_objective: float | None
+    """Mean objective of the run's last round (None if no round is recorded)."""
+    final_mean_discounted_return: float | None
+    """Mean raw discounted return of the run's last round."""
     final_mean_accuracy: float | None
     """Mean final accuracy (%) of the run's last round."""
     best_mean_accuracy: float | None
@@ -210,7 +241,8 @@ class RunSummary:
             episodes_completed=episodes_completed,
             wall_time_s=wall_time_s,
             train_time_s=math.fsum(_number(row.get("timings", {}).get("total_s")) or 0.0 for row in rows),
-            final_mean_return=_number(last.get("mean_return")),
+            final_mean_objective=_number(last.get("mean_objective")),
+            final_mean_discounted_return=_number(last.get("mean_discounted_return")),
             final_mean_accuracy=_number(last.get("mean_final_accuracy")),
             best_mean_accuracy=None if best is None else best[0],
             best_round=None if best is None else best[1],
@@ -219,6 +251,14 @@ class RunSummary:
 
     def to_json(self) -> dict[str, Any]:
         return to_plain(self)  # type: ignore[no-any-return]
+
+
+def _lengths(columns: Mapping[str, Sequence[float]]) -> dict[str, int]:
+    return {name: len(values) for name, values in columns.items()}
+
+
+def _mean(values: Sequence[float]) -> float:
+    return math.fsum(values) / len(values)
 
 
 def _number(value: Any) -> float | None:

@@ -102,6 +102,6 @@ class ConsoleProgress:
         kl_text = f" | kl {kl:.4f}" if isinstance(kl, float) else ""
         return (
             f"round {record.round}/{self._total_rounds} | ep {record.episodes} | "
-            f"return {stats.mean_return:+.2f} | acc {stats.mean_final_accuracy:.1f}% | "
+            f"objective {stats.mean_objective:.1f} | acc {stats.mean_final_accuracy:.1f}% | "
             f"fossilized {stats.fossilized}{kl_text} | {record.timings.total_s:.1f}s/round | eta {eta}"
         )

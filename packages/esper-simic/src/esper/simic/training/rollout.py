@@ -8,7 +8,9 @@ its static size.
 
 :func:`collect_rollout` is a training round on top of it, CleanRL's loop body: the policy acts on
 observations normalised with *frozen* statistics (:class:`PolicyActor`); each step's rewards are
-normalised, V(s_{t+1}) is bootstrapped for time-limit truncations with the carried hidden state,
+normalised, V(s_{t+1}) is bootstrapped for time-limit truncations with the carried hidden state
+(the morphogenetic env's last epoch is a true terminal and is not bootstrapped; a time-limit
+wrapper's truncations are),
 and the transition is stored. Op counts, invalid actions and rollout entropies are read from the
 filled buffer afterwards. Everything the trainer needs comes back as a frozen
 :class:`RolloutResult`; nothing here logs.

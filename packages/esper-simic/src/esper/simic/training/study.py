@@ -110,8 +110,8 @@ class RowValues:
     """Mean parameters added to the host (by its seeds, or by widening it)."""
     extra_compute: float
     """Mean extra training compute (host-epochs)."""
-    episode_return: float
-    """Mean episode return."""
+    discounted_return: float
+    """Mean discounted return (raw scale; the return PPO maximises)."""
 
     @classmethod
     def from_row(cls, row: EvalRow) -> RowValues:
@@ -124,7 +124,7 @@ class RowValues:
             final_accuracy=mean([e.final_accuracy for e in row.episodes]),
             params_added=mean([float(p) for p in row.params_added]),
             extra_compute=mean([e.extra_compute for e in row.episodes]),
-            episode_return=mean([e.episode_return for e in row.episodes]),
+            discounted_return=mean([e.discounted_return for e in row.episodes]),
         )
 
     @classmethod
@@ -304,14 +304,14 @@ class StudyReport:
             "",
             "## Mean over seeds",
             "",
-            "| policy | objective | final acc % | params added | extra compute (host-epochs) | return |",
+            "| policy | objective | final acc % | params added | extra compute (host-epochs) | discounted return |",
             "|---|---:|---:|---:|---:|---:|",
         ]
         for row in self.rows:
             m = row.mean
             lines.append(
                 f"| {row.policy} | {m.objective:.2f} | {m.final_accuracy:.2f} | {m.params_added:,.0f} | "
-                f"{m.extra_compute:.2f} | {m.episode_return:+.3f} |"
+                f"{m.extra_compute:.2f} | {m.discounted_return:+.3f} |"
             )
         lines += [
             "",
