@@ -162,13 +162,14 @@ def test_heuristic_and_eval_print_tables_and_write_json(tmp_path: Path, capsys: 
     lines = stdout.splitlines()
     cheap = ["checkpoint (lstm)", "checkpoint (lstm), sampled", "heuristic", "no-growth (WAIT)", "random valid policy"]
     assert [line.split("  ")[0] for line in lines[1:6]] == cheap
-    assert lines[6].startswith("fixed schedule (best: ") and len(lines) == 10  # header, 8 rows, "wrote"
+    assert lines[6].startswith("fixed schedule (best: ") and len(lines) == 12  # header, 8 rows, footer, 2 "wrote"
+    assert lines[9].startswith("distinct action sequences / episodes")
     assert lines[-1] == f"wrote {run / 'eval.json'}"
     data = json.loads((run / "eval.json").read_text())
     assert len(data["rows"]) == 8 and len(data["fixed_schedules"]) == 6  # one per mlp blueprint
     code, stdout, stderr = _run(["eval", checkpoint, "--episodes", "2", "--no-costly-baselines"], capsys)
     assert code == 0, stderr
-    assert [line.split("  ")[0] for line in stdout.splitlines()[1:-1]] == cheap
+    assert [line.split("  ")[0] for line in stdout.splitlines()[1:-3]] == cheap  # then footer, 2 "wrote"
     assert json.loads((run / "eval.json").read_text())["fixed_schedules"] == []
 
 

@@ -59,7 +59,7 @@ def test_evaluate_compares_the_policy_with_the_cheap_baselines_on_the_same_seeds
         data["rows"][3]["mean_objective"] - data["rows"][0]["mean_objective"]
     )
     table = report.table().splitlines()
-    assert table[0].startswith("policy") and len(table) == 6 and "±" in table[1]
+    assert table[0].startswith("policy") and len(table) == 7 and "±" in table[1]
     assert table[0].endswith("Δ objective vs learned") and table[1].endswith("+0.00")
     again = evaluate(checkpoint, EvalConfig(episodes=3, num_envs=3, costly_baselines=False))
     greedy_and_rules = [0, 2, 3, 4]  # the sampled row draws from one generator per batch: batching matters
@@ -76,7 +76,7 @@ def test_evaluate_with_the_costly_baselines(make_config: Callable[..., TrainConf
     learned, static = report.rows[0], report.row(STATIC)
     assert [e.seed_params for e in static.episodes] == [e.seed_params for e in learned.episodes]
     data = report.to_json()
-    assert len(data["fixed_schedules"]) == 6 and len(report.table().splitlines()) == 9
+    assert len(data["fixed_schedules"]) == 6 and len(report.table().splitlines()) == 10
 
 
 def test_greedy_and_sampled_rows_differ_only_by_sampling(tiny_env: EnvConfig) -> None:

@@ -5,12 +5,16 @@ the baselines), ``policies`` (what the registry knows, broken plugins included).
 are generated from the config dataclasses and their field docstrings, so ``--help`` is the config's
 documentation. Input errors print one ``esper-train: error: ...`` line and exit with status 2;
 ``--traceback`` shows the full stack instead (for bug reports).
+
+``study`` trains several seeds of one configuration, evaluates each and reports learned − baseline
+with bootstrap intervals (:mod:`esper.simic.training.study`).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import sys
 import time
 from collections.abc import Sequence
@@ -37,6 +41,15 @@ from esper.simic.training import (
 from esper.simic.training.dataclass_io import from_plain
 from esper.simic.training.options import Option, add_option_groups, add_options, collect_options, given_values
 from esper.simic.training.run_dir import RESUME_AUTO, claim_new_run_directory, resolve_resume, strict_json
+from esper.simic.training.study import (
+    DEFAULT_SEEDS,
+    STUDY_JSON,
+    STUDY_MARKDOWN,
+    StudyConfig,
+    consecutive_seeds,
+    run_study,
+)
+from esper.simic.training.traces import TRACES_FILE, write_traces
 from esper.tamiyo.policy import PolicyRegistryError, list_policies
 
 PROG = "esper-train"
@@ -139,6 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument(
         "--out", metavar="FILE", help="JSON report path (default: eval.json next to the checkpoint)"
     )
+    evaluation.add_argument(
+        "--traces",
+        metavar="FILE",
+        help=f"JSON-lines file of every step of every episode (default: {TRACES_FILE} next to the JSON report)",
+    )
     evaluation.add_argument("--data-dir", help="override the checkpoint's data directory (cifar10 on another machine)")
     add_options(evaluation.add_argument_group("evaluation"), _eval_options())
 
@@ -147,7 +165,53 @@ def build_parser() -> argparse.ArgumentParser:
         help="list registered policies (plugins included)",
         description="List registered policies, including plugins and broken plugins with their error.",
     )
+    add_study_parser(commands)
     return parser
+
+
+def _study_eval_options() -> list[Option]:
+    """The evaluation options of ``study``, prefixed ``--eval-`` (``--seed``, ``--num-envs`` are the training's)."""
+    renames = {f"eval.{f.name}": f"eval_{f.name}" for f in dataclasses.fields(EvalConfig)}
+    return collect_options(EvalConfig, renames=renames, prefix=("eval",))
+
+
+def add_study_parser(commands: Any) -> None:
+    """The ``study`` subcommand: the training options (``--out`` is the study directory), seeds, evaluation."""
+    study = commands.add_parser(
+        "study",
+        help="train several seeds of one configuration and compare each with the baselines",
+        description="Train K seeds of one configuration one after another (each in --out/seed-<s>), evaluate "
+        "each against the baselines on the same held-out episodes, and write study.json and study.md: per-seed "
+        "values, their means and a bootstrap interval of learned − baseline on the objective. Run it again "
+        "with the same --out to continue an interrupted study.",
+    )
+    study.add_argument("--config", metavar="FILE", help="TOML or JSON config file (flags given here override it)")
+    seeds = study.add_mutually_exclusive_group()
+    seeds.add_argument(
+        "--seeds", type=int, metavar="K", help=f"train K seeds: --seed, --seed + 1, ... (default: {DEFAULT_SEEDS})"
+    )
+    seeds.add_argument("--seed-list", type=int, nargs="+", metavar="SEED", help="train exactly these seeds")
+    study.add_argument("--quiet", action="store_true", help="no progress display (notes about the runs still print)")
+    add_option_groups(study, _train_options(), top_title="run (--out is the study directory)")
+    add_options(study.add_argument_group("evaluation of each seed"), _study_eval_options())
+
+
+def _study(args: argparse.Namespace) -> int:
+    requested = [load_config_file(args.config)] if args.config is not None else []
+    requested.append(given_values(args, _train_options()))
+    train_config = build_config(*requested)
+    eval_config = from_plain(EvalConfig, given_values(args, _study_eval_options()).get("eval", {}), where="eval")
+    seeds = args.seed_list or consecutive_seeds(train_config.seed, DEFAULT_SEEDS if args.seeds is None else args.seeds)
+    config = StudyConfig(train_config, tuple(seeds), train_config.out_dir or "", eval_config)
+    if train_config.out_dir is None:  # claimed only once the study's config is known to be valid
+        created = claim_new_run_directory(Path("runs"), time.strftime("study-%Y%m%d-%H%M%S"))
+        config = dataclasses.replace(config, out_dir=str(created))
+    out = Path(config.out_dir)
+    print(f"study directory: {out} (to continue it after an interruption: the same command with --out {out})")
+    report = run_study(config, sink=ConsoleProgress(notices_only=args.quiet), notify=print)
+    print(report.markdown())
+    print(f"wrote {out / STUDY_JSON} and {out / STUDY_MARKDOWN}")
+    return 0
 
 
 def _ppo(args: argparse.Namespace) -> int:
@@ -190,6 +254,9 @@ def _eval(args: argparse.Namespace) -> int:
     report = evaluate(args.checkpoint, config, data_dir=args.data_dir)
     print(report.table())
     out = Path(args.out) if args.out is not None else Path(args.checkpoint).parent / "eval.json"
+    traces_path = Path(args.traces) if args.traces is not None else out.parent / TRACES_FILE
+    traces = write_traces(traces_path, ((row.policy, row.traces) for row in report.rows))
+    print(f"wrote {traces}")
     _write_json(out, report.to_json())
     print(f"wrote {out}")
     return 0
@@ -211,7 +278,7 @@ def _write_json(path: Path, data: Any) -> None:
     path.write_text(strict_json(data, indent=2) + "\n", encoding="utf-8")
 
 
-COMMANDS = {"ppo": _ppo, "heuristic": _heuristic, "eval": _eval, "policies": _policies}
+COMMANDS = {"ppo": _ppo, "heuristic": _heuristic, "eval": _eval, "study": _study, "policies": _policies}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,7 +25,16 @@ from esper.simic.env.hosts import HOST_PRESETS, HostNetwork, HostPreset, build_h
 from esper.simic.env.model import MorphogeneticModel
 from esper.simic.env.morphogenetic import EpisodeOverError, MorphogeneticEnv
 from esper.simic.env.objective import ObjectiveConfig, epoch_compute, objective_value
-from esper.simic.env.results import EnvReset, EnvStep, EpisodeSummary, ResetInfo, StepInfo, VectorReset, VectorStep
+from esper.simic.env.results import (
+    EnvReset,
+    EnvStep,
+    EpisodeSummary,
+    ResetInfo,
+    SlotTrace,
+    StepInfo,
+    VectorReset,
+    VectorStep,
+)
 from esper.simic.env.rewards import (
     DEFAULT_GAMMA,
     REWARD_MODES,
@@ -78,6 +87,7 @@ __all__ = [
     "SignalTracker",
     "SignalTrackerConfig",
     "SlotSettings",
+    "SlotTrace",
     "Snapshot",
     "StepInfo",
     "SyntheticTask",

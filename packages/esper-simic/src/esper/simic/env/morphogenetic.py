@@ -47,7 +47,7 @@ from esper.simic.env.hosts import HOST_PRESETS, build_host
 from esper.simic.env.model import MorphogeneticModel
 from esper.simic.env.objective import epoch_compute, objective_value
 from esper.simic.env.observations import build_masks, build_observation
-from esper.simic.env.results import EnvReset, EnvStep, EpisodeSummary, ResetInfo, StepInfo
+from esper.simic.env.results import EnvReset, EnvStep, EpisodeSummary, ResetInfo, SlotTrace, StepInfo
 from esper.simic.env.rewards import (
     DEFAULT_GAMMA,
     ObjectiveTerms,
@@ -58,7 +58,7 @@ from esper.simic.env.rewards import (
     objective_terms,
 )
 from esper.simic.env.signals import SignalTracker, TrackerSignals
-from esper.simic.env.slot import SlotSettings
+from esper.simic.env.slot import SeedSlot, SlotSettings
 from esper.simic.env.validation import ValidationResult, validate
 from esper.tamiyo.contract import (
     ActionMasks,
@@ -70,6 +70,12 @@ from esper.tamiyo.contract import (
     SlotConfig,
     morphogenetic_action_space,
 )
+
+
+def slot_trace(slot: SeedSlot) -> SlotTrace:
+    """What an episode trace records of ``slot`` now."""
+    blueprint = None if slot.blueprint is None else slot.blueprint.name
+    return SlotTrace(slot.slot_id, slot.stage.name, blueprint, slot.alpha, slot.contribution, slot.num_params)
 
 
 class EpisodeOverError(RuntimeError):
@@ -321,6 +327,9 @@ class MorphogeneticEnv:
             reward_components=reward,
             governor_rollback=rollback,
             rollback_reason=reason,
+            slots=tuple(slot_trace(s) for s in slots),
+            host_params=model.host.num_params,
+            extra_compute=self._tally.extra_compute,
         )
         return EnvStep(
             obs=obs,

@@ -35,6 +35,24 @@ class ResetInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class SlotTrace:
+    """One slot's state after a step: what an episode trace shows of it."""
+
+    slot_id: str
+    """The slot's id (its injection point)."""
+    stage: str
+    """Name of the slot's lifecycle stage (``SeedStage``), e.g. ``"BLENDING"``."""
+    blueprint: str | None
+    """Name of the seed's blueprint (``BlueprintAction``); None for a slot that held no seed since its last reset."""
+    alpha: float
+    """The seed's blend amplitude (0 for an empty slot)."""
+    contribution: float | None
+    """The seed's latest counterfactual contribution (accuracy points); None until one was measured."""
+    params: int
+    """Parameters of the seed and its gate (0 when the slot holds no module)."""
+
+
+@dataclass(frozen=True, slots=True)
 class StepInfo:
     """What one step did: the action as executed, the epoch's training and validation, the reward's parts."""
 
@@ -60,6 +78,12 @@ class StepInfo:
     """The governor restored the last snapshot and ended the episode (a true terminal)."""
     rollback_reason: str | None
     """Why the governor rolled back (``non_finite_loss``, ...); None without a rollback."""
+    slots: tuple[SlotTrace, ...]
+    """Every slot's state after the step, in slot order."""
+    host_params: int
+    """Parameters of the host network."""
+    extra_compute: float
+    """Training compute the seeds have cost so far in the episode, in host-epochs (see ``objective.py``)."""
 
     def as_dict(self) -> dict[str, Any]:
         """A plain, JSON-able dict (the Gymnasium ``info``), reward components as a nested dict."""

@@ -5,6 +5,7 @@ Everything ``esper-train`` does is available from Python::
     from esper.simic.training import TrainConfig, train, evaluate
     result = train(TrainConfig(episodes=40, out_dir="runs/demo"))
     print(evaluate("runs/demo/checkpoint_last.pt").table())
+    run_study(StudyConfig(TrainConfig(episodes=40), seeds=(1, 2, 3), out_dir="runs/study"))
 """
 
 from esper.simic.training.checkpoint import (
@@ -39,6 +40,8 @@ from esper.simic.training.metrics import (
 )
 from esper.simic.training.progress import ConsoleProgress
 from esper.simic.training.run_dir import RunDirectory, RunDirectoryError, read_metrics
+from esper.simic.training.study import StudyConfig, StudyReport, run_study
+from esper.simic.training.traces import EpisodeTrace, TraceRecorder
 from esper.simic.training.vectorized import RunResult, train
 
 __all__ = [
@@ -51,6 +54,7 @@ __all__ = [
     "ConfigKeyError",
     "ConsoleProgress",
     "EpisodeStats",
+    "EpisodeTrace",
     "EvalConfig",
     "EvalReport",
     "EvalRow",
@@ -63,6 +67,9 @@ __all__ = [
     "RunResult",
     "RunStart",
     "RunSummary",
+    "StudyConfig",
+    "StudyReport",
+    "TraceRecorder",
     "TrainConfig",
     "TrainingSink",
     "build_config",
@@ -73,6 +80,7 @@ __all__ = [
     "merge_layers",
     "read_checkpoint",
     "read_metrics",
+    "run_study",
     "train",
     "write_checkpoint",
 ]

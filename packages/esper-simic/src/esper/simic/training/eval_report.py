@@ -14,6 +14,7 @@ from typing import Any
 
 from esper.simic.env import EpisodeSummary
 from esper.simic.training.metrics import EpisodeStats
+from esper.simic.training.traces import EpisodeTrace, sequence_diversity
 
 
 def _mean_std(values: tuple[float, ...]) -> tuple[float, float]:
@@ -31,12 +32,16 @@ class EvalRow:
     """The summary of every episode, in the order of the report's seeds (rows are paired by index)."""
     host_params_added: tuple[int, ...] = ()
     """Parameters the host itself gained in each episode (the widened-host baseline); empty: none."""
+    traces: tuple[EpisodeTrace, ...] = ()
+    """Step-by-step trace of every episode, in episode order (``traces.py``); empty: not traced."""
 
     def __post_init__(self) -> None:
         if self.host_params_added and len(self.host_params_added) != len(self.episodes):
             raise ValueError(
                 f"host_params_added has {len(self.host_params_added)} entries for {len(self.episodes)} episodes"
             )
+        if self.traces and len(self.traces) != len(self.episodes):
+            raise ValueError(f"{len(self.traces)} traces for {len(self.episodes)} episodes")
 
     @property
     def stats(self) -> EpisodeStats:
@@ -106,6 +111,11 @@ class EvalReport:
                 return row
         raise KeyError(f"no row {policy!r}; rows are {[r.policy for r in self.rows]}")
 
+    @property
+    def sequence_diversity(self) -> dict[str, float]:
+        """Per traced row: distinct action sequences / episodes (1/N: the same sequence in all N episodes)."""
+        return {row.policy: sequence_diversity([t.actions for t in row.traces]) for row in self.rows if row.traces}
+
     def objective_differences(self) -> dict[str, tuple[float, ...]]:
         """Per policy, the paired per-episode difference of its objective to the reference row's (row − reference)."""
         if self.reference is None:
@@ -128,6 +138,7 @@ class EvalReport:
             "reference": self.reference,
             "rows": rows,
             "fixed_schedules": [row.to_json() for row in self.fixed_schedules],
+            "distinct_action_sequences_per_episode": self.sequence_diversity,
         }
 
     def table(self) -> str:
@@ -157,9 +168,19 @@ class EvalReport:
                 )
             )
         widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-        return "\n".join(
+        table = "\n".join(
             "  ".join(
                 cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths, strict=True))
             )
             for line in lines
+        )
+        return table + self._diversity_footer()
+
+    def _diversity_footer(self) -> str:
+        shares = ", ".join(f"{policy} {share:.2f}" for policy, share in self.sequence_diversity.items())
+        if not shares:
+            return ""
+        return (
+            "\ndistinct action sequences / episodes (op + relevant heads per step; 1/N = one script "
+            f"for all N episodes): {shares}"
         )

@@ -16,6 +16,7 @@ never overlaps the training seeds), so differences are paired, not luck of the d
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ from esper.simic.training.rng import (
     torch_threads,
 )
 from esper.simic.training.rollout import ActFn, PolicyActor, play_round
+from esper.simic.training.traces import TraceRecorder
 from esper.simic.training.vectorized import resolve_device
 from esper.tamiyo.contract import BlueprintAction, topology_blueprints
 from esper.tamiyo.policy import PolicyBundle, create_policy
@@ -144,14 +146,38 @@ def play_episodes(
     make_actor: ActorFactory,
     *,
     architectures: Sequence[FixedArchitecture] | None = None,
+    recorder: TraceRecorder | None = None,
 ) -> tuple[EpisodeSummary, ...]:
-    """Play one episode per seed in lockstep batches; ``architectures[i]`` (if given) is built at episode i's reset."""
+    """Play one episode per seed in lockstep batches; ``architectures[i]`` (if given) is built at episode i's reset.
+
+    ``recorder`` (if given) traces every step.
+    """
     episodes: list[EpisodeSummary] = []
     for batch in pool.batches(len(seeds)):
         venv = pool.get(len(batch))
         envs = venv if architectures is None else FixedArchitectureEnvs(venv, architectures[batch.start : batch.stop])
-        episodes += play_round(envs, make_actor(venv, batch), seeds[batch.start : batch.stop]).episodes
+        act, batch_seeds = make_actor(venv, batch), seeds[batch.start : batch.stop]
+        if recorder is None:
+            episodes += play_round(envs, act, batch_seeds).episodes
+        else:
+            episodes += play_round(
+                envs, recorder.watch(act, batch_seeds), batch_seeds, on_step=recorder.on_step
+            ).episodes
     return tuple(episodes)
+
+
+def play_row(
+    policy: str,
+    pool: VectorEnvPool,
+    seeds: Sequence[int],
+    make_actor: ActorFactory,
+    *,
+    architectures: Sequence[FixedArchitecture] | None = None,
+) -> EvalRow:
+    """:func:`play_episodes` as the evaluation row ``policy``, with the trace of every episode."""
+    recorder = TraceRecorder(pool.get(pool.batch_size).action_space)
+    episodes = play_episodes(pool, seeds, make_actor, architectures=architectures, recorder=recorder)
+    return EvalRow(policy, episodes, traces=recorder.episodes)
 
 
 def heuristic_policy(venv: VectorEnv) -> PolicyBundle:
@@ -176,9 +202,9 @@ def rule_rows(pool: VectorEnvPool, config: EvalConfig) -> tuple[EvalRow, ...]:
         return RandomActor(venv.action_space, [torch.Generator().manual_seed(config.random_seed(i)) for i in batch])
 
     return (
-        EvalRow(HEURISTIC, play_episodes(pool, seeds, _heuristic_actor)),
-        EvalRow(NO_GROWTH, play_episodes(pool, seeds, _no_growth)),
-        EvalRow(RANDOM, play_episodes(pool, seeds, random_actor)),
+        play_row(HEURISTIC, pool, seeds, _heuristic_actor),
+        play_row(NO_GROWTH, pool, seeds, _no_growth),
+        play_row(RANDOM, pool, seeds, random_actor),
     )
 
 
@@ -191,7 +217,7 @@ def fixed_schedule_rows(pool: VectorEnvPool, seeds: Sequence[int]) -> tuple[Eval
             del batch
             return fixed_schedule_actor(venv.action_space, bp)
 
-        rows.append(EvalRow(f"fixed schedule ({blueprint.blueprint_id})", play_episodes(pool, seeds, schedule)))
+        rows.append(play_row(f"fixed schedule ({blueprint.blueprint_id})", pool, seeds, schedule))
     return tuple(rows)
 
 
@@ -199,19 +225,20 @@ def best_fixed_schedule(rows: Sequence[EvalRow]) -> EvalRow:
     """The schedule with the highest mean objective, as the row ``fixed schedule (best: <blueprint>)``."""
     best = max(rows, key=lambda row: row.mean_objective)
     blueprint = best.policy.removeprefix("fixed schedule (").removesuffix(")")
-    return EvalRow(f"fixed schedule (best: {blueprint})", best.episodes)
+    return EvalRow(f"fixed schedule (best: {blueprint})", best.episodes, traces=best.traces)
 
 
 def architecture_rows(
     pool: VectorEnvPool, seeds: Sequence[int], learned: Sequence[EpisodeSummary]
 ) -> tuple[EvalRow, ...]:
     """The learned final network trained statically from epoch 0, and the host widened to its size."""
-    static = EvalRow(STATIC, play_episodes(pool, seeds, _no_growth, architectures=static_architectures(learned)))
+    static = play_row(STATIC, pool, seeds, _no_growth, architectures=static_architectures(learned))
     host = pool.host_shape()
     base = host.num_params
-    widened = play_episodes(pool, seeds, _no_growth, architectures=widened_architectures(learned, host))
-    charged = tuple(charge_host_growth(e, base, pool.config.objective) for e in widened)
-    return static, EvalRow(WIDENED, charged, host_params_added=tuple(e.host_params - base for e in widened))
+    widened = play_row(WIDENED, pool, seeds, _no_growth, architectures=widened_architectures(learned, host))
+    charged = tuple(charge_host_growth(e, base, pool.config.objective) for e in widened.episodes)
+    host_growth = tuple(e.host_params - base for e in widened.episodes)
+    return static, dataclasses.replace(widened, episodes=charged, host_params_added=host_growth)
 
 
 def evaluate_heuristic(
@@ -225,8 +252,8 @@ def evaluate_heuristic(
     pool = VectorEnvPool(env_config, min(config.num_envs, config.episodes), gamma=gamma)
     seeds = config.episode_seeds()
     with torch_threads(config.num_threads), isolated_global_rngs(config.seed, torch.device("cpu")):
-        episodes = play_episodes(pool, seeds, _heuristic_actor)
-    return EvalReport((EvalRow(HEURISTIC, episodes),), seeds, to_plain(env_config), None)
+        row = play_row(HEURISTIC, pool, seeds, _heuristic_actor)
+    return EvalReport((row,), seeds, to_plain(env_config), None)
 
 
 def _load_environment(data: dict[str, Any], data_dir: str | None) -> tuple[EnvConfig, float]:
@@ -260,8 +287,8 @@ def learned_rows(
         return PolicyActor(policy, len(batch), normalizer=normalizer, generator=generator)
 
     return (
-        EvalRow(name, play_episodes(pool, seeds, greedy)),
-        EvalRow(name + STOCHASTIC_SUFFIX, play_episodes(pool, seeds, sampled)),
+        play_row(name, pool, seeds, greedy),
+        play_row(name + STOCHASTIC_SUFFIX, pool, seeds, sampled),
     )
 
 

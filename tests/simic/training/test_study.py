@@ -1,0 +1,285 @@
+"""``esper-train study``: the paired bootstrap statistics, the report, and a resumable end-to-end study."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from esper.simic import cli
+from esper.simic.training import EvalConfig, RunSummary, TrainConfig
+from esper.simic.training import study as study_module
+from esper.simic.training.eval_report import EvalReport
+from esper.simic.training.evaluation import HEURISTIC, NO_GROWTH, RANDOM, STOCHASTIC_SUFFIX
+from esper.simic.training.study import (
+    Interval,
+    RowValues,
+    SeedEvaluation,
+    StudyConfig,
+    bootstrap_mean_interval,
+    consecutive_seeds,
+    run_study,
+    summarize,
+)
+
+
+def values(policy: str, objective: float, **others: float) -> RowValues:
+    fields = {"final_accuracy": 0.0, "params_added": 0.0, "extra_compute": 0.0, "discounted_return": 0.0}
+    return RowValues(policy=policy, objective=objective, **{**fields, **others})
+
+
+def study_config(tmp_path: Path, seeds: tuple[int, ...] = (1, 2)) -> StudyConfig:
+    return StudyConfig(TrainConfig(), seeds, str(tmp_path), resamples=1000)
+
+
+# ------------------------------------------------------------------------------------ statistics
+def test_bootstrap_of_two_values_has_the_extreme_means_as_its_95_percent_bounds() -> None:
+    """Resampled means of [0, 1] are 0, 0.5, 1 with probabilities 1/4, 1/2, 1/4: the 2.5% and
+    97.5% quantiles are the extremes."""
+    assert bootstrap_mean_interval([0.0, 1.0]) == Interval(0.0, 1.0)
+
+
+def test_bootstrap_of_a_constant_is_that_constant() -> None:
+    assert bootstrap_mean_interval([1.5, 1.5, 1.5]) == Interval(1.5, 1.5)
+
+
+def test_bootstrap_excludes_zero_for_a_clear_difference_and_not_for_noise() -> None:
+    clear = bootstrap_mean_interval([2.0, 2.5, 1.8, 2.2, 2.1])
+    assert clear.excludes_zero and 1.8 <= clear.low < clear.high <= 2.5
+    noise = bootstrap_mean_interval([1.0, -1.2, 0.5, -0.4, 0.2])
+    assert not noise.excludes_zero and noise.low < 0.0 < noise.high
+    assert bootstrap_mean_interval([-3.0, -2.0, -2.5]).excludes_zero
+
+
+def test_bootstrap_is_deterministic_given_its_seed() -> None:
+    data = [0.3, -0.1, 0.8, 0.2, 0.5]
+    assert bootstrap_mean_interval(data, seed=7) == bootstrap_mean_interval(data, seed=7)
+    # few resamples: with 10,000, both seeds land on the same of the few possible quantiles
+    assert bootstrap_mean_interval(data, seed=7, resamples=200) != bootstrap_mean_interval(data, seed=8, resamples=200)
+    narrow = bootstrap_mean_interval(data, confidence=0.5)
+    wide = bootstrap_mean_interval(data, confidence=0.99)
+    assert wide.low <= narrow.low <= narrow.high <= wide.high
+    with pytest.raises(ValueError, match="at least one value"):
+        bootstrap_mean_interval([])
+
+
+def test_summarize_pairs_rows_by_seed_and_compares_the_learned_row_with_every_other(tmp_path: Path) -> None:
+    evaluations = [
+        SeedEvaluation(
+            1,
+            1,
+            (
+                values("no growth", 70.0, final_accuracy=70.0),
+                values("learned (deterministic)", 75.0, final_accuracy=76.0, params_added=1000.0),
+                values("fixed schedule (best: MLP)", 74.0),
+            ),
+        ),
+        SeedEvaluation(
+            2,
+            1,
+            (
+                values("no growth", 71.0, final_accuracy=71.0),
+                values("learned (deterministic)", 74.0, final_accuracy=75.0, params_added=2000.0),
+                values("fixed schedule (best: MLP_SMALL)", 76.0),
+            ),
+        ),
+    ]
+    report = summarize(evaluations, study_config(tmp_path))
+    assert report.learned == "learned (deterministic)"
+    assert [row.policy for row in report.rows] == [
+        "no growth",
+        "learned (deterministic)",
+        "fixed schedule (varies by seed)",
+    ]
+    learned_mean = report.rows[1].mean
+    assert (learned_mean.objective, learned_mean.final_accuracy, learned_mean.params_added) == (74.5, 75.5, 1500.0)
+    by_baseline = {c.baseline: c for c in report.comparisons}
+    assert set(by_baseline) == {"no growth", "fixed schedule (varies by seed)"}
+    assert by_baseline["no growth"].differences == (5.0, 3.0) and by_baseline["no growth"].mean == 4.0
+    assert by_baseline["no growth"].interval == Interval(3.0, 5.0)
+    assert by_baseline["fixed schedule (varies by seed)"].differences == (1.0, -2.0)
+    assert not by_baseline["fixed schedule (varies by seed)"].interval.excludes_zero
+    data = report.to_json()
+    assert data["comparisons"][0] == {
+        "baseline": "no growth",
+        "mean_difference": 4.0,
+        "ci_low": 3.0,
+        "ci_high": 5.0,
+        "excludes_zero": True,
+        "per_seed_differences": [5.0, 3.0],
+    }
+    assert data["rows"][2]["per_seed"][1]["policy"] == "fixed schedule (best: MLP_SMALL)"
+    markdown = report.markdown()
+    assert "| no growth | +4.00 | [+3.00, +5.00] | yes: learned better |" in markdown
+    assert "| fixed schedule (varies by seed) | -0.50 | [-2.00, +1.00] | no |" in markdown
+
+
+def test_summarize_refuses_seeds_with_different_rows(tmp_path: Path) -> None:
+    two_rows = (values("checkpoint (lstm)", 1.0), values("heuristic", 0.0))
+    for other in (SeedEvaluation(2, 0, two_rows[:1]), SeedEvaluation(2, 1, two_rows)):
+        with pytest.raises(ValueError, match="differ in"):
+            summarize([SeedEvaluation(1, 0, two_rows), other], study_config(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("seeds", "message"), [((3,), "at least 2 seeds"), ((3, 3), "distinct"), ((-1, 2), "distinct and >= 0")]
+)
+def test_study_config_validation(tmp_path: Path, seeds: tuple[int, ...], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        study_config(tmp_path, seeds)
+
+
+def test_consecutive_seeds_start_at_the_run_seed() -> None:
+    assert consecutive_seeds(42, 3) == (42, 43, 44)
+    with pytest.raises(ValueError):
+        consecutive_seeds(0, 0)
+
+
+def test_cli_rejects_a_one_seed_study_without_creating_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["study", "--seeds", "1", "--task", "synthetic"]) == 2
+    assert "at least 2 seeds" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------------ end to end
+TINY = [
+    *("--task", "synthetic", "--episode-length", "4", "--synthetic-train-size", "64"),
+    *("--synthetic-val-size", "32", "--batch-size", "32", "--rounds", "2", "--num-envs", "2"),
+    *("--policy-kwargs", '{"hidden_size": 16, "lstm_hidden": 16}', "--update-epochs", "1"),
+    *("--checkpoint-every", "1", "--eval-episodes", "2", "--eval-num-envs", "2", "--no-eval-costly-baselines"),
+    "--quiet",
+]
+
+
+@pytest.mark.slow  # four tiny training runs and evaluations: seconds
+def test_study_end_to_end_and_an_interrupted_study_resumes_to_the_same_numbers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = tmp_path / "whole"
+    assert cli.main(["study", *TINY, "--seed-list", "3", "4", "--out", str(whole)]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "| heuristic |" in out and f"wrote {whole / 'study.json'}" in out
+    expected = json.loads((whole / "study.json").read_text())
+    assert expected["seeds"] == [3, 4] and expected["learned"] == "checkpoint (lstm)"
+    assert [c["baseline"] for c in expected["comparisons"]] == [
+        f"checkpoint (lstm){STOCHASTIC_SUFFIX}",
+        HEURISTIC,
+        NO_GROWTH,
+        RANDOM,
+    ]
+    assert all(len(row["per_seed"]) == 2 for row in expected["rows"])
+    for seed in (3, 4):
+        seed_dir = whole / f"seed-{seed}"
+        assert {"checkpoint_last.pt", "metrics.jsonl", "eval.json", "traces.jsonl"} <= {
+            p.name for p in seed_dir.iterdir()
+        }
+        assert json.loads((seed_dir / "config.json").read_text())["seed"] == seed
+    assert (whole / "study.md").read_text().startswith("# Study: 2 training seeds (3, 4)")
+
+    # interrupted in the second round of the second seed (its first round is checkpointed)
+    interrupted = tmp_path / "interrupted"
+    real_train = study_module.train
+
+    class Interrupt(RuntimeError):
+        pass
+
+    class InterruptSecondRound:
+        def on_run_start(self, start: Any) -> None:
+            pass
+
+        def on_round(self, record: Any) -> None:
+            if record.round == 2:
+                raise Interrupt
+
+        def on_run_end(self, summary: RunSummary) -> None:
+            pass
+
+    def train_until_interrupted(config: TrainConfig, **kwargs: Any) -> Any:
+        if config.seed == 4:
+            kwargs["sink"] = InterruptSecondRound()
+        return real_train(config, **kwargs)
+
+    monkeypatch.setattr(study_module, "train", train_until_interrupted)
+    with pytest.raises(Interrupt):
+        cli.main(["study", *TINY, "--seed-list", "3", "4", "--out", str(interrupted)])
+    assert (interrupted / "seed-3" / "eval.json").is_file()
+    assert not (interrupted / "seed-4" / "eval.json").exists()
+    assert json.loads((interrupted / "seed-4" / "metrics.jsonl").read_text().splitlines()[-1])["round"] == 2
+    assert not (interrupted / "study.json").exists()
+    monkeypatch.setattr(study_module, "train", real_train)
+
+    evaluated: list[int] = []
+    real_evaluate = study_module.evaluate
+
+    def counting_evaluate(checkpoint: Path, config: EvalConfig) -> Any:
+        evaluated.append(int(Path(checkpoint).parent.name.removeprefix("seed-")))
+        return real_evaluate(checkpoint, config)
+
+    monkeypatch.setattr(study_module, "evaluate", counting_evaluate)
+    capsys.readouterr()
+    assert cli.main(["study", *TINY, "--seed-list", "3", "4", "--out", str(interrupted)]) == 0
+    assert evaluated == [4]  # seed 3 was done: neither trained nor evaluated again
+    assert "seed 3: already evaluated" in capsys.readouterr().out
+    assert json.loads((interrupted / "study.json").read_text()) == expected
+    for seed in (3, 4):
+        rows = [(whole / f"seed-{seed}" / "metrics.jsonl"), (interrupted / f"seed-{seed}" / "metrics.jsonl")]
+        without_timings: list[list[dict[str, Any]]] = [
+            [{k: v for k, v in json.loads(line).items() if k != "timings"} for line in p.read_text().splitlines()]
+            for p in rows
+        ]
+        assert without_timings[0] == without_timings[1]
+
+
+def test_run_study_from_python_writes_the_report(
+    tmp_path: Path, make_config: Callable[..., TrainConfig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The library entry point without training: every seed's training and evaluation stubbed."""
+    trained: list[tuple[int, str]] = []
+
+    class Result:
+        def __init__(self, config: TrainConfig) -> None:
+            self.checkpoint = Path(config.out_dir or "") / "checkpoint_last.pt"
+            self.rounds_completed = config.total_rounds
+
+    def fake_train(config: TrainConfig, *, resume: str, sink: Any) -> Result:
+        trained.append((config.seed, resume))
+        return Result(config)
+
+    def fake_evaluate_seed(config: StudyConfig, seed: int, checkpoint: Path, rounds: int, notify: Any) -> Any:
+        assert checkpoint == tmp_path / "s" / f"seed-{seed}" / "checkpoint_last.pt" and rounds == 2
+        return SeedEvaluation(seed, 0, (values("checkpoint (lstm)", 80.0 + seed), values("no-growth (WAIT)", 70.0)))
+
+    monkeypatch.setattr(study_module, "train", fake_train)
+    monkeypatch.setattr(study_module, "evaluate_seed", fake_evaluate_seed)
+    config = StudyConfig(make_config(None), (1, 2, 3), str(tmp_path / "s"), resamples=100)
+    report = run_study(config)
+    assert trained == [(1, "auto"), (2, "auto"), (3, "auto")]
+    assert report.comparisons[0].differences == (11.0, 12.0, 13.0)
+    assert json.loads((tmp_path / "s" / "study.json").read_text())["comparisons"][0]["mean_difference"] == 12.0
+    assert "| no-growth (WAIT) | +12.00 |" in (tmp_path / "s" / "study.md").read_text()
+
+
+def test_a_seeds_eval_json_is_reused_only_for_the_same_rounds_and_evaluation(tmp_path: Path) -> None:
+    evaluation = SeedEvaluation(5, 0, (values("checkpoint (lstm)", 80.0), values("heuristic", 75.0)))
+    eval_config = {"episodes": 2, "seed": 9}
+    path = tmp_path / "eval.json"
+    study_part = {"rounds_completed": 3, "eval_config": eval_config, "evaluation": evaluation.to_json()}
+    path.write_text(json.dumps({"rows": [], "study": study_part}))
+    assert study_module._stored_evaluation(path, 3, eval_config) == evaluation
+    assert study_module._stored_evaluation(path, 4, eval_config) is None  # trained further since
+    assert study_module._stored_evaluation(path, 3, {**eval_config, "episodes": 4}) is None
+    assert study_module._stored_evaluation(tmp_path / "missing.json", 3, eval_config) is None
+    path.write_text(json.dumps({"rows": []}))  # an `esper-train eval` report, not a study's
+    assert study_module._stored_evaluation(path, 3, eval_config) is None
+
+
+def test_a_seed_evaluation_needs_the_learned_row() -> None:
+    report = EvalReport((), (1, 2), {}, "ckpt.pt", reference=None)
+    with pytest.raises(ValueError, match="no learned policy row"):
+        SeedEvaluation.from_report(7, report)
