@@ -52,15 +52,15 @@ def test_evaluate_compares_the_policy_with_the_cheap_baselines_on_the_same_seeds
     no_growth = report.row(NO_GROWTH)
     assert (no_growth.stats.germinated, no_growth.stats.fossilized, no_growth.params_added) == (0, 0, (0, 0, 0))
     assert report.reference == "checkpoint (lstm)"
-    assert report.objective_differences()["checkpoint (lstm)"] == (0.0, 0.0, 0.0)
+    assert report.learned_advantage()["checkpoint (lstm)"] == (0.0, 0.0, 0.0)
     data = json.loads(json.dumps(report.to_json()))
     assert data["rows"][0]["episodes"] == 3 and data["env"]["task"] == "synthetic"
-    assert data["rows"][3]["mean_objective_vs_learned"] == pytest.approx(
-        data["rows"][3]["mean_objective"] - data["rows"][0]["mean_objective"]
+    assert data["rows"][3]["learned_minus_row_objective"] == pytest.approx(
+        data["rows"][0]["mean_objective"] - data["rows"][3]["mean_objective"]
     )
     table = report.table().splitlines()
     assert table[0].startswith("policy") and len(table) == 7 and "±" in table[1]
-    assert table[0].endswith("Δ objective vs learned") and table[1].endswith("+0.00")
+    assert table[0].endswith("learned − row") and table[1].endswith("+0.00")
     again = evaluate(checkpoint, EvalConfig(episodes=3, num_envs=3, costly_baselines=False))
     greedy_and_rules = [0, 2, 3, 4]  # the sampled row draws from one generator per batch: batching matters
     assert [again.rows[i].episodes for i in greedy_and_rules] == [report.rows[i].episodes for i in greedy_and_rules]

@@ -1,7 +1,8 @@
 """What an evaluation reports: one row per policy over the same episodes, and the table a reviewer reads.
 
 Rows are paired: episode ``i`` of every row was reset with the same seed, so each row's
-difference to the learned policy is a paired difference (``EvalReport.objective_differences``).
+difference to the learned policy is a paired difference (``EvalReport.learned_advantage``). Every
+difference is *learned − row*, as in ``study``: positive means the learned policy did better.
 Every row is measured by the same stated objective (``esper.simic.env.objective``).
 """
 
@@ -116,20 +117,20 @@ class EvalReport:
         """Per traced row: distinct action sequences / episodes (1/N: the same sequence in all N episodes)."""
         return {row.policy: sequence_diversity([t.actions for t in row.traces]) for row in self.rows if row.traces}
 
-    def objective_differences(self) -> dict[str, tuple[float, ...]]:
-        """Per policy, the paired per-episode difference of its objective to the reference row's (row − reference)."""
+    def learned_advantage(self) -> dict[str, tuple[float, ...]]:
+        """Per policy, the paired per-episode objective of the reference (learned) row minus that row's."""
         if self.reference is None:
             return {}
-        base = self.row(self.reference).objectives
-        return {row.policy: tuple(a - b for a, b in zip(row.objectives, base, strict=True)) for row in self.rows}
+        learned = self.row(self.reference).objectives
+        return {row.policy: tuple(a - b for a, b in zip(learned, row.objectives, strict=True)) for row in self.rows}
 
     def to_json(self) -> dict[str, Any]:
-        differences = self.objective_differences()
+        differences = self.learned_advantage()
         rows = []
         for row in self.rows:
             data = row.to_json()
             if row.policy in differences:
-                data["mean_objective_vs_learned"] = statistics.fmean(differences[row.policy])
+                data["learned_minus_row_objective"] = statistics.fmean(differences[row.policy])
             rows.append(data)
         return {
             "checkpoint": self.checkpoint,
@@ -150,9 +151,9 @@ class EvalReport:
             "params added",
             "extra compute",
             "discounted return",
-            "Δ objective vs learned",
+            "learned − row",
         )
-        differences = self.objective_differences()
+        differences = self.learned_advantage()
         lines = [header]
         for row, data in zip(self.rows, self.to_json()["rows"], strict=True):
             delta = f"{statistics.fmean(differences[row.policy]):+.2f}" if row.policy in differences else "-"
