@@ -61,6 +61,17 @@ def test_evaluate_compares_the_policy_with_the_cheap_baselines_on_the_same_seeds
     table = report.table().splitlines()
     assert table[0].startswith("policy") and len(table) == 7 and "±" in table[1]
     assert table[0].endswith("learned − row") and table[1].endswith("+0.00")
+    # The return ranks the rows as the objective does: every row starts from the same host, so each
+    # episode's discounted return is γ^(T−1)·objective − o_0 with the same o_0 in every row.
+    scale = make_config().ppo.gamma ** (make_config().env.episode_length - 1)
+    for row in report.rows:
+        for episode, learned in zip(row.episodes, report.row(report.reference or "").episodes, strict=True):
+            assert episode.discounted_return - learned.discounted_return == pytest.approx(
+                scale * (episode.objective - learned.objective), abs=1e-9
+            )
+    by_return = sorted(report.rows, key=lambda r: r.stats.mean_discounted_return)
+    by_objective = sorted(report.rows, key=lambda r: r.stats.mean_objective)
+    assert [r.stats.mean_objective for r in by_return] == [r.stats.mean_objective for r in by_objective]
     again = evaluate(checkpoint, EvalConfig(episodes=3, num_envs=3, costly_baselines=False))
     greedy_and_rules = [0, 2, 3, 4]  # the sampled row draws from one generator per batch: batching matters
     assert [again.rows[i].episodes for i in greedy_and_rules] == [report.rows[i].episodes for i in greedy_and_rules]
