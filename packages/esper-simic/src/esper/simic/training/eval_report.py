@@ -76,6 +76,7 @@ class EvalRow:
             "mean_final_accuracy": stats.mean_final_accuracy,
             "std_final_accuracy": stats.std_final_accuracy,
             "mean_discounted_return": stats.mean_discounted_return,
+            "mean_reward_components": dict(stats.mean_reward_components),
             "mean_params_added": statistics.fmean(self.params_added),
             "mean_extra_compute": statistics.fmean(e.extra_compute for e in self.episodes),
             "seeds_fossilized_per_episode": stats.fossilized / n,
