@@ -31,7 +31,7 @@ is the same formula applied to one term; they sum to the reward, and each compon
 discounted sum over an episode telescopes the same way (e.g. the ``accuracy`` component sums to
 ``γ^{T−1}·accuracy_T − accuracy_0``).
 
-**Dropped** (issue 9): the stage shaping, counterfactual attribution, parameter rent, action costs,
+**Dropped** from earlier versions: the stage shaping, counterfactual attribution, parameter rent, action costs,
 terminal bonus and invalid-action penalty of the earlier ``shaped``/``simplified`` modes. The
 objective already prices what matters (parameters and compute); those terms made the return rank
 policies differently from accuracy (no growth out-scored +15 points), and attribution's cap,

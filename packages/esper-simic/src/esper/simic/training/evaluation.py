@@ -115,7 +115,7 @@ class VectorEnvPool:
     Args:
         config: environment config of every env.
         batch_size: episodes played in lockstep per batch.
-        gamma: discount of the reward's stage shaping (a checkpoint's ``ppo.gamma``).
+        gamma: discount of the reward (a checkpoint's ``ppo.gamma``).
     """
 
     def __init__(self, config: EnvConfig, batch_size: int, *, gamma: float = DEFAULT_GAMMA) -> None:
@@ -246,7 +246,7 @@ def evaluate_heuristic(
 ) -> EvalReport:
     """Run the heuristic bundle on ``config.episodes`` episodes of ``env_config``.
 
-    ``gamma`` discounts the reward's stage shaping; the default is PPOConfig's, so the returns
+    ``gamma`` discounts the reward; the default is PPOConfig's, so the returns
     are comparable with a default training run's.
     """
     pool = VectorEnvPool(env_config, min(config.num_envs, config.episodes), gamma=gamma)
