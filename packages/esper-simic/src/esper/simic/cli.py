@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from esper.simic.env import EnvConfig
+from esper.simic.launch import NPROC_FLAG, launch_workers, under_torchrun
 from esper.simic.training import (
     CheckpointError,
     ConfigFileError,
@@ -39,6 +40,7 @@ from esper.simic.training import (
     train,
 )
 from esper.simic.training.dataclass_io import from_plain
+from esper.simic.training.distributed import DistributedError
 from esper.simic.training.options import Option, add_option_groups, add_options, collect_options, given_values
 from esper.simic.training.run_dir import RESUME_AUTO, claim_new_run_directory, resolve_resume, strict_json
 from esper.simic.training.study import (
@@ -86,6 +88,7 @@ INPUT_ERRORS = (
     ConfigKeyError,
     RunDirectoryError,
     PolicyRegistryError,
+    DistributedError,
     ValueError,
     TypeError,
     OSError,
@@ -130,6 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--out directory's latest checkpoint if it has one, else start the run",
     )
     ppo.add_argument("--quiet", action="store_true", help="no progress display (notes about the run still print)")
+    ppo.add_argument(
+        NPROC_FLAG,
+        type=int,
+        metavar="N",
+        help="data-parallel training in N local worker processes started through torchrun (--num-envs is the "
+        "total, split evenly over them); several machines: run torchrun yourself (README, 'Scaling out')",
+    )
     add_option_groups(ppo, _train_options(), top_title="run")
 
     heuristic = commands.add_parser(
@@ -222,6 +232,10 @@ def _ppo(args: argparse.Namespace) -> int:
     if resume is not None:
         layers += [read_checkpoint(resume)["config"], {"out_dir": str(resume.parent)}]
     config = build_config(*layers, *requested)
+    if args.nproc_per_node is not None:
+        return _launch(args, config)
+    if under_torchrun() and config.out_dir is None:
+        raise ValueError("under torchrun give --out DIR: every worker must use the same run directory")
     created = None
     if config.out_dir is None:
         created = claim_new_run_directory(Path("runs"), time.strftime("ppo-%Y%m%d-%H%M%S"))
@@ -237,6 +251,19 @@ def _ppo(args: argparse.Namespace) -> int:
     if result.checkpoint is not None:
         print(f"compare with the heuristic: {PROG} eval {result.checkpoint}")
     return 0
+
+
+def _launch(args: argparse.Namespace, config: TrainConfig) -> int:
+    """``--nproc-per-node N``: claim the run directory here, then start the workers through torchrun."""
+    if args.nproc_per_node < 1:
+        raise ValueError(f"{NPROC_FLAG} must be >= 1, got {args.nproc_per_node}")
+    if under_torchrun():
+        raise ValueError(f"{NPROC_FLAG} starts workers; leave it out when torchrun already started this one")
+    argv = list(args.argv)
+    if config.out_dir is None:
+        created = claim_new_run_directory(Path("runs"), time.strftime("ppo-%Y%m%d-%H%M%S"))
+        argv += ["--out", str(created)]
+    return launch_workers(argv, args.nproc_per_node)
 
 
 def _heuristic(args: argparse.Namespace) -> int:
@@ -295,6 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    args.argv = arguments
     try:
         return COMMANDS[args.command](args)
     except INPUT_ERRORS as exc:

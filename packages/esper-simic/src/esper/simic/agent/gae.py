@@ -150,7 +150,13 @@ class AdvantageStats(NamedTuple):
     """Scalar population std of the raw advantages over valid steps (before the floor)."""
 
 
-def normalize_advantages(advantages: torch.Tensor, valid: torch.Tensor, *, std_floor: float) -> AdvantageStats:
+def normalize_advantages(
+    advantages: torch.Tensor,
+    valid: torch.Tensor,
+    *,
+    std_floor: float,
+    moments: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> AdvantageStats:
     """Global advantage normalisation over every valid step of every environment.
 
     ``(A - mean) / max(std, std_floor)`` with the population std (correction 0). The floor keeps a
@@ -161,6 +167,8 @@ def normalize_advantages(advantages: torch.Tensor, valid: torch.Tensor, *, std_f
         advantages: float ``[...]``.
         valid: bool mask shaped like ``advantages``; must select at least one step.
         std_floor: > 0, on the advantages' scale.
+        moments: (mean, std) to use instead of the valid steps' own (data-parallel PPO passes those
+            of every replica's advantages); None: computed here.
 
     Raises:
         ValueError: shapes differ, no valid step, or ``std_floor <= 0``.
@@ -172,7 +180,6 @@ def normalize_advantages(advantages: torch.Tensor, valid: torch.Tensor, *, std_f
     selected = advantages[valid]
     if selected.numel() == 0:
         raise ValueError("normalize_advantages needs at least one valid step")
-    mean = selected.mean()
-    std = selected.std(correction=0)
+    mean, std = (selected.mean(), selected.std(correction=0)) if moments is None else moments
     normalised = (advantages - mean) / std.clamp_min(std_floor)
     return AdvantageStats(torch.where(valid, normalised, torch.zeros_like(normalised)), mean, std)

@@ -14,6 +14,12 @@ Who calls what (the trainer's job, documented here because the order matters):
   observations, before the PPO update.
 * ``RewardNormalizer``: ``normalize`` each step's rewards as they arrive (this also updates it).
 * ``ValueNormalizer``: owned by the PPO agent; updated once per update with the round's returns.
+
+Data-parallel runs pass a :class:`~esper.simic.agent.collectives.Collectives`: every update then
+merges every replica's batch statistics in rank order, so all replicas hold the same statistics.
+The reward normaliser updates locally at every step (replicas may take different numbers of steps,
+so a per-step collective could not match up) and merges the replicas' samples of the round in
+:meth:`RewardNormalizer.end_round`.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+
+from esper.simic.agent.collectives import LOCAL, Collectives
 
 _STATS_DTYPE = torch.float64
 
@@ -46,16 +54,41 @@ class RunningMeanStd:
         self.var = torch.ones(self.shape, dtype=_STATS_DTYPE, device=device)
         self.count = 0
 
-    def update(self, batch: torch.Tensor) -> None:
-        """Fold in ``batch [..., *shape]`` (all leading dims are samples). An empty batch is a no-op."""
+    def update(self, batch: torch.Tensor, reduce: Collectives = LOCAL) -> None:
+        """Fold in ``batch [..., *shape]`` (all leading dims are samples). An empty batch is a no-op.
+
+        With several replicas, every replica's batch statistics are merged in rank order (every
+        replica must call this, even with an empty batch).
+        """
         if batch.dim() < len(self.shape) or tuple(batch.shape[batch.dim() - len(self.shape) :]) != self.shape:
             raise ValueError(f"batch of shape {list(batch.shape)} does not end with the statistics shape {self.shape}")
         samples = batch.detach().to(device=self.mean.device, dtype=_STATS_DTYPE).reshape(-1, *self.shape)
         n = samples.shape[0]
+        if reduce.world_size > 1:
+            self._merge_replicas(samples, reduce)
+            return
         if n == 0:
             return
-        batch_mean = samples.mean(dim=0)
-        batch_var = samples.var(dim=0, correction=0)
+        self._merge(n, samples.mean(dim=0), samples.var(dim=0, correction=0))
+
+    def _merge_replicas(self, samples: torch.Tensor, reduce: Collectives) -> None:
+        n = samples.shape[0]
+        zeros = torch.zeros(self.shape, dtype=_STATS_DTYPE, device=self.mean.device)
+        moments = torch.cat(
+            [
+                torch.tensor([float(n)], dtype=_STATS_DTYPE, device=self.mean.device),
+                (samples.mean(dim=0) if n else zeros).reshape(-1),
+                (samples.var(dim=0, correction=0) if n else zeros).reshape(-1),
+            ]
+        )
+        size = zeros.numel()
+        for part in reduce.gather(moments):
+            count = int(part[0])
+            if count:
+                self._merge(count, part[1 : 1 + size].reshape(self.shape), part[1 + size :].reshape(self.shape))
+
+    def _merge(self, n: int, batch_mean: torch.Tensor, batch_var: torch.Tensor) -> None:
+        """Chan et al.'s merge of ``n`` samples with these statistics into the running ones."""
         total = self.count + n  # with count 0 the merge below reduces to the batch statistics
         delta = batch_mean - self.mean
         self.mean = self.mean + delta * (n / total)
@@ -94,7 +127,13 @@ class ObservationNormalizer:
     """
 
     def __init__(
-        self, feature_dim: int, *, clip: float = 10.0, epsilon: float = 1e-8, device: torch.device | str = "cpu"
+        self,
+        feature_dim: int,
+        *,
+        clip: float = 10.0,
+        epsilon: float = 1e-8,
+        device: torch.device | str = "cpu",
+        reduce: Collectives = LOCAL,
     ):
         if feature_dim < 1:
             raise ValueError(f"feature_dim must be >= 1, got {feature_dim}")
@@ -102,6 +141,7 @@ class ObservationNormalizer:
         self.clip = float(clip)
         self.epsilon = float(epsilon)
         self.stats = RunningMeanStd((feature_dim,), device=device)
+        self.reduce = reduce
 
     @property
     def feature_dim(self) -> int:
@@ -117,8 +157,8 @@ class ObservationNormalizer:
         return out.to(features.dtype)
 
     def update(self, raw_features: torch.Tensor) -> None:
-        """Fold in a round's raw ``features [..., F]`` (any leading sample dims)."""
-        self.stats.update(raw_features)
+        """Fold in a round's raw ``features [..., F]`` (any leading sample dims), every replica's."""
+        self.stats.update(raw_features, self.reduce)
 
     def state_dict(self) -> dict[str, Any]:
         return {"stats": self.stats.state_dict(), "clip": self.clip, "epsilon": self.epsilon}
@@ -138,7 +178,9 @@ class RewardNormalizer:
     change which behaviour is optimal (e.g. turn a living reward into a living cost).
     """
 
-    def __init__(self, num_envs: int, *, gamma: float, clip: float = 10.0, epsilon: float = 1e-8):
+    def __init__(
+        self, num_envs: int, *, gamma: float, clip: float = 10.0, epsilon: float = 1e-8, reduce: Collectives = LOCAL
+    ):
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         if not 0.0 <= gamma <= 1.0:
@@ -149,6 +191,9 @@ class RewardNormalizer:
         self.epsilon = float(epsilon)
         self.stats = RunningMeanStd(())
         self.discounted_returns = torch.zeros(num_envs, dtype=_STATS_DTYPE)
+        self.reduce = reduce
+        self._round_start = self.stats.state_dict()
+        self._round_samples: list[torch.Tensor] = []
 
     @property
     def num_envs(self) -> int:
@@ -184,10 +229,23 @@ class RewardNormalizer:
         updated = self.gamma * self.discounted_returns + raw
         self.discounted_returns = torch.where(active_cpu, updated, self.discounted_returns)
         self.stats.update(self.discounted_returns[active_cpu])
+        if self.reduce.world_size > 1:
+            self._round_samples.append(self.discounted_returns[active_cpu])
         scaled = torch.where(active_cpu, (raw / self.scale).clamp(-self.clip, self.clip), torch.zeros_like(raw))
         ended = active_cpu & episode_end.detach().cpu()
         self.discounted_returns = torch.where(ended, torch.zeros_like(raw), self.discounted_returns)
         return scaled.to(device=rewards.device, dtype=rewards.dtype)
+
+    def end_round(self) -> None:
+        """Make the statistics every replica's: those at the round's start merged with every
+        replica's samples of the round, in rank order (one process: nothing to do)."""
+        if self.reduce.world_size == 1:
+            return
+        self.stats.load_state_dict(self._round_start)
+        samples = torch.cat(self._round_samples) if self._round_samples else torch.zeros(0, dtype=_STATS_DTYPE)
+        self.stats.update(samples, self.reduce)
+        self._round_start = self.stats.state_dict()
+        self._round_samples = []
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -204,6 +262,8 @@ class RewardNormalizer:
         if tuple(returns.shape) != (self.num_envs,):
             raise ValueError(f"saved reward normaliser has {returns.shape[0]} envs, this one has {self.num_envs}")
         self.stats.load_state_dict(state["stats"])
+        self._round_start = self.stats.state_dict()
+        self._round_samples = []
         self.discounted_returns = returns.to(_STATS_DTYPE).clone()
         self.gamma = float(state["gamma"])
         self.clip = float(state["clip"])
@@ -219,13 +279,14 @@ class ValueNormalizer:
     return scale (GAE, explained variance).
     """
 
-    def __init__(self, *, warmup_samples: int = 32, epsilon: float = 1e-8):
+    def __init__(self, *, warmup_samples: int = 32, epsilon: float = 1e-8, reduce: Collectives = LOCAL):
         if warmup_samples < 1:
             raise ValueError(f"warmup_samples must be >= 1, got {warmup_samples}")
         _check_positive(epsilon=epsilon)
         self.warmup_samples = int(warmup_samples)
         self.epsilon = float(epsilon)
         self.stats = RunningMeanStd(())
+        self.reduce = reduce
 
     @property
     def scale(self) -> float:
@@ -233,10 +294,10 @@ class ValueNormalizer:
         return self.stats.scale(self.epsilon, min_count=self.warmup_samples)
 
     def update(self, returns: torch.Tensor) -> None:
-        """Fold in a 1-D tensor of returns (valid steps only)."""
+        """Fold in a 1-D tensor of returns (valid steps only), every replica's."""
         if returns.dim() != 1:
             raise ValueError(f"returns must be 1-D (valid steps only), got shape {list(returns.shape)}")
-        self.stats.update(returns)
+        self.stats.update(returns, self.reduce)
 
     def normalize(self, values: torch.Tensor) -> torch.Tensor:
         return values / self.scale

@@ -17,6 +17,12 @@ only reached through the ``PolicyBundle`` protocol. One :meth:`PPOAgent.update` 
    row's stored initial hidden state), the factored loss of :mod:`.ppo_loss`, gradient clipping,
    Adam; the update stops as soon as a minibatch's approx-KL exceeds ``1.5 * target_kl`` (checked
    before that minibatch's step, so the step is not taken).
+
+Data-parallel runs inject a :class:`~esper.simic.agent.collectives.Collectives`: each replica
+updates on its own environments' rows, and the gradients (through ``policy.parameters()``), the
+advantage statistics, the value normaliser and the approx-KL of the early stop are every
+replica's, so all replicas take the same steps and keep identical weights. Each replica shuffles
+its own rows, so the update equals the single-process one in distribution, not bitwise.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from typing import Any
 import torch
 
 from esper.simic.agent.buffer import RolloutBatch, RolloutBuffer, env_minibatches
+from esper.simic.agent.collectives import LOCAL, Collectives, mean_over_replicas
 from esper.simic.agent.config import PPOConfig
 from esper.simic.agent.gae import generalized_advantage_estimate, normalize_advantages
 from esper.simic.agent.normalization import ValueNormalizer
@@ -119,13 +126,21 @@ class PPOAgent:
         config: the hyperparameters.
         generator: CPU ``torch.Generator`` for the minibatch shuffles; None = a fresh one seeded with 0.
             Its state is part of :meth:`state_dict` so a resumed run shuffles identically.
+        reduce: cross-replica reductions of a data-parallel run (default: one process, no reduction).
 
     Raises:
         ValueError: the policy has no parameter that requires grad (e.g. the heuristic), or the config names
             heads the policy does not have.
     """
 
-    def __init__(self, policy: PolicyBundle, config: PPOConfig, *, generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        policy: PolicyBundle,
+        config: PPOConfig,
+        *,
+        generator: torch.Generator | None = None,
+        reduce: Collectives = LOCAL,
+    ):
         params = [p for p in policy.parameters() if p.requires_grad]
         if not params:
             raise ValueError(
@@ -138,8 +153,11 @@ class PPOAgent:
         self.params = params
         self.optimizer = torch.optim.Adam(params, lr=config.learning_rate, eps=config.adam_eps)
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        self.reduce = reduce
         self.value_normalizer = (
-            ValueNormalizer(warmup_samples=config.value_norm_warmup) if config.normalize_value_targets else None
+            ValueNormalizer(warmup_samples=config.value_norm_warmup, reduce=reduce)
+            if config.normalize_value_targets
+            else None
         )
         self.num_updates = 0
         """Calls of :meth:`update` that took at least one optimiser step."""
@@ -210,7 +228,9 @@ class PPOAgent:
                 index = group.to(valid.device)
                 loss = self._minibatch_loss(data.select(index), index, old_log_probs, prepared)
                 losses.append(loss)
-                kl, total = (float(x) for x in torch.stack([loss.approx_kl, loss.total.detach()]).tolist())
+                # Every replica decides on the mean KL (and fails on any replica's non-finite loss).
+                decided = mean_over_replicas(torch.stack([loss.approx_kl, loss.total.detach()]), self.reduce)
+                kl, total = (float(x) for x in decided.tolist())
                 if config.kl_stop_threshold is not None and kl > config.kl_stop_threshold:
                     stop_epoch = epoch
                     break
@@ -218,6 +238,7 @@ class PPOAgent:
                     raise FloatingPointError(f"non-finite PPO loss in epoch {epoch}: {_describe(loss)}")
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.total.backward()
+                self._average_gradients()
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.params, config.max_grad_norm)
                 if not math.isfinite(float(grad_norm)):  # clipping would scale every gradient to NaN
                     raise FloatingPointError(f"non-finite gradient norm in epoch {epoch} (loss {total:.4g})")
@@ -238,6 +259,18 @@ class PPOAgent:
             stop_epoch=stop_epoch,
             num_valid=num_valid,
         )
+
+    def _average_gradients(self) -> None:
+        """Replace each parameter's gradient by its mean over replicas (one flat all-reduce)."""
+        if self.reduce.world_size == 1:
+            return
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        self.reduce.average_([flat])
+        offset = 0
+        for param, grad in zip(self.params, grads, strict=True):
+            param.grad = flat[offset : offset + grad.numel()].view_as(grad).clone()
+            offset += grad.numel()
 
     def _prepare_targets(self, data: RolloutBatch) -> _Targets:
         """GAE on the return scale, value-normaliser update, critic targets, advantages and relevance.
@@ -261,7 +294,12 @@ class PPOAgent:
         if self.value_normalizer is not None:
             self.value_normalizer.update(valid_returns)
         scale = 1.0 if self.value_normalizer is None else self.value_normalizer.scale
-        normalised = normalize_advantages(gae.advantages, valid, std_floor=config.advantage_std_floor)
+        normalised = normalize_advantages(
+            gae.advantages,
+            valid,
+            std_floor=config.advantage_std_floor,
+            moments=self._advantage_moments(gae.advantages, valid),
+        )
         return _Targets(
             advantages=normalised.advantages if config.normalize_advantages else gae.advantages,
             value_targets=gae.returns / scale,
@@ -275,6 +313,21 @@ class PPOAgent:
                 "value_target_scale": scale,
             },
         )
+
+    def _advantage_moments(
+        self, advantages: torch.Tensor, valid: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(mean, population std) of every replica's valid advantages; None with one replica."""
+        if self.reduce.world_size == 1:
+            return None
+        selected = advantages[valid].double()
+        local = torch.stack(
+            [torch.tensor(float(selected.numel()), dtype=torch.float64), selected.sum(), selected.square().sum()]
+        )
+        count, total, squares = torch.stack(self.reduce.gather(local.to(advantages.device))).sum(dim=0)
+        mean = total / count
+        std = (squares / count - mean.square()).clamp_min(0.0).sqrt()
+        return mean.to(advantages.dtype), std.to(advantages.dtype)
 
     def _minibatch_loss(
         self, batch: RolloutBatch, index: torch.Tensor, old_log_probs: Mapping[str, torch.Tensor], prepared: _Targets

@@ -36,7 +36,16 @@ CompileMode = Literal["off", "default", "reduce-overhead", "max-autotune"]
 #: Fields that may differ between a checkpoint's run and the run that resumes it; every other
 #: field must match, or the resumed run would not continue the same experiment.
 RESUME_OVERRIDABLE: frozenset[str] = frozenset(
-    {"rounds", "episodes", "out_dir", "checkpoint_every", "keep_checkpoints", "device", "compile_mode"}
+    {
+        "rounds",
+        "episodes",
+        "out_dir",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "device",
+        "compile_mode",
+        "dist_timeout_s",
+    }
 )
 
 
@@ -71,6 +80,9 @@ class TrainConfig:
     """Write checkpoint_last.pt every this many rounds (0: only at the end of the run)."""
     keep_checkpoints: bool = False
     """Also keep a numbered checkpoint_round_XXXX.pt at every periodic checkpoint."""
+    dist_timeout_s: float = 300.0
+    """Seconds a multi-process run (torchrun) waits for its rendezvous or any collective before it
+    fails: a dead peer ends the job with an error instead of a hang."""
     out_dir: str | None = None
     """Run directory (resolved config, metrics.jsonl, checkpoints, summary.json). esper-train defaults to
     runs/ppo-DATE-TIME; from Python, None writes nothing."""
@@ -94,6 +106,7 @@ class TrainConfig:
             raise ValueError(f"episodes must be >= 1, got {self.episodes}")
         if self.num_threads is not None and self.num_threads < 1:
             raise ValueError(f"num_threads must be >= 1 or None, got {self.num_threads}")
+        _check_dist_timeout(self.dist_timeout_s)
         if self.checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be >= 0 (0 = only at the end), got {self.checkpoint_every}")
         if self.compile_mode not in COMPILE_MODES:
@@ -126,6 +139,11 @@ class TrainConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
         """Inverse of :meth:`to_dict`; missing keys take defaults, unknown keys raise ``ConfigKeyError``."""
         return from_plain(cls, data)
+
+
+def _check_dist_timeout(seconds: float) -> None:
+    if seconds <= 0:
+        raise ValueError(f"dist_timeout_s must be > 0, got {seconds}")
 
 
 def _check_device(device: str) -> None:

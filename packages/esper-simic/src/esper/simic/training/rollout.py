@@ -177,6 +177,8 @@ class RolloutResult:
     """Count of each executed op index over valid transitions."""
     head_entropies: Mapping[str, float | None]
     """Mean normalised entropy of each head over valid steps where the sampled op made it relevant."""
+    head_relevant_steps: Mapping[str, int]
+    """Number of those steps per head (the weights when replicas' rollouts are merged)."""
     env_s: float
     """Seconds in ``reset`` and ``step`` of the vector env."""
     policy_s: float
@@ -241,6 +243,7 @@ def collect_rollout(
         invalid_actions=invalid_actions(batch, space),
         executed_op_counts=executed_op_counts(batch, space),
         head_entropies=relevant_entropy_means(batch, space),
+        head_relevant_steps={h: int(m.sum()) for h, m in relevant_steps(batch, space).items()},
         env_s=outcome.env_s,
         policy_s=actor.seconds,
     )
@@ -259,16 +262,45 @@ def invalid_actions(batch: RolloutBatch, space: ActionSpace) -> int:
     return int((batch.valid & (batch.executed_op != batch.actions[space.op_head])).sum())
 
 
+def relevant_steps(batch: RolloutBatch, space: ActionSpace) -> dict[str, torch.Tensor]:
+    """Bool ``[N, T]`` per head: the valid steps where the sampled op made the head relevant."""
+    relevant = space.relevance_masks(batch.actions[space.op_head])
+    return {head: batch.valid & relevant[head] for head in space.head_names}
+
+
+def merge_rollouts(parts: Sequence[RolloutResult]) -> RolloutResult:
+    """Every replica's rollout as one round, for the report (episodes in global environment order).
+
+    Counts add up, per-head entropies are weighted by their steps, the timings are the slowest
+    replica's and the raw features are the first part's (the normaliser already has every replica's).
+    """
+    first = parts[0]
+    steps = {h: sum(p.head_relevant_steps[h] for p in parts) for h in first.head_relevant_steps}
+    entropies: dict[str, float | None] = {}
+    for head, count in steps.items():
+        weighted = sum((p.head_entropies[head] or 0.0) * p.head_relevant_steps[head] for p in parts)
+        entropies[head] = weighted / count if count else None
+    return RolloutResult(
+        episodes=tuple(e for p in parts for e in p.episodes),
+        raw_features=first.raw_features,
+        num_transitions=sum(p.num_transitions for p in parts),
+        invalid_actions=sum(p.invalid_actions for p in parts),
+        executed_op_counts=tuple(sum(c) for c in zip(*(p.executed_op_counts for p in parts), strict=True)),
+        head_entropies=entropies,
+        head_relevant_steps=steps,
+        env_s=max(p.env_s for p in parts),
+        policy_s=max(p.policy_s for p in parts),
+    )
+
+
 def relevant_entropy_means(batch: RolloutBatch, space: ActionSpace) -> dict[str, float | None]:
     """Mean rollout entropy of each head over the valid steps where the sampled op made it relevant.
 
     None for a head that was never relevant. Each step's sum over envs is added to a float32 total
     in step order: the float result then does not depend on the batch layout of the reduction.
     """
-    relevant = space.relevance_masks(batch.actions[space.op_head])
     means: dict[str, float | None] = {}
-    for head in space.head_names:
-        selected = batch.valid & relevant[head]
+    for head, selected in relevant_steps(batch, space).items():
         total = torch.zeros((), device=selected.device)
         for t in range(batch.num_steps):
             total += torch.where(selected[:, t], batch.entropies[head][:, t], 0.0).sum()

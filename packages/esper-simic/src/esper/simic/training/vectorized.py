@@ -8,6 +8,10 @@ update the observation normaliser → serialise a checkpoint when due → hand a
 wall-clock or global state outside the run: every random stream derives from ``config.seed``, so
 two runs with the same config are identical on CPU, and a run resumed from a checkpoint continues
 bit-identically.
+
+Under ``torchrun`` every process runs this same loop on its share of the environments
+(:mod:`~esper.simic.training.distributed`); rank 0 alone owns the run directory and reports every
+replica's episodes, and a checkpoint holds every replica's random streams.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import os
 import time
 from collections.abc import Mapping
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +39,7 @@ from esper.simic.training.checkpoint import (
     write_checkpoint,
 )
 from esper.simic.training.config import TrainConfig
+from esper.simic.training.distributed import DistributedContext, distributed_context
 from esper.simic.training.metrics import (
     EpisodeStats,
     FanOutSink,
@@ -47,16 +52,16 @@ from esper.simic.training.metrics import (
 )
 from esper.simic.training.resume import check_resume_config, resume_caveats
 from esper.simic.training.rng import (
+    SAMPLER_STREAM,
     SHUFFLE_STREAM,
     TRAIN_RESET_STREAM,
     capture_rng_state,
     derive_seed,
     isolated_global_rngs,
-    make_sampler,
     restore_rng_state,
     torch_threads,
 )
-from esper.simic.training.rollout import RolloutResult, collect_rollout, op_count_names
+from esper.simic.training.rollout import RolloutResult, collect_rollout, merge_rollouts, op_count_names
 from esper.simic.training.run_dir import RunDirectory, RunDirectoryError, resolve_resume
 from esper.tamiyo.policy import PolicyBundle, create_policy
 
@@ -103,7 +108,13 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def _fresh_components(config: TrainConfig, venv: VectorEnv, device: torch.device) -> _Components:
+def _sampler(config: TrainConfig, ctx: DistributedContext) -> torch.Generator:
+    """This replica's action-sampling generator (rank 0's is the single-process one)."""
+    return torch.Generator(device=ctx.device).manual_seed(ctx.rank_seed(config.seed, SAMPLER_STREAM))
+
+
+def _fresh_components(config: TrainConfig, venv: VectorEnv, ctx: DistributedContext) -> _Components:
+    device = ctx.device
     policy = create_policy(
         config.policy,
         slot_config=venv.slot_config,
@@ -121,26 +132,30 @@ def _fresh_components(config: TrainConfig, venv: VectorEnv, device: torch.device
     return _Components(
         policy=policy,
         agent=PPOAgent(
-            policy, config.ppo, generator=torch.Generator().manual_seed(derive_seed(config.seed, SHUFFLE_STREAM))
+            policy,
+            config.ppo,
+            generator=torch.Generator().manual_seed(ctx.rank_seed(config.seed, SHUFFLE_STREAM)),
+            reduce=ctx.reduce,
         ),
-        obs_normalizer=ObservationNormalizer(venv.feature_dim),
-        reward_normalizer=RewardNormalizer(config.num_envs, gamma=config.ppo.gamma),
-        sampler=make_sampler(config.seed, device),
+        obs_normalizer=ObservationNormalizer(venv.feature_dim, reduce=ctx.reduce),
+        reward_normalizer=RewardNormalizer(venv.num_envs, gamma=config.ppo.gamma, reduce=ctx.reduce),
+        sampler=_sampler(config, ctx),
     )
 
 
 def _restored_components(
-    checkpoint: Mapping[str, Any], config: TrainConfig, venv: VectorEnv, device: torch.device
+    checkpoint: Mapping[str, Any], config: TrainConfig, venv: VectorEnv, ctx: DistributedContext
 ) -> _Components:
+    device = ctx.device
     header = checkpoint["policy"]
     check_compatible(header, slot_config=venv.slot_config, action_space=venv.action_space, feature_dim=venv.feature_dim)
     policy = rebuild_policy(header, checkpoint["policy_state"], device=device, compile_mode=config.compile_mode)
     parts = _Components(
         policy=policy,
-        agent=PPOAgent(policy, config.ppo, generator=torch.Generator()),
-        obs_normalizer=ObservationNormalizer(venv.feature_dim),
-        reward_normalizer=RewardNormalizer(config.num_envs, gamma=config.ppo.gamma),
-        sampler=make_sampler(config.seed, device),
+        agent=PPOAgent(policy, config.ppo, generator=torch.Generator(), reduce=ctx.reduce),
+        obs_normalizer=ObservationNormalizer(venv.feature_dim, reduce=ctx.reduce),
+        reward_normalizer=RewardNormalizer(venv.num_envs, gamma=config.ppo.gamma, reduce=ctx.reduce),
+        sampler=_sampler(config, ctx),
     )
     try:
         parts.agent.load_state_dict(checkpoint["agent_state"])
@@ -149,12 +164,43 @@ def _restored_components(
         restore_rng_state(checkpoint["rng"], parts.sampler)
         parts.rounds_completed = int(checkpoint["counters"]["rounds_completed"])
         parts.env_steps = int(checkpoint["counters"]["env_steps"])
+        if ctx.world_size > 1:
+            _restore_replica(parts, checkpoint["replicas"][ctx.rank])
     except (KeyError, ValueError, TypeError, RuntimeError) as exc:
         raise CheckpointError(f"checkpoint state cannot be restored: {type(exc).__name__}: {exc}") from exc
     return parts
 
 
-def _checkpoint_dict(parts: _Components, config: TrainConfig) -> dict[str, Any]:
+def _replica_state(parts: _Components) -> dict[str, Any]:
+    """What differs between replicas and a resumed replica needs: its random streams and its
+    environments' running discounted returns."""
+    return {
+        "rng": capture_rng_state(parts.sampler),
+        "shuffle": parts.agent.generator.get_state(),
+        "discounted_returns": parts.reward_normalizer.discounted_returns.clone(),
+    }
+
+
+def _restore_replica(parts: _Components, state: Mapping[str, Any]) -> None:
+    restore_rng_state(state["rng"], parts.sampler)
+    parts.agent.generator.set_state(state["shuffle"])
+    parts.reward_normalizer.discounted_returns = state["discounted_returns"].clone()
+
+
+def check_world_size(checkpoint: Mapping[str, Any], path: Path, world_size: int) -> None:
+    """Refuse to resume a checkpoint written by another number of processes (its replicas' streams
+    cannot be split or merged, so the run could not continue bit-identically)."""
+    saved = int(checkpoint.get("world_size", 1))
+    if saved != world_size:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} was written by {saved} process(es) and this run has {world_size}; "
+            f"resume it with --nproc-per-node {saved}"
+        )
+
+
+def _checkpoint_dict(parts: _Components, config: TrainConfig, replicas: list[dict[str, Any]]) -> dict[str, Any]:
+    """The checkpoint; ``replicas`` holds every replica's :func:`_replica_state` (rank 0's alone: one process)."""
+    extra = {"replicas": replicas} if len(replicas) > 1 else {}
     return {
         "format_version": FORMAT_VERSION,
         "policy": policy_header(config.policy, parts.policy),
@@ -168,6 +214,8 @@ def _checkpoint_dict(parts: _Components, config: TrainConfig) -> dict[str, Any]:
         },
         "rng": capture_rng_state(parts.sampler),
         "config": config.to_dict(),
+        "world_size": len(replicas),
+        **extra,
     }
 
 
@@ -178,11 +226,13 @@ def _checkpoint_due(config: TrainConfig, rounds_completed: int) -> bool:
 
 
 def _run_round(
-    parts: _Components, venv: VectorEnv, buffer: RolloutBuffer, config: TrainConfig
+    parts: _Components, venv: VectorEnv, buffer: RolloutBuffer, config: TrainConfig, ctx: DistributedContext
 ) -> tuple[RolloutResult, float, UpdateMetrics]:
-    """Rollout + update of round ``parts.rounds_completed``; returns (rollout, update seconds, update metrics)."""
+    """Rollout + update of round ``parts.rounds_completed``; returns (every replica's rollout,
+    update seconds, update metrics)."""
     round_index = parts.rounds_completed
-    seeds = [derive_seed(config.seed, TRAIN_RESET_STREAM, round_index, i) for i in range(config.num_envs)]
+    # The global environment index: env i of a round has the same episode whatever the world size.
+    seeds = [derive_seed(config.seed, TRAIN_RESET_STREAM, round_index, i) for i in ctx.env_indices(config.num_envs)]
     rollout = collect_rollout(
         venv,
         parts.policy,
@@ -192,10 +242,13 @@ def _run_round(
         reward_normalizer=parts.reward_normalizer,
         generator=parts.sampler,
     )
+    parts.reward_normalizer.end_round()
     started = time.perf_counter()
     update = parts.agent.update(buffer)
     parts.obs_normalizer.update(rollout.raw_features)
     update_s = time.perf_counter() - started
+    if ctx.world_size > 1:  # the round's report covers every replica's episodes
+        rollout = merge_rollouts(ctx.gather_objects(replace(rollout, raw_features=rollout.raw_features[:0])))
     parts.rounds_completed += 1
     parts.env_steps += rollout.num_transitions
     return rollout, update_s, update
@@ -228,24 +281,35 @@ def train(
         ValueError: invalid combination (non-trainable policy, unavailable device, ...).
     """
     device = resolve_device(config.device)
-    run_dir = None if config.out_dir is None else RunDirectory(config.out_dir)
+    with distributed_context(device, timeout_s=config.dist_timeout_s) as ctx:
+        return _train(config, ctx, resume, sink)
+
+
+def _train(
+    config: TrainConfig, ctx: DistributedContext, resume: str | os.PathLike[str] | None, sink: TrainingSink | None
+) -> RunResult:
+    """:func:`train` inside the job's process group (one process: none)."""
+    device = ctx.device
+    local_envs = ctx.local_envs(config.num_envs)
+    run_dir = None if config.out_dir is None or not ctx.is_main else RunDirectory(config.out_dir)
     resume_path = resolve_resume(resume, config.out_dir)
     resumed_from = None if resume_path is None else (resume_path, _file_identity(resume_path))
     checkpoint = None
     notices: list[str] = []
     if resume_path is not None:
         checkpoint = read_checkpoint(resume_path)
+        check_world_size(checkpoint, resume_path, ctx.world_size)
         check_resume_config(checkpoint["config"], config)
         notices += resume_caveats(checkpoint["config"], config)
-    observer = sink if sink is not None else NullSink()
+    observer = sink if sink is not None and ctx.is_main else NullSink()
     sinks: TrainingSink = observer if run_dir is None else FanOutSink(run_dir, observer)
     started = time.perf_counter()
     with torch_threads(config.num_threads), isolated_global_rngs(config.seed, device), ExitStack() as held:
-        venv = VectorEnv(config.env, config.num_envs, gamma=config.ppo.gamma)
+        venv = VectorEnv(config.env, local_envs, gamma=config.ppo.gamma)
         if checkpoint is None:
-            parts = _fresh_components(config, venv, device)
+            parts = _fresh_components(config, venv, ctx)
         else:
-            parts = _restored_components(checkpoint, config, venv, device)
+            parts = _restored_components(checkpoint, config, venv, ctx)
         if parts.rounds_completed > config.total_rounds:
             raise CheckpointError(
                 f"the checkpoint already has {parts.rounds_completed} rounds, more than the "
@@ -255,9 +319,11 @@ def train(
             wall_s = time.perf_counter() - started
             return _nothing_to_train(config, parts, resume_path, run_dir, observer, notices, wall_s)
         if run_dir is not None:
-            notices += _open_run_dir(run_dir, config, parts.rounds_completed, resumed_from)
+            notices += _open_run_dir(run_dir, config, parts.rounds_completed, resumed_from, ctx)
             held.callback(run_dir.close)
-        buffer = RolloutBuffer.for_policy(parts.policy, num_envs=config.num_envs, num_steps=config.env.episode_length)
+        else:
+            ctx.agree(None)
+        buffer = RolloutBuffer.for_policy(parts.policy, num_envs=local_envs, num_steps=config.env.episode_length)
         sinks.on_run_start(
             RunStart(config.to_dict(), parts.rounds_completed, config.total_rounds, config.num_envs, tuple(notices))
         )
@@ -265,12 +331,14 @@ def train(
         last_checkpoint: Path | None = None
         while parts.rounds_completed < config.total_rounds:
             round_started = time.perf_counter()
-            rollout, update_s, update = _run_round(parts, venv, buffer, config)
+            rollout, update_s, update = _run_round(parts, venv, buffer, config, ctx)
             checkpoint_s = 0.0
             payload: bytes | None = None
-            if run_dir is not None and _checkpoint_due(config, parts.rounds_completed):
+            if config.out_dir is not None and _checkpoint_due(config, parts.rounds_completed):
                 checkpoint_started = time.perf_counter()
-                payload = encode_checkpoint(_checkpoint_dict(parts, config))
+                replicas = ctx.gather_objects(_replica_state(parts))
+                if run_dir is not None:
+                    payload = encode_checkpoint(_checkpoint_dict(parts, config, replicas))
                 checkpoint_s = time.perf_counter() - checkpoint_started
             timings = PhaseTimings(
                 env_s=rollout.env_s,
@@ -303,19 +371,28 @@ def _open_run_dir(
     config: TrainConfig,
     start_round: int,
     resumed_from: tuple[Path, tuple[int, int, int, int]] | None,
+    ctx: DistributedContext,
 ) -> list[str]:
-    """Lock and claim ``run_dir`` (:meth:`RunDirectory.open`); returns its notices.
+    """Lock and claim ``run_dir`` (:meth:`RunDirectory.open`) on rank 0; returns its notices.
+
+    Every other replica waits in :meth:`DistributedContext.agree` and fails with rank 0's reason
+    if it could not claim the directory.
 
     The checkpoint was read before the lock was taken; if another run replaced it in between
     (two workers started with ``--resume auto`` at once), this run would continue a stale state.
     """
-    notices = run_dir.open(config.to_dict(), start_round=start_round)
-    if resumed_from is not None and _file_identity(resumed_from[0]) != resumed_from[1]:
-        run_dir.close()
-        raise RunDirectoryError(
-            f"checkpoint {str(resumed_from[0])!r} changed while this run was starting (another run wrote it); "
-            "start this run again"
-        )
+    try:
+        notices = run_dir.open(config.to_dict(), start_round=start_round)
+        if resumed_from is not None and _file_identity(resumed_from[0]) != resumed_from[1]:
+            run_dir.close()
+            raise RunDirectoryError(
+                f"checkpoint {str(resumed_from[0])!r} changed while this run was starting (another run wrote it); "
+                "start this run again"
+            )
+    except (RunDirectoryError, OSError) as exc:
+        ctx.agree(str(exc))  # every replica stops with rank 0's reason
+        raise
+    ctx.agree(None)
     return notices
 
 

@@ -1,0 +1,116 @@
+"""The single-process path of data-parallel training, and its split and seed arithmetic."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from esper.simic.agent import RewardNormalizer, RunningMeanStd
+from esper.simic.agent.collectives import LOCAL, mean_over_replicas
+from esper.simic.cli import main
+from esper.simic.launch import without_nproc, worker_command
+from esper.simic.training.distributed import DistributedContext, distributed_context, split_envs
+from esper.simic.training.rng import SAMPLER_STREAM, derive_seed
+
+
+class TwoReplicas:
+    """A fake second replica whose tensors are given: checks the merge arithmetic without a process group."""
+
+    def __init__(self, other: list[torch.Tensor]):
+        self.other = other
+
+    @property
+    def world_size(self) -> int:
+        return 2
+
+    def average_(self, tensors: list[torch.Tensor]) -> None:
+        raise AssertionError("not used here")
+
+    def gather(self, tensor: torch.Tensor) -> list[torch.Tensor]:
+        return [tensor, self.other.pop(0)]
+
+
+def test_without_torchrun_variables_there_is_no_process_group() -> None:
+    with distributed_context(torch.device("cpu"), timeout_s=1.0, environ={}) as ctx:
+        assert (ctx.rank, ctx.world_size, ctx.is_main, ctx.reduce) == (0, 1, True, LOCAL)
+        assert not dist.is_initialized()
+    with distributed_context(torch.device("cpu"), timeout_s=1.0, environ={"WORLD_SIZE": "1", "RANK": "0"}) as ctx:
+        assert ctx.world_size == 1 and not dist.is_initialized()
+
+
+def test_the_local_collectives_change_nothing() -> None:
+    values = torch.tensor([0.25, -3.0])
+    assert mean_over_replicas(values, LOCAL) is values
+    grads = [torch.tensor([1.0, 2.0])]
+    LOCAL.average_(grads)
+    assert grads[0].tolist() == [1.0, 2.0]
+    assert LOCAL.gather(values) == [values]
+
+
+def test_environments_split_evenly_with_global_indices() -> None:
+    assert split_envs(8, 4) == 2
+    with pytest.raises(ValueError, match=r"^--num-envs 3 does not split evenly over 2 processes; use a multiple of 2$"):
+        split_envs(3, 2)
+    ctx = DistributedContext(torch.device("cpu"), rank=1, world_size=2)
+    assert ctx.env_indices(4) == range(2, 4)
+    assert DistributedContext(torch.device("cpu")).env_indices(4) == range(4)
+
+
+def test_rank_0_keeps_the_single_process_streams_and_other_ranks_get_their_own() -> None:
+    single, rank0 = DistributedContext(torch.device("cpu")), DistributedContext(torch.device("cpu"), world_size=2)
+    rank1 = DistributedContext(torch.device("cpu"), rank=1, world_size=2)
+    assert single.rank_seed(5, SAMPLER_STREAM) == rank0.rank_seed(5, SAMPLER_STREAM) == derive_seed(5, SAMPLER_STREAM)
+    assert rank1.rank_seed(5, SAMPLER_STREAM) == derive_seed(5, SAMPLER_STREAM, 1) != derive_seed(5, SAMPLER_STREAM)
+
+
+def test_merged_statistics_are_those_of_every_replicas_samples() -> None:
+    mine, theirs = torch.tensor([[1.0, 2.0], [3.0, 6.0]]), torch.tensor([[5.0, -2.0]])
+    other_moments = torch.cat([torch.tensor([1.0]), theirs.double().mean(0), torch.zeros(2, dtype=torch.float64)])
+    merged = RunningMeanStd((2,))
+    merged.update(mine, TwoReplicas([other_moments]))
+    both = torch.cat([mine, theirs]).double()
+    assert merged.count == 3
+    torch.testing.assert_close(merged.mean, both.mean(0))
+    torch.testing.assert_close(merged.var, both.var(0, correction=0))
+
+
+def test_a_replica_without_samples_still_takes_the_others() -> None:
+    merged = RunningMeanStd(())
+    merged.update(torch.zeros(0), TwoReplicas([torch.tensor([2.0, 4.0, 1.0], dtype=torch.float64)]))
+    assert (merged.count, float(merged.mean), float(merged.var)) == (2, 4.0, 1.0)
+
+
+def test_the_reward_normaliser_merges_the_rounds_samples_at_its_end() -> None:
+    other = torch.tensor([1.0, 3.0, 0.0], dtype=torch.float64)  # one sample, mean 3, var 0
+    normaliser = RewardNormalizer(1, gamma=1.0, reduce=TwoReplicas([other]))
+    normaliser.normalize(torch.tensor([1.0]), torch.tensor([True]))
+    assert normaliser.stats.count == 1  # local until the round ends
+    normaliser.end_round()
+    assert (normaliser.stats.count, float(normaliser.stats.mean), float(normaliser.stats.var)) == (2, 2.0, 1.0)
+
+
+def test_the_launcher_reexecutes_the_same_arguments_under_torchrun() -> None:
+    argv = ["ppo", "--nproc-per-node", "2", "--rounds", "3", "--nproc-per-node=4", "--out", "x"]
+    assert without_nproc(argv) == ["ppo", "--rounds", "3", "--out", "x"]
+    command = worker_command(argv, 2)
+    assert command[1:] == [
+        "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+        "-m", "esper.simic", "ppo", "--rounds", "3", "--out", "x",
+    ]  # fmt: skip
+
+
+def test_no_workers_is_refused_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ppo", "--nproc-per-node", "0", "--rounds", "1"]) == 2
+    assert capsys.readouterr().err == "esper-train: error: --nproc-per-node must be >= 1, got 0\n"
+
+
+def test_nccl_is_refused_without_cuda() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    environ = {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"}
+    with (
+        pytest.raises(ValueError, match=r"^the nccl backend needs CUDA, which is not available on this machine"),
+        distributed_context(torch.device("cuda"), timeout_s=1.0, environ=environ),
+    ):
+        pass

@@ -1,0 +1,96 @@
+"""Two-process data-parallel runs on CPU (gloo), launched with ``torch.distributed.run``.
+
+Each run takes tens of seconds (two interpreters, a rendezvous, tiny hosts), hence the slow suite.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dist_worker import tiny_config
+
+from esper.simic.training import CheckpointError, read_metrics, train
+
+pytestmark = pytest.mark.slow
+WORKER = Path(__file__).with_name("dist_worker.py")
+RUN_FILES = {"checkpoint_last.pt", "config.json", "metrics.jsonl", "run.lock", "summary.json"}
+
+
+def _torchrun(work: Path, rounds: int, resume: str = "-", num_envs: int = 2) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    args = [str(WORKER), str(work / "run"), str(rounds), resume, str(work), str(num_envs)]
+    return subprocess.run(
+        [*command, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        check=False,
+        cwd=work,
+    )
+
+
+def _metrics(work: Path) -> list[dict[str, Any]]:
+    rows = read_metrics(work / "run" / "metrics.jsonl")
+    for row in rows:
+        del row["timings"]
+    return rows
+
+
+def _checksums(work: Path, rank: int) -> list[str]:
+    return json.loads((work / f"rank{rank}.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def two_round_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = tmp_path_factory.mktemp("dp-a")
+    done = _torchrun(work, rounds=2)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return work
+
+
+def test_replicas_hold_identical_weights_after_every_update(two_round_run: Path) -> None:
+    rank0, rank1 = _checksums(two_round_run, 0), _checksums(two_round_run, 1)
+    assert len(rank0) == 2
+    assert rank0 == rank1
+
+
+def test_only_rank_0_writes_the_run_directory_with_every_replicas_episodes(two_round_run: Path) -> None:
+    assert {p.name for p in (two_round_run / "run").iterdir()} == RUN_FILES
+    rows = _metrics(two_round_run)
+    assert [(row["round"], row["episodes"]) for row in rows] == [(1, 2), (2, 4)]
+    assert all(row["env_steps"] == 2 * 6 for row in rows)  # both replicas' episodes of 6 steps
+
+
+def test_the_same_seed_and_world_size_give_an_identical_run(two_round_run: Path, tmp_path: Path) -> None:
+    done = _torchrun(tmp_path, rounds=2)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert _metrics(tmp_path) == _metrics(two_round_run)
+    assert _checksums(tmp_path, 0) == _checksums(two_round_run, 0)
+
+
+def test_a_resumed_run_continues_bit_identically(two_round_run: Path, tmp_path: Path) -> None:
+    first = _torchrun(tmp_path, rounds=1)
+    assert first.returncode == 0, first.stderr[-2000:]
+    resumed = _torchrun(tmp_path, rounds=2, resume="auto")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert _metrics(tmp_path) == _metrics(two_round_run)
+    assert _checksums(tmp_path, 0) == _checksums(two_round_run, 0)[1:]
+
+
+def test_another_world_size_cannot_resume_the_checkpoint(two_round_run: Path, tmp_path: Path) -> None:
+    checkpoint = two_round_run / "run" / "checkpoint_last.pt"
+    with pytest.raises(CheckpointError, match=r"written by 2 process\(es\) and this run has 1; resume it with"):
+        train(tiny_config(str(tmp_path / "run"), rounds=3), resume=checkpoint)
+
+
+def test_an_uneven_split_is_refused_in_one_line(tmp_path: Path) -> None:
+    done = _torchrun(tmp_path, rounds=1, num_envs=3)
+    assert done.returncode != 0
+    assert "worker error: --num-envs 3 does not split evenly over 2 processes; use a multiple of 2" in done.stderr
