@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import time
+from unittest import mock
+
 import pytest
 import torch
 import torch.distributed as dist
@@ -10,7 +15,7 @@ from esper.simic.agent import RewardNormalizer, RunningMeanStd
 from esper.simic.agent.collectives import LOCAL, mean_over_replicas
 from esper.simic.cli import main
 from esper.simic.launch import without_nproc, worker_command
-from esper.simic.training.distributed import DistributedContext, distributed_context, split_envs
+from esper.simic.training.distributed import DistributedContext, DistributedError, distributed_context, split_envs
 from esper.simic.training.rng import SAMPLER_STREAM, derive_seed
 
 
@@ -114,3 +119,19 @@ def test_nccl_is_refused_without_cuda() -> None:
         distributed_context(torch.device("cuda"), timeout_s=1.0, environ=environ),
     ):
         pass
+
+
+def test_a_rendezvous_that_never_completes_fails_within_the_timeout() -> None:
+    with socket.socket() as probe:  # a free port nobody else will join
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    environ = {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    started = time.perf_counter()
+    with (
+        pytest.raises(DistributedError, match=r"^rank 0 of 2: the process group did not form within 1 s"),
+        mock.patch.dict(os.environ, environ),
+        distributed_context(torch.device("cpu"), timeout_s=1.0),
+    ):
+        pass
+    assert time.perf_counter() - started < 30
+    assert not dist.is_initialized()

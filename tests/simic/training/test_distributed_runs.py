@@ -94,3 +94,20 @@ def test_an_uneven_split_is_refused_in_one_line(tmp_path: Path) -> None:
     done = _torchrun(tmp_path, rounds=1, num_envs=3)
     assert done.returncode != 0
     assert "worker error: --num-envs 3 does not split evenly over 2 processes; use a multiple of 2" in done.stderr
+
+
+def test_esper_train_starts_the_workers_through_torchrun(tmp_path: Path) -> None:
+    flags = ["--num-envs", "2", "--rounds", "1", "--episode-length", "6", "--quiet"]
+    flags += ["--policy-kwargs", '{"hidden_size": 16, "lstm_hidden": 16}', "--out", str(tmp_path / "run")]
+    done = subprocess.run(
+        [sys.executable, "-m", "esper.simic", "ppo", "--nproc-per-node", "2", *flags],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("run directory:") == 1  # rank 0 alone reports
+    assert {p.name for p in (tmp_path / "run").iterdir()} == RUN_FILES
+    assert [row["episodes"] for row in read_metrics(tmp_path / "run" / "metrics.jsonl")] == [2]

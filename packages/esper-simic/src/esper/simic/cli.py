@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from esper.simic.env import EnvConfig
-from esper.simic.launch import NPROC_FLAG, launch_workers, under_torchrun
+from esper.simic.launch import NPROC_FLAG, is_main_process, launch_workers, under_torchrun
 from esper.simic.training import (
     CheckpointError,
     ConfigFileError,
@@ -247,6 +247,8 @@ def _ppo(args: argparse.Namespace) -> int:
             with contextlib.suppress(OSError):
                 created.rmdir()
         raise
+    if not is_main_process():
+        return 0
     print(f"run directory: {config.out_dir}")
     if result.checkpoint is not None:
         print(f"compare with the heuristic: {PROG} eval {result.checkpoint}")

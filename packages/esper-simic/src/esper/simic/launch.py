@@ -48,3 +48,8 @@ def launch_workers(argv: Sequence[str], nproc: int) -> int:
 def under_torchrun() -> bool:
     """Whether this process is a worker of a multi-process job."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun job, or a process outside one: the one that prints the run's closing lines."""
+    return int(os.environ.get("RANK", "0")) == 0

@@ -142,7 +142,7 @@ def distributed_context(
 
     Raises:
         ValueError: nccl would be needed but CUDA is not available, or a bad torchrun variable.
-        RuntimeError / DistStoreError: the rendezvous did not complete within ``timeout_s``.
+        DistributedError: the rendezvous did not complete within ``timeout_s``.
     """
     env = os.environ if environ is None else environ
     world_size = _env_int(env, "WORLD_SIZE", 1)
@@ -160,7 +160,16 @@ def distributed_context(
         backend = "gloo"
     else:
         raise ValueError(f"data-parallel training supports the cpu and cuda devices, not {device.type!r}")
-    dist.init_process_group(backend, rank=rank, world_size=world_size, timeout=datetime.timedelta(seconds=timeout_s))
+    try:
+        dist.init_process_group(
+            backend, rank=rank, world_size=world_size, timeout=datetime.timedelta(seconds=timeout_s)
+        )
+    except (RuntimeError, ValueError) as exc:  # DistStoreError (a RuntimeError) on a rendezvous timeout
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DistributedError(
+            f"rank {rank} of {world_size}: the process group did not form within {timeout_s:g} s "
+            f"(dist_timeout_s): {first_line}"
+        ) from exc
     try:
         yield DistributedContext(
             rank=rank,
