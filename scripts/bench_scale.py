@@ -88,8 +88,8 @@ def _worker(out: Path, rounds: int, device: str) -> None:
         "env_s": sum(r.timings.env_s for r in records),
         "policy_s": sum(r.timings.policy_s for r in records),
         "update_s": sum(r.timings.update_s for r in records),
-        "wait_s": wait.seconds,
-        "all_reduce_s": reduce.seconds - wait.seconds,
+        "wait_s": wait.seconds if reduce.seconds else 0.0,  # one process: nothing to wait for
+        "all_reduce_s": max(reduce.seconds - wait.seconds, 0.0),
     }
     (out / "figures.json").write_text(json.dumps(figures), encoding="utf-8")
 

@@ -17,6 +17,7 @@ from esper.simic.cli import main
 from esper.simic.launch import without_nproc, worker_command
 from esper.simic.training.distributed import DistributedContext, DistributedError, distributed_context, split_envs
 from esper.simic.training.rng import SAMPLER_STREAM, derive_seed
+from esper.simic.training.rollout import RolloutResult, merge_rollouts
 
 
 class TwoReplicas:
@@ -135,3 +136,28 @@ def test_a_rendezvous_that_never_completes_fails_within_the_timeout() -> None:
         pass
     assert time.perf_counter() - started < 30
     assert not dist.is_initialized()
+
+
+def _rollout(steps: int, invalid: int, ops: tuple[int, ...], entropy: float | None, relevant: int) -> RolloutResult:
+    return RolloutResult(
+        episodes=(),
+        raw_features=torch.zeros(steps, 3),
+        num_transitions=steps,
+        invalid_actions=invalid,
+        executed_op_counts=ops,
+        head_entropies={"op": 0.5, "slot": entropy},
+        head_relevant_steps={"op": steps, "slot": relevant},
+        env_s=float(steps),
+        policy_s=0.1,
+    )
+
+
+def test_replicas_rollouts_make_one_report() -> None:
+    merged = merge_rollouts([_rollout(4, 1, (3, 1), 0.2, 1), _rollout(6, 0, (5, 1), 0.7, 4)])
+    assert (merged.num_transitions, merged.invalid_actions, merged.executed_op_counts) == (10, 1, (8, 2))
+    assert merged.head_relevant_steps == {"op": 10, "slot": 5}
+    assert merged.head_entropies["op"] == 0.5
+    assert merged.head_entropies["slot"] == pytest.approx((0.2 * 1 + 0.7 * 4) / 5)
+    assert merged.env_s == 4.0  # rank 0's own timings
+    never = merge_rollouts([_rollout(2, 0, (2,), None, 0), _rollout(2, 0, (2,), None, 0)])
+    assert never.head_entropies["slot"] is None

@@ -271,8 +271,9 @@ def relevant_steps(batch: RolloutBatch, space: ActionSpace) -> dict[str, torch.T
 def merge_rollouts(parts: Sequence[RolloutResult]) -> RolloutResult:
     """Every replica's rollout as one round, for the report (episodes in global environment order).
 
-    Counts add up, per-head entropies are weighted by their steps, the timings are the slowest
-    replica's and the raw features are the first part's (the normaliser already has every replica's).
+    Counts add up, per-head entropies are weighted by their steps; the timings and the raw features
+    are the first part's (rank 0's own: its wait for slower replicas shows in its update time; the
+    normaliser already has every replica's features).
     """
     first = parts[0]
     steps = {h: sum(p.head_relevant_steps[h] for p in parts) for h in first.head_relevant_steps}
@@ -288,8 +289,8 @@ def merge_rollouts(parts: Sequence[RolloutResult]) -> RolloutResult:
         executed_op_counts=tuple(sum(c) for c in zip(*(p.executed_op_counts for p in parts), strict=True)),
         head_entropies=entropies,
         head_relevant_steps=steps,
-        env_s=max(p.env_s for p in parts),
-        policy_s=max(p.policy_s for p in parts),
+        env_s=first.env_s,
+        policy_s=first.policy_s,
     )
 
 
