@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 
 from esper.simic.agent.collectives import LOCAL, Collectives
-from esper.simic.training.rng import derive_seed
+from esper.simic.training.rng import replica_seed
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +57,7 @@ class DistributedContext:
 
     def rank_seed(self, seed: int, stream: int) -> int:
         """Seed of a per-replica stream; rank 0 of any job gets the single-process seed."""
-        return derive_seed(seed, stream) if self.rank == 0 else derive_seed(seed, stream, self.rank)
+        return replica_seed(seed, stream, self.rank)
 
     def gather_objects(self, obj: Any) -> list[Any]:
         """Every replica's ``obj`` (picklable), in rank order, on every replica."""

@@ -40,10 +40,16 @@ def derive_seed(*entropy: int) -> int:
     return int(np.random.SeedSequence(list(entropy)).generate_state(1)[0])
 
 
-def make_sampler(seed: int, device: torch.device) -> torch.Generator:
-    """The action-sampling generator of a run, on the policy's device."""
+def replica_seed(seed: int, stream: int, rank: int) -> int:
+    """Seed of ``stream`` for replica ``rank`` of a data-parallel run; rank 0 (and a single-process
+    run) gets ``derive_seed(seed, stream)``, so one process draws exactly what it always did."""
+    return derive_seed(seed, stream) if rank == 0 else derive_seed(seed, stream, rank)
+
+
+def make_sampler(seed: int, device: torch.device, *, rank: int = 0) -> torch.Generator:
+    """The action-sampling generator of a run (of replica ``rank``), on the policy's device."""
     generator = torch.Generator(device=device)
-    generator.manual_seed(derive_seed(seed, SAMPLER_STREAM))
+    generator.manual_seed(replica_seed(seed, SAMPLER_STREAM, rank))
     return generator
 
 

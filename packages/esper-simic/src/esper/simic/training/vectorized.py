@@ -52,12 +52,12 @@ from esper.simic.training.metrics import (
 )
 from esper.simic.training.resume import check_resume_config, resume_caveats
 from esper.simic.training.rng import (
-    SAMPLER_STREAM,
     SHUFFLE_STREAM,
     TRAIN_RESET_STREAM,
     capture_rng_state,
     derive_seed,
     isolated_global_rngs,
+    make_sampler,
     restore_rng_state,
     torch_threads,
 )
@@ -108,11 +108,6 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def _sampler(config: TrainConfig, ctx: DistributedContext) -> torch.Generator:
-    """This replica's action-sampling generator (rank 0's is the single-process one)."""
-    return torch.Generator(device=ctx.device).manual_seed(ctx.rank_seed(config.seed, SAMPLER_STREAM))
-
-
 def _fresh_components(config: TrainConfig, venv: VectorEnv, ctx: DistributedContext) -> _Components:
     device = ctx.device
     policy = create_policy(
@@ -139,7 +134,7 @@ def _fresh_components(config: TrainConfig, venv: VectorEnv, ctx: DistributedCont
         ),
         obs_normalizer=ObservationNormalizer(venv.feature_dim, reduce=ctx.reduce),
         reward_normalizer=RewardNormalizer(venv.num_envs, gamma=config.ppo.gamma, reduce=ctx.reduce),
-        sampler=_sampler(config, ctx),
+        sampler=make_sampler(config.seed, ctx.device, rank=ctx.rank),
     )
 
 
@@ -155,7 +150,7 @@ def _restored_components(
         agent=PPOAgent(policy, config.ppo, generator=torch.Generator(), reduce=ctx.reduce),
         obs_normalizer=ObservationNormalizer(venv.feature_dim, reduce=ctx.reduce),
         reward_normalizer=RewardNormalizer(venv.num_envs, gamma=config.ppo.gamma, reduce=ctx.reduce),
-        sampler=_sampler(config, ctx),
+        sampler=make_sampler(config.seed, ctx.device, rank=ctx.rank),
     )
     try:
         parts.agent.load_state_dict(checkpoint["agent_state"])
