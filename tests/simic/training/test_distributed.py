@@ -161,3 +161,9 @@ def test_replicas_rollouts_make_one_report() -> None:
     assert merged.env_s == 4.0  # rank 0's own timings
     never = merge_rollouts([_rollout(2, 0, (2,), None, 0), _rollout(2, 0, (2,), None, 0)])
     assert never.head_entropies["slot"] is None
+
+
+def test_an_uneven_split_is_refused_before_any_worker_starts(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ppo", "--nproc-per-node", "2", "--num-envs", "3", "--rounds", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err == "esper-train: error: --num-envs 3 does not split evenly over 2 processes; use a multiple of 2\n"

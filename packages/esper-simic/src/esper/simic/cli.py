@@ -40,7 +40,7 @@ from esper.simic.training import (
     train,
 )
 from esper.simic.training.dataclass_io import from_plain
-from esper.simic.training.distributed import DistributedError
+from esper.simic.training.distributed import DistributedError, split_envs
 from esper.simic.training.options import Option, add_option_groups, add_options, collect_options, given_values
 from esper.simic.training.run_dir import RESUME_AUTO, claim_new_run_directory, resolve_resume, strict_json
 from esper.simic.training.study import (
@@ -261,6 +261,7 @@ def _launch(args: argparse.Namespace, config: TrainConfig) -> int:
         raise ValueError(f"{NPROC_FLAG} must be >= 1, got {args.nproc_per_node}")
     if under_torchrun():
         raise ValueError(f"{NPROC_FLAG} starts workers; leave it out when torchrun already started this one")
+    split_envs(config.num_envs, args.nproc_per_node)  # refused here, in one line, before any worker starts
     argv = list(args.argv)
     if config.out_dir is None:
         created = claim_new_run_directory(Path("runs"), time.strftime("ppo-%Y%m%d-%H%M%S"))
