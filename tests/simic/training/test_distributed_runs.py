@@ -76,7 +76,7 @@ def test_the_same_seed_and_world_size_give_an_identical_run(two_round_run: Path,
 
 
 def test_a_resumed_run_continues_bit_identically(two_round_run: Path, tmp_path: Path) -> None:
-    first = _torchrun(tmp_path, rounds=1)
+    first = _torchrun(tmp_path, rounds=1, resume="auto")  # an empty run directory: a fresh start
     assert first.returncode == 0, first.stderr[-2000:]
     resumed = _torchrun(tmp_path, rounds=2, resume="auto")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
