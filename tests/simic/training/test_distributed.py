@@ -100,10 +100,7 @@ def test_the_launcher_reexecutes_the_same_arguments_under_torchrun() -> None:
     argv = ["ppo", "--nproc-per-node", "2", "--rounds", "3", "--nproc-per-node=4", "--out", "x"]
     assert without_nproc(argv) == ["ppo", "--rounds", "3", "--out", "x"]
     command = worker_command(argv, 2)
-    assert command[1:] == [
-        "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-        "-m", "esper.simic", "ppo", "--rounds", "3", "--out", "x",
-    ]  # fmt: skip
+    assert command == ["--standalone", "--nproc-per-node=2", "-m", "esper.simic", "ppo", "--rounds", "3", "--out", "x"]
 
 
 def test_no_workers_is_refused_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:

@@ -111,3 +111,20 @@ def test_esper_train_starts_the_workers_through_torchrun(tmp_path: Path) -> None
     assert done.stdout.count("run directory:") == 1  # rank 0 alone reports
     assert {p.name for p in (tmp_path / "run").iterdir()} == RUN_FILES
     assert [row["episodes"] for row in read_metrics(tmp_path / "run" / "metrics.jsonl")] == [2]
+
+
+def test_a_failing_worker_ends_the_job_with_its_line_and_status(tmp_path: Path) -> None:
+    flags = ["--nproc-per-node", "2", "--policy", "nosuch", "--num-envs", "2", "--rounds", "1", "--quiet"]
+    done = subprocess.run(
+        [sys.executable, "-m", "esper.simic", "ppo", *flags, "--out", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2
+    line = "esper-train: error: unknown policy 'nosuch'. Known policies: example-gru, heuristic, lstm, mlp"
+    # Each worker prints the same line (the two writes may interleave); torchrun's report is left out.
+    assert line in done.stderr
+    assert done.stderr.replace("\n", "").replace(line, "") == ""

@@ -1,17 +1,21 @@
 """``esper-train ppo --nproc-per-node N``: start N local workers through torch's own launcher.
 
-The parent re-executes ``python -m torch.distributed.run --standalone --nproc-per-node N -m
-esper.simic ppo <the same arguments>`` (minus ``--nproc-per-node``, plus the run directory it
-claimed, so every worker writes to the same one) and returns the launcher's exit status. Worker
-restarts, rendezvous and teardown on a failure are torchrun's; nothing here is a process pool.
+The parent runs torchrun's own launcher in-process, as ``torchrun --standalone --nproc-per-node N
+-m esper.simic ppo <the same arguments>`` (minus ``--nproc-per-node``, plus the run directory it
+claimed, so every worker writes to the same one). Rendezvous, worker restarts and teardown on a
+failure are torchrun's; nothing here is a process pool. A failed worker has printed its own
+``esper-train: error: ...`` line; the launcher's report of it (a traceback and a failure table)
+is left out, and the job exits with the first failed worker's status.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-import subprocess
-import sys
 from collections.abc import Sequence
+
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+from torch.distributed.run import get_args_parser, run
 
 NPROC_FLAG = "--nproc-per-node"
 
@@ -31,18 +35,25 @@ def without_nproc(argv: Sequence[str]) -> list[str]:
 
 
 def worker_command(argv: Sequence[str], nproc: int) -> list[str]:
-    """The torchrun command line that runs ``esper-train <argv>`` in ``nproc`` local workers."""
+    """torchrun's arguments that run ``esper-train <argv>`` in ``nproc`` local workers."""
     if nproc < 1:
         raise ValueError(f"--nproc-per-node must be >= 1, got {nproc}")
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"{NPROC_FLAG}={nproc}"]
-    return [*launcher, "-m", "esper.simic", *without_nproc(argv)]
+    return ["--standalone", f"{NPROC_FLAG}={nproc}", "-m", "esper.simic", *without_nproc(argv)]
 
 
 def launch_workers(argv: Sequence[str], nproc: int) -> int:
-    """Run :func:`worker_command` and return its exit status (non-zero if any worker failed)."""
-    # One intra-op thread per worker unless the user chose otherwise (torchrun would warn and set it).
-    env = {"OMP_NUM_THREADS": "1", **os.environ}
-    return subprocess.run(worker_command(argv, nproc), env=env, check=False).returncode
+    """Run the workers of :func:`worker_command` to the end; returns 0, or the first failed worker's status."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # one intra-op thread per worker (torchrun would warn and set it)
+    agent_log = logging.getLogger("torch.distributed.elastic")
+    level = agent_log.level
+    agent_log.setLevel(logging.CRITICAL)  # the workers report their own errors
+    try:
+        run(get_args_parser().parse_args(worker_command(argv, nproc)))
+    except ChildFailedError as exc:
+        return exc.get_first_failure()[1].exitcode or 1
+    finally:
+        agent_log.setLevel(level)
+    return 0
 
 
 def under_torchrun() -> bool:
