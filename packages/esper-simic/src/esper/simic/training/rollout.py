@@ -272,7 +272,7 @@ def merge_rollouts(parts: Sequence[RolloutResult]) -> RolloutResult:
     """Every replica's rollout as one round, for the report (episodes in global environment order).
 
     Counts add up, per-head entropies are weighted by their steps; the timings and the raw features
-    are the first part's (rank 0's own: its wait for slower replicas shows in its update time; the
+    are the first part's (rank 0's own: its wait for slower replicas is in the round's other time; the
     normaliser already has every replica's features).
     """
     first = parts[0]
