@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import enum
+import functools
 import inspect
 import itertools
 import textwrap
@@ -30,8 +31,15 @@ class ConfigKeyError(ValueError):
 def field_docs(cls: type) -> dict[str, str]:
     """``{field: first paragraph of its docstring}`` for a dataclass whose fields carry docstrings.
 
-    Fields without a docstring (or a class whose source is unavailable) map to ``""``.
+    Fields without a docstring (or a class whose source is unavailable) map to ``""``. Parsing a
+    class's source takes milliseconds and every parser build reads every config class, so the
+    result is cached per class (a copy is returned: callers may change it).
     """
+    return dict(_field_docs(cls))
+
+
+@functools.cache
+def _field_docs(cls: type) -> dict[str, str]:
     docs = {f.name: "" for f in dataclasses.fields(cls)}
     try:
         source = textwrap.dedent(inspect.getsource(cls))
