@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from esper.simic.agent import RewardNormalizer
-from esper.simic.training import RoundRecord, RunStart, RunSummary, TrainConfig, train
+from esper.simic.training import RecordingSink, TrainConfig, train
 from esper.simic.training.distributed import ProcessGroupCollectives
 
 
@@ -55,27 +55,13 @@ class _Clock:
         setattr(owner, name, timed)
 
 
-class _Collect:
-    def __init__(self) -> None:
-        self.records: list[RoundRecord] = []
-
-    def on_run_start(self, start: RunStart) -> None:
-        del start
-
-    def on_round(self, record: RoundRecord) -> None:
-        self.records.append(record)
-
-    def on_run_end(self, summary: RunSummary) -> None:
-        del summary
-
-
 def _worker(out: Path, rounds: int, device: str) -> None:
     """One process of a measured run: train, then rank 0 writes its figures to ``out``."""
     wait, reduce = _Clock(), _Clock()
     wait.wrap(RewardNormalizer, "end_round")
     reduce.wrap(ProcessGroupCollectives, "gather")
     reduce.wrap(ProcessGroupCollectives, "average_")
-    sink = _Collect()
+    sink = RecordingSink()
     train(replace(TrainConfig(), rounds=rounds, device=device, out_dir=str(out / "run")), sink=sink)
     if int(os.environ.get("RANK", "0")) != 0:
         return

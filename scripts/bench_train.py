@@ -28,23 +28,7 @@ from statistics import mean
 
 import torch
 
-from esper.simic.training import RoundRecord, RunStart, RunSummary, TrainConfig, train
-
-
-class _Collect:
-    """Sink that keeps every round record."""
-
-    def __init__(self) -> None:
-        self.records: list[RoundRecord] = []
-
-    def on_run_start(self, start: RunStart) -> None:
-        del start
-
-    def on_round(self, record: RoundRecord) -> None:
-        self.records.append(record)
-
-    def on_run_end(self, summary: RunSummary) -> None:
-        del summary
+from esper.simic.training import RecordingSink, RoundRecord, TrainConfig, train
 
 
 def _phases(record: RoundRecord) -> dict[str, float]:
@@ -69,7 +53,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=None, help="override the number of rounds")
     parser.add_argument("--threads", type=int, default=None, help="override num_threads (torch CPU threads)")
     args = parser.parse_args()
-    sink = _Collect()
+    sink = RecordingSink()
     with tempfile.TemporaryDirectory() as out_dir:
         config = replace(TrainConfig(), out_dir=out_dir, rounds=args.rounds)
         if args.threads is not None:

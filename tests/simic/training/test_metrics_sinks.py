@@ -13,7 +13,15 @@ import pytest
 from episode_summaries import make_summary
 
 from esper.simic.env import EpisodeSummary
-from esper.simic.training.metrics import EpisodeStats, FanOutSink, PhaseTimings, RoundRecord, RunStart, RunSummary
+from esper.simic.training.metrics import (
+    EpisodeStats,
+    FanOutSink,
+    PhaseTimings,
+    RecordingSink,
+    RoundRecord,
+    RunStart,
+    RunSummary,
+)
 from esper.simic.training.progress import ConsoleProgress
 from esper.simic.training.run_dir import RunDirectory, RunDirectoryError, read_metrics, strict_json
 
@@ -142,6 +150,16 @@ def test_run_directory_writes_config_metrics_and_summary(tmp_path: Path) -> None
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert (summary["rounds_completed"], summary["train_time_s"], summary["best_mean_accuracy"]) == (3, 6.0, 85.0)
     assert (summary["final_mean_objective"], summary["final_mean_discounted_return"]) == (84.0, 2.0)
+
+
+def test_recording_sink_keeps_every_round_in_order() -> None:
+    recording = RecordingSink()
+    sink = FanOutSink(recording)
+    sink.on_run_start(_start())
+    for r in (1, 2):
+        sink.on_round(_record(r))
+    sink.on_run_end(_summary())
+    assert [record.round for record in recording.records] == [1, 2]
 
 
 def _strict_loads(text: str) -> Any:

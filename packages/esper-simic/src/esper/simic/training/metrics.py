@@ -296,6 +296,16 @@ class NullSink:
         del summary
 
 
+class RecordingSink(NullSink):
+    """Keeps every round's record in memory (benchmarks, notebooks, tests)."""
+
+    def __init__(self) -> None:
+        self.records: list[RoundRecord] = []
+
+    def on_round(self, record: RoundRecord) -> None:
+        self.records.append(record)
+
+
 class FanOutSink:
     """Forwards every event to each of ``sinks`` in order."""
 
