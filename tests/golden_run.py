@@ -21,12 +21,13 @@ GOLDEN_FILE = Path(__file__).parent / "golden" / "golden_run.json"
 
 
 def golden_config(out_dir: Path) -> TrainConfig:
-    """Digits with the impaired MLP host, short episodes so seeds germinate, blend and fossilize."""
+    """Digits with the impaired MLP host, short episodes so seeds germinate, blend and fossilize; two
+    rounds, so the second plays with the weights and normalisers of the first update."""
     return TrainConfig(
         policy="lstm",
         policy_kwargs={"hidden_size": 32, "lstm_hidden": 32},
         num_envs=2,
-        rounds=3,
+        rounds=2,
         seed=5,
         checkpoint_every=0,
         out_dir=str(out_dir),

@@ -122,6 +122,7 @@ def test_nccl_is_refused_without_cuda() -> None:
         pass
 
 
+@pytest.mark.slow  # waits out a 1 s rendezvous timeout
 def test_a_rendezvous_that_never_completes_fails_within_the_timeout() -> None:
     with socket.socket() as probe:  # a free port nobody else will join
         probe.bind(("127.0.0.1", 0))
