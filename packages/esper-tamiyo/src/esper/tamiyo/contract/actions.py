@@ -56,7 +56,7 @@ class GerminationStyle(IntEnum):
 
 
 class AlphaAlgorithm(IntEnum):
-    """How a seed's output is composed with the host activation (see ``esper.simic.env.blending``)."""
+    """How a seed's output is composed with the host activation (the environment implements each mode)."""
 
     ADD = 1
     MULTIPLY = 2
