@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import torch
 
 from esper.simic.agent import clipped_surrogate, explained_variance, masked_mean, ppo_loss
+from esper.simic.agent.ppo_loss import PPOLoss
 from esper.tamiyo.contract import LifecycleOp, morphogenetic_action_space
 
 
@@ -94,23 +96,31 @@ def test_ppo_loss_terms_and_diagnostics_by_hand() -> None:
     assert float(out.head_entropies["blueprint"]) == 0.2
 
 
+def _two_head_loss(**overrides: Any) -> PPOLoss:
+    """``ppo_loss`` on the two-head inputs with unit advantages, zero values and no Q or entropy terms."""
+    new, old, relevance, entropies, valid = _two_head_inputs()
+    arguments: dict[str, Any] = {
+        "new_log_probs": new,
+        "old_log_probs": old,
+        "entropies": entropies,
+        "advantages": torch.ones(1, 3, dtype=torch.float64),
+        "relevance": relevance,
+        "valid": valid,
+        "values": torch.zeros(1, 3, dtype=torch.float64),
+        "value_targets": torch.zeros(1, 3, dtype=torch.float64),
+        "q_values": None,
+        "clip_coef": 0.2,
+        "value_coef": 0.5,
+        "q_coef": 0.25,
+        "entropy_coefs": {},
+    }
+    arguments.update(overrides)
+    return ppo_loss(**arguments)
+
+
 def test_ratio_of_one_gives_zero_kl_and_deviation() -> None:
-    new, _, relevance, entropies, valid = _two_head_inputs()
-    out = ppo_loss(
-        new_log_probs=new,
-        old_log_probs={h: v.clone() for h, v in new.items()},
-        entropies=entropies,
-        advantages=torch.ones(1, 3, dtype=torch.float64),
-        relevance=relevance,
-        valid=valid,
-        values=torch.zeros(1, 3, dtype=torch.float64),
-        value_targets=torch.zeros(1, 3, dtype=torch.float64),
-        q_values=None,
-        clip_coef=0.2,
-        value_coef=0.5,
-        q_coef=0.25,
-        entropy_coefs={},
-    )
+    new = _two_head_inputs()[0]
+    out = _two_head_loss(new_log_probs=new, old_log_probs={h: v.clone() for h, v in new.items()})
     assert float(out.approx_kl) == 0.0 and float(out.max_ratio_deviation) == 0.0 and float(out.clip_fraction) == 0.0
     assert float(out.loss_q) == 0.0 and float(out.loss_entropy) == 0.0
 
@@ -157,23 +167,8 @@ def test_head_irrelevant_to_every_executed_op_gets_exactly_zero_gradient() -> No
 
 
 def test_bad_clip_coef_raises() -> None:
-    new, old, relevance, entropies, valid = _two_head_inputs()
     with pytest.raises(ValueError, match="clip_coef"):
-        ppo_loss(
-            new_log_probs=new,
-            old_log_probs=old,
-            entropies=entropies,
-            advantages=torch.ones(1, 3, dtype=torch.float64),
-            relevance=relevance,
-            valid=valid,
-            values=torch.zeros(1, 3, dtype=torch.float64),
-            value_targets=torch.zeros(1, 3, dtype=torch.float64),
-            q_values=None,
-            clip_coef=0.0,
-            value_coef=0.5,
-            q_coef=0.0,
-            entropy_coefs={},
-        )
+        _two_head_loss(clip_coef=0.0)
 
 
 def test_explained_variance_exact_cases() -> None:
