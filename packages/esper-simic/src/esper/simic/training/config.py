@@ -70,7 +70,8 @@ class TrainConfig:
     seed: int = 42
     """Run seed: policy initialisation, action sampling and every environment's seed derive from it."""
     device: str = "cpu"
-    """Torch device of the policy and the rollout buffer ("cpu", "cuda", "cuda:1"); envs stay on CPU."""
+    """Torch device of the whole run ("cpu", "cuda" = "cuda:0", "cuda:1"): the policy, the rollout buffer and
+    every environment's host, seeds, optimisers and task data (resident there: no per-batch copies)."""
     num_threads: int | None = 1
     """torch CPU threads during the run (None: torch's default). One is fastest for the default small
     hosts (2.6 s vs 3.1 s per round with 16) and avoids oversubscription; raise it for cnn/cifar10."""

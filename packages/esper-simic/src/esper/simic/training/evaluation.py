@@ -77,7 +77,7 @@ class EvalConfig:
     seed: int = 1234
     """Seed of the evaluation episodes and of the sampled rows' generators (streams separate from training's)."""
     device: str = "cpu"
-    """Torch device of the evaluated policy."""
+    """Torch device of the evaluated policy and of every environment's host, seeds and task data."""
     num_threads: int | None = 1
     """torch CPU threads while evaluating (None: torch's default)."""
     costly_baselines: bool = True
@@ -116,17 +116,26 @@ class VectorEnvPool:
         config: environment config of every env.
         batch_size: episodes played in lockstep per batch.
         gamma: discount of the reward (a checkpoint's ``ppo.gamma``).
+        device: where every env's host, seeds and task data live (the evaluated policy's device).
     """
 
-    def __init__(self, config: EnvConfig, batch_size: int, *, gamma: float = DEFAULT_GAMMA) -> None:
+    def __init__(
+        self,
+        config: EnvConfig,
+        batch_size: int,
+        *,
+        gamma: float = DEFAULT_GAMMA,
+        device: torch.device | str = "cpu",
+    ) -> None:
         self.config = config
         self.batch_size = batch_size
         self.gamma = gamma
+        self.device = torch.device(device)
         self._envs: dict[int, VectorEnv] = {}
 
     def get(self, num_envs: int) -> VectorEnv:
         if num_envs not in self._envs:
-            self._envs[num_envs] = VectorEnv(self.config, num_envs, gamma=self.gamma)
+            self._envs[num_envs] = VectorEnv(self.config, num_envs, self.device, gamma=self.gamma)
         return self._envs[num_envs]
 
     def batches(self, num_episodes: int) -> list[range]:
@@ -249,9 +258,10 @@ def evaluate_heuristic(
     ``gamma`` discounts the reward; the default is PPOConfig's, so the returns
     are comparable with a default training run's.
     """
-    pool = VectorEnvPool(env_config, min(config.num_envs, config.episodes), gamma=gamma)
+    device = resolve_device(config.device)
+    pool = VectorEnvPool(env_config, min(config.num_envs, config.episodes), gamma=gamma, device=device)
     seeds = config.episode_seeds()
-    with torch_threads(config.num_threads), isolated_global_rngs(config.seed, torch.device("cpu")):
+    with torch_threads(config.num_threads), isolated_global_rngs(config.seed, device):
         row = play_row(HEURISTIC, pool, seeds, _heuristic_actor)
     return EvalReport((row,), seeds, to_plain(env_config), None)
 
@@ -311,7 +321,7 @@ def evaluate(
     data = read_checkpoint(checkpoint)
     env_config, gamma = _load_environment(data, data_dir)
     device = resolve_device(config.device)
-    pool = VectorEnvPool(env_config, min(config.num_envs, config.episodes), gamma=gamma)
+    pool = VectorEnvPool(env_config, min(config.num_envs, config.episodes), gamma=gamma, device=device)
     seeds = config.episode_seeds()
     with torch_threads(config.num_threads), isolated_global_rngs(config.seed, device):
         venv = pool.get(pool.batch_size)

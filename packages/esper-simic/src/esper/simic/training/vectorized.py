@@ -99,10 +99,17 @@ class _Components:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``torch.device`` for ``name``; raises ``ValueError`` if it names an unavailable accelerator."""
+    """``torch.device`` for ``name``; raises ``ValueError`` if it names an unavailable accelerator.
+
+    A bare ``cuda`` means ``cuda:0`` in one process, so every tensor of the run (policy, hosts,
+    seeds, task data) reports the same device; a multi-process job moves each rank to
+    ``cuda:LOCAL_RANK`` (:func:`~esper.simic.training.distributed.distributed_context`).
+    """
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available on this machine")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", 0)
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device {name!r} requested but MPS is not available on this machine")
     return device
@@ -300,7 +307,7 @@ def _train(
     sinks: TrainingSink = observer if run_dir is None else FanOutSink(run_dir, observer)
     started = time.perf_counter()
     with torch_threads(config.num_threads), isolated_global_rngs(config.seed, device), ExitStack() as held:
-        venv = VectorEnv(config.env, local_envs, gamma=config.ppo.gamma)
+        venv = VectorEnv(config.env, local_envs, device, gamma=config.ppo.gamma)
         if checkpoint is None:
             parts = _fresh_components(config, venv, ctx)
         else:
