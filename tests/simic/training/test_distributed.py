@@ -5,16 +5,18 @@ from __future__ import annotations
 import os
 import socket
 import time
+from pathlib import Path
 from unittest import mock
 
 import pytest
 import torch
 import torch.distributed as dist
+from torch.distributed.elastic.multiprocessing.errors import ProcessFailure
 
 from esper.simic.agent import RewardNormalizer, RunningMeanStd
 from esper.simic.agent.collectives import LOCAL, mean_over_replicas
 from esper.simic.cli import main
-from esper.simic.launch import without_nproc, worker_command
+from esper.simic.launch import LAUNCHED_BY_ESPER, failure_line, report_error, without_nproc, worker_command
 from esper.simic.training.distributed import DistributedContext, DistributedError, distributed_context, split_envs
 from esper.simic.training.rng import SAMPLER_STREAM, derive_seed
 from esper.simic.training.rollout import RolloutResult, merge_rollouts
@@ -104,6 +106,36 @@ def test_the_launcher_reexecutes_the_same_arguments_under_torchrun() -> None:
     assert without_nproc(argv) == ["ppo", "--rounds", "3", "--out", "x"]
     command = worker_command(argv, 2)
     assert command == ["--standalone", "--nproc-per-node=2", "-m", "esper.simic", "ppo", "--rounds", "3", "--out", "x"]
+
+
+def test_a_launched_worker_hands_its_error_line_to_the_launcher(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reply = tmp_path / "error.json"
+    monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(reply))
+    monkeypatch.setenv(LAUNCHED_BY_ESPER, "1")
+    report_error("esper-train: error: unknown policy 'x'")
+    assert capsys.readouterr().err == ""  # the launcher prints it, once for the whole job
+    failure = ProcessFailure(local_rank=1, pid=123, exitcode=2, error_file=str(reply))
+    assert failure_line(1, failure, "esper-train") == "esper-train: error: unknown policy 'x'"
+
+
+def test_a_worker_under_the_users_own_torchrun_prints_its_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(tmp_path / "error.json"))
+    monkeypatch.delenv(LAUNCHED_BY_ESPER, raising=False)
+    report_error("esper-train: error: bad")
+    assert capsys.readouterr().err == "esper-train: error: bad\n"
+    assert not (tmp_path / "error.json").exists()
+
+
+def test_a_worker_that_left_no_line_is_named_with_its_rank(tmp_path: Path) -> None:
+    killed = ProcessFailure(local_rank=1, pid=7, exitcode=-9, error_file=str(tmp_path / "none.json"))
+    assert failure_line(1, killed, "esper-train") == "esper-train: error: worker 1 was killed by SIGKILL"
+    crashed = ProcessFailure(local_rank=0, pid=8, exitcode=1, error_file=str(tmp_path / "none.json"))
+    expected = "esper-train: error: worker 0 exited with status 1 (its output above says why)"
+    assert failure_line(0, crashed, "esper-train") == expected
 
 
 def test_no_workers_is_refused_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from esper.simic.env import EnvConfig
-from esper.simic.launch import NPROC_FLAG, is_main_process, launch_workers, under_torchrun
+from esper.simic.launch import NPROC_FLAG, is_main_process, launch_workers, report_error, under_torchrun
 from esper.simic.training import (
     CheckpointError,
     ConfigFileError,
@@ -268,7 +268,7 @@ def _launch(args: argparse.Namespace, config: TrainConfig) -> int:
     if config.out_dir is None:
         created = claim_new_run_directory(Path("runs"), time.strftime("ppo-%Y%m%d-%H%M%S"))
         argv += ["--out", str(created)]
-    return launch_workers(argv, args.nproc_per_node)
+    return launch_workers(argv, args.nproc_per_node, prog=PROG)
 
 
 def _heuristic(args: argparse.Namespace) -> int:
@@ -333,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except INPUT_ERRORS as exc:
         if args.traceback:
             raise
-        print(f"{PROG}: error: {' '.join(str(exc).split()) or type(exc).__name__}", file=sys.stderr)
+        report_error(f"{PROG}: error: {' '.join(str(exc).split()) or type(exc).__name__}")
         return 2
     except KeyboardInterrupt:
         print(f"\n{PROG}: interrupted", file=sys.stderr)

@@ -3,21 +3,33 @@
 The parent runs torchrun's own launcher in-process, as ``torchrun --standalone --nproc-per-node N
 -m esper.simic ppo <the same arguments>`` (minus ``--nproc-per-node``, plus the run directory it
 claimed, so every worker writes to the same one). Rendezvous, worker restarts and teardown on a
-failure are torchrun's; nothing here is a process pool. A failed worker has printed its own
-``esper-train: error: ...`` line; the launcher's report of it (a traceback and a failure table)
-is left out, and the job exits with the first failed worker's status.
+failure are torchrun's; nothing here is a process pool.
+
+Errors: a worker started here does not print its ``esper-train: error: ...`` line; it writes the
+line to the reply file torchrun gives every worker (``TORCHELASTIC_ERROR_FILE``), and the
+launcher prints the first failed worker's line once, so N workers refusing the same bad input
+give one line, not N. A worker killed by a signal, or one that died without a reply, is named
+with its rank. torchrun's own report (a traceback and a failure table) is left out, and the job
+exits with the first failed worker's status (128 + the signal for a killed one). Workers started
+by the user's own ``torchrun`` print their lines themselves.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import signal
+import sys
+import time
 from collections.abc import Sequence
 
-from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
 from torch.distributed.run import get_args_parser, run
 
 NPROC_FLAG = "--nproc-per-node"
+LAUNCHED_BY_ESPER = "ESPER_LAUNCHED_WORKER"
+"""Set to ``1`` in the workers of :func:`launch_workers`: they hand their error line to the launcher."""
 
 
 def without_nproc(argv: Sequence[str]) -> list[str]:
@@ -41,19 +53,50 @@ def worker_command(argv: Sequence[str], nproc: int) -> list[str]:
     return ["--standalone", f"{NPROC_FLAG}={nproc}", "-m", "esper.simic", *without_nproc(argv)]
 
 
-def launch_workers(argv: Sequence[str], nproc: int) -> int:
-    """Run the workers of :func:`worker_command` to the end; returns 0, or the first failed worker's status."""
+def launch_workers(argv: Sequence[str], nproc: int, *, prog: str) -> int:
+    """Run the workers of :func:`worker_command` to the end; returns 0, or the first failed worker's status.
+
+    On a failure, prints that worker's one error line (``prog: error: ...``) to stderr.
+    """
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # one intra-op thread per worker (torchrun would warn and set it)
+    os.environ[LAUNCHED_BY_ESPER] = "1"  # torchrun passes this process's environment on to the workers
     agent_log = logging.getLogger("torch.distributed.elastic")
     level = agent_log.level
-    agent_log.setLevel(logging.CRITICAL)  # the workers report their own errors
+    agent_log.setLevel(logging.CRITICAL)  # the first failed worker's line is the report
     try:
         run(get_args_parser().parse_args(worker_command(argv, nproc)))
     except ChildFailedError as exc:
-        return exc.get_first_failure()[1].exitcode or 1
+        rank, failure = exc.get_first_failure()
+        print(failure_line(rank, failure, prog), file=sys.stderr)
+        return failure.exitcode if failure.exitcode > 0 else 128 + abs(failure.exitcode)
     finally:
         agent_log.setLevel(level)
+        del os.environ[LAUNCHED_BY_ESPER]
     return 0
+
+
+def failure_line(rank: int, failure: ProcessFailure, prog: str) -> str:
+    """The one line that reports a failed worker: its own error line when it left one in its reply file."""
+    message = failure.error_file_data.get("message")
+    if isinstance(message, str) and message.startswith(f"{prog}: "):
+        return message
+    if failure.exitcode < 0:
+        return f"{prog}: error: worker {rank} was killed by {signal.Signals(-failure.exitcode).name}"
+    return f"{prog}: error: worker {rank} exited with status {failure.exitcode} (its output above says why)"
+
+
+def report_error(line: str) -> None:
+    """Print ``line`` to stderr; a worker of :func:`launch_workers` hands it to the launcher instead.
+
+    The reply file is torchrun's own mechanism (``TORCHELASTIC_ERROR_FILE``): the launcher reads it
+    from the failed worker's :class:`ProcessFailure` and prints the line once for the whole job.
+    """
+    reply_file = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if os.environ.get(LAUNCHED_BY_ESPER) != "1" or not reply_file:
+        print(line, file=sys.stderr)
+        return
+    with open(reply_file, "w", encoding="utf-8") as out:
+        json.dump({"message": line, "timestamp": int(time.time())}, out)
 
 
 def under_torchrun() -> bool:

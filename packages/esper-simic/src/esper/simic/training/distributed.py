@@ -167,10 +167,14 @@ def distributed_context(
         backend = "gloo"
     else:
         raise ValueError(f"data-parallel training supports the cpu and cuda devices, not {device.type!r}")
+    timeout = datetime.timedelta(seconds=timeout_s)
     try:
-        dist.init_process_group(
-            backend, rank=rank, world_size=world_size, timeout=datetime.timedelta(seconds=timeout_s)
-        )
+        store, _, _ = next(dist.rendezvous("env://", rank=rank, world_size=world_size, timeout=timeout))
+        # torchrun's agent keeps one store across restarts of the worker group: without a prefix of
+        # its own, a restarted group would read the dead attempt's gloo addresses and never connect.
+        attempt = _env_int(env, "TORCHELASTIC_RESTART_COUNT", 0)
+        store = dist.PrefixStore(f"esper/attempt_{attempt}/", store)
+        dist.init_process_group(backend, store=store, rank=rank, world_size=world_size, timeout=timeout)
     except (RuntimeError, ValueError) as exc:  # DistStoreError (a RuntimeError) on a rendezvous timeout
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise DistributedError(
