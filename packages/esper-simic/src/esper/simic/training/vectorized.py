@@ -320,7 +320,14 @@ def _train(
             ctx.agree(None)
         buffer = RolloutBuffer.for_policy(parts.policy, num_envs=local_envs, num_steps=config.env.episode_length)
         sinks.on_run_start(
-            RunStart(config.to_dict(), parts.rounds_completed, config.total_rounds, config.num_envs, tuple(notices))
+            RunStart(
+                config.to_dict(),
+                parts.rounds_completed,
+                config.total_rounds,
+                config.num_envs,
+                tuple(notices),
+                env_steps=parts.env_steps,
+            )
         )
         history: list[RoundRecord] = []
         last_checkpoint: Path | None = None
