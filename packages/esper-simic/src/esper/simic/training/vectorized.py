@@ -62,6 +62,7 @@ from esper.simic.training.rng import (
     torch_threads,
 )
 from esper.simic.training.rollout import RolloutResult, collect_rollout, merge_rollouts, op_count_names
+from esper.simic.training.round_traces import RoundTracer
 from esper.simic.training.run_dir import RunDirectory, RunDirectoryError, resolve_resume
 from esper.tamiyo.policy import PolicyBundle, create_policy
 
@@ -313,9 +314,11 @@ def _train(
         if resume_path is not None and parts.rounds_completed == config.total_rounds:
             wall_s = time.perf_counter() - started
             return _nothing_to_train(config, parts, resume_path, run_dir, observer, notices, wall_s)
+        tracer = RoundTracer(config, None if run_dir is None else run_dir.path)
         if run_dir is not None:
             notices += _open_run_dir(run_dir, config, parts.rounds_completed, resumed_from, ctx)
             held.callback(run_dir.close)
+            tracer.drop_after(parts.rounds_completed)
         else:
             ctx.agree(None)
         buffer = RolloutBuffer.for_policy(parts.policy, num_envs=local_envs, num_steps=config.env.episode_length)
@@ -351,6 +354,8 @@ def _train(
             )
             record = _round_record(parts, config, rollout, update, timings)
             history.append(record)
+            # Before the round's metrics line: a crash in between redoes the round, and its trace, on resume.
+            tracer.after_round(parts.rounds_completed, parts.policy, parts.obs_normalizer)
             # The round's metrics line goes out before its checkpoint lands: a crash in between
             # leaves a line past the last checkpoint, which resume drops and re-records, instead
             # of a checkpoint whose round has no record.
