@@ -230,15 +230,15 @@ def _add_tensorboard_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _train_sink(args: argparse.Namespace) -> TrainingSink:
-    """The progress display, plus TensorBoard event files with ``--tensorboard``; built before anything is
+def _train_sink(args: argparse.Namespace, progress: ConsoleProgress) -> TrainingSink:
+    """``progress``, plus TensorBoard event files with ``--tensorboard``; built before anything is
     written, so a missing extra stops the command with nothing created."""
-    progress = ConsoleProgress(notices_only=args.quiet)
     return FanOutSink(progress, TensorBoardSink()) if args.tensorboard else progress
 
 
 def _study(args: argparse.Namespace) -> int:
-    sink = _train_sink(args)
+    progress = ConsoleProgress(notices_only=args.quiet)
+    sink = _train_sink(args, progress)
     requested = [load_config_file(args.config)] if args.config is not None else []
     requested.append(given_values(args, _train_options()))
     train_config = build_config(*requested)
@@ -250,14 +250,16 @@ def _study(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, out_dir=str(created))
     out = Path(config.out_dir)
     print(f"study directory: {out} (to continue it after an interruption: the same command with --out {out})")
-    report = run_study(config, sink=sink, notify=print)
+    with progress:
+        report = run_study(config, sink=sink, notify=print)
     print(report.markdown())
     print(f"wrote {out / STUDY_JSON} and {out / STUDY_MARKDOWN}")
     return 0
 
 
 def _ppo(args: argparse.Namespace) -> int:
-    sink = _train_sink(args)
+    progress = ConsoleProgress(notices_only=args.quiet)
+    sink = _train_sink(args, progress)
     requested = [load_config_file(args.config)] if args.config is not None else []
     requested.append(given_values(args, _train_options()))  # flags override the file
     resume = resolve_resume(args.resume, merge_layers(*requested).get("out_dir"))
@@ -274,7 +276,8 @@ def _ppo(args: argparse.Namespace) -> int:
         created = claim_new_run_directory(Path("runs"), time.strftime("ppo-%Y%m%d-%H%M%S"))
         config = build_config(config.to_dict(), {"out_dir": str(created)})
     try:
-        result = train(config, resume=resume, sink=sink)
+        with progress:
+            result = train(config, resume=resume, sink=sink)
     except BaseException:
         if created is not None:  # the run failed before writing anything: leave no empty directory
             with contextlib.suppress(OSError):
