@@ -15,6 +15,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from esper.simic.extras import MissingExtraError
 from esper.simic.training import FanOutSink, RecordingSink, TrainConfig, read_metrics, train
+from esper.simic.training.metrics import RunStart
 from esper.simic.training.run_dir import strict_json
 from esper.simic.training.tensorboard import BY_ENV_STEPS, TensorBoardSink, numeric_leaves, round_tags
 
@@ -117,6 +118,13 @@ def test_one_sink_writes_each_run_it_observes_into_that_runs_directory(
     for name in ("a", "b"):
         run_dir = Path(make_config(out=name).out_dir or "")
         assert [e.step for e in _events(run_dir / "tensorboard").Scalars("round/episodes")] == [1]
+
+
+def test_a_run_without_a_directory_needs_an_explicit_log_dir(tmp_path: Path) -> None:
+    with pytest.raises(
+        ValueError, match=r"^TensorBoard logging needs a run directory \(out_dir\) or an explicit log_dir$"
+    ):
+        TensorBoardSink().on_run_start(RunStart({"out_dir": None}, 0, 1, 1))
 
 
 def test_missing_extra_is_one_line_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -101,16 +101,19 @@ class TensorBoardSink:
         self._writer_class = summary_writer_class()
         self.log_dir = None if log_dir is None else Path(log_dir)
         self._start: RunStart | None = None
-        self._run_dir: Path | None = None
+        self._log_dir: Path | None = None
         self._env_steps = 0
         self._writers: tuple[SummaryWriter, SummaryWriter] | None = None
 
     def on_run_start(self, start: RunStart) -> None:
         self._close()
         out_dir = start.config.get("out_dir")
-        if self.log_dir is None and out_dir is None:
+        if self.log_dir is not None:
+            self._log_dir = self.log_dir
+        elif out_dir is not None:
+            self._log_dir = Path(out_dir) / TENSORBOARD_DIR
+        else:
             raise ValueError("TensorBoard logging needs a run directory (out_dir) or an explicit log_dir")
-        self._run_dir = self.log_dir or Path(out_dir) / TENSORBOARD_DIR
         self._start = start
         self._env_steps = start.env_steps
 
@@ -133,11 +136,11 @@ class TensorBoardSink:
     def _open(self) -> tuple[SummaryWriter, SummaryWriter]:
         """The run's two writers, opened at its first round with the resolved config as text."""
         if self._writers is None:
-            if self._start is None or self._run_dir is None:
+            if self._start is None or self._log_dir is None:
                 raise RuntimeError("TensorBoardSink got a round before on_run_start")
             start = self._start
-            by_round = self._writer_class(str(self._run_dir), purge_step=start.start_round + 1)
-            by_env_steps = self._writer_class(str(self._run_dir / BY_ENV_STEPS), purge_step=start.env_steps + 1)
+            by_round = self._writer_class(str(self._log_dir), purge_step=start.start_round + 1)
+            by_env_steps = self._writer_class(str(self._log_dir / BY_ENV_STEPS), purge_step=start.env_steps + 1)
             by_round.add_text("config", _code_block(json.dumps(dict(start.config), indent=2)), start.start_round)
             self._writers = (by_round, by_env_steps)
         return self._writers
