@@ -3,8 +3,9 @@
 One loop, in CleanRL order: set up (env, policy through the registry, agent, buffer,
 normalisers, RNGs; or restore all of it from a checkpoint) → for each round: roll out N lockstep
 episodes (:func:`~esper.simic.training.rollout.collect_rollout`) → ``agent.update(buffer)`` →
-update the observation normaliser → serialise a checkpoint when due → hand a
-:class:`RoundRecord` to the sinks → write the checkpoint atomically. Rounds never depend on
+update the observation normaliser → serialise a checkpoint when due → trace one greedy episode when
+due (``trace_every``, :mod:`~esper.simic.training.round_traces`) → hand a :class:`RoundRecord` to
+the sinks → write the checkpoint atomically. Rounds never depend on
 wall-clock or global state outside the run: every random stream derives from ``config.seed``, so
 two runs with the same config are identical on CPU, and a run resumed from a checkpoint continues
 bit-identically.
