@@ -6,6 +6,7 @@ import dataclasses
 import io
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -233,23 +234,38 @@ def test_console_progress_plain_lines_when_not_a_tty() -> None:
     assert lines[-1].startswith("done: 3 rounds, 6 episodes")
 
 
-def test_console_progress_live_overwrites_one_line() -> None:
-    stream = io.StringIO()
-    progress = ConsoleProgress(stream, live=True)
+def _live_run(stream: io.StringIO, **options: Any) -> str:
+    progress = ConsoleProgress(stream, live=True, **options)
     progress.on_run_start(_start(total=2))
     progress.on_round(_record(1))
     progress.on_round(_record(2))
     progress.on_run_end(_summary())
-    text = stream.getvalue()
-    assert text.count("\r") == 2
-    assert "round 2/2 | ep 4 | objective 84.0 | acc 85.0%" in text
+    return stream.getvalue()
+
+
+def test_console_progress_live_draws_a_rich_display_on_a_terminal() -> None:
+    text = _live_run(io.StringIO())
+    assert "\x1b[" in text  # drawn by rich: terminal control sequences, never hand-written
+    assert "round 2/2" in text
+    assert "ep 4 | return +2.000 | acc 85.0% | eta 0m00s" in text
+    assert text.splitlines()[0] == "training lstm on 2 envs for 2 rounds"
+    assert text.endswith(
+        "\x1b[?25hdone: 3 rounds, 6 episodes in 0m12s; final mean accuracy 85.0%; checkpoint ckpt.pt\n"
+    )
+
+
+def test_console_progress_on_a_terminal_without_rich_prints_plain_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "rich", None)
+    text = _live_run(io.StringIO())
+    assert "\x1b" not in text and "\r" not in text
+    assert [line.split(" |")[0] for line in text.splitlines()[1:-1]] == ["round 1/2", "round 2/2"]
 
 
 def test_console_progress_prints_the_runs_notices_even_when_quiet() -> None:
     start = dataclasses.replace(_start(), notices=("removed 1 stale temporary file(s)",))
-    for notices_only, lines in [(True, 1), (False, 4)]:
+    for live, notices_only, lines in [(False, True, 1), (True, True, 1), (False, False, 4)]:
         stream = io.StringIO()
-        progress = ConsoleProgress(stream, live=False, notices_only=notices_only)
+        progress = ConsoleProgress(stream, live=live, notices_only=notices_only)
         progress.on_run_start(start)
         progress.on_round(_record(1))
         progress.on_run_end(_summary())

@@ -46,7 +46,8 @@ def test_a_differing_resume_names_only_the_differing_fields() -> None:
     assert str(info.value) == (
         "cannot resume: the config differs from the checkpoint's (policy_kwargs.hidden_size: checkpoint (absent) "
         "vs now 8; ppo.learning_rate: checkpoint 0.0003 vs now 0.001; seed: checkpoint 42 vs now 7); only "
-        "checkpoint_every, compile_mode, device, dist_timeout_s, episodes, keep_checkpoints, out_dir, rounds may change"
+        "checkpoint_every, compile_mode, device, dist_timeout_s, episodes, keep_checkpoints, out_dir, rounds, "
+        "trace_every may change"
     )
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from esper.simic.env import EnvConfig
+from esper.simic.extras import MissingExtraError
 from esper.simic.launch import NPROC_FLAG, is_main_process, launch_workers, report_error, under_torchrun
 from esper.simic.training import (
     CheckpointError,
@@ -29,8 +30,10 @@ from esper.simic.training import (
     ConfigKeyError,
     ConsoleProgress,
     EvalConfig,
+    FanOutSink,
     RunDirectoryError,
     TrainConfig,
+    TrainingSink,
     build_config,
     evaluate,
     evaluate_heuristic,
@@ -51,6 +54,7 @@ from esper.simic.training.study import (
     consecutive_seeds,
     run_study,
 )
+from esper.simic.training.tensorboard import TENSORBOARD_DIR, TensorBoardSink, summary_writer_class, write_eval_report
 from esper.simic.training.traces import TRACES_FILE, write_traces
 from esper.tamiyo.policy import PolicyRegistryError, list_policies
 
@@ -89,6 +93,7 @@ INPUT_ERRORS = (
     RunDirectoryError,
     PolicyRegistryError,
     DistributedError,
+    MissingExtraError,
     ValueError,
     TypeError,
     OSError,
@@ -133,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--out directory's latest checkpoint if it has one, else start the run",
     )
     ppo.add_argument("--quiet", action="store_true", help="no progress display (notes about the run still print)")
+    _add_tensorboard_flag(ppo)
     ppo.add_argument(
         NPROC_FLAG,
         type=int,
@@ -168,6 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"JSON-lines file of every step of every episode (default: {TRACES_FILE} next to the JSON report)",
     )
     evaluation.add_argument("--data-dir", help="override the checkpoint's data directory (cifar10 on another machine)")
+    evaluation.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help=f"also write the table into the run's TensorBoard events ({TENSORBOARD_DIR}/ next to the checkpoint, "
+        "at the checkpoint's round): every number of every row as eval/<policy>/<field>, and the table as text; "
+        "needs the optional extra esper-simic[tensorboard]",
+    )
     add_options(evaluation.add_argument_group("evaluation"), _eval_options())
 
     commands.add_parser(
@@ -202,11 +215,30 @@ def add_study_parser(commands: Any) -> None:
     )
     seeds.add_argument("--seed-list", type=int, nargs="+", metavar="SEED", help="train exactly these seeds")
     study.add_argument("--quiet", action="store_true", help="no progress display (notes about the runs still print)")
+    _add_tensorboard_flag(study)
     add_option_groups(study, _train_options(), top_title="run (--out is the study directory)")
     add_options(study.add_argument_group("evaluation of each seed"), _study_eval_options())
 
 
+def _add_tensorboard_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help=f"also write every number of metrics.jsonl as TensorBoard scalars into the run directory's "
+        f"{TENSORBOARD_DIR}/ (by round, and by env steps under by_env_steps/); needs the optional extra "
+        "esper-simic[tensorboard]",
+    )
+
+
+def _train_sink(args: argparse.Namespace, progress: ConsoleProgress) -> TrainingSink:
+    """``progress``, plus TensorBoard event files with ``--tensorboard``; built before anything is
+    written, so a missing extra stops the command with nothing created."""
+    return FanOutSink(progress, TensorBoardSink()) if args.tensorboard else progress
+
+
 def _study(args: argparse.Namespace) -> int:
+    progress = ConsoleProgress(notices_only=args.quiet)
+    sink = _train_sink(args, progress)
     requested = [load_config_file(args.config)] if args.config is not None else []
     requested.append(given_values(args, _train_options()))
     train_config = build_config(*requested)
@@ -218,13 +250,16 @@ def _study(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, out_dir=str(created))
     out = Path(config.out_dir)
     print(f"study directory: {out} (to continue it after an interruption: the same command with --out {out})")
-    report = run_study(config, sink=ConsoleProgress(notices_only=args.quiet), notify=print)
+    with progress:
+        report = run_study(config, sink=sink, notify=print)
     print(report.markdown())
     print(f"wrote {out / STUDY_JSON} and {out / STUDY_MARKDOWN}")
     return 0
 
 
 def _ppo(args: argparse.Namespace) -> int:
+    progress = ConsoleProgress(notices_only=args.quiet)
+    sink = _train_sink(args, progress)
     requested = [load_config_file(args.config)] if args.config is not None else []
     requested.append(given_values(args, _train_options()))  # flags override the file
     resume = resolve_resume(args.resume, merge_layers(*requested).get("out_dir"))
@@ -241,7 +276,8 @@ def _ppo(args: argparse.Namespace) -> int:
         created = claim_new_run_directory(Path("runs"), time.strftime("ppo-%Y%m%d-%H%M%S"))
         config = build_config(config.to_dict(), {"out_dir": str(created)})
     try:
-        result = train(config, resume=resume, sink=ConsoleProgress(notices_only=args.quiet))
+        with progress:
+            result = train(config, resume=resume, sink=sink)
     except BaseException:
         if created is not None:  # the run failed before writing anything: leave no empty directory
             with contextlib.suppress(OSError):
@@ -283,6 +319,8 @@ def _heuristic(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     config = from_plain(EvalConfig, given_values(args, _eval_options()))
+    if args.tensorboard:
+        summary_writer_class()  # a missing extra stops the command before the evaluation, not after it
     report = evaluate(args.checkpoint, config, data_dir=args.data_dir)
     print(report.table())
     out = Path(args.out) if args.out is not None else Path(args.checkpoint).parent / "eval.json"
@@ -291,6 +329,10 @@ def _eval(args: argparse.Namespace) -> int:
     print(f"wrote {traces}")
     _write_json(out, report.to_json())
     print(f"wrote {out}")
+    if args.tensorboard:
+        step = int(read_checkpoint(args.checkpoint)["counters"]["rounds_completed"])
+        events = write_eval_report(Path(args.checkpoint).parent / TENSORBOARD_DIR, report, step=step)
+        print(f"wrote TensorBoard events to {events}")
     return 0
 
 

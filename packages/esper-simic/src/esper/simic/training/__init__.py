@@ -42,6 +42,7 @@ from esper.simic.training.metrics import (
 from esper.simic.training.progress import ConsoleProgress
 from esper.simic.training.run_dir import RunDirectory, RunDirectoryError, read_metrics
 from esper.simic.training.study import StudyConfig, StudyReport, run_study
+from esper.simic.training.tensorboard import TensorBoardSink
 from esper.simic.training.traces import EpisodeTrace, TraceRecorder
 from esper.simic.training.vectorized import RunResult, train
 
@@ -71,6 +72,7 @@ __all__ = [
     "RunSummary",
     "StudyConfig",
     "StudyReport",
+    "TensorBoardSink",
     "TraceRecorder",
     "TrainConfig",
     "TrainingSink",

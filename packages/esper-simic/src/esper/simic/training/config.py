@@ -42,6 +42,7 @@ RESUME_OVERRIDABLE: frozenset[str] = frozenset(
         "out_dir",
         "checkpoint_every",
         "keep_checkpoints",
+        "trace_every",
         "device",
         "compile_mode",
         "dist_timeout_s",
@@ -81,6 +82,11 @@ class TrainConfig:
     """Write checkpoint_last.pt every this many rounds (0: only at the end of the run)."""
     keep_checkpoints: bool = False
     """Also keep a numbered checkpoint_round_XXXX.pt at every periodic checkpoint."""
+    trace_every: int = 0
+    """Every this many rounds, play one extra greedy episode of the current policy on a fixed held-out seed
+    and write its step-by-step trace (the format of eval's traces.jsonl, plus the round) to
+    traces/round_XXXX.jsonl in the run directory (0: never; no run directory: nothing is written). Training is
+    unchanged: the episode has its own env and the global random generators are restored after it."""
     dist_timeout_s: float = 300.0
     """Seconds a multi-process run (torchrun) waits for its rendezvous or any collective before it
     fails: a dead peer ends the job with an error instead of a hang."""
@@ -108,8 +114,7 @@ class TrainConfig:
         if self.num_threads is not None and self.num_threads < 1:
             raise ValueError(f"num_threads must be >= 1 or None, got {self.num_threads}")
         _check_dist_timeout(self.dist_timeout_s)
-        if self.checkpoint_every < 0:
-            raise ValueError(f"checkpoint_every must be >= 0 (0 = only at the end), got {self.checkpoint_every}")
+        _check_periods(self.checkpoint_every, self.trace_every)
         if self.compile_mode not in COMPILE_MODES:
             raise ValueError(f"unknown compile_mode {self.compile_mode!r}; expected one of {list(COMPILE_MODES)}")
         _check_device(self.device)
@@ -140,6 +145,13 @@ class TrainConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
         """Inverse of :meth:`to_dict`; missing keys take defaults, unknown keys raise ``ConfigKeyError``."""
         return from_plain(cls, data)
+
+
+def _check_periods(checkpoint_every: int, trace_every: int) -> None:
+    if checkpoint_every < 0:
+        raise ValueError(f"checkpoint_every must be >= 0 (0 = only at the end), got {checkpoint_every}")
+    if trace_every < 0:
+        raise ValueError(f"trace_every must be >= 0 (0 = no traces), got {trace_every}")
 
 
 def _check_dist_timeout(seconds: float) -> None:

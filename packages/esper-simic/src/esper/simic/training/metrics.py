@@ -193,6 +193,9 @@ class RunStart:
     notices: tuple[str, ...] = ()
     """One-line messages for the user about how the run starts (an interrupted attempt restarted,
     stale temporary files removed, a resume that is not bit-identical)."""
+    env_steps: int = 0
+    """Env steps (transitions over all envs) collected before this invocation: 0 for a fresh run, the
+    checkpoint's count when resuming (a sink stepping by env steps continues from it)."""
 
 
 @dataclass(frozen=True, slots=True)

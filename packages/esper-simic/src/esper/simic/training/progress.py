@@ -1,13 +1,16 @@
-"""Console progress for a training run: a live line on a terminal, plain lines in logs.
+"""Console progress for a training run: a live display on a terminal, plain lines in logs.
 
-On a TTY the current round overwrites one line (carriage return), ending with a newline when
-the run ends. When the stream is not a terminal (CI logs, ``nohup``, a pipe) there are no control
-characters: one plain line every ``log_every`` rounds and at the last round, so logs stay short.
-Needs nothing beyond the standard library.
+On a terminal the run's progress is one live display drawn by ``rich`` (optional extra
+``esper-simic[progress]``, imported when a live run starts): a bar with the round, the episodes, the
+latest round's mean return and accuracy, and the ETA (80 columns hold it). Without ``rich`` a terminal gets
+the plain lines instead (no error: the display is a convenience). When the stream is not a terminal
+(CI logs, ``nohup``, a pipe) there are no control characters: one plain line every ``log_every``
+rounds and at the last round, so logs stay short. ``--quiet`` prints the run's notices only.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import time
 from typing import TextIO
@@ -22,14 +25,59 @@ def _format_duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
+def rich_installed() -> bool:
+    """Whether ``rich`` (optional extra ``esper-simic[progress]``) can be imported."""
+    return importlib.util.find_spec("rich") is not None
+
+
+class LiveDisplay:
+    """One run's ``rich`` progress bar on ``stream`` (a terminal), updated once per round.
+
+    Args:
+        stream: the terminal it draws on.
+        start: the run (its first and last round).
+    """
+
+    def __init__(self, stream: TextIO, start: RunStart) -> None:
+        from rich.console import Console  # the optional extra: imported only when a live run starts
+        from rich.progress import BarColumn, Progress, TextColumn
+
+        self._progress = Progress(
+            TextColumn("round {task.completed}/{task.total}"),
+            BarColumn(bar_width=20),
+            TextColumn("{task.fields[line]}"),
+            console=Console(file=stream, force_terminal=True),
+        )
+        self._task = self._progress.add_task(
+            "training", total=start.total_rounds, completed=start.start_round, line="starting"
+        )
+        self._progress.start()
+
+    def update(self, record: RoundRecord, eta: str) -> None:
+        stats = record.episode_stats
+        line = (
+            f"ep {record.episodes} | return {stats.mean_discounted_return:+.3f} | "
+            f"acc {stats.mean_final_accuracy:.1f}% | eta {eta}"
+        )
+        self._progress.update(self._task, completed=record.round, line=line)
+
+    def stop(self) -> None:
+        """Draw the final state and give the terminal back (cursor shown, output below the bar)."""
+        self._progress.stop()
+
+
 class ConsoleProgress:
     """A :class:`~esper.simic.training.metrics.TrainingSink` that reports progress on ``stream``.
 
     Args:
         stream: where to write (default ``sys.stderr``, so stdout stays clean for results).
-        live: overwrite one line with ``\\r``; default: whether ``stream`` is a TTY.
-        log_every: in plain mode, print every this many rounds (the last round always prints).
+        live: draw a live display (``rich``; plain lines if it is not installed); default: whether
+            ``stream`` is a TTY.
+        log_every: with plain lines, print every this many rounds (the last round always prints).
         notices_only: print only the run's notices (``RunStart.notices``), no progress (``--quiet``).
+
+    A run that stops early (an exception) never reaches ``on_run_end``; use the sink as a context
+    manager around it (or call :meth:`close`) so the live display gives the terminal back.
     """
 
     def __init__(
@@ -49,9 +97,10 @@ class ConsoleProgress:
         self._start_round = 0
         self._total_rounds = 0
         self._started_at = 0.0
-        self._width = 0
+        self._display: LiveDisplay | None = None
 
     def on_run_start(self, start: RunStart) -> None:
+        self.close()
         self._start_round = start.start_round
         self._total_rounds = start.total_rounds
         self._started_at = time.perf_counter()
@@ -66,24 +115,22 @@ class ConsoleProgress:
             f"{start.total_rounds} rounds{resumed}\n"
         )
         self.stream.flush()
+        if self.live and start.start_round < start.total_rounds and rich_installed():
+            self._display = LiveDisplay(self.stream, start)
 
     def on_round(self, record: RoundRecord) -> None:
         if self.notices_only:
             return
-        line = self._line(record)
-        if self.live:
-            padding = " " * max(0, self._width - len(line))
-            self._width = len(line)
-            self.stream.write("\r" + line + padding)
+        if self._display is not None:
+            self._display.update(record, self._eta(record))
         elif record.round % self.log_every == 0 or record.round == self._total_rounds:
-            self.stream.write(line + "\n")
-        self.stream.flush()
+            self.stream.write(self._line(record) + "\n")
+            self.stream.flush()
 
     def on_run_end(self, summary: RunSummary) -> None:
+        self.close()
         if self.notices_only:
             return
-        if self.live and self._width:
-            self.stream.write("\n")
         where = f"; checkpoint {summary.checkpoint}" if summary.checkpoint else ""
         accuracy = "n/a" if summary.final_mean_accuracy is None else f"{summary.final_mean_accuracy:.1f}%"
         self.stream.write(
@@ -92,16 +139,29 @@ class ConsoleProgress:
         )
         self.stream.flush()
 
-    def _line(self, record: RoundRecord) -> str:
+    def close(self) -> None:
+        """Stop the live display, if one is drawn (idempotent)."""
+        if self._display is not None:
+            self._display.stop()
+            self._display = None
+
+    def __enter__(self) -> ConsoleProgress:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _eta(self, record: RoundRecord) -> str:
         done = record.round - self._start_round
         elapsed = time.perf_counter() - self._started_at
-        remaining = self._total_rounds - record.round
-        eta = _format_duration(elapsed / done * remaining) if done > 0 else "?"
+        return _format_duration(elapsed / done * (self._total_rounds - record.round)) if done > 0 else "?"
+
+    def _line(self, record: RoundRecord) -> str:
         stats = record.episode_stats
         kl = record.update.get("approx_kl")
         kl_text = f" | kl {kl:.4f}" if isinstance(kl, float) else ""
         return (
             f"round {record.round}/{self._total_rounds} | ep {record.episodes} | "
             f"objective {stats.mean_objective:.1f} | acc {stats.mean_final_accuracy:.1f}% | "
-            f"fossilized {stats.fossilized}{kl_text} | {record.timings.total_s:.1f}s/round | eta {eta}"
+            f"fossilized {stats.fossilized}{kl_text} | {record.timings.total_s:.1f}s/round | eta {self._eta(record)}"
         )

@@ -28,6 +28,9 @@ EVAL_SAMPLER_STREAM = 5
 """Action sampling of the stochastic learned policy in evaluation."""
 EVAL_RANDOM_STREAM = 6
 """Choices of the random-policy baseline in evaluation."""
+TRACE_STREAM = 7
+"""The episode traced every K rounds while training (``trace_every``): its reset seed and the global
+generators' seed while it plays."""
 
 
 def derive_seed(*entropy: int) -> int:

@@ -195,14 +195,24 @@ def sequence_diversity(sequences: Sequence[Sequence[StepAction]]) -> float:
     return len({tuple(s) for s in sequences}) / len(sequences)
 
 
-def write_traces(path: str | os.PathLike[str], policies: Iterable[tuple[str, Iterable[EpisodeTrace]]]) -> Path:
+def write_traces(
+    path: str | os.PathLike[str],
+    policies: Iterable[tuple[str, Iterable[EpisodeTrace]]],
+    *,
+    tags: Mapping[str, Any] | None = None,
+) -> Path:
     """Write each ``(policy, traces)`` pair's steps as JSON lines (non-finite floats as null), atomically.
 
+    ``tags`` (e.g. ``{"round": 12}`` for a trace recorded while training) lead every line.
     Returns the path.
     """
     file = Path(path)
+    head = dict(tags or {})
     text = "".join(
-        strict_json(line) + "\n" for policy, traces in policies for trace in traces for line in trace.lines(policy)
+        strict_json({**head, **line}) + "\n"
+        for policy, traces in policies
+        for trace in traces
+        for line in trace.lines(policy)
     )
     file.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(file, text.encode("utf-8"))

@@ -3,8 +3,9 @@
 One loop, in CleanRL order: set up (env, policy through the registry, agent, buffer,
 normalisers, RNGs; or restore all of it from a checkpoint) → for each round: roll out N lockstep
 episodes (:func:`~esper.simic.training.rollout.collect_rollout`) → ``agent.update(buffer)`` →
-update the observation normaliser → serialise a checkpoint when due → hand a
-:class:`RoundRecord` to the sinks → write the checkpoint atomically. Rounds never depend on
+update the observation normaliser → serialise a checkpoint when due → trace one greedy episode when
+due (``trace_every``, :mod:`~esper.simic.training.round_traces`) → hand a :class:`RoundRecord` to
+the sinks → write the checkpoint atomically. Rounds never depend on
 wall-clock or global state outside the run: every random stream derives from ``config.seed``, so
 two runs with the same config are identical on CPU, and a run resumed from a checkpoint continues
 bit-identically.
@@ -62,6 +63,7 @@ from esper.simic.training.rng import (
     torch_threads,
 )
 from esper.simic.training.rollout import RolloutResult, collect_rollout, merge_rollouts, op_count_names
+from esper.simic.training.round_traces import RoundTracer
 from esper.simic.training.run_dir import RunDirectory, RunDirectoryError, resolve_resume
 from esper.tamiyo.policy import PolicyBundle, create_policy
 
@@ -320,14 +322,23 @@ def _train(
         if resume_path is not None and parts.rounds_completed == config.total_rounds:
             wall_s = time.perf_counter() - started
             return _nothing_to_train(config, parts, resume_path, run_dir, observer, notices, wall_s)
+        tracer = RoundTracer(config, None if run_dir is None else run_dir.path)
         if run_dir is not None:
             notices += _open_run_dir(run_dir, config, parts.rounds_completed, resumed_from, ctx)
             held.callback(run_dir.close)
+            tracer.drop_after(parts.rounds_completed)
         else:
             ctx.agree(None)
         buffer = RolloutBuffer.for_policy(parts.policy, num_envs=local_envs, num_steps=config.env.episode_length)
         sinks.on_run_start(
-            RunStart(config.to_dict(), parts.rounds_completed, config.total_rounds, config.num_envs, tuple(notices))
+            RunStart(
+                config.to_dict(),
+                parts.rounds_completed,
+                config.total_rounds,
+                config.num_envs,
+                tuple(notices),
+                env_steps=parts.env_steps,
+            )
         )
         history: list[RoundRecord] = []
         last_checkpoint: Path | None = None
@@ -351,6 +362,8 @@ def _train(
             )
             record = _round_record(parts, config, rollout, update, timings)
             history.append(record)
+            # Before the round's metrics line: a crash in between redoes the round, and its trace, on resume.
+            tracer.after_round(parts.rounds_completed, parts.policy, parts.obs_normalizer)
             # The round's metrics line goes out before its checkpoint lands: a crash in between
             # leaves a line past the last checkpoint, which resume drops and re-records, instead
             # of a checkpoint whose round has no record.
