@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -131,9 +132,17 @@ def test_a_failing_worker_ends_the_job_with_its_line_and_status(tmp_path: Path) 
     assert done.stderr == line + "\n"
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def _ppo_job(work: Path, *, restarts: int) -> subprocess.Popen[str]:
-    """A 2-process ``torchrun --max-restarts`` job of ``esper.simic ppo … --resume auto``, 3 rounds of ~1 s."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    """The README's multi-machine ``torchrun`` line on one machine (2 processes, c10d rendezvous), with
+    ``--max-restarts``: ``esper.simic ppo … --resume auto``, 3 rounds of ~1 s."""
+    command = [str(Path(sys.executable).with_name("torchrun")), "--nnodes", "1", "--nproc-per-node", "2"]
+    command += ["--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{_free_port()}"]
     command += [f"--max-restarts={restarts}", "-m", "esper.simic", "ppo", "--num-envs", "2", "--rounds", "3"]
     command += ["--episode-length", "30", "--checkpoint-every", "1", "--seed", "7", "--quiet", "--resume", "auto"]
     command += ["--policy-kwargs", '{"hidden_size": 16, "lstm_hidden": 16}', "--out", str(work / "run")]
