@@ -11,7 +11,9 @@ excluded) and where the time goes, summed over the rounds and taken on rank 0:
 * ``all_reduce_s``: every other collective (gradients, advantages, normalisers, KL, the report);
 * ``update_s``: the PPO update including its collectives.
 
-Plus ``speedup`` = steps/s with N processes ÷ steps/s with one. Usage::
+Plus ``speedup`` = steps/s with N processes ÷ steps/s with one, and ``speedup_if_balanced``, the
+same with rank 0's wait for the slowest rank taken out: how far the processes would scale if every
+rank's episodes cost the same (they do not: a rank whose envs grew more seeds trains more). Usage::
 
     uv run python scripts/bench_scale.py --rounds 3
     uv run python scripts/bench_scale.py --device cuda    # one GPU per process
@@ -109,6 +111,7 @@ def main() -> None:
         "cpu_count": os.cpu_count(),
         "runs": [single, parallel],
         "speedup": parallel["env_steps_per_s"] / single["env_steps_per_s"],
+        "speedup_if_balanced": single["round_s"] / (parallel["round_s"] - parallel["wait_s"]),
     }
     print(json.dumps(report, indent=2))
 
