@@ -92,7 +92,7 @@ def _lines(
     if shares:
         _legend_above_shares(ax)
     elif len(drawn) > 1:
-        ax.legend(loc="best", fontsize="small")
+        ax.legend(loc="best", fontsize="small", ncols=2 if len(drawn) > 3 else 1)
 
 
 def _op_mix(ax: Axes, x: list[float], rounds: Sequence[Mapping[str, Any]]) -> None:

@@ -70,7 +70,9 @@ def compared_episodes(run: RunFiles, episode: int) -> list[PolicyEpisode]:
         ValueError: the run has traces but none of ``episode``.
     """
     reference = run.evaluation.get("reference") if run.evaluation is not None else None
-    roles = [(reference, f"learned: {reference}"), (HEURISTIC, HEURISTIC), (NO_GROWTH, NO_GROWTH)]
+    roles = [(HEURISTIC, HEURISTIC), (NO_GROWTH, NO_GROWTH)]
+    if isinstance(reference, str):
+        roles.insert(0, (reference, f"learned: {reference}"))
     present = [(policy, label) for policy, label in roles if policy in run.traces]
     if not present:
         return []

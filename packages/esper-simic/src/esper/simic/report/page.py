@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from html import escape
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +39,7 @@ pre { background: #f9fafb; border: 1px solid #e5e7eb; padding: 0.8rem; overflow-
 code { font-size: 0.92em; }
 """
 
-EVAL_COLUMNS = (
+EVAL_COLUMNS: tuple[tuple[str, Callable[[Mapping[str, Any]], str]], ...] = (
     ("objective (± std)", lambda row: f"{row['mean_objective']:.2f} ± {row['std_objective']:.2f}"),
     ("final acc %", lambda row: f"{row['mean_final_accuracy']:.2f}"),
     ("params added", lambda row: f"{row['mean_params_added']:,.0f}"),

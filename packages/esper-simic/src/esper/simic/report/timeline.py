@@ -9,6 +9,7 @@ strips differ only by what the policies did, and the accuracy panel below shows 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,7 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from esper.simic.report.seed_events import SeedEventKind, seed_events
+from esper.simic.report.seed_events import LIVE_STAGES, SeedEventKind, seed_events
 from esper.simic.training.traces import EpisodeTrace
 from esper.tamiyo.contract import SeedStage
 
@@ -39,13 +40,15 @@ STAGE_COLOURS = {
 #: Event → (marker, colour, label) of its mark.
 EVENT_MARKS = {
     SeedEventKind.GERMINATE: ("^", "#14532d", "germinate"),
-    SeedEventKind.FOSSILIZE: ("*", "#1e3a8a", "fossilize"),
+    SeedEventKind.FOSSILIZE: ("*", "#1e3a8a", "fossilize"),  # drawn larger: a star's area is small
     SeedEventKind.PRUNE: ("X", "#7f1d1d", "prune"),
 }
 #: Line colours and styles of the policies, in the order they are given (learned, heuristic, no growth, ...);
 #: the styles keep curves that coincide (no policy grew anything yet) all visible.
 POLICY_COLOURS = ("#2563eb", "#ea580c", "#6b7280", "#16a34a", "#9333ea")
 POLICY_LINES = (("-", 3.0), ("--", 2.0), (":", 2.0))
+#: Stages in which a slot holds a seed module, whose alpha the strip draws.
+SEED_STAGES = LIVE_STAGES | {SeedStage.FOSSILIZED.name}
 #: Height of a slot's row taken by the alpha line (the rest is margin between rows).
 ALPHA_SPAN = 0.8
 
@@ -96,12 +99,16 @@ def _timeline(ax: Axes, episode: PolicyEpisode, colour: str) -> None:
         extent=(epochs[0] - 0.5, epochs[-1] + 0.5, len(slot_ids) - 0.5, -0.5),
     )
     for i in range(len(slot_ids)):
-        alphas = [step.slots[i].alpha for step in steps]
-        if any(alphas):  # a flat zero line on every empty slot would only clutter the strip
-            ax.plot(epochs, [i + ALPHA_SPAN / 2 - ALPHA_SPAN * a for a in alphas], color="black", linewidth=1.2)
+        # Only while the slot holds a seed: a line along every empty slot's row would only clutter the strip.
+        heights = [
+            i + ALPHA_SPAN / 2 - ALPHA_SPAN * step.slots[i].alpha if step.slots[i].stage in SEED_STAGES else math.nan
+            for step in steps
+        ]
+        ax.plot(epochs, heights, color="black", linewidth=1.2)
     for event in seed_events(episode.trace):
         marker, mark_colour, _ = EVENT_MARKS[event.kind]
-        ax.plot(event.epoch, event.slot, marker=marker, color=mark_colour, markersize=10, markeredgecolor="white")
+        size = 15 if event.kind is SeedEventKind.FOSSILIZE else 10
+        ax.plot(event.epoch, event.slot, marker=marker, color=mark_colour, markersize=size, markeredgecolor="white")
     ax.set_yticks(range(len(slot_ids)), slot_ids)
     ax.set_ylabel("slot")
     final = steps[-1]
@@ -114,11 +121,11 @@ def _timeline(ax: Axes, episode: PolicyEpisode, colour: str) -> None:
 
 
 def _accuracies(ax: Axes, episodes: Sequence[PolicyEpisode], colours: Sequence[str]) -> None:
-    for episode, colour in zip(episodes, colours, strict=True):
+    for index, (episode, colour) in enumerate(zip(episodes, colours, strict=True)):
         steps = episode.trace.steps
-        ax.plot(
-            [s.epoch for s in steps], [s.val_accuracy for s in steps], color=colour, marker=".", label=episode.label
-        )
+        style, width = POLICY_LINES[index % len(POLICY_LINES)]
+        epochs, accuracies = [s.epoch for s in steps], [s.val_accuracy for s in steps]
+        ax.plot(epochs, accuracies, color=colour, linestyle=style, linewidth=width, label=episode.label)
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation accuracy (%)")
     ax.grid(alpha=0.3)
