@@ -37,6 +37,7 @@ img { max-width: 100%; height: auto; border: 1px solid #e5e7eb; }
 figcaption, .note { color: #4b5563; font-size: 0.92rem; }
 pre { background: #f9fafb; border: 1px solid #e5e7eb; padding: 0.8rem; overflow-x: auto; font-size: 0.85rem; }
 code { font-size: 0.92em; }
+summary { cursor: pointer; }
 """
 
 EVAL_COLUMNS: tuple[tuple[str, Callable[[Mapping[str, Any]], str]], ...] = (
@@ -129,7 +130,10 @@ def _eval_table(rows: Sequence[Mapping[str, Any]], reference: str | None) -> str
 def _config(config: Mapping[str, Any] | None) -> str:
     if config is None:
         return f'<p class="note">No {CONFIG_FILE} in this run directory.</p>'
-    return f"<pre>{escape(json.dumps(config, indent=2))}</pre>"
+    return (
+        f"<details><summary>{CONFIG_FILE}: the resolved training config (every option, defaults included)</summary>"
+        f"<pre>{escape(json.dumps(config, indent=2))}</pre></details>"
+    )
 
 
 def _table(header: Sequence[str], rows: Iterable[tuple[str, str]]) -> str:
