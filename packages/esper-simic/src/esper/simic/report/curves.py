@@ -48,7 +48,7 @@ def learning_curves(rounds: Sequence[Mapping[str, Any]], title: str) -> Figure:
         "approximate KL to the rollout policy (update)",
         marker,
     )
-    losses = {key: column(rounds, "update", key) for key in _update_keys(rounds) if key.endswith("_loss")}
+    losses = {key: values for key, values in _keyed(rounds, "update").items() if key.endswith("_loss")}
     _lines(axes[3, 1], x, losses, "losses (mean over the update's minibatches)", marker)
     for ax in axes[-1]:
         ax.set_xlabel("round")
@@ -121,10 +121,6 @@ def _keyed(rounds: Sequence[Mapping[str, Any]], block: str) -> dict[str, list[fl
     """Each key of the per-round object ``block`` (in first-seen order) → its column."""
     keys = dict.fromkeys(key for record in rounds for key in (record.get(block) or {}))
     return {key: column(rounds, block, key) for key in keys}
-
-
-def _update_keys(rounds: Sequence[Mapping[str, Any]]) -> list[str]:
-    return list(dict.fromkeys(key for record in rounds for key in (record.get("update") or {})))
 
 
 def _per_episode(rounds: Sequence[Mapping[str, Any]], key: str) -> list[float]:

@@ -37,11 +37,11 @@ STAGE_COLOURS = {
     SeedStage.EMBARGOED.name: "#fca5a5",
     SeedStage.RESETTING.name: "#d1d5db",
 }
-#: Event → (marker, colour, label) of its mark.
+#: Event → (marker, colour, size in points, label) of its mark; a star is drawn larger, its area being small.
 EVENT_MARKS = {
-    SeedEventKind.GERMINATE: ("^", "#14532d", "germinate"),
-    SeedEventKind.FOSSILIZE: ("*", "#1e3a8a", "fossilize"),  # drawn larger: a star's area is small
-    SeedEventKind.PRUNE: ("X", "#7f1d1d", "prune"),
+    SeedEventKind.GERMINATE: ("^", "#14532d", 10, "germinate"),
+    SeedEventKind.FOSSILIZE: ("*", "#1e3a8a", 15, "fossilize"),
+    SeedEventKind.PRUNE: ("X", "#7f1d1d", 10, "prune"),
 }
 #: Line colours and styles of the policies, in the order they are given (learned, heuristic, no growth, ...);
 #: the styles keep curves that coincide (no policy grew anything yet) all visible.
@@ -106,8 +106,7 @@ def _timeline(ax: Axes, episode: PolicyEpisode, colour: str) -> None:
         ]
         ax.plot(epochs, heights, color="black", linewidth=1.2)
     for event in seed_events(episode.trace):
-        marker, mark_colour, _ = EVENT_MARKS[event.kind]
-        size = 15 if event.kind is SeedEventKind.FOSSILIZE else 10
+        marker, mark_colour, size, _ = EVENT_MARKS[event.kind]
         ax.plot(event.epoch, event.slot, marker=marker, color=mark_colour, markersize=size, markeredgecolor="white")
     ax.set_yticks(range(len(slot_ids)), slot_ids)
     ax.set_ylabel("slot")
@@ -142,7 +141,7 @@ def _legend_handles(episodes: Sequence[PolicyEpisode]) -> list[Patch | Line2D]:
     ]
     handles.append(Line2D([], [], color="black", linewidth=1.2, label="alpha (row bottom 0, top 1)"))
     handles += [
-        Line2D([], [], marker=marker, color=colour, linestyle="none", markersize=9, label=label)
-        for marker, colour, label in EVENT_MARKS.values()
+        Line2D([], [], marker=marker, color=colour, linestyle="none", markersize=size * 0.9, label=label)
+        for marker, colour, size, label in EVENT_MARKS.values()
     ]
     return handles
