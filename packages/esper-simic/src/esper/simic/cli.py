@@ -8,6 +8,8 @@ documentation. Input errors print one ``esper-train: error: ...`` line and exit 
 
 ``study`` trains several seeds of one configuration, evaluates each and reports learned − baseline
 with bootstrap intervals (:mod:`esper.simic.training.study`).
+
+``plot`` and ``report`` draw a run directory (:mod:`esper.simic.report`, optional extra ``plot``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any, NoReturn
 from esper.simic.env import EnvConfig
 from esper.simic.extras import MissingExtraError
 from esper.simic.launch import NPROC_FLAG, is_main_process, launch_workers, report_error, under_torchrun
+from esper.simic.report import PLOTS_DIR, REPORT_FILE, RunFilesError, write_plots, write_report
 from esper.simic.training import (
     CheckpointError,
     ConfigFileError,
@@ -94,6 +97,7 @@ INPUT_ERRORS = (
     PolicyRegistryError,
     DistributedError,
     MissingExtraError,
+    RunFilesError,
     ValueError,
     TypeError,
     OSError,
@@ -189,7 +193,35 @@ def build_parser() -> argparse.ArgumentParser:
         description="List registered policies, including plugins and broken plugins with their error.",
     )
     add_study_parser(commands)
+    add_report_parsers(commands)
     return parser
+
+
+def add_report_parsers(commands: Any) -> None:
+    """``plot`` and ``report``: figures of a run directory (matplotlib, optional extra ``esper-simic[plot]``)."""
+    plot = commands.add_parser(
+        "plot",
+        help="draw a run directory's learning curves and episode timelines as PNGs",
+        description=f"Write RUN_DIR/{PLOTS_DIR}/*.png: the learning curves of metrics.jsonl and, once eval ran on "
+        "the run's checkpoint, the seed-lifecycle timelines of the learned policy, the heuristic and no growth "
+        "on one evaluation episode, above their validation accuracies. Needs: pip install 'esper-simic[plot]'.",
+    )
+    report = commands.add_parser(
+        "report",
+        help="write one self-contained HTML page of a run directory",
+        description=f"Write RUN_DIR/{REPORT_FILE}: the figures of 'plot' embedded, the summary, the evaluation "
+        "table (if eval ran on the run's checkpoint) and the resolved config, in one page that opens offline in "
+        "any browser. Needs: pip install 'esper-simic[plot]'.",
+    )
+    for command in (plot, report):
+        command.add_argument("run_dir", metavar="RUN_DIR", help="run directory (the --out of esper-train ppo)")
+        command.add_argument(
+            "--episode",
+            type=int,
+            default=0,
+            metavar="N",
+            help="evaluation episode whose timelines to draw (default: 0, the first)",
+        )
 
 
 def _study_eval_options() -> list[Option]:
@@ -336,6 +368,17 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plot(args: argparse.Namespace) -> int:
+    for path in write_plots(args.run_dir, episode=args.episode):
+        print(f"wrote {path}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    print(f"wrote {write_report(args.run_dir, episode=args.episode)}")
+    return 0
+
+
 def _policies(args: argparse.Namespace) -> int:
     del args
     infos = list_policies()
@@ -352,7 +395,15 @@ def _write_json(path: Path, data: Any) -> None:
     path.write_text(strict_json(data, indent=2) + "\n", encoding="utf-8")
 
 
-COMMANDS = {"ppo": _ppo, "heuristic": _heuristic, "eval": _eval, "study": _study, "policies": _policies}
+COMMANDS = {
+    "ppo": _ppo,
+    "heuristic": _heuristic,
+    "eval": _eval,
+    "study": _study,
+    "plot": _plot,
+    "report": _report,
+    "policies": _policies,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

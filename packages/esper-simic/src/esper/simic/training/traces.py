@@ -19,9 +19,11 @@ function (the chosen head values) and its step hook (the step's info); it adds n
 
 from __future__ import annotations
 
+import json
+import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -217,3 +219,54 @@ def write_traces(
     file.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(file, text.encode("utf-8"))
     return file
+
+
+def read_traces(path: str | os.PathLike[str]) -> dict[str, tuple[EpisodeTrace, ...]]:
+    """The traces a :func:`write_traces` file holds: policy → its episodes by episode index, policies in file order.
+
+    Keys a line holds beyond the known fields are ignored and ``null`` floats (non-finite when
+    written) read back as NaN, so a file written by a later version that added fields still reads.
+
+    Raises:
+        ValueError: a line is not a step trace (names the file and line).
+    """
+    file = Path(path)
+    steps: dict[str, dict[tuple[int, int], list[StepTrace]]] = {}
+    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            step = _step_from_json(data)
+            episodes = steps.setdefault(str(data["policy"]), {})
+            episodes.setdefault((int(data["episode"]), int(data["seed"])), []).append(step)
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{str(file)!r} line {number} is not a step trace ({type(exc).__name__}: {exc})") from exc
+    return {
+        policy: tuple(EpisodeTrace(episode, seed, tuple(s)) for (episode, seed), s in sorted(episodes.items()))
+        for policy, episodes in steps.items()
+    }
+
+
+def _step_from_json(data: Mapping[str, Any]) -> StepTrace:
+    slots = tuple(SlotTrace(**{f.name: slot[f.name] for f in fields(SlotTrace)}) for slot in data["slots"])
+    return StepTrace(
+        step=int(data["step"]),
+        epoch=int(data["epoch"]),
+        op=str(data["op"]),
+        action_valid=bool(data["action_valid"]),
+        heads={str(head): int(value) for head, value in data["heads"].items()},
+        slots=slots,
+        val_accuracy=_float(data["val_accuracy"]),
+        val_loss=_float(data["val_loss"]),
+        host_params=int(data["host_params"]),
+        seed_params=int(data["seed_params"]),
+        extra_compute=_float(data["extra_compute"]),
+        reward=_float(data["reward"]),
+        reward_components={str(name): _float(value) for name, value in data["reward_components"].items()},
+    )
+
+
+def _float(value: Any) -> float:
+    """A JSON number as a float; ``null`` (a non-finite value when written) as NaN."""
+    return math.nan if value is None else float(value)
