@@ -111,11 +111,12 @@ def test_wheel_contents(wheels: dict[str, Path]) -> None:
         assert _source_files(src, name) <= payload, sorted(_source_files(src, name) - payload)
         assert f"esper/{name}/py.typed" in payload
         requires = _requires(metadata)
-        expected = RUNTIME_DEPS | ({"esper-tamiyo", "gymnasium", "matplotlib"} if name == "simic" else set())
+        extras = {"gymnasium": "gym", "matplotlib": "plot", "tensorboard": "tensorboard", "rich": "progress"}
+        expected = RUNTIME_DEPS | ({"esper-tamiyo", *extras} if name == "simic" else set())
         assert set(requires) == expected, requires
         if name == "simic":
-            assert "extra ==" in requires["gymnasium"], "gymnasium must stay an optional extra"
-            assert "extra == 'plot'" in requires["matplotlib"], "matplotlib must stay the optional extra 'plot'"
+            for package, extra in extras.items():
+                assert f"extra == '{extra}'" in requires[package], f"{package} must stay the optional extra '{extra}'"
             assert "esper-train = esper.simic.cli:main" in entry_points
         else:
             assert "[esper.policies]" in entry_points
