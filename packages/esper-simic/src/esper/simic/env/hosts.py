@@ -25,14 +25,19 @@ seed can supply, so growing the right seed in the right slot rescues them:
   hosts were tried first: digits is nearly linearly separable, so their accuracy was limited by
   dead units and bottleneck width, which shape-preserving seeds cannot fix, and seeds changed
   little.)
-
 - impaired transformer: attention window 1, i.e. every token attends only to itself, so the
   host is a per-position "current byte → next byte" model with no context; an attention seed
-  (``attention``, ``flex_attention``) supplies the context. MEASURED_TRANSFORMER
+  (``attention``, ``flex_attention``) supplies the context. Measured on the generated default
+  corpus (env seed 0, next-byte accuracy after 40 epochs of 200 windows): impaired 29 %, normal
+  27 % at the default host lr 0.02; 33 % for both at lr 0.1, and 33 % for the impaired host with
+  an attention or flex_attention seed fossilized at r0c0. At this budget the host is still
+  learning byte statistics and context barely matters yet; with 512 windows per epoch (lr 0.1,
+  host alone) the normal host reaches 39 % and the impaired one 35 %.
 
 The normal presets reach about 95 % (mlp, 4,522 parameters) and 97–98 % (cnn, 6,274) on digits
-without seeds; the impaired ones have 1,292 (mlp) and 160 (cnn) parameters. All figures: default
-``EnvConfig`` optimiser settings, env seeds 0–3.
+without seeds; the impaired ones have 1,292 (mlp) and 160 (cnn) parameters. All digits figures:
+default ``EnvConfig`` optimiser settings, env seeds 0–3. Both transformer presets have 43,360
+parameters (D = 32, 2 heads, MLP width 64, context 32, 256 byte tokens).
 """
 
 from __future__ import annotations
