@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
 
+from esper.simic.env import EnvConfig, HostTraining, LifecycleSettings, MorphogeneticEnv, TextTask
 from esper.simic.env.alpha import AlphaController
 from esper.simic.env.blueprints import build_blueprint, build_gate
 from esper.simic.env.hosts import HOST_PRESETS, HostPreset, build_host
 from esper.simic.env.model import MorphogeneticModel
 from esper.simic.env.slot import GradientStats, SlotSettings
 from esper.simic.env.validation import validate
-from esper.tamiyo.contract import BlueprintAction, GerminationStyle, SeedStage, topology_blueprints
+from esper.tamiyo.contract import BlueprintAction, GerminationStyle, LifecycleOp, SeedStage, topology_blueprints
 
 TOKENS, VOCAB, WIDTH = 8, 256, 8
 TINY = HostPreset((8, 8, 8), embed_dim=WIDTH, num_heads=2)
@@ -186,3 +188,32 @@ def test_validation_measures_token_accuracy_and_contribution() -> None:
     assert result.accuracy == pytest.approx(main) and result.all_off_accuracy == pytest.approx(host)
     assert result.contributions == {"r0c1": pytest.approx(main - host)}
     assert result.loss == pytest.approx(loss, rel=1e-5)
+
+
+def test_text_episode_reports_perplexity_and_the_governor_rolls_back() -> None:
+    config = EnvConfig(
+        task="text",
+        host="transformer",
+        episode_length=8,
+        text=TextTask(context_length=8, train_windows=32, val_windows=8, corpus_bytes=3000),
+        host_training=HostTraining(batch_size=16),
+        lifecycle=LifecycleSettings(training_dwell=2),
+    )
+    env = MorphogeneticEnv(config)
+    env.reset(seed=0)
+    wait = {head: 0 for head in env.action_space.head_names}
+    germinate = {**wait, "op": int(LifecycleOp.GERMINATE), "slot": 0, "blueprint": int(BlueprintAction.ATTENTION)}
+    step = env.step(germinate)
+    assert step.info.val_perplexity == pytest.approx(math.exp(step.info.val_loss))
+    for _ in range(4):
+        step = env.step(wait)  # epoch 5: a snapshot after the clean check
+    assert env.model is not None and env.snapshot is not None
+    assert env.model.slot("r0c0").stage == SeedStage.BLENDING
+    snapshot = {k: v.clone() for k, v in env.snapshot.host.items()}
+    with torch.no_grad():
+        env.model.host.blocks[1].attn.qkv.weight[0, 0] = math.nan  # type: ignore[union-attr, index]
+    result = env.step(wait)
+    assert result.terminated and result.info.rollback_reason == "non_finite_loss"
+    assert all(torch.equal(v, snapshot[k]) for k, v in env.model.host.state_dict().items())
+    assert env.model.slot("r0c0").stage == SeedStage.PRUNED
+    assert math.isfinite(result.info.val_perplexity)
