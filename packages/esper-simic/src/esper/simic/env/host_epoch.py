@@ -73,13 +73,12 @@ def train_epoch(
     """Train ``model`` for one pass over ``data.train_x`` in minibatches of ``batch_size`` (last partial one dropped).
 
     The permutation comes from ``generator`` (CPU); with ``data.epoch_samples`` set, the pass covers
-    only that many samples of it. Seeds in an active stage with an optimiser
-    train alongside the host; frozen seed parameters (DOWN ramps) are skipped.
+    only that many samples of it. Seeds in an active stage with an optimiser train alongside the
+    host; frozen seed parameters (DOWN ramps) are skipped.
     """
     model.train()
-    n = data.train_x.shape[0]
     device = data.train_x.device
-    order = torch.randperm(n, generator=generator)[: data.epoch_samples].to(device)
+    order = torch.randperm(data.train_x.shape[0], generator=generator)[: data.epoch_samples].to(device)
     n = order.numel()
     x_all, y_all = data.train_x[order], data.train_y[order]
     num_batches = max(n // batch_size, 1)
