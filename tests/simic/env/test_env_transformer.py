@@ -190,16 +190,31 @@ def test_validation_measures_token_accuracy_and_contribution() -> None:
     assert result.loss == pytest.approx(loss, rel=1e-5)
 
 
+#: A text environment small enough for unit tests (8-token windows, 32 training windows an epoch).
+TINY_TEXT = EnvConfig(
+    task="text",
+    host="transformer",
+    episode_length=8,
+    text=TextTask(context_length=8, train_windows=32, val_windows=8, corpus_bytes=3000),
+    host_training=HostTraining(batch_size=16),
+    lifecycle=LifecycleSettings(training_dwell=2),
+)
+
+
+def test_text_episodes_are_deterministic() -> None:
+    def episode() -> list[tuple[float, float]]:
+        env = MorphogeneticEnv(TINY_TEXT)
+        env.reset(seed=4)
+        wait = {head: 0 for head in env.action_space.head_names}
+        steps = [env.step({**wait, "op": int(LifecycleOp.GERMINATE), "blueprint": int(BlueprintAction.LORA)})]
+        steps += [env.step(wait) for _ in range(3)]
+        return [(s.info.train_loss, s.info.val_accuracy) for s in steps]
+
+    assert episode() == episode()
+
+
 def test_text_episode_reports_perplexity_and_the_governor_rolls_back() -> None:
-    config = EnvConfig(
-        task="text",
-        host="transformer",
-        episode_length=8,
-        text=TextTask(context_length=8, train_windows=32, val_windows=8, corpus_bytes=3000),
-        host_training=HostTraining(batch_size=16),
-        lifecycle=LifecycleSettings(training_dwell=2),
-    )
-    env = MorphogeneticEnv(config)
+    env = MorphogeneticEnv(TINY_TEXT)
     env.reset(seed=0)
     wait = {head: 0 for head in env.action_space.head_names}
     germinate = {**wait, "op": int(LifecycleOp.GERMINATE), "slot": 0, "blueprint": int(BlueprintAction.ATTENTION)}
