@@ -59,7 +59,9 @@ def test_every_section_field_is_documented() -> None:
     "kwargs,message",
     [
         ({"task": "mnist"}, "unknown task 'mnist'"),
-        ({"host": "transformer"}, "unknown host 'transformer'"),
+        ({"host": "rnn"}, "unknown host 'rnn'"),
+        ({"host": "transformer"}, "task 'digits' cannot run on host 'transformer'"),
+        ({"task": "text"}, "the text task needs the transformer host"),
         ({"reward_mode": "escrow"}, "escrow"),
         ({"slot_ids": ("r0c3",)}, "r0c3"),
         ({"slot_ids": ("r1c0",)}, "r1c0"),

@@ -1,4 +1,4 @@
-"""Function preservation and gradient isolation for every blueprint and germination style."""
+"""Function preservation and gradient isolation for every blueprint and germination style, on every host."""
 
 from __future__ import annotations
 
@@ -13,31 +13,45 @@ from esper.simic.env.model import MorphogeneticModel
 from esper.simic.env.slot import GradientStats, SlotSettings
 from esper.tamiyo.contract import GerminationStyle, SeedStage, topology_blueprints
 
-HOSTS = {"mlp": HostPreset((6, 5, 4)), "cnn": HostPreset((4, 8, 4), kernel_size=3)}
+HOSTS = {
+    "mlp": HostPreset((6, 5, 4)),
+    "cnn": HostPreset((4, 8, 4), kernel_size=3),
+    "transformer": HostPreset((8, 8, 8), embed_dim=8, num_heads=2),
+}
 CASES = [(topo, bp, style) for topo in HOSTS for bp in topology_blueprints(topo) for style in GerminationStyle]
+#: The transformer reads 6 byte tokens of a 256-token vocabulary; the image hosts 8x8 images of 10 classes.
+TOKENS, VOCAB = 6, 256
 
 
 def _model(topology: str, seed: int = 0) -> MorphogeneticModel:
+    text = topology == "transformer"
     host = build_host(
         topology,
         impaired=False,
-        input_shape=(1, 8, 8),
-        num_classes=10,
+        input_shape=(TOKENS,) if text else (1, 8, 8),
+        num_classes=VOCAB if text else 10,
         generator=torch.Generator().manual_seed(seed),
         preset=HOSTS[topology],
     )
     return MorphogeneticModel(host, ("r0c0", "r0c1", "r0c2"), SlotSettings(training_dwell=0))
 
 
-def _batch(seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+def _batch(topology: str = "mlp", seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
+    if topology == "transformer":
+        return torch.randint(0, VOCAB, (16, TOKENS), generator=g), torch.randint(0, VOCAB, (16, TOKENS), generator=g)
     return torch.randn(16, 1, 8, 8, generator=g), torch.randint(0, 10, (16,), generator=g)
+
+
+def _loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy per prediction (one per sample, or one per token for the transformer)."""
+    return F.cross_entropy(logits.flatten(0, -2), y.flatten())
 
 
 @pytest.mark.parametrize("topology,blueprint,style", CASES, ids=lambda v: getattr(v, "name", str(v)))
 def test_germinated_seed_is_bit_identical(topology: str, blueprint: int, style: GerminationStyle) -> None:
     model = _model(topology)
-    x, _ = _batch()
+    x, _ = _batch(topology)
     model.eval()
     with torch.no_grad():
         before = model(x)
@@ -73,13 +87,13 @@ def test_training_seed_is_isolated(topology: str, blueprint: int, style: Germina
     )
     slot.tick(auto_advance=True)
     assert slot.stage == SeedStage.TRAINING
-    x, y = _batch()
+    x, y = _batch(topology)
     with_seed.train()
     without.train()
     out_a, out_b = with_seed(x), without(x)
     assert torch.equal(out_a, out_b)
-    F.cross_entropy(out_a, y).backward()
-    F.cross_entropy(out_b, y).backward()
+    _loss(out_a, y).backward()
+    _loss(out_b, y).backward()
     for (name, pa), (_, pb) in zip(with_seed.host.named_parameters(), without.host.named_parameters(), strict=True):
         assert torch.equal(pa.grad, pb.grad), name
     seed_grads = [p.grad for p in slot.parameters_to_train() if p.grad is not None]

@@ -177,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help=f"JSON-lines file of every step of every episode (default: {TRACES_FILE} next to the JSON report)",
     )
-    evaluation.add_argument("--data-dir", help="override the checkpoint's data directory (cifar10 on another machine)")
+    evaluation.add_argument("--data-dir", help="override the checkpoint's data directory or text corpus")
     evaluation.add_argument(
         "--tensorboard",
         action="store_true",

@@ -18,8 +18,18 @@ from esper.simic.env.config import (
     LifecycleSettings,
     SeedTraining,
     SyntheticTask,
+    TextTask,
 )
-from esper.simic.env.datasets import DataError, TaskData, load_cifar10, load_digits, load_task, make_synthetic
+from esper.simic.env.datasets import (
+    DataError,
+    TaskData,
+    load_cifar10,
+    load_digits,
+    load_task,
+    load_text,
+    make_synthetic,
+    read_corpus,
+)
 from esper.simic.env.governor import Governor, GovernorVerdict, Snapshot
 from esper.simic.env.hosts import HOST_PRESETS, HostNetwork, HostPreset, build_host
 from esper.simic.env.model import MorphogeneticModel
@@ -92,6 +102,7 @@ __all__ = [
     "StepInfo",
     "SyntheticTask",
     "TaskData",
+    "TextTask",
     "TrackerSignals",
     "ValidationResult",
     "VectorEnv",
@@ -110,9 +121,11 @@ __all__ = [
     "load_cifar10",
     "load_digits",
     "load_task",
+    "load_text",
     "make_synthetic",
     "objective_terms",
     "objective_value",
+    "read_corpus",
     "straight_through",
     "validate",
 ]

@@ -3,7 +3,7 @@
 ``h`` is the host activation at the slot, ``s = seed(x_s)`` the seed output for seed input ``x_s``
 (``h``, or ``h.detach()`` under isolation; the same values either way), ``alpha`` the blend
 amplitude: a float, or a per-sample tensor broadcastable against ``h`` (``[B, 1]`` /
-``[B, 1, 1, 1]``) during stacked counterfactual evaluation.
+``[B, 1, 1, 1]`` / ``[B, 1, 1]`` for token sequences) during stacked counterfactual evaluation.
 
 - ADD: ``(1 − α)·h + α·s`` (``torch.lerp``; exactly ``h`` at α = 0 and exactly ``s`` at α = 1).
 - MULTIPLY ("valve"): ``h · (1 + α · tanh(s − h))``; bounded in ``[h(1−α), h(1+α)]``, identity
@@ -35,7 +35,7 @@ def blend_multiply(h: torch.Tensor, s: torch.Tensor, alpha: Alpha) -> torch.Tens
 
 
 def blend_gate(h: torch.Tensor, s: torch.Tensor, alpha: Alpha, gate: torch.Tensor) -> torch.Tensor:
-    """``lerp(h, s, clamp(α · gate, 0, 1))`` with ``gate`` ``[B, 1]`` or ``[B, 1, 1, 1]`` in (0, 1)."""
+    """``lerp(h, s, clamp(α · gate, 0, 1))`` with ``gate`` ``[B, 1]``, ``[B, 1, 1, 1]`` or ``[B, T, 1]`` in (0, 1)."""
     return torch.lerp(h, s, (alpha * gate).clamp(0.0, 1.0))
 
 

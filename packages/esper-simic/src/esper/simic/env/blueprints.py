@@ -9,7 +9,14 @@ never BatchNorm, so stacked counterfactual evaluation is exact.
 
 CNN (``[B, C, H, W]``): norm, attention (squeeze-excitation), depthwise, bottleneck, conv_small,
 conv_light, conv_heavy. MLP (``[B, W]``): norm, attention (feature gating), lora, lora_large,
-mlp_small, mlp. Which blueprints a topology offers comes from the contract
+mlp_small, mlp. Transformer (``[B, T, D]``, every operation per token or causal): norm, lora,
+lora_large and mlp as for the MLP host (applied to each token's features), attention (one extra
+causal self-attention head over the whole prefix), flex_attention (the same head restricted to a
+sliding window of the last :data:`FLEX_ATTENTION_WINDOW` tokens: the block-sparse masks
+FlexAttention is for, written as an SDPA mask) and mlp_small, which on this host is the *gated
+feature block* ``x + σ(W_g x) ⊙ W_p x`` (a GLU-style gated unit, Dauphin et al. 2017; the contract
+has no separate id for it, and a gated unit of width D is the transformer's small MLP). Which
+blueprints a topology offers comes from the contract
 (``TOPOLOGY_BLUEPRINTS``); :data:`BLUEPRINT_BUILDERS` must cover exactly those.
 """
 
@@ -22,6 +29,7 @@ import torch
 from torch import nn
 
 from esper.simic.env.param_init import build_seeded, zero_
+from esper.simic.env.transformer_layers import CausalSelfAttention
 from esper.tamiyo.contract import BlueprintAction, topology_blueprints
 
 #: ``builder(slot_shape) -> module``; ``slot_shape`` is the per-sample activation shape.
@@ -30,6 +38,8 @@ BlueprintBuilder = Callable[[tuple[int, ...]], nn.Module]
 #: Ranks of the MLP low-rank adapters.
 LORA_RANK = 4
 LORA_LARGE_RANK = 16
+#: Tokens the transformer's flex_attention seed attends to (itself included).
+FLEX_ATTENTION_WINDOW = 8
 
 
 def group_count(channels: int) -> int:
@@ -131,8 +141,10 @@ def _cnn_conv(kernel: int, depth: int) -> BlueprintBuilder:
     return build
 
 
+# The feature-vector builders below read the width from the last dimension, so they serve the MLP
+# host (``(W,)``) and, token by token, the transformer (``(T, D)``).
 def _mlp_norm(shape: tuple[int, ...]) -> nn.Module:
-    return NormSeed(nn.LayerNorm(shape[0]))
+    return NormSeed(nn.LayerNorm(shape[-1]))
 
 
 def _mlp_attention(shape: tuple[int, ...]) -> nn.Module:
@@ -141,7 +153,7 @@ def _mlp_attention(shape: tuple[int, ...]) -> nn.Module:
 
 def _mlp_lora(rank: int) -> BlueprintBuilder:
     def build(shape: tuple[int, ...]) -> nn.Module:
-        w = shape[0]
+        w = shape[-1]
         return Residual(nn.Sequential(nn.Linear(w, rank, bias=False), zero_(nn.Linear(rank, w, bias=False))))
 
     return build
@@ -149,8 +161,40 @@ def _mlp_lora(rank: int) -> BlueprintBuilder:
 
 def _mlp_expand(factor: int) -> BlueprintBuilder:
     def build(shape: tuple[int, ...]) -> nn.Module:
-        w = shape[0]
+        w = shape[-1]
         return Residual(nn.Sequential(nn.Linear(w, factor * w), nn.GELU(), zero_(nn.Linear(factor * w, w))))
+
+    return build
+
+
+class GatedFeatures(nn.Module):
+    """``x + σ(W_g x) ⊙ W_p x`` on the last dimension; ``W_p`` starts at zero, so the block is the identity at birth.
+
+    The gate decides per feature how much of the projection to add; with ``W_p = 0`` the gate's own
+    gradient is 0 at first and the projection learns first.
+    """
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.gate = nn.Linear(width, width)
+        self.proj = zero_(nn.Linear(width, width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + torch.sigmoid(self.gate(x)) * self.proj(x)
+
+
+def _transformer_gated(shape: tuple[int, ...]) -> nn.Module:
+    return GatedFeatures(shape[-1])
+
+
+def _transformer_attention(window: int) -> BlueprintBuilder:
+    """One extra causal head of width D over ``LN(x)`` (``window`` tokens, 0 = whole prefix); output projection zero."""
+
+    def build(shape: tuple[int, ...]) -> nn.Module:
+        width = shape[-1]
+        attention = CausalSelfAttention(width, num_heads=1, head_dim=width, window=window)
+        zero_(attention.proj)
+        return Residual(nn.Sequential(nn.LayerNorm(width), attention))
 
     return build
 
@@ -179,6 +223,17 @@ BLUEPRINT_BUILDERS: Mapping[str, Mapping[BlueprintAction, BlueprintBuilder]] = M
                 BlueprintAction.MLP: _mlp_expand(4),
             }
         ),
+        "transformer": MappingProxyType(
+            {
+                BlueprintAction.ATTENTION: _transformer_attention(0),
+                BlueprintAction.NORM: _mlp_norm,
+                BlueprintAction.LORA: _mlp_lora(LORA_RANK),
+                BlueprintAction.LORA_LARGE: _mlp_lora(LORA_LARGE_RANK),
+                BlueprintAction.MLP_SMALL: _transformer_gated,
+                BlueprintAction.MLP: _mlp_expand(4),
+                BlueprintAction.FLEX_ATTENTION: _transformer_attention(FLEX_ATTENTION_WINDOW),
+            }
+        ),
     }
 )
 
@@ -186,7 +241,7 @@ BLUEPRINT_BUILDERS: Mapping[str, Mapping[BlueprintAction, BlueprintBuilder]] = M
 def build_blueprint(
     topology: str, blueprint: BlueprintAction | int, slot_shape: tuple[int, ...], generator: torch.Generator
 ) -> nn.Module:
-    """A fresh seed module for ``slot_shape`` (``(W,)`` or ``(C, H, W)``) with identity output at birth.
+    """A fresh seed module for ``slot_shape`` (``(W,)``, ``(C, H, W)`` or ``(T, D)``) with identity output at birth.
 
     Raises ``ValueError`` when ``blueprint`` is not offered by ``topology`` (the contract's list).
     """
@@ -204,13 +259,15 @@ class Gate(nn.Module):
     """Learned per-sample blend gate ``g(x) ∈ (0, 1)`` for the GATE style: pool → Linear → ReLU → Linear → sigmoid.
 
     Output ``[B, 1]`` for feature vectors and ``[B, 1, 1, 1]`` for images (broadcasts against the
-    activation). Hidden width ``max(8, C/4)`` (reference). The last layer starts at zero, so the
-    gate starts at 0.5 for every sample.
+    activation). Token sequences ``(T, D)`` get one gate per token, ``[B, T, 1]``, from that token's
+    features: pooling over the sequence (as the reference does) would let every position's output
+    depend on later tokens, i.e. on the tokens it must predict. Hidden width ``max(8, C/4)``
+    (reference). The last layer starts at zero, so the gate starts at 0.5 for every sample.
     """
 
     def __init__(self, slot_shape: tuple[int, ...]) -> None:
         super().__init__()
-        width = slot_shape[0]
+        width = slot_shape[-1] if len(slot_shape) == 2 else slot_shape[0]
         hidden = max(8, width // 4)
         self.spatial = len(slot_shape) == 3
         self.fc1 = nn.Linear(width, hidden)

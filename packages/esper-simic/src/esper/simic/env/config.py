@@ -2,7 +2,7 @@
 
 ``EnvConfig`` holds what picks the environment (task, host, slots, episode length, reward mode) and
 one frozen section per concern: ``lifecycle``, ``host_training``, ``seed_training``, ``governor``,
-``reward`` (:class:`~esper.simic.env.rewards.RewardConfig`) and ``synthetic``. Each section is a
+``reward`` (:class:`~esper.simic.env.rewards.RewardConfig`), ``synthetic`` and ``text``. Each section is a
 ``[env.<section>]`` table in a config file and its fields are ``--<section>-<field>`` flags.
 
 Defaults are the CPU-sized faithful version of the reference (docs/design/reference-numbers.md): 40-epoch
@@ -21,12 +21,12 @@ from esper.simic.env.objective import ObjectiveConfig
 from esper.simic.env.rewards import RewardConfig, check_reward_mode
 from esper.tamiyo.contract import SlotConfig, parse_slot_id
 
-TaskName = Literal["digits", "synthetic", "cifar10"]
-HostName = Literal["mlp", "cnn"]
+TaskName = Literal["digits", "synthetic", "cifar10", "text"]
+HostName = Literal["mlp", "cnn", "transformer"]
 RewardMode = Literal["objective", "sparse"]
 
-TASKS: tuple[str, ...] = ("digits", "synthetic", "cifar10")
-HOSTS: tuple[str, ...] = ("mlp", "cnn")
+TASKS: tuple[str, ...] = ("digits", "synthetic", "cifar10", "text")
+HOSTS: tuple[str, ...] = ("mlp", "cnn", "transformer")
 #: Host blocks (slot positions). Slot ``r0c{i}`` sits after block ``i``.
 NUM_HOST_BLOCKS = 3
 
@@ -148,6 +148,39 @@ class SyntheticTask:
 
 
 @dataclass(frozen=True, slots=True)
+class TextTask:
+    """Windows, split and default corpus of the ``text`` task (ignored by the other tasks).
+
+    Tokens are bytes (vocabulary 256): any file reads without a tokenizer and nothing is ever
+    unknown; UTF-8 text becomes its bytes (a non-ASCII character is 2-4 tokens) and bytes that are
+    not valid UTF-8 are simply tokens too (the byte fallback).
+    """
+
+    context_length: int = 32
+    """Tokens per window (``T``): the host sees ``T`` tokens and predicts the next one at every position."""
+    train_windows: int = 200
+    """Training windows per host epoch, drawn from the episode's generator out of all the training split's
+    non-overlapping windows (0: every window, every epoch)."""
+    val_windows: int = 64
+    """Validation windows, evenly spaced over the validation split and the same every epoch (0: all of them)."""
+    val_fraction: float = 0.1
+    """Share of the token stream, at its end, held out for validation (in (0, 1))."""
+    max_bytes: int = 8_388_608
+    """Bytes of the corpus read at most (its beginning; 8 MiB = 64 MiB of int64 tokens); 0 reads it all."""
+    corpus_bytes: int = 200_000
+    """Size of the generated default corpus (no data_dir), in bytes: sentences are added until it is reached."""
+    corpus_seed: int = 0
+    """Seed of the default corpus's grammar sampler (fixed per config, so every episode sees the same corpus)."""
+
+    def __post_init__(self) -> None:
+        check_int("text.context_length", self.context_length, 1)
+        for name in ("train_windows", "val_windows", "max_bytes", "corpus_seed"):
+            check_int(f"text.{name}", getattr(self, name), 0)
+        check_int("text.corpus_bytes", self.corpus_bytes, 1)
+        check_float("text.val_fraction", self.val_fraction, low_inclusive=False, high=1.0, high_inclusive=False)
+
+
+@dataclass(frozen=True, slots=True)
 class EnvConfig:
     """Everything that defines one environment; two envs with equal configs, discounts and reset seeds are identical.
 
@@ -157,9 +190,11 @@ class EnvConfig:
 
     task: TaskName = "digits"
     """Dataset: ``digits`` (bundled UCI 8x8 digits, 1,200/597 split), ``synthetic`` (seeded, any size,
-    for tests) or ``cifar10`` (python pickle batches read from ``data_dir``; never downloaded)."""
+    for tests), ``cifar10`` (python pickle batches read from ``data_dir``; never downloaded) or ``text``
+    (next-byte prediction on the text corpus at ``data_dir``, else on a generated one; host ``transformer``)."""
     host: HostName = "mlp"
-    """Host topology: ``mlp`` (3 hidden blocks) or ``cnn`` (3 conv+BatchNorm+ReLU blocks); a slot after each block."""
+    """Host topology: ``mlp`` (3 hidden blocks), ``cnn`` (3 conv+BatchNorm+ReLU blocks) or ``transformer``
+    (3 pre-norm decoder blocks; the ``text`` task only); a slot after each block."""
     impaired: bool = True
     """Use the impaired (too small to learn the task well alone) width preset, so seeds have something to fix."""
     slot_ids: tuple[str, ...] = ("r0c0", "r0c1", "r0c2")
@@ -170,7 +205,8 @@ class EnvConfig:
     """Reward: ``objective`` (dense: γ·o_{t+1} − o_t of the running objective; default) or ``sparse`` (final step
     only); both make the discounted return a positive affine function of the episode's objective."""
     data_dir: str | None = None
-    """Directory of the CIFAR-10 python batches (``data_batch_1..5``, ``test_batch``); only for ``task=cifar10``."""
+    """Directory of the CIFAR-10 python batches (``data_batch_1..5``, ``test_batch``) for ``task=cifar10``; for
+    ``task=text`` a text file or a folder of ``.txt`` files (read in sorted order), optional."""
     lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
     """Seed lifecycle rules (dwell times, prune age, embargo, seed budget, auto-advance)."""
     host_training: HostTraining = field(default_factory=HostTraining)
@@ -185,6 +221,8 @@ class EnvConfig:
     """Weights of the reward (the governor penalty, accuracy points)."""
     synthetic: SyntheticTask = field(default_factory=SyntheticTask)
     """Size and seed of the ``synthetic`` task."""
+    text: TextTask = field(default_factory=TextTask)
+    """Windows, split and default corpus of the ``text`` task."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "slot_ids", tuple(self.slot_ids))
@@ -192,6 +230,11 @@ class EnvConfig:
             raise ValueError(f"unknown task {self.task!r}; expected one of {list(TASKS)}")
         if self.host not in HOSTS:
             raise ValueError(f"unknown host {self.host!r}; expected one of {list(HOSTS)}")
+        if (self.task == "text") != (self.host == "transformer"):
+            raise ValueError(
+                f"task {self.task!r} cannot run on host {self.host!r}: the text task needs the transformer host "
+                "and the transformer host needs the text task"
+            )
         check_reward_mode(self.reward_mode)
         if not isinstance(self.impaired, bool):
             raise TypeError(f"impaired must be a bool, got {self.impaired!r}")
@@ -209,7 +252,7 @@ class EnvConfig:
 
     @property
     def topology(self) -> str:
-        """Blueprint topology of the host (``"mlp"`` or ``"cnn"``), as the contract's masks expect it."""
+        """Blueprint topology of the host (``mlp``, ``cnn`` or ``transformer``), as the contract's masks expect it."""
         return self.host
 
     @property

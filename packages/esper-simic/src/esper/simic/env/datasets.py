@@ -6,14 +6,22 @@
   ``scripts/make_digits_data.py``).
 - ``synthetic``: a seeded generator of any size (class prototypes plus noise), for tests.
 - ``cifar10``: the standard CIFAR-10 python pickle batches read from a local directory.
+- ``text``: next-byte prediction on a plain-text corpus (a file, or a folder of ``.txt`` files
+  read in sorted order; TinyStories' text files work as they are), or, without ``data_dir``, on a
+  corpus generated at load time by ``grammar.py``. Tokens are bytes (vocabulary 256, see
+  :class:`~esper.simic.env.config.TextTask`); the last ``val_fraction`` of the token stream is the
+  validation split; both splits are cut into non-overlapping windows of ``context_length`` tokens.
 
 Images are float32 ``[N, C, H, W]``, standardised with statistics of the training split;
-labels are int64 ``[N]``. Every task is fixed by its config, so all episodes and all environments
-see the same data; only the minibatch order depends on the episode seed.
+labels are int64 ``[N]``. Text windows are int64 token ids ``[N, T]`` with targets ``[N, T]``, the
+same stream shifted by one token (``y[i, t] = x[i, t + 1]``). Every task is fixed by its config,
+so all episodes and all environments see the same data; only the minibatch order (and, for text,
+which windows an epoch trains on) depends on the episode seed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from dataclasses import dataclass
 from importlib import resources
@@ -22,7 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from esper.simic.env.config import EnvConfig
+from esper.simic.env.config import EnvConfig, TextTask
+from esper.simic.env.grammar import generate_corpus
 
 #: Per-channel CIFAR-10 training-set mean and std (the usual CIFAR-10 normalisation).
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -37,29 +46,32 @@ class DataError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class TaskData:
-    """Train and validation tensors of one classification task (read-only by convention: shared by envs)."""
+    """Train and validation tensors of one task (read-only by convention: shared by envs).
+
+    Images: ``x`` float32 ``[N, C, H, W]``, ``y`` int64 ``[N]``. Text: ``x`` int64 token ids ``[N, T]``,
+    ``y`` int64 next tokens ``[N, T]`` (one prediction per position), classes = vocabulary.
+    """
 
     name: str
-    """Task name (``digits``, ``synthetic``, ``cifar10``)."""
+    """Task name (``digits``, ``synthetic``, ``cifar10``, ``text``)."""
     train_x: torch.Tensor
-    """float32 ``[N_train, C, H, W]``."""
+    """float32 ``[N_train, C, H, W]``, or int64 ``[N_train, T]`` token windows."""
     train_y: torch.Tensor
-    """int64 ``[N_train]`` in ``[0, num_classes)``."""
+    """int64 ``[N_train]`` (or ``[N_train, T]``) in ``[0, num_classes)``."""
     val_x: torch.Tensor
-    """float32 ``[N_val, C, H, W]``."""
+    """float32 ``[N_val, C, H, W]``, or int64 ``[N_val, T]``."""
     val_y: torch.Tensor
-    """int64 ``[N_val]``."""
+    """int64 ``[N_val]`` (or ``[N_val, T]``)."""
     num_classes: int
-    """Number of classes."""
+    """Number of classes (the vocabulary size for text)."""
+    epoch_samples: int | None = None
+    """Training samples per host epoch, the first of each epoch's permutation; None: all of them."""
 
     def __post_init__(self) -> None:
         for split, x, y in (("train", self.train_x, self.train_y), ("val", self.val_x, self.val_y)):
-            if x.dim() != 4 or x.dtype != torch.float32:
-                raise DataError(f"{self.name}: {split}_x must be float32 [N, C, H, W], got {x.dtype} {tuple(x.shape)}")
-            if y.shape != (x.shape[0],) or y.dtype != torch.int64:
-                raise DataError(f"{self.name}: {split}_y must be int64 [{x.shape[0]}], got {y.dtype} {tuple(y.shape)}")
-            if x.shape[0] == 0:
-                raise DataError(f"{self.name}: the {split} split is empty")
+            _check_split(self.name, split, x, y)
+        if self.epoch_samples is not None and self.epoch_samples < 1:
+            raise DataError(f"{self.name}: epoch_samples must be >= 1 or None, got {self.epoch_samples}")
         if self.train_x.shape[1:] != self.val_x.shape[1:]:
             raise DataError(
                 f"{self.name}: train and val images differ in shape: "
@@ -73,23 +85,39 @@ class TaskData:
             )
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
-        """``(C, H, W)`` of one image."""
-        c, h, w = self.train_x.shape[1:]
-        return int(c), int(h), int(w)
+    def input_shape(self) -> tuple[int, ...]:
+        """One sample's shape: ``(C, H, W)`` of an image or ``(T,)`` of a token window."""
+        return tuple(int(size) for size in self.train_x.shape[1:])
 
     def to(self, device: torch.device | str) -> TaskData:
         """Copy on ``device`` (the same object when already there)."""
         if self.train_x.device == torch.device(device):
             return self
-        return TaskData(
-            self.name,
-            self.train_x.to(device),
-            self.train_y.to(device),
-            self.val_x.to(device),
-            self.val_y.to(device),
-            self.num_classes,
+        return dataclasses.replace(
+            self,
+            train_x=self.train_x.to(device),
+            train_y=self.train_y.to(device),
+            val_x=self.val_x.to(device),
+            val_y=self.val_y.to(device),
         )
+
+
+def _check_split(name: str, split: str, x: torch.Tensor, y: torch.Tensor) -> None:
+    """Images ``x`` float32 ``[N, C, H, W]`` with ``y`` int64 ``[N]``, or tokens ``x`` int64 ``[N, T]`` with ``y``
+    alike."""
+    if x.dtype == torch.int64 and x.dim() == 2:
+        if y.shape != x.shape or y.dtype != torch.int64:
+            raise DataError(
+                f"{name}: {split}_y must be int64 {tuple(x.shape)} like {split}_x, got {y.dtype} {tuple(y.shape)}"
+            )
+    elif x.dim() != 4 or x.dtype != torch.float32:
+        raise DataError(
+            f"{name}: {split}_x must be float32 [N, C, H, W] or int64 [N, T], got {x.dtype} {tuple(x.shape)}"
+        )
+    elif y.shape != (x.shape[0],) or y.dtype != torch.int64:
+        raise DataError(f"{name}: {split}_y must be int64 [{x.shape[0]}], got {y.dtype} {tuple(y.shape)}")
+    if x.shape[0] == 0:
+        raise DataError(f"{name}: the {split} split is empty")
 
 
 def _standardised(
@@ -202,11 +230,82 @@ def load_cifar10(data_dir: str | Path) -> TaskData:
     return _task("cifar10", scale(train_x), scale(val_x), train_y, val_y, 10)
 
 
+def read_corpus(path: str | Path, *, max_bytes: int = 0) -> bytes:
+    """The bytes of a text file, or of every ``*.txt`` file of a folder in sorted name order (joined by newlines).
+
+    At most ``max_bytes`` bytes are read (the beginning; 0: everything). The bytes are returned as
+    they are, without decoding: the text task's tokens are bytes, so invalid UTF-8 is not an error.
+    Raises ``DataError`` for a missing path, a folder without ``.txt`` files, or no text at all.
+    """
+    root = Path(path).expanduser()
+    if root.is_dir():
+        files = sorted(f for f in root.glob("*.txt") if f.is_file())
+        if not files:
+            raise DataError(f"text corpus folder {str(root)!r} holds no .txt files")
+    elif root.is_file():
+        files = [root]
+    else:
+        raise DataError(f"text corpus {str(root)!r} does not exist (give a text file or a folder of .txt files)")
+    parts: list[bytes] = []
+    remaining = max_bytes or -1  # bytes still wanted; -1 reads whole files
+    for file in files:
+        with file.open("rb") as f:
+            parts.append(f.read(remaining))
+        if max_bytes:
+            remaining -= len(parts[-1]) + 1  # + the joining newline
+            if remaining <= 0:
+                break
+    data = b"\n".join(parts)[: max_bytes or None]
+    if not data.strip():
+        raise DataError(f"text corpus {str(root)!r} is empty")
+    return data
+
+
+def token_windows(tokens: torch.Tensor, context_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Non-overlapping windows of a token stream ``[n]``: ``x [N, T]`` and the next tokens ``y [N, T]``.
+
+    ``N = (n − 1) // T``; both are views of ``tokens`` (no copy).
+    """
+    count = (tokens.numel() - 1) // context_length
+    end = count * context_length
+    return tokens[:end].view(count, context_length), tokens[1 : end + 1].view(count, context_length)
+
+
+def load_text(settings: TextTask, data_dir: str | None) -> TaskData:
+    """The ``text`` task: byte tokens of the corpus at ``data_dir`` (else the generated one), split and windowed.
+
+    Train windows cover the first ``1 − val_fraction`` of the stream (an epoch trains on
+    ``train_windows`` of them); ``val_windows`` evenly spaced windows of the rest are the fixed
+    validation set. Raises ``DataError`` when either split has no complete window.
+    """
+    if data_dir is None:
+        corpus = generate_corpus(settings.corpus_bytes, settings.corpus_seed)
+    else:
+        corpus = read_corpus(data_dir, max_bytes=settings.max_bytes)
+    tokens = torch.frombuffer(bytearray(corpus), dtype=torch.uint8).to(torch.int64)
+    split = tokens.numel() - round(settings.val_fraction * tokens.numel())
+    t = settings.context_length
+    train_x, train_y = token_windows(tokens[:split], t)
+    val_x, val_y = token_windows(tokens[split:], t)
+    if train_x.shape[0] == 0 or val_x.shape[0] == 0:
+        raise DataError(
+            f"text corpus of {tokens.numel()} bytes is too short for windows of {t} tokens in both splits "
+            f"(validation share {settings.val_fraction})"
+        )
+    if settings.val_windows and val_x.shape[0] > settings.val_windows:
+        keep = torch.linspace(0, val_x.shape[0] - 1, settings.val_windows).round().long()
+        val_x, val_y = val_x[keep], val_y[keep]
+    epoch_samples = settings.train_windows if 0 < settings.train_windows < train_x.shape[0] else None
+    return TaskData("text", train_x, train_y, val_x, val_y, 256, epoch_samples)
+
+
 def load_task(config: EnvConfig) -> TaskData:
     """The task named by ``config.task`` (CPU tensors; move them with :meth:`TaskData.to`)."""
     if config.task == "digits":
         return load_digits()
     if config.task == "synthetic":
         return make_synthetic(config.synthetic.train_size, config.synthetic.val_size, seed=config.synthetic.seed)
+    if config.task == "text":
+        return load_text(config.text, config.data_dir)
     assert config.data_dir is not None  # EnvConfig guarantees it for cifar10
     return load_cifar10(config.data_dir)

@@ -6,6 +6,10 @@ gradients are clipped and stepped with that seed's own optimiser (separate clipp
 reference). Seed gradient health is measured on the first minibatch before clipping (per-tensor
 vanishing/exploding fractions); gradient finiteness is tracked on every minibatch without a host
 sync, and all scalars are read back once at the end of the epoch.
+
+Loss and accuracy are per prediction: one per sample for the image tasks, one per position for the
+text task (logits ``[B, T, vocab]``, targets ``[B, T]``). A task with ``epoch_samples`` (text)
+trains on that many samples per epoch, the first ones of the epoch's permutation.
 """
 
 from __future__ import annotations
@@ -31,9 +35,9 @@ class EpochStats:
     """What one training epoch measured."""
 
     train_loss: float
-    """Mean minibatch cross-entropy (NaN/Inf if any minibatch was non-finite)."""
+    """Mean minibatch cross-entropy (per token for the text task; NaN/Inf if any minibatch was non-finite)."""
     train_accuracy: float
-    """Training accuracy over the epoch's minibatches, percent."""
+    """Training accuracy over the epoch's minibatches (next-token accuracy for the text task), percent."""
     num_batches: int
     """Minibatches run."""
     seed_gradients: dict[str, GradientStats]
@@ -68,13 +72,14 @@ def train_epoch(
 ) -> EpochStats:
     """Train ``model`` for one pass over ``data.train_x`` in minibatches of ``batch_size`` (last partial one dropped).
 
-    The permutation comes from ``generator`` (CPU). Seeds in an active stage with an optimiser
-    train alongside the host; frozen seed parameters (DOWN ramps) are skipped.
+    The permutation comes from ``generator`` (CPU); with ``data.epoch_samples`` set, the pass covers
+    only that many samples of it. Seeds in an active stage with an optimiser train alongside the
+    host; frozen seed parameters (DOWN ramps) are skipped.
     """
     model.train()
-    n = data.train_x.shape[0]
     device = data.train_x.device
-    order = torch.randperm(n, generator=generator).to(device)
+    order = torch.randperm(data.train_x.shape[0], generator=generator)[: data.epoch_samples].to(device)
+    n = order.numel()
     x_all, y_all = data.train_x[order], data.train_y[order]
     num_batches = max(n // batch_size, 1)
     size = min(batch_size, n)
@@ -92,7 +97,7 @@ def train_epoch(
     for b in range(num_batches):
         xb, yb = x_all[b * size : (b + 1) * size], y_all[b * size : (b + 1) * size]
         logits = model(xb)
-        loss = F.cross_entropy(logits, yb)
+        loss = F.cross_entropy(logits.flatten(0, -2), yb.flatten())
         host_optimizer.zero_grad(set_to_none=True)
         for slot, _ in seeds:
             slot.optimizer.zero_grad(set_to_none=True)  # type: ignore[union-attr]
@@ -107,7 +112,7 @@ def train_epoch(
             finite[slot.slot_id] &= torch.isfinite(norm)
             slot.optimizer.step()  # type: ignore[union-attr]
         loss_sum += loss.detach()
-        correct += (logits.detach().argmax(dim=1) == yb).sum()
+        correct += (logits.detach().argmax(dim=-1) == yb).sum()
     stats: dict[str, GradientStats] = {}
     for slot, _ in seeds:
         per_tensor, global_norm = first_norms[slot.slot_id]
@@ -120,7 +125,7 @@ def train_epoch(
         )
     return EpochStats(
         train_loss=float(loss_sum) / num_batches,
-        train_accuracy=100.0 * float(correct) / (num_batches * size),
+        train_accuracy=100.0 * float(correct) / (num_batches * size * data.train_y[0].numel()),
         num_batches=num_batches,
         seed_gradients=stats,
     )

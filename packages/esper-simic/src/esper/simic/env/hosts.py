@@ -6,6 +6,11 @@
   and 2 (while the map is at least 4 wide), so slots see ``[B, C_i, H_i, W_i]`` at 8/4/2 pixels on
   digits and 32/16/8 on CIFAR; head = global average pool → ``Linear``. The slot sits before the
   pool (the reference's PRE_POOL row).
+- ``transformer``: a decoder-only language model on byte tokens. Block 0 embeds the token ids
+  (token + learned position embeddings) and runs the first pre-norm block (causal
+  self-attention, then a GELU MLP; ``transformer_layers.py``); blocks 1 and 2 are further
+  pre-norm blocks; head = final LayerNorm → ``Linear`` to the vocabulary. Slot activations are the
+  residual stream ``[B, T, D]``; logits ``[B, T, vocab]``, one next-token prediction per position.
 
 Each topology has a normal and an *impaired* preset. The impaired hosts lack an operation that a
 seed can supply, so growing the right seed in the right slot rescues them:
@@ -20,10 +25,19 @@ seed can supply, so growing the right seed in the right slot rescues them:
   hosts were tried first: digits is nearly linearly separable, so their accuracy was limited by
   dead units and bottleneck width, which shape-preserving seeds cannot fix, and seeds changed
   little.)
+- impaired transformer: attention window 1, i.e. every token attends only to itself, so the
+  host is a per-position "current byte → next byte" model with no context; an attention seed
+  (``attention``, ``flex_attention``) supplies the context. Measured on the generated default
+  corpus (env seed 0, next-byte accuracy after 40 epochs of 200 windows): impaired 29 %, normal
+  27 % at the default host lr 0.02; 33 % for both at lr 0.1, and 33 % for the impaired host with
+  an attention or flex_attention seed fossilized at r0c0. At this budget the host is still
+  learning byte statistics and context barely matters yet; with 512 windows per epoch (lr 0.1,
+  host alone) the normal host reaches 39 % and the impaired one 35 %.
 
 The normal presets reach about 95 % (mlp, 4,522 parameters) and 97–98 % (cnn, 6,274) on digits
-without seeds; the impaired ones have 1,292 (mlp) and 160 (cnn) parameters. All figures: default
-``EnvConfig`` optimiser settings, env seeds 0–3.
+without seeds; the impaired ones have 1,292 (mlp) and 160 (cnn) parameters. All digits figures:
+default ``EnvConfig`` optimiser settings, env seeds 0–3. Both transformer presets have 43,360
+parameters (D = 32, 2 heads, MLP width 64, context 32, 256 byte tokens).
 """
 
 from __future__ import annotations
@@ -39,6 +53,7 @@ from torch import nn
 
 from esper.simic.env.config import NUM_HOST_BLOCKS
 from esper.simic.env.param_init import build_seeded
+from esper.simic.env.transformer_layers import TokenEmbedding, TransformerBlock
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,17 +61,30 @@ class HostPreset:
     """Widths of one host variant."""
 
     widths: tuple[int, ...]
-    """Features (mlp) or channels (cnn) of each block, one per slot position."""
+    """Features (mlp), channels (cnn) or MLP hidden width (transformer) of each block, one per slot position."""
     kernel_size: int = 3
     """Conv kernel size (cnn only); the impaired cnn uses 1×1 kernels (no spatial receptive field)."""
     activation: bool = True
     """ReLU after each mlp block; the impaired mlp has none, so only seeds can add non-linearity."""
+    embed_dim: int = 32
+    """Residual-stream width ``D`` of the transformer (transformer only): every slot sees ``[B, T, D]``."""
+    num_heads: int = 2
+    """Attention heads of each transformer block (transformer only; must divide ``embed_dim``)."""
+    attention_window: int = 0
+    """Positions a transformer token attends to, itself included (transformer only); 0 = the whole prefix.
+    The impaired transformer uses 1: no context, which attention seeds can supply."""
 
     def __post_init__(self) -> None:
         if len(self.widths) != NUM_HOST_BLOCKS or any(w < 1 for w in self.widths):
             raise ValueError(f"need {NUM_HOST_BLOCKS} positive widths, got {self.widths}")
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd and >= 1, got {self.kernel_size}")
+        if self.num_heads < 1 or self.embed_dim < 1 or self.embed_dim % self.num_heads:
+            raise ValueError(
+                f"embed_dim ({self.embed_dim}) must be a positive multiple of num_heads ({self.num_heads})"
+            )
+        if self.attention_window < 0:
+            raise ValueError(f"attention_window must be >= 0 (0 = the whole prefix), got {self.attention_window}")
 
 
 #: ``(topology, impaired) → preset`` (measurements in the module docstring).
@@ -66,6 +94,8 @@ HOST_PRESETS: Mapping[tuple[str, bool], HostPreset] = MappingProxyType(
         ("mlp", True): HostPreset((16, 2, 16), activation=False),
         ("cnn", False): HostPreset((8, 16, 32), kernel_size=3),
         ("cnn", True): HostPreset((2, 4, 8), kernel_size=1),
+        ("transformer", False): HostPreset((64, 64, 64)),
+        ("transformer", True): HostPreset((64, 64, 64), attention_window=1),
     }
 )
 
@@ -81,10 +111,12 @@ class HostNetwork(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.head = head
         self.slot_shapes = slot_shapes
-        """Per-sample activation shape at each slot: ``(W,)`` for mlp, ``(C, H, W)`` for cnn."""
+        """Per-sample activation shape at each slot: ``(W,)`` for mlp, ``(C, H, W)`` for cnn, ``(T, D)`` for
+        transformer (features last)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Seedless forward: images ``[B, C, H, W]`` → logits ``[B, num_classes]``."""
+        """Seedless forward: images ``[B, C, H, W]`` → logits ``[B, num_classes]``, or token ids int64 ``[B, T]``
+        → next-token logits ``[B, T, vocab]`` (transformer)."""
         for block in self.blocks:
             x = block(x)
         return self.head(x)
@@ -95,7 +127,14 @@ class HostNetwork(nn.Module):
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
 
-def _mlp(input_shape: tuple[int, int, int], num_classes: int, preset: HostPreset) -> HostNetwork:
+def _image_shape(topology: str, input_shape: tuple[int, ...]) -> tuple[int, int, int]:
+    if len(input_shape) != 3:
+        raise ValueError(f"the {topology} host needs images (input shape (C, H, W)), got input shape {input_shape}")
+    return input_shape[0], input_shape[1], input_shape[2]
+
+
+def _mlp(input_shape: tuple[int, ...], num_classes: int, preset: HostPreset) -> HostNetwork:
+    input_shape = _image_shape("mlp", input_shape)
     in_features = input_shape[0] * input_shape[1] * input_shape[2]
     blocks: list[nn.Module] = []
     for i, width in enumerate(preset.widths):
@@ -106,8 +145,8 @@ def _mlp(input_shape: tuple[int, int, int], num_classes: int, preset: HostPreset
     return HostNetwork("mlp", blocks, nn.Linear(in_features, num_classes), tuple((w,) for w in preset.widths))
 
 
-def _cnn(input_shape: tuple[int, int, int], num_classes: int, preset: HostPreset) -> HostNetwork:
-    channels, height, width = input_shape
+def _cnn(input_shape: tuple[int, ...], num_classes: int, preset: HostPreset) -> HostNetwork:
+    channels, height, width = _image_shape("cnn", input_shape)
     blocks: list[nn.Module] = []
     shapes: list[tuple[int, ...]] = []
     k = preset.kernel_size
@@ -128,35 +167,53 @@ def _cnn(input_shape: tuple[int, int, int], num_classes: int, preset: HostPreset
     return HostNetwork("cnn", blocks, head, tuple(shapes))
 
 
+def _transformer(input_shape: tuple[int, ...], num_classes: int, preset: HostPreset) -> HostNetwork:
+    """``num_classes`` is the vocabulary (token ids in, next-token logits out); ``input_shape`` is ``(T,)``."""
+    if len(input_shape) != 1:
+        raise ValueError(f"the transformer host needs token windows (input shape (T,)), got input shape {input_shape}")
+    context_length, width = input_shape[0], preset.embed_dim
+    blocks: list[nn.Module] = [
+        TransformerBlock(width, preset.num_heads, mlp_width, preset.attention_window) for mlp_width in preset.widths
+    ]
+    blocks[0] = nn.Sequential(TokenEmbedding(num_classes, context_length, width), blocks[0])
+    head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, num_classes))
+    return HostNetwork("transformer", blocks, head, tuple((context_length, width) for _ in preset.widths))
+
+
+_FACTORIES = MappingProxyType({"mlp": _mlp, "cnn": _cnn, "transformer": _transformer})
+
+
 def build_host(
     topology: str,
     *,
     impaired: bool,
-    input_shape: tuple[int, int, int],
+    input_shape: tuple[int, ...],
     num_classes: int,
     generator: torch.Generator,
     preset: HostPreset | None = None,
 ) -> HostNetwork:
     """A freshly initialised host (parameters drawn from ``generator``, on CPU).
 
-    ``preset`` overrides the width preset of ``(topology, impaired)``.
+    ``input_shape`` is one sample's shape: ``(C, H, W)`` images (mlp, cnn) or ``(T,)`` token windows
+    (transformer, whose ``num_classes`` is the vocabulary). ``preset`` overrides the width preset of
+    ``(topology, impaired)``.
     """
-    if topology not in ("mlp", "cnn"):
-        raise ValueError(f"unknown host topology {topology!r}; expected 'mlp' or 'cnn'")
+    if topology not in _FACTORIES:
+        raise ValueError(f"unknown host topology {topology!r}; expected one of {list(_FACTORIES)}")
     chosen = preset or HOST_PRESETS[(topology, impaired)]
-    factory = _mlp if topology == "mlp" else _cnn
+    factory = _FACTORIES[topology]
     return build_seeded(lambda: factory(input_shape, num_classes, chosen), generator)
 
 
-def host_param_count(topology: str, preset: HostPreset, *, input_shape: tuple[int, int, int], num_classes: int) -> int:
+def host_param_count(topology: str, preset: HostPreset, *, input_shape: tuple[int, ...], num_classes: int) -> int:
     """Trainable parameters of a host with ``preset``, counted on the meta device (no memory, no RNG)."""
-    factory = _mlp if topology == "mlp" else _cnn
+    factory = _FACTORIES[topology]
     with torch.device("meta"):
         return factory(input_shape, num_classes, preset).num_params
 
 
 def widened_preset(
-    topology: str, preset: HostPreset, target_params: int, *, input_shape: tuple[int, int, int], num_classes: int
+    topology: str, preset: HostPreset, target_params: int, *, input_shape: tuple[int, ...], num_classes: int
 ) -> HostPreset:
     """``preset`` with every block width scaled so the host's parameter count is closest to ``target_params``.
 

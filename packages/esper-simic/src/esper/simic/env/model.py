@@ -4,7 +4,9 @@
 activation through its slot. :meth:`MorphogeneticModel.forward_configs` evaluates K alpha
 configurations in one pass for counterfactual validation: the batch is shared until the first
 slot whose alpha differs between configurations, then repeated K times along the batch dimension
-with a per-sample alpha tensor at every slot that varies.
+with a per-sample alpha tensor at every slot that varies (``[K·B, 1, ...]``, one trailing 1 per
+activation dimension: ``[K·B, 1]`` for the MLP, ``[K·B, 1, 1, 1]`` for the CNN, ``[K·B, 1, 1]`` for
+the transformer's ``[K·B, T, D]``).
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ class MorphogeneticModel(nn.Module):
         return [s for s in self.slots.values()]  # type: ignore[misc]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``[B, C, H, W]`` → logits ``[B, num_classes]`` with every slot at its own alpha."""
+        """Host input (images ``[B, C, H, W]`` or token ids ``[B, T]``) → logits ``[B, num_classes]`` or
+        ``[B, T, vocab]``, with every slot at its own alpha."""
         h = x
         for i, block in enumerate(self.host.blocks):
             h = block(h)
@@ -55,7 +58,8 @@ class MorphogeneticModel(nn.Module):
         return self.host.head(h)
 
     def forward_configs(self, x: torch.Tensor, alpha_table: Mapping[str, Sequence[float]]) -> torch.Tensor:
-        """Logits ``[K, B, num_classes]`` of K alpha configurations in one stacked pass.
+        """Logits ``[K, B, ...]`` (``[K, B, num_classes]``, or ``[K, B, T, vocab]`` for the transformer) of K alpha
+        configurations in one stacked pass.
 
         ``alpha_table[slot_id]`` gives that slot's alpha in each of the K configurations (all the
         same length K); slots not in the table use their own alpha in every configuration.
@@ -85,5 +89,5 @@ class MorphogeneticModel(nn.Module):
             h = self.slots[slot_id](h, per_sample.view(-1, *([1] * (h.dim() - 1))))
         logits = self.host.head(h)
         if not expanded:
-            return logits.unsqueeze(0).expand(num_configs, -1, -1)
-        return logits.view(num_configs, batch, -1)
+            return logits.unsqueeze(0).expand(num_configs, *logits.shape)
+        return logits.view(num_configs, batch, *logits.shape[1:])

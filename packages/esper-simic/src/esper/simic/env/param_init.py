@@ -1,9 +1,9 @@
 """Seeded parameter initialisation, so hosts and seeds never draw from torch's global RNG.
 
 ``reset_parameters_`` reproduces PyTorch's default initialisation of ``nn.Linear`` / ``nn.Conv2d``
-(Kaiming-uniform with ``a = √5``, bias ``U(±1/√fan_in)``) and of the affine norms (weight 1,
-bias 0), but draws from an explicit ``torch.Generator``: the same generator state gives the same
-network, whatever else the process did before.
+(Kaiming-uniform with ``a = √5``, bias ``U(±1/√fan_in)``), of ``nn.Embedding`` (``N(0, 1)``) and
+of the affine norms (weight 1, bias 0), but draws from an explicit ``torch.Generator``: the same
+generator state gives the same network, whatever else the process did before.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ M = TypeVar("M", bound=nn.Module)
 
 
 def reset_parameters_(module: nn.Module, generator: torch.Generator) -> nn.Module:
-    """Re-initialise every Linear/Conv/norm layer of ``module`` in place from ``generator``; returns it."""
+    """Re-initialise every Linear/Conv/Embedding/norm layer of ``module`` in place from ``generator``; returns it."""
     for layer in module.modules():
         if isinstance(layer, (nn.Linear, nn.Conv2d)):
             with torch.no_grad():
@@ -28,6 +28,9 @@ def reset_parameters_(module: nn.Module, generator: torch.Generator) -> nn.Modul
                     fan_in = layer.weight[0].numel()
                     bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
                     nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+        elif isinstance(layer, nn.Embedding):
+            with torch.no_grad():
+                nn.init.normal_(layer.weight, generator=generator)
         elif isinstance(layer, (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)) and layer.weight is not None:
             with torch.no_grad():
                 layer.weight.fill_(1.0)

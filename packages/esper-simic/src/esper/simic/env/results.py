@@ -8,6 +8,7 @@ Gymnasium boundary (``esper.simic.env.gym_adapter``), built from these records.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -84,6 +85,15 @@ class StepInfo:
     """Parameters of the host network."""
     extra_compute: float
     """Training compute the seeds have cost so far in the episode, in host-epochs (see ``objective.py``)."""
+
+    @property
+    def val_perplexity(self) -> float:
+        """``exp(val_loss)``: the validation perplexity per token on the text task (``inf`` past float range).
+
+        A property, not a field: it is a function of ``val_loss``, so records and the Gymnasium dict
+        keep one number for it.
+        """
+        return math.inf if self.val_loss > 709.0 else math.exp(self.val_loss)  # exp overflows a float past 709.78
 
     def as_dict(self) -> dict[str, Any]:
         """A plain, JSON-able dict (the Gymnasium ``info``), reward components as a nested dict."""

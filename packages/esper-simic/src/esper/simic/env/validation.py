@@ -13,6 +13,10 @@ Identical configurations are evaluated once (with no measured seed, all four col
 ``main``). Each validation chunk runs through :meth:`MorphogeneticModel.forward_configs`, so the
 extra configurations cost one wider forward, not a Python loop of forwards. Evaluation is in
 eval mode (BatchNorm running statistics) under ``torch.inference_mode``.
+
+A sample may hold several predictions (the text task's ``y`` is ``[N, T]``: one next token per
+position); loss and accuracy are then per prediction (per token), so the loss is the mean
+next-token cross-entropy and ``exp(loss)`` the perplexity.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from esper.tamiyo.contract import SeedStage
 
 @dataclass(frozen=True, slots=True)
 class ValidationResult:
-    """One epoch's validation metrics. Accuracies are percent in [0, 100]; losses are mean cross-entropy."""
+    """One epoch's validation metrics. Accuracies are percent in [0, 100]; losses are mean cross-entropy (per token
+    for the text task)."""
 
     loss: float
     """Validation loss of the main configuration (NaN/Inf if the model diverged)."""
@@ -75,7 +80,8 @@ def build_configs(model: MorphogeneticModel) -> tuple[dict[str, list[float]], di
 
 
 def validate(model: MorphogeneticModel, x: torch.Tensor, y: torch.Tensor, *, chunk_size: int) -> ValidationResult:
-    """Evaluate ``model`` on ``x [N, C, H, W]`` / ``y [N]`` with all counterfactual configurations.
+    """Evaluate ``model`` on ``x [N, C, H, W]`` / ``y [N]`` (or tokens ``x [N, T]`` / ``y [N, T]``) with all
+    counterfactual configurations.
 
     Chunks of ``chunk_size`` samples are each expanded to ``K × chunk`` inside the model; the
     sums are read back to Python once at the end.
@@ -88,11 +94,12 @@ def validate(model: MorphogeneticModel, x: torch.Tensor, y: torch.Tensor, *, chu
     with torch.inference_mode():
         for start in range(0, x.shape[0], chunk_size):
             xb, yb = x[start : start + chunk_size], y[start : start + chunk_size]
-            logits = model.forward_configs(xb, table)  # [K, n, classes]
-            targets = yb.expand(num_configs, -1)
+            logits = model.forward_configs(xb, table)  # [K, n, classes] or [K, n, T, vocab]
+            logits = logits.reshape(num_configs, -1, logits.shape[-1])  # [K, predictions, classes]
+            targets = yb.reshape(1, -1).expand(num_configs, -1)
             loss_sum += F.cross_entropy(logits.transpose(1, 2), targets, reduction="none").sum(dim=1)
             correct += (logits.argmax(dim=-1) == targets).sum(dim=1)
-    n = x.shape[0]
+    n = y.numel()
     losses = (loss_sum / n).tolist()
     accuracies = (100.0 * correct.double() / n).tolist()
     main = accuracies[index["main"]]

@@ -149,7 +149,7 @@ class HostShape:
 
     topology: str
     preset: HostPreset
-    input_shape: tuple[int, int, int]
+    input_shape: tuple[int, ...]
     num_classes: int
 
     @property
