@@ -10,6 +10,9 @@ documentation. Input errors print one ``esper-train: error: ...`` line and exit 
 with bootstrap intervals (:mod:`esper.simic.training.study`).
 
 ``plot`` and ``report`` draw a run directory (:mod:`esper.simic.report`, optional extra ``plot``).
+
+``presets`` lists the named bundles of settings that ``--preset`` layers under the config file and
+the flags (:mod:`esper.simic.training.presets`).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from esper.simic.training import (
 from esper.simic.training.dataclass_io import from_plain
 from esper.simic.training.distributed import DistributedError, split_envs
 from esper.simic.training.options import Option, add_option_groups, add_options, collect_options, given_values
+from esper.simic.training.presets import DEFAULT_PRESET, PRESETS, get_preset
 from esper.simic.training.run_dir import RESUME_AUTO, claim_new_run_directory, resolve_resume, strict_json
 from esper.simic.training.study import (
     DEFAULT_SEEDS,
@@ -135,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ppo = commands.add_parser("ppo", help="train a policy with PPO", description="Train a policy with recurrent PPO.")
     ppo.add_argument("--config", metavar="FILE", help="TOML or JSON config file (flags given here override it)")
+    _add_preset_flag(ppo, "the config file and the flags override it; a resumed checkpoint keeps its own settings")
     ppo.add_argument(
         "--resume",
         metavar="CHECKPOINT",
@@ -158,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the heuristic (rule-based) policy on the vector environment and report its results.",
     )
     heuristic.add_argument("--out", metavar="FILE", help="also write the report as JSON to FILE")
+    _add_preset_flag(heuristic, "its environment settings; the flags override them")
     add_option_groups(heuristic, [*_eval_options(), *_env_options()], top_title="evaluation")
 
     evaluation = commands.add_parser(
@@ -191,6 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
         "policies",
         help="list registered policies (plugins included)",
         description="List registered policies, including plugins and broken plugins with their error.",
+    )
+    commands.add_parser(
+        "presets",
+        help="list the presets of --preset and the settings each one changes",
+        description="List the named bundles of environment and PPO settings that --preset NAME applies under "
+        "the config file and the flags, with the settings each one changes (config-file paths).",
     )
     add_study_parser(commands)
     add_report_parsers(commands)
@@ -241,6 +253,7 @@ def add_study_parser(commands: Any) -> None:
         "with the same --out to continue an interrupted study.",
     )
     study.add_argument("--config", metavar="FILE", help="TOML or JSON config file (flags given here override it)")
+    _add_preset_flag(study, "the config file and the flags override it")
     seeds = study.add_mutually_exclusive_group()
     seeds.add_argument(
         "--seeds", type=int, metavar="K", help=f"train K seeds: --seed, --seed + 1, ... (default: {DEFAULT_SEEDS})"
@@ -250,6 +263,20 @@ def add_study_parser(commands: Any) -> None:
     _add_tensorboard_flag(study)
     add_option_groups(study, _train_options(), top_title="run (--out is the study directory)")
     add_options(study.add_argument_group("evaluation of each seed"), _study_eval_options())
+
+
+def _add_preset_flag(parser: argparse.ArgumentParser, layering: str) -> None:
+    parser.add_argument(
+        "--preset",
+        metavar="NAME",
+        help=f"named bundle of settings: {', '.join(PRESETS)} (default: {DEFAULT_PRESET}, the built-in "
+        f"defaults; '{PROG} presets' lists what each changes); {layering}",
+    )
+
+
+def _preset_layers(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The ``--preset`` config layer (none without the flag); an unknown name raises ``PresetError``."""
+    return [] if args.preset is None else [get_preset(args.preset).layer()]
 
 
 def _add_tensorboard_flag(parser: argparse.ArgumentParser) -> None:
@@ -271,8 +298,10 @@ def _train_sink(args: argparse.Namespace, progress: ConsoleProgress) -> Training
 def _study(args: argparse.Namespace) -> int:
     progress = ConsoleProgress(notices_only=args.quiet)
     sink = _train_sink(args, progress)
-    requested = [load_config_file(args.config)] if args.config is not None else []
-    requested.append(given_values(args, _train_options()))
+    requested = _preset_layers(args)
+    if args.config is not None:
+        requested.append(load_config_file(args.config))
+    requested.append(given_values(args, _train_options()))  # preset < file < flags
     train_config = build_config(*requested)
     eval_config = from_plain(EvalConfig, given_values(args, _study_eval_options()).get("eval", {}), where="eval")
     seeds = args.seed_list or consecutive_seeds(train_config.seed, DEFAULT_SEEDS if args.seeds is None else args.seeds)
@@ -292,12 +321,13 @@ def _study(args: argparse.Namespace) -> int:
 def _ppo(args: argparse.Namespace) -> int:
     progress = ConsoleProgress(notices_only=args.quiet)
     sink = _train_sink(args, progress)
+    preset = _preset_layers(args)
     requested = [load_config_file(args.config)] if args.config is not None else []
     requested.append(given_values(args, _train_options()))  # flags override the file
     resume = resolve_resume(args.resume, merge_layers(*requested).get("out_dir"))
-    layers: list[dict[str, Any]] = []
-    if resume is not None:
-        layers += [read_checkpoint(resume)["config"], {"out_dir": str(resume.parent)}]
+    # under the file and the flags: the preset when starting, else the checkpoint's resolved config
+    # (a resumed run's preset is not applied again)
+    layers = preset if resume is None else [read_checkpoint(resume)["config"], {"out_dir": str(resume.parent)}]
     config = build_config(*layers, *requested)
     if args.nproc_per_node is not None:
         return _launch(args, config)
@@ -341,7 +371,8 @@ def _launch(args: argparse.Namespace, config: TrainConfig) -> int:
 
 def _heuristic(args: argparse.Namespace) -> int:
     given = given_values(args, [*_eval_options(), *_env_options()])
-    env_config = from_plain(EnvConfig, given.pop("env", {}), where="env")
+    env_layers = [layer.get("env", {}) for layer in _preset_layers(args)]  # its PPO settings play no part here
+    env_config = from_plain(EnvConfig, merge_layers(*env_layers, given.pop("env", {})), where="env")
     report = evaluate_heuristic(env_config, from_plain(EvalConfig, given))
     print(report.table())
     if args.out is not None:
@@ -390,6 +421,17 @@ def _policies(args: argparse.Namespace) -> int:
     return 0
 
 
+def _presets(args: argparse.Namespace) -> int:
+    del args
+    labels = {name: f"{name} (default)" if name == DEFAULT_PRESET else name for name in PRESETS}
+    width = max(len(label) for label in labels.values())
+    for preset in PRESETS.values():
+        print(f"{labels[preset.name].ljust(width)}  {preset.summary}")
+        for line in preset.setting_lines():
+            print(f"    {line}")
+    return 0
+
+
 def _write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(strict_json(data, indent=2) + "\n", encoding="utf-8")
@@ -403,6 +445,7 @@ COMMANDS = {
     "plot": _plot,
     "report": _report,
     "policies": _policies,
+    "presets": _presets,
 }
 
 
