@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from scripted_actions import WAIT
 
-from esper.simic.env import EnvConfig, HostTraining, MorphogeneticEnv, SyntheticTask
+from esper.simic.env import EnvConfig, HostTraining, MorphogeneticEnv, SyntheticTask, VectorEnv, VectorStep
 from esper.simic.env.hosts import HOST_PRESETS, HostPreset, build_host
 from esper.simic.env.model import MorphogeneticModel
 from esper.simic.env.slot import GradientStats, SlotSettings
+from esper.simic.training.rollout import PolicyActor, play_round
 from esper.tamiyo.contract import (
     BlueprintAction,
     GerminationStyle,
@@ -19,6 +19,7 @@ from esper.tamiyo.contract import (
     feature_size,
     topology_blueprints,
 )
+from esper.tamiyo.policy import create_policy
 
 #: 2 rows x 5 columns, the reference's 10-slot configuration.
 GRID = tuple(f"r{row}c{col}" for row in range(2) for col in range(5))
@@ -148,15 +149,17 @@ def test_counterfactuals_on_a_row_1_seed_compose_with_row_0() -> None:
         assert not torch.equal(stacked[1], before)
 
 
+GRID_CONFIG = EnvConfig(
+    task="synthetic",
+    synthetic=SyntheticTask(train_size=64, val_size=32),
+    host_training=HostTraining(batch_size=32),
+    episode_length=3,
+    slot_ids=GRID,
+)
+
+
 def test_a_10_slot_environment_sizes_observations_actions_and_masks_from_the_grid() -> None:
-    config = EnvConfig(
-        task="synthetic",
-        synthetic=SyntheticTask(train_size=64, val_size=32),
-        host_training=HostTraining(batch_size=32),
-        episode_length=3,
-        slot_ids=GRID,
-    )
-    env = MorphogeneticEnv(config)
+    env = MorphogeneticEnv(GRID_CONFIG)
     reset = env.reset(seed=0)
     assert env.model is not None and len(env.model.host.blocks) == 5
     assert env.feature_dim == feature_size(10) and reset.obs.features.shape == (feature_size(10),)
@@ -169,3 +172,21 @@ def test_a_10_slot_environment_sizes_observations_actions_and_masks_from_the_gri
     stages = {sid: env.layout.read(step.obs.features, "stage", slot=sid) for sid in ("r1c4", "r0c4")}
     assert not torch.equal(stages["r1c4"], stages["r0c4"])  # the seed shows at its own grid position
     assert step.obs.blueprint_indices.tolist()[slot] == int(BlueprintAction.LORA)
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [
+        ("heuristic", {"topology": "mlp"}),
+        ("lstm", {"hidden_size": 16, "lstm_hidden": 16}),
+        ("mlp", {"hidden_size": 16}),
+    ],
+)
+def test_every_built_in_policy_plays_the_10_slot_grid_with_valid_actions(name: str, kwargs: dict[str, object]) -> None:
+    venv = VectorEnv(GRID_CONFIG, num_envs=2)
+    policy = create_policy(name, slot_config=venv.slot_config, feature_dim=venv.feature_dim, **kwargs)
+    actor = PolicyActor(policy, 2, generator=torch.Generator().manual_seed(0), deterministic=False)
+    steps: list[VectorStep] = []
+    play_round(venv, actor, [0, 1], on_step=steps.append)
+    assert len(steps) == 3
+    assert all(info is not None and info.action_valid for step in steps for info in step.infos)

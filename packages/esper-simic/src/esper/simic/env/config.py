@@ -246,9 +246,10 @@ class EnvConfig:
         for slot_id in SlotConfig(self.slot_ids).slot_ids:  # validates form and uniqueness
             row, col = parse_slot_id(slot_id)
             if row >= NUM_SLOT_ROWS or col >= MAX_HOST_BLOCKS:
+                last = f"r{NUM_SLOT_ROWS - 1}c{MAX_HOST_BLOCKS - 1}"
                 raise ValueError(
-                    f"slot {slot_id!r} does not exist: the hosts have slots r0c0..r{NUM_SLOT_ROWS - 1}c{MAX_HOST_BLOCKS - 1}"
-                    f" ({NUM_SLOT_ROWS} rows: 0 = after a block, 1 = inside it; up to {MAX_HOST_BLOCKS} columns = blocks)"
+                    f"slot {slot_id!r} does not exist: the hosts have slots r0c0..{last} ({NUM_SLOT_ROWS} rows: "
+                    f"0 = after a block, 1 = inside it; up to {MAX_HOST_BLOCKS} columns = blocks)"
                 )
         check_int("episode_length", self.episode_length, 1)
         if self.task == "cifar10" and not self.data_dir:

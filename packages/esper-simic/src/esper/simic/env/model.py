@@ -2,12 +2,13 @@
 
 :meth:`MorphogeneticModel.forward` runs the host stage by stage (each block's ``first`` stage, its
 row-1 slot, its ``second`` stage, its row-0 slot; env/hosts.py) and passes each enabled slot's
-activation through its slot, so several seeds in one column compose row 1 first, then row 0. :meth:`MorphogeneticModel.forward_configs` evaluates K alpha
-configurations in one pass for counterfactual validation: the batch is shared until the first
-slot whose alpha differs between configurations, then repeated K times along the batch dimension
-with a per-sample alpha tensor at every slot that varies (``[K·B, 1, ...]``, one trailing 1 per
-activation dimension: ``[K·B, 1]`` for the MLP, ``[K·B, 1, 1, 1]`` for the CNN, ``[K·B, 1, 1]`` for
-the transformer's ``[K·B, T, D]``).
+activation through its slot, so several seeds in one column compose row 1 first, then row 0.
+
+:meth:`MorphogeneticModel.forward_configs` evaluates K alpha configurations in one pass for
+counterfactual validation: the batch is shared until the first slot whose alpha differs between
+configurations, then repeated K times along the batch dimension with a per-sample alpha tensor at
+every slot that varies (``[K·B, 1, ...]``, one trailing 1 per activation dimension: ``[K·B, 1]``
+for the MLP, ``[K·B, 1, 1, 1]`` for the CNN, ``[K·B, 1, 1]`` for the transformer's ``[K·B, T, D]``).
 """
 
 from __future__ import annotations
