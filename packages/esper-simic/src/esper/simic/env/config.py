@@ -198,7 +198,8 @@ class EnvConfig:
     (next-byte prediction on the text corpus at ``data_dir``, else on a generated one; host ``transformer``)."""
     host: HostName = "mlp"
     """Host topology: ``mlp`` (3 hidden blocks), ``cnn`` (3 conv+BatchNorm+ReLU blocks) or ``transformer``
-    (3 pre-norm decoder blocks; the ``text`` task only); a slot after each block."""
+    (3 pre-norm decoder blocks; the ``text`` task only), more blocks when ``slot_ids`` has more columns; two
+    slots per block (after it, inside it)."""
     impaired: bool = True
     """Use the impaired (too small to learn the task well alone) width preset, so seeds have something to fix."""
     slot_ids: tuple[str, ...] = ("r0c0", "r0c1", "r0c2")
