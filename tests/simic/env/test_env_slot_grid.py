@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 from scripted_actions import WAIT
+from torch import nn
 
 from esper.simic.env import EnvConfig, HostTraining, MorphogeneticEnv, SyntheticTask, VectorEnv, VectorStep
-from esper.simic.env.hosts import HOST_PRESETS, HostPreset, build_host
+from esper.simic.env.hosts import HOST_PRESETS, HostNetwork, HostPreset, SplitSequential, build_host
 from esper.simic.env.model import MorphogeneticModel
 from esper.simic.env.slot import GradientStats, SlotSettings
 from esper.simic.training.rollout import PolicyActor, play_round
@@ -190,3 +191,8 @@ def test_every_built_in_policy_plays_the_10_slot_grid_with_valid_actions(name: s
     play_round(venv, actor, [0, 1], on_step=steps.append)
     assert len(steps) == 3
     assert all(info is not None and info.action_valid for step in steps for info in step.infos)
+
+
+def test_a_host_block_without_stages_is_refused() -> None:
+    with pytest.raises(TypeError, match=r"host block 1 \(Identity\) lacks the HostBlock stages first/second"):
+        HostNetwork("mlp", [SplitSequential(1, nn.Flatten()), nn.Identity()], nn.Linear(2, 2), ((2,), (2,)))

@@ -170,6 +170,9 @@ class HostNetwork(nn.Module):
         self, topology: str, blocks: list[nn.Module], head: nn.Module, slot_shapes: tuple[tuple[int, ...], ...]
     ) -> None:
         super().__init__()
+        for index, block in enumerate(blocks):
+            if not (callable(getattr(block, "first", None)) and callable(getattr(block, "second", None))):
+                raise TypeError(f"host block {index} ({type(block).__name__}) lacks the HostBlock stages first/second")
         self.topology = topology
         self.blocks = nn.ModuleList(blocks)
         self.head = head
