@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from esper.simic.env.hosts import HostNetwork
+from esper.simic.env.hosts import HostNetwork, SplitSequential
 from esper.simic.env.model import MorphogeneticModel
 from esper.simic.env.slot import GradientStats, SlotSettings
 from esper.simic.env.validation import build_configs, validate
@@ -28,7 +28,8 @@ def _model() -> MorphogeneticModel:
     with torch.no_grad():
         head.weight.copy_(torch.eye(2))
         head.bias.zero_()
-    host = HostNetwork("mlp", [nn.Flatten(), nn.Identity(), nn.Identity()], head, ((2,), (2,), (2,)))
+    blocks = [SplitSequential(1, nn.Flatten()), SplitSequential(1, nn.Identity()), SplitSequential(1, nn.Identity())]
+    host = HostNetwork("mlp", blocks, head, ((2,), (2,), (2,)))
     return MorphogeneticModel(host, ("r0c0", "r0c1", "r0c2"), SlotSettings(training_dwell=0))
 
 

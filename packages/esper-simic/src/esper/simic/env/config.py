@@ -27,8 +27,12 @@ RewardMode = Literal["objective", "sparse"]
 
 TASKS: tuple[str, ...] = ("digits", "synthetic", "cifar10", "text")
 HOSTS: tuple[str, ...] = ("mlp", "cnn", "transformer")
-#: Host blocks (slot positions). Slot ``r0c{i}`` sits after block ``i``.
+#: Host blocks of the default grid. Slot ``r0c{i}`` sits after block ``i``, ``r1c{i}`` inside it (env/hosts.py).
 NUM_HOST_BLOCKS = 3
+#: Slot rows: 0 = a block's output, 1 = a point inside the block.
+NUM_SLOT_ROWS = 2
+#: Most host blocks (grid columns) a slot grid may ask for; hosts grow blocks up to the largest column asked.
+MAX_HOST_BLOCKS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,11 +198,13 @@ class EnvConfig:
     (next-byte prediction on the text corpus at ``data_dir``, else on a generated one; host ``transformer``)."""
     host: HostName = "mlp"
     """Host topology: ``mlp`` (3 hidden blocks), ``cnn`` (3 conv+BatchNorm+ReLU blocks) or ``transformer``
-    (3 pre-norm decoder blocks; the ``text`` task only); a slot after each block."""
+    (3 pre-norm decoder blocks; the ``text`` task only), more blocks when ``slot_ids`` has more columns; two
+    slots per block (after it, inside it)."""
     impaired: bool = True
     """Use the impaired (too small to learn the task well alone) width preset, so seeds have something to fix."""
     slot_ids: tuple[str, ...] = ("r0c0", "r0c1", "r0c2")
-    """Enabled slots, ``r0c{i}`` = after host block i (i < 3); their order is the slot-head order."""
+    """Enabled slots, their order is the slot-head order: ``r0c{i}`` = after host block i, ``r1c{i}`` = inside it
+    (rows 0-1, columns 0-15; the host gets max(3, largest column + 1) blocks)."""
     episode_length: int = 40
     """Host epochs per episode (= RL steps); the last one is a true terminal (the episode ends there)."""
     reward_mode: RewardMode = "objective"
@@ -240,9 +246,11 @@ class EnvConfig:
             raise TypeError(f"impaired must be a bool, got {self.impaired!r}")
         for slot_id in SlotConfig(self.slot_ids).slot_ids:  # validates form and uniqueness
             row, col = parse_slot_id(slot_id)
-            if row != 0 or col >= NUM_HOST_BLOCKS:
+            if row >= NUM_SLOT_ROWS or col >= MAX_HOST_BLOCKS:
+                last = f"r{NUM_SLOT_ROWS - 1}c{MAX_HOST_BLOCKS - 1}"
                 raise ValueError(
-                    f"slot {slot_id!r} does not exist: the hosts have slots r0c0..r0c{NUM_HOST_BLOCKS - 1}"
+                    f"slot {slot_id!r} does not exist: the hosts have slots r0c0..{last} ({NUM_SLOT_ROWS} rows: "
+                    f"0 = after a block, 1 = inside it; up to {MAX_HOST_BLOCKS} columns = blocks)"
                 )
         check_int("episode_length", self.episode_length, 1)
         if self.task == "cifar10" and not self.data_dir:
@@ -254,6 +262,11 @@ class EnvConfig:
     def topology(self) -> str:
         """Blueprint topology of the host (``mlp``, ``cnn`` or ``transformer``), as the contract's masks expect it."""
         return self.host
+
+    @property
+    def num_host_blocks(self) -> int:
+        """Blocks the host is built with: 3, or the largest slot column + 1 when that is more."""
+        return max(NUM_HOST_BLOCKS, 1 + max(parse_slot_id(s)[1] for s in self.slot_ids))
 
     @property
     def slot_config(self) -> SlotConfig:

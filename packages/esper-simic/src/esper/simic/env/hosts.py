@@ -1,16 +1,26 @@
-"""Host networks: three blocks with an injection point (slot ``r0c{i}``) after block ``i``, then a head.
+"""Host networks: blocks with two injection points each (slots ``r0c{i}`` and ``r1c{i}`` of block ``i``), then a head.
+
+Slot grid: the column is the block, the row the position in it. Row 0 is the block's output (the
+only row of the default 3-slot grid ``r0c0 r0c1 r0c2``); row 1 is inside the block, where its
+first stage ends (``first`` in the list below; the rest is ``second``). A block runs ``first`` →
+slot ``r1c{i}`` → ``second`` → slot ``r0c{i}``, so within a column the row-1 seed acts first and
+the row-0 seed sees its output. Both rows of a column see the same activation shape. Hosts have 3
+blocks, or as many as the grid's columns need (up to 16): extra blocks repeat the last block's
+width, so the largest grid on every host is 2 rows × 16 columns.
 
 - ``mlp``: flatten → three ``Linear → ReLU`` blocks (no ReLU in the impaired preset) → ``Linear``
-  head. Slot activations ``[B, W_i]``.
+  head. Slot activations ``[B, W_i]``. Row 1 is the pre-activation (after ``Linear``, before
+  ``ReLU``); in the impaired preset, which has no ReLU, both rows see the same ``Linear`` output.
 - ``cnn``: three ``Conv(k×k, no bias) → BatchNorm → ReLU`` blocks; a 2×2 max-pool opens blocks 1
   and 2 (while the map is at least 4 wide), so slots see ``[B, C_i, H_i, W_i]`` at 8/4/2 pixels on
   digits and 32/16/8 on CIFAR; head = global average pool → ``Linear``. The slot sits before the
-  pool (the reference's PRE_POOL row).
+  pool (the reference's PRE_POOL row). Row 1 is the pre-activation (after ``BatchNorm``, before ``ReLU``).
 - ``transformer``: a decoder-only language model on byte tokens. Block 0 embeds the token ids
   (token + learned position embeddings) and runs the first pre-norm block (causal
   self-attention, then a GELU MLP; ``transformer_layers.py``); blocks 1 and 2 are further
   pre-norm blocks; head = final LayerNorm → ``Linear`` to the vocabulary. Slot activations are the
   residual stream ``[B, T, D]``; logits ``[B, T, vocab]``, one next-token prediction per position.
+  Row 1 is the residual stream between the attention and the MLP sub-layers.
 
 Each topology has a normal and an *impaired* preset. The impaired hosts lack an operation that a
 seed can supply, so growing the right seed in the right slot rescues them:
@@ -44,14 +54,16 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Protocol, cast
 
 import torch
 from torch import nn
 
-from esper.simic.env.config import NUM_HOST_BLOCKS
+from esper.simic.env.config import MAX_HOST_BLOCKS
 from esper.simic.env.param_init import build_seeded
 from esper.simic.env.transformer_layers import TokenEmbedding, TransformerBlock
 
@@ -61,7 +73,7 @@ class HostPreset:
     """Widths of one host variant."""
 
     widths: tuple[int, ...]
-    """Features (mlp), channels (cnn) or MLP hidden width (transformer) of each block, one per slot position."""
+    """Features (mlp), channels (cnn) or MLP hidden width (transformer) of each block (one per grid column)."""
     kernel_size: int = 3
     """Conv kernel size (cnn only); the impaired cnn uses 1×1 kernels (no spatial receptive field)."""
     activation: bool = True
@@ -75,8 +87,8 @@ class HostPreset:
     The impaired transformer uses 1: no context, which attention seeds can supply."""
 
     def __post_init__(self) -> None:
-        if len(self.widths) != NUM_HOST_BLOCKS or any(w < 1 for w in self.widths):
-            raise ValueError(f"need {NUM_HOST_BLOCKS} positive widths, got {self.widths}")
+        if not 1 <= len(self.widths) <= MAX_HOST_BLOCKS or any(w < 1 for w in self.widths):
+            raise ValueError(f"need 1 to {MAX_HOST_BLOCKS} positive widths, got {self.widths}")
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd and >= 1, got {self.kernel_size}")
         if self.num_heads < 1 or self.embed_dim < 1 or self.embed_dim % self.num_heads:
@@ -85,6 +97,12 @@ class HostPreset:
             )
         if self.attention_window < 0:
             raise ValueError(f"attention_window must be >= 0 (0 = the whole prefix), got {self.attention_window}")
+
+    def with_blocks(self, num_blocks: int) -> HostPreset:
+        """This preset with at least ``num_blocks`` blocks: missing blocks repeat the last width (never shrinks),
+        so a grid with more columns gets a deeper host and the default grid the preset as it is."""
+        extra = max(0, num_blocks - len(self.widths))
+        return dataclasses.replace(self, widths=self.widths + (self.widths[-1],) * extra) if extra else self
 
 
 #: ``(topology, impaired) → preset`` (measurements in the module docstring).
@@ -100,19 +118,76 @@ HOST_PRESETS: Mapping[tuple[str, bool], HostPreset] = MappingProxyType(
 )
 
 
+class HostBlock(Protocol):
+    """One host block, split at its row-1 slot: ``block(x) == block.second(block.first(x))``."""
+
+    def first(self, x: torch.Tensor) -> torch.Tensor:
+        """Block input → the activation at the block's row-1 slot."""
+        ...
+
+    def second(self, x: torch.Tensor) -> torch.Tensor:
+        """Row-1 activation → the block's output (its row-0 slot)."""
+        ...
+
+
+class SplitSequential(nn.Sequential):
+    """A sequential block whose first ``split`` layers lead to its row-1 slot (mlp and cnn blocks).
+
+    A subclass rather than two nested ``Sequential`` so parameter names and initialisation order
+    stay those of one plain ``Sequential``.
+    """
+
+    def __init__(self, split: int, *layers: nn.Module) -> None:
+        super().__init__(*layers)
+        self.split = split
+
+    def first(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in itertools.islice(self, self.split):
+            x = layer(x)
+        return x
+
+    def second(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in itertools.islice(self, self.split, None):
+            x = layer(x)
+        return x
+
+
+class EmbeddedTransformerBlock(nn.Sequential):
+    """The transformer's block 0: ``(TokenEmbedding, TransformerBlock)``; the embedding runs in ``first``."""
+
+    def first(self, x: torch.Tensor) -> torch.Tensor:
+        return cast(TransformerBlock, self[1]).first(self[0](x))
+
+    def second(self, x: torch.Tensor) -> torch.Tensor:
+        return cast(TransformerBlock, self[1]).second(x)
+
+
 class HostNetwork(nn.Module):
-    """A host: ``blocks[i]`` produces the activation seen by slot ``r0c{i}``; ``head`` maps the last one to logits."""
+    """A host: ``blocks[i]`` produces the activations of slots ``r1c{i}`` (inside) and ``r0c{i}`` (output);
+    ``head`` maps the last block's output to logits."""
 
     def __init__(
         self, topology: str, blocks: list[nn.Module], head: nn.Module, slot_shapes: tuple[tuple[int, ...], ...]
     ) -> None:
         super().__init__()
+        for index, block in enumerate(blocks):
+            if not (callable(getattr(block, "first", None)) and callable(getattr(block, "second", None))):
+                raise TypeError(f"host block {index} ({type(block).__name__}) lacks the HostBlock stages first/second")
         self.topology = topology
         self.blocks = nn.ModuleList(blocks)
         self.head = head
         self.slot_shapes = slot_shapes
-        """Per-sample activation shape at each slot: ``(W,)`` for mlp, ``(C, H, W)`` for cnn, ``(T, D)`` for
-        transformer (features last)."""
+        """Per-sample activation shape at each column's slots (both rows): ``(W,)`` for mlp, ``(C, H, W)`` for cnn,
+        ``(T, D)`` for transformer (features last)."""
+
+    def block(self, col: int) -> HostBlock:
+        """Block ``col``, as its two stages around the row-1 slot."""
+        return cast(HostBlock, self.blocks[col])
+
+    @property
+    def slot_positions(self) -> str:
+        """The slots this host has, for error messages: ``r0c0..r1c{n-1}`` (2 rows × n columns)."""
+        return f"r0c0..r1c{len(self.blocks) - 1} (2 rows x {len(self.blocks)} columns)"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Seedless forward: images ``[B, C, H, W]`` → logits ``[B, num_classes]``, or token ids int64 ``[B, T]``
@@ -140,7 +215,7 @@ def _mlp(input_shape: tuple[int, ...], num_classes: int, preset: HostPreset) -> 
     for i, width in enumerate(preset.widths):
         layers: list[nn.Module] = [nn.Flatten()] if i == 0 else []
         layers.append(nn.Linear(in_features, width))
-        blocks.append(nn.Sequential(*layers, *([nn.ReLU()] if preset.activation else [])))
+        blocks.append(SplitSequential(len(layers), *layers, *([nn.ReLU()] if preset.activation else [])))
         in_features = width
     return HostNetwork("mlp", blocks, nn.Linear(in_features, num_classes), tuple((w,) for w in preset.widths))
 
@@ -155,12 +230,8 @@ def _cnn(input_shape: tuple[int, ...], num_classes: int, preset: HostPreset) -> 
         if i > 0 and min(height, width) >= 4:
             layers.append(nn.MaxPool2d(2))
             height, width = height // 2, width // 2
-        layers += [
-            nn.Conv2d(channels, out_channels, k, padding=k // 2, bias=False),
-            nn.BatchNorm2d(out_channels),
-            nn.ReLU(),
-        ]
-        blocks.append(nn.Sequential(*layers))
+        layers += [nn.Conv2d(channels, out_channels, k, padding=k // 2, bias=False), nn.BatchNorm2d(out_channels)]
+        blocks.append(SplitSequential(len(layers), *layers, nn.ReLU()))
         shapes.append((out_channels, height, width))
         channels = out_channels
     head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes))
@@ -175,7 +246,7 @@ def _transformer(input_shape: tuple[int, ...], num_classes: int, preset: HostPre
     blocks: list[nn.Module] = [
         TransformerBlock(width, preset.num_heads, mlp_width, preset.attention_window) for mlp_width in preset.widths
     ]
-    blocks[0] = nn.Sequential(TokenEmbedding(num_classes, context_length, width), blocks[0])
+    blocks[0] = EmbeddedTransformerBlock(TokenEmbedding(num_classes, context_length, width), blocks[0])
     head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, num_classes))
     return HostNetwork("transformer", blocks, head, tuple((context_length, width) for _ in preset.widths))
 

@@ -1,28 +1,32 @@
-"""The morphogenetic model: a host with a :class:`SeedSlot` after each enabled block.
+"""The morphogenetic model: a host with a :class:`SeedSlot` at each enabled grid position.
 
-:meth:`MorphogeneticModel.forward` runs the host block by block and passes each enabled slot's
-activation through its slot. :meth:`MorphogeneticModel.forward_configs` evaluates K alpha
-configurations in one pass for counterfactual validation: the batch is shared until the first
-slot whose alpha differs between configurations, then repeated K times along the batch dimension
-with a per-sample alpha tensor at every slot that varies (``[K·B, 1, ...]``, one trailing 1 per
-activation dimension: ``[K·B, 1]`` for the MLP, ``[K·B, 1, 1, 1]`` for the CNN, ``[K·B, 1, 1]`` for
-the transformer's ``[K·B, T, D]``).
+:meth:`MorphogeneticModel.forward` runs the host stage by stage (each block's ``first`` stage, its
+row-1 slot, its ``second`` stage, its row-0 slot; env/hosts.py) and passes each enabled slot's
+activation through its slot, so several seeds in one column compose row 1 first, then row 0.
+
+:meth:`MorphogeneticModel.forward_configs` evaluates K alpha configurations in one pass for
+counterfactual validation: the batch is shared until the first slot whose alpha differs between
+configurations, then repeated K times along the batch dimension with a per-sample alpha tensor at
+every slot that varies (``[K·B, 1, ...]``, one trailing 1 per activation dimension: ``[K·B, 1]``
+for the MLP, ``[K·B, 1, 1, 1]`` for the CNN, ``[K·B, 1, 1]`` for the transformer's ``[K·B, T, D]``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
 
+from esper.simic.env.config import NUM_SLOT_ROWS
 from esper.simic.env.hosts import HostNetwork
 from esper.simic.env.slot import SeedSlot, SlotSettings
 from esper.tamiyo.contract import parse_slot_id
 
 
 class MorphogeneticModel(nn.Module):
-    """Host + slots. ``slots`` is keyed by slot id in slot-head order; slot ``r0c{i}`` follows block ``i``."""
+    """Host + slots. ``slots`` is keyed by slot id in slot-head order; slot ``r0c{i}`` follows block ``i`` and
+    ``r1c{i}`` sits inside it."""
 
     def __init__(
         self, host: HostNetwork, slot_ids: Sequence[str], settings: SlotSettings, device: torch.device | str = "cpu"
@@ -30,13 +34,15 @@ class MorphogeneticModel(nn.Module):
         super().__init__()
         self.host = host
         self.slots = nn.ModuleDict()
-        self._block_slot: dict[int, str] = {}
+        self._position_slot: dict[tuple[int, int], str] = {}
         for slot_id in slot_ids:
-            _, col = parse_slot_id(slot_id)
-            if col >= len(host.blocks):
-                raise ValueError(f"slot {slot_id!r} has no host block: the host has {len(host.blocks)} blocks")
+            row, col = parse_slot_id(slot_id)
+            if row >= NUM_SLOT_ROWS or col >= len(host.blocks):
+                raise ValueError(
+                    f"slot {slot_id!r} is not a position of this {host.topology} host: it has {host.slot_positions}"
+                )
             self.slots[slot_id] = SeedSlot(slot_id, host.slot_shapes[col], host.topology, settings, device)
-            self._block_slot[col] = slot_id
+            self._position_slot[(row, col)] = slot_id
 
     def slot(self, slot_id: str) -> SeedSlot:
         """The slot with id ``slot_id``."""
@@ -46,13 +52,19 @@ class MorphogeneticModel(nn.Module):
         """Slots in slot-head order."""
         return [s for s in self.slots.values()]  # type: ignore[misc]
 
+    def _stages(self) -> Iterator[tuple[Callable[[torch.Tensor], torch.Tensor], str | None]]:
+        """The host's stages in forward order, each with the id of the enabled slot after it (or None)."""
+        for col in range(len(self.host.blocks)):
+            block = self.host.block(col)
+            yield block.first, self._position_slot.get((1, col))
+            yield block.second, self._position_slot.get((0, col))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Host input (images ``[B, C, H, W]`` or token ids ``[B, T]``) → logits ``[B, num_classes]`` or
         ``[B, T, vocab]``, with every slot at its own alpha."""
         h = x
-        for i, block in enumerate(self.host.blocks):
-            h = block(h)
-            slot_id = self._block_slot.get(i)
+        for stage, slot_id in self._stages():
+            h = stage(h)
             if slot_id is not None:
                 h = self.slots[slot_id](h)
         return self.host.head(h)
@@ -73,9 +85,8 @@ class MorphogeneticModel(nn.Module):
         batch = x.shape[0]
         expanded = False
         h = x
-        for i, block in enumerate(self.host.blocks):
-            h = block(h)
-            slot_id = self._block_slot.get(i)
+        for stage, slot_id in self._stages():
+            h = stage(h)
             if slot_id is None:
                 continue
             alphas = alpha_table.get(slot_id)

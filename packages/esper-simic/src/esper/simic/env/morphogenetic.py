@@ -205,7 +205,7 @@ class MorphogeneticEnv:
         """
         self._generator = torch.Generator().manual_seed(int(seed))
         cfg = self.config
-        preset = HOST_PRESETS[(cfg.host, cfg.impaired)]
+        preset = HOST_PRESETS[(cfg.host, cfg.impaired)].with_blocks(cfg.num_host_blocks)
         if architecture is not None and architecture.host_widths is not None:
             preset = dataclasses.replace(preset, widths=architecture.host_widths)
         host = build_host(

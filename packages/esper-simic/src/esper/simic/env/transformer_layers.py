@@ -66,9 +66,16 @@ class TransformerBlock(nn.Module):
         self.mlp_norm = nn.LayerNorm(width)
         self.mlp = nn.Sequential(nn.Linear(width, mlp_width), nn.GELU(), nn.Linear(mlp_width, width))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.attn_norm(x))
+    def first(self, x: torch.Tensor) -> torch.Tensor:
+        """The attention sub-layer ``x + attn(LN(x))``: the residual stream at the block's row-1 slot."""
+        return x + self.attn(self.attn_norm(x))
+
+    def second(self, x: torch.Tensor) -> torch.Tensor:
+        """The MLP sub-layer ``h + mlp(LN(h))``: its output is the block's output (row-0 slot)."""
         return x + self.mlp(self.mlp_norm(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.second(self.first(x))
 
 
 class TokenEmbedding(nn.Module):

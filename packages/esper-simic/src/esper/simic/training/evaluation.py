@@ -145,7 +145,7 @@ class VectorEnvPool:
     def host_shape(self) -> HostShape:
         """The config's host: topology, width preset, input shape and classes of the task."""
         data = self.get(self.batch_size).envs[0].data
-        preset = HOST_PRESETS[(self.config.host, self.config.impaired)]
+        preset = HOST_PRESETS[(self.config.host, self.config.impaired)].with_blocks(self.config.num_host_blocks)
         return HostShape(self.config.host, preset, data.input_shape, data.num_classes)
 
 
