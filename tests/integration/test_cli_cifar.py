@@ -26,3 +26,10 @@ def test_ppo_on_generated_cifar10_batches(tmp_path: Path, capsys: pytest.Capture
     assert all(0.0 <= acc <= 100.0 for acc in rows[0]["final_accuracies"])
     config = json.loads((run / "config.json").read_text())
     assert config["env"]["cifar10"] == {"augment": True, "crop_padding": 4}
+
+
+def test_a_bad_augmentation_setting_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["ppo", "--task", "cifar10", "--host", "cnn", "--data-dir", str(tmp_path), "--cifar10-crop-padding", "-1"]
+    assert cli.main([*argv, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("esper-train: error:") and "cifar10.crop_padding" in err and "\n" not in err
