@@ -1,9 +1,8 @@
 """Benchmark the morphogenetic environment against a plain PyTorch training loop; prints JSON.
 
-For each host (``mlp``, ``cnn``) on ``digits`` and each environment count (1, 4), one episode of a
-``VectorEnv`` is driven by a scripted policy (germinate a seed whenever the masks allow it,
-fossilize every seed that reaches HOLDING), and every ``step`` call is timed. The step time is
-split into:
+For each workload and each environment count (1, 4), one episode of a ``VectorEnv`` is driven by a
+scripted policy (germinate a seed whenever the masks allow it, fossilize every seed that reaches
+HOLDING), and every ``step`` call is timed. The step time is split into:
 
 * ``train_ms``: host training (``train_epoch``: host + seeds, both optimisers);
 * ``validate_ms``: validation with the counterfactual configurations (``validate``);
@@ -13,17 +12,28 @@ split into:
 The two phases are timed by wrapping the functions the environment calls
 (``esper.simic.env.morphogenetic.train_epoch`` / ``validate``) for the duration of the run.
 
+Workloads (``--hosts``), one per host:
+
+* ``mlp``, ``cnn``: the impaired mlp and cnn hosts on ``digits`` (the default config);
+* ``cnn-cifar10``: the normal cnn on ``cifar10``, i.e. the field-sized 32/64/128-channel CIFAR CNN
+  with crop + flip augmentation. Given ``--cifar-dir`` it reads the real batches; without it, it
+  writes random images in the CIFAR-10 format (``--cifar-per-batch`` × 5 training, ``--cifar-val``
+  validation images) to a temporary folder, and the JSON's ``data`` says so;
+* ``transformer``: the impaired transformer on ``text`` (the generated default corpus).
+
 The baseline trains the *same* host and the same seed modules (same blueprints, present in the
 same epochs as in environment 0 of the episode, at alpha 1) for the same number of epochs with a
 plain loop: minibatch SGD with the same optimisers and clipping, then one validation forward per
-epoch, no lifecycle and no counterfactuals. ``overhead_ratio`` is environment milliseconds per
-environment step divided by baseline milliseconds per epoch. Target: ``other_fraction`` (other /
-step) at most 0.15.
+epoch, no lifecycle and no counterfactuals; it trains on the same samples per epoch as the
+environment (``epoch_samples`` for text) and applies the task's augmentation (cifar10).
+``overhead_ratio`` is environment milliseconds per environment step divided by baseline
+milliseconds per epoch. Target: ``other_fraction`` (other / step) at most 0.15.
 
 Usage::
 
     uv run python scripts/bench_env.py            # 40-epoch episodes, fastest of 3 runs each
     uv run python scripts/bench_env.py --quick    # 8-epoch episodes, one run each
+    uv run python scripts/bench_env.py --hosts cnn-cifar10 --cifar-dir ~/data/cifar-10-batches-py
 """
 
 from __future__ import annotations
@@ -31,10 +41,12 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -42,7 +54,17 @@ import torch.nn.functional as F
 from torch import nn
 
 import esper.simic.env.morphogenetic as morphogenetic_module
-from esper.simic.env import EnvConfig, HostNetwork, TaskData, VectorEnv, build_blueprint, build_host, load_task
+from esper.simic.env import (
+    EnvConfig,
+    HostNetwork,
+    TaskData,
+    VectorEnv,
+    build_blueprint,
+    build_host,
+    host_preset,
+    load_task,
+)
+from esper.simic.env.datasets import write_cifar10_batches
 from esper.tamiyo.contract import (
     ACTIVE_STAGES,
     HEAD_NAMES,
@@ -57,7 +79,41 @@ from esper.tamiyo.contract import (
 )
 
 #: Blueprint the scripted policy germinates, per topology (a mid-sized one of each family).
-SCRIPTED_BLUEPRINT: Mapping[str, BlueprintAction] = {"mlp": BlueprintAction.MLP, "cnn": BlueprintAction.CONV_LIGHT}
+SCRIPTED_BLUEPRINT: Mapping[str, BlueprintAction] = {
+    "mlp": BlueprintAction.MLP,
+    "cnn": BlueprintAction.CONV_LIGHT,
+    "transformer": BlueprintAction.MLP,
+}
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One benchmarked host on its task."""
+
+    name: str
+    task: str
+    host: str
+    impaired: bool
+
+    def config(self, episode_length: int, data_dir: str | None) -> EnvConfig:
+        return EnvConfig(
+            task=self.task,  # type: ignore[arg-type]
+            host=self.host,  # type: ignore[arg-type]
+            impaired=self.impaired,
+            episode_length=episode_length,
+            data_dir=data_dir,
+        )
+
+
+WORKLOADS: Mapping[str, Workload] = {
+    w.name: w
+    for w in (
+        Workload("mlp", "digits", "mlp", True),
+        Workload("cnn", "digits", "cnn", True),
+        Workload("cnn-cifar10", "cifar10", "cnn", False),
+        Workload("transformer", "text", "transformer", True),
+    )
+}
 
 T = TypeVar("T")
 
@@ -211,6 +267,7 @@ def plain_loop(config: EnvConfig, data: TaskData, seed: int, schedule: SeedSched
         input_shape=data.input_shape,
         num_classes=data.num_classes,
         generator=generator,
+        preset=host_preset(config.task, config.host, config.impaired),
     )
     wanted = {block: bp for epoch in schedule.epochs for block, bp in epoch}
     seeds = {
@@ -231,11 +288,13 @@ def plain_loop(config: EnvConfig, data: TaskData, seed: int, schedule: SeedSched
         opts = [host_opt, *(seed_opts[k] for k in net.enabled)]
         start = time.perf_counter()
         net.train()
-        order = torch.randperm(n, generator=generator)
+        order = torch.randperm(n, generator=generator)[: data.epoch_samples]
         x_all, y_all = data.train_x[order], data.train_y[order]
-        for b in range(max(n // size, 1)):
+        for b in range(max(order.numel() // size, 1)):
             xb, yb = x_all[b * size : (b + 1) * size], y_all[b * size : (b + 1) * size]
-            loss = F.cross_entropy(net(xb), yb)
+            if data.augmentation is not None:
+                xb = data.augmentation(xb, generator)
+            loss = F.cross_entropy(net(xb).flatten(0, -2), yb.flatten())
             for opt in opts:
                 opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -250,8 +309,8 @@ def plain_loop(config: EnvConfig, data: TaskData, seed: int, schedule: SeedSched
             chunk = host_cfg.val_batch_size
             for s in range(0, data.val_x.shape[0], chunk):
                 logits = net(data.val_x[s : s + chunk])
-                F.cross_entropy(logits, data.val_y[s : s + chunk])
-                correct += int((logits.argmax(dim=1) == data.val_y[s : s + chunk]).sum())
+                F.cross_entropy(logits.flatten(0, -2), data.val_y[s : s + chunk].flatten())
+                correct += int((logits.argmax(dim=-1) == data.val_y[s : s + chunk]).sum())
         end = time.perf_counter()
         train_s += mid - start
         validate_s += end - mid
@@ -264,12 +323,11 @@ def plain_loop(config: EnvConfig, data: TaskData, seed: int, schedule: SeedSched
     }
 
 
-def bench(host: str, num_envs: int, episode_length: int, data: TaskData, seed: int, repeats: int) -> dict[str, Any]:
+def bench(config: EnvConfig, num_envs: int, data: TaskData, seed: int, repeats: int) -> dict[str, Any]:
     """Alternate ``repeats`` environment episodes and baseline runs; keep the fastest of each.
 
     On a shared machine the minimum is the estimate least disturbed by other processes.
     """
-    config = EnvConfig(task="digits", host=host, episode_length=episode_length)  # type: ignore[arg-type]
     env_runs, plain_runs = [], []
     for _ in range(repeats):
         env_timing, schedule = run_env(config, num_envs, data, seed)
@@ -278,9 +336,11 @@ def bench(host: str, num_envs: int, episode_length: int, data: TaskData, seed: i
     env_timing = min(env_runs, key=lambda r: r["step_ms"])
     plain = min(plain_runs, key=lambda r: r["epoch_ms"])
     return {
-        "host": host,
+        "host": config.host,
+        "task": config.task,
+        "impaired": config.impaired,
         "num_envs": num_envs,
-        "episode_length": episode_length,
+        "episode_length": config.episode_length,
         "repeats": repeats,
         "env": env_timing,
         "plain": plain,
@@ -289,30 +349,55 @@ def bench(host: str, num_envs: int, episode_length: int, data: TaskData, seed: i
     }
 
 
+def cifar_source(cifar_dir: str | None, scratch: Path, per_batch: int, num_val: int, seed: int) -> tuple[str, str]:
+    """The CIFAR-10 folder to read and how the JSON describes it: ``cifar_dir``, else generated batches."""
+    if cifar_dir is not None:
+        return cifar_dir, f"CIFAR-10 batches read from {cifar_dir}"
+    root = write_cifar10_batches(scratch / "cifar10", per_batch=per_batch, num_val=num_val, seed=seed)
+    return str(root), (
+        f"generated: random images in the CIFAR-10 format, {5 * per_batch} train / {num_val} validation "
+        "(no --cifar-dir given; timing only, the accuracy means nothing)"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="8-epoch episodes and one repeat")
     parser.add_argument("--episode-length", type=int, default=40, help="epochs per episode (default 40)")
-    parser.add_argument("--hosts", nargs="+", default=["mlp", "cnn"], choices=["mlp", "cnn"])
+    parser.add_argument("--hosts", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS), help="workloads")
     parser.add_argument("--num-envs", nargs="+", type=int, default=[1, 4])
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per configuration, fastest kept (default 3)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cifar-dir", help="CIFAR-10 python batches for cnn-cifar10 (default: generated ones)")
+    parser.add_argument("--cifar-per-batch", type=int, default=100, help="generated images per training batch file")
+    parser.add_argument("--cifar-val", type=int, default=200, help="generated validation images")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     episode_length, repeats = (8, 1) if args.quick else (args.episode_length, args.repeats)
-    data = load_task(EnvConfig(task="digits"))
-    # Warm-up: first-use costs (lazy imports, kernel selection) must not land in the first timing.
-    for host in args.hosts:
-        run_env(EnvConfig(task="digits", host=host, episode_length=2), 1, data, args.seed)
-    results = [bench(host, n, episode_length, data, args.seed, repeats) for host in args.hosts for n in args.num_envs]
+    results: list[dict[str, Any]] = []
+    data_sources: dict[str, str] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for workload in (WORKLOADS[name] for name in args.hosts):
+            data_dir = None
+            if workload.task == "cifar10":
+                data_dir, data_sources[workload.name] = cifar_source(
+                    args.cifar_dir, Path(scratch), args.cifar_per_batch, args.cifar_val, args.seed
+                )
+            data = load_task(workload.config(episode_length, data_dir))
+            # Warm-up: first-use costs (lazy imports, kernel selection) must not land in the first timing.
+            run_env(workload.config(2, data_dir), 1, data, args.seed)
+            config = workload.config(episode_length, data_dir)
+            results += [
+                {"workload": workload.name, **bench(config, n, data, args.seed, repeats)} for n in args.num_envs
+            ]
     report = {
         "benchmark": "bench_env",
         "torch": torch.__version__,
         "python": platform.python_version(),
         "machine": platform.machine(),
         "threads": args.threads,
-        "task": "digits",
+        "data": data_sources,
         "units": "milliseconds per environment step (env) / per epoch (plain); fastest of `repeats` runs",
         "results": results,
     }

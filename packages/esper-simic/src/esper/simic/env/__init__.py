@@ -12,6 +12,7 @@ from esper.simic.env.blueprints import BLUEPRINT_BUILDERS, build_blueprint, buil
 from esper.simic.env.config import (
     HOSTS,
     TASKS,
+    CifarTask,
     EnvConfig,
     GovernorSettings,
     HostTraining,
@@ -31,7 +32,7 @@ from esper.simic.env.datasets import (
     read_corpus,
 )
 from esper.simic.env.governor import Governor, GovernorVerdict, Snapshot
-from esper.simic.env.hosts import HOST_PRESETS, HostNetwork, HostPreset, build_host
+from esper.simic.env.hosts import HOST_PRESETS, TASK_HOST_PRESETS, HostNetwork, HostPreset, build_host, host_preset
 from esper.simic.env.model import MorphogeneticModel
 from esper.simic.env.morphogenetic import EpisodeOverError, MorphogeneticEnv
 from esper.simic.env.objective import ObjectiveConfig, epoch_compute, objective_value
@@ -67,8 +68,10 @@ __all__ = [
     "HOST_PRESETS",
     "REWARD_MODES",
     "TASKS",
+    "TASK_HOST_PRESETS",
     "AlphaController",
     "AlphaRetargetError",
+    "CifarTask",
     "DataError",
     "EnvConfig",
     "EnvReset",
@@ -118,6 +121,7 @@ __all__ = [
     "compute_reward",
     "curve_progress",
     "epoch_compute",
+    "host_preset",
     "load_cifar10",
     "load_digits",
     "load_task",

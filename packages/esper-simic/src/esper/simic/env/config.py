@@ -2,7 +2,7 @@
 
 ``EnvConfig`` holds what picks the environment (task, host, slots, episode length, reward mode) and
 one frozen section per concern: ``lifecycle``, ``host_training``, ``seed_training``, ``governor``,
-``reward`` (:class:`~esper.simic.env.rewards.RewardConfig`), ``synthetic`` and ``text``. Each section is a
+``reward`` (:class:`~esper.simic.env.rewards.RewardConfig`), ``synthetic``, ``text`` and ``cifar10``. Each section is a
 ``[env.<section>]`` table in a config file and its fields are ``--<section>-<field>`` flags.
 
 Defaults are the CPU-sized faithful version of the reference (docs/design/reference-numbers.md): 40-epoch
@@ -185,6 +185,26 @@ class TextTask:
 
 
 @dataclass(frozen=True, slots=True)
+class CifarTask:
+    """Training-time augmentation of the ``cifar10`` task (ignored by the other tasks, which have none).
+
+    The field's standard CIFAR-10 recipe: each training sample of each minibatch is randomly cropped
+    back to 32×32 from the image padded by ``crop_padding`` black pixels on every side, and flipped
+    left-right with probability 1/2; validation images are never augmented.
+    """
+
+    augment: bool = True
+    """Random crop with padding and horizontal flip of every training minibatch (on the data's device)."""
+    crop_padding: int = 4
+    """Black pixels added on each side before the random 32×32 crop (the field's 4); 0 leaves only the flip."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.augment, bool):
+            raise TypeError(f"cifar10.augment must be a bool, got {self.augment!r}")
+        check_int("cifar10.crop_padding", self.crop_padding, 0)
+
+
+@dataclass(frozen=True, slots=True)
 class EnvConfig:
     """Everything that defines one environment; two envs with equal configs, discounts and reset seeds are identical.
 
@@ -229,6 +249,8 @@ class EnvConfig:
     """Size and seed of the ``synthetic`` task."""
     text: TextTask = field(default_factory=TextTask)
     """Windows, split and default corpus of the ``text`` task."""
+    cifar10: CifarTask = field(default_factory=CifarTask)
+    """Training-time augmentation of the ``cifar10`` task."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "slot_ids", tuple(self.slot_ids))

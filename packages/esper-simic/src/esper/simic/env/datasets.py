@@ -5,7 +5,9 @@
   ``data/digits.npz`` with a fixed 1,200/597 train/validation split (regenerate it with
   ``scripts/make_digits_data.py``).
 - ``synthetic``: a seeded generator of any size (class prototypes plus noise), for tests.
-- ``cifar10``: the standard CIFAR-10 python pickle batches read from a local directory.
+- ``cifar10``: the standard CIFAR-10 python pickle batches read from a local directory, normalised
+  with fixed channel constants and, by default, trained with random crop + flip augmentation
+  (:class:`~esper.simic.env.config.CifarTask`, ``augment.py``).
 - ``text``: next-byte prediction on a plain-text corpus (a file, or a folder of ``.txt`` files
   read in sorted order; TinyStories' text files work as they are), or, without ``data_dir``, on a
   corpus generated at load time by ``grammar.py``. Tokens are bytes (vocabulary 256, see
@@ -30,11 +32,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from esper.simic.env.config import EnvConfig, TextTask
+from esper.simic.env.augment import CropFlip
+from esper.simic.env.config import CifarTask, EnvConfig, TextTask
 from esper.simic.env.grammar import generate_corpus
 
-#: Per-channel CIFAR-10 training-set mean and std (the usual CIFAR-10 normalisation).
+#: Per-channel mean of the 50,000 CIFAR-10 training images, pixels scaled to [0, 1] (R, G, B). Fixed
+#: constants, not recomputed from the files read, so a subset or a test's generated batches are
+#: normalised exactly as the full training set is (the values the field's CIFAR-10 recipes use).
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+#: Per-channel standard deviation of the same pixels (R, G, B).
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 _CIFAR_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 _CIFAR_TEST_FILE = "test_batch"
@@ -66,6 +72,8 @@ class TaskData:
     """Number of classes (the vocabulary size for text)."""
     epoch_samples: int | None = None
     """Training samples per host epoch, the first of each epoch's permutation; None: all of them."""
+    augmentation: CropFlip | None = None
+    """Applied to every training minibatch (never to validation); None: the task is trained as stored."""
 
     def __post_init__(self) -> None:
         for split, x, y in (("train", self.train_x, self.train_y), ("val", self.val_x, self.val_y)):
@@ -209,13 +217,15 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data.reshape(-1, 3, 32, 32).astype(np.uint8), labels.astype(np.int64)
 
 
-def load_cifar10(data_dir: str | Path) -> TaskData:
+def load_cifar10(data_dir: str | Path, settings: CifarTask | None = None) -> TaskData:
     """CIFAR-10 from the python pickle batches in ``data_dir`` (or its ``cifar-10-batches-py`` subfolder).
 
     Returns train ``[n_train, 3, 32, 32]`` from ``data_batch_1..5`` and val from ``test_batch``,
-    scaled to [0, 1] and normalised with the standard CIFAR-10 channel statistics.
-    Raises ``DataError`` for a missing directory or file or a malformed batch.
+    scaled to [0, 1] and normalised with :data:`CIFAR10_MEAN` / :data:`CIFAR10_STD`; with
+    ``settings.augment`` (the default) training minibatches get a random crop (padding with black,
+    i.e. ``−mean / std``) and flip. Raises ``DataError`` for a missing directory or file or a malformed batch.
     """
+    settings = settings or CifarTask()
     root = _cifar_root(data_dir)
     train = [_read_cifar_batch(root / name) for name in _CIFAR_TRAIN_FILES]
     val_x, val_y = _read_cifar_batch(root / _CIFAR_TEST_FILE)
@@ -227,7 +237,31 @@ def load_cifar10(data_dir: str | Path) -> TaskData:
 
     train_x = np.concatenate([x for x, _ in train])
     train_y = np.concatenate([y for _, y in train])
-    return _task("cifar10", scale(train_x), scale(val_x), train_y, val_y, 10)
+    black = tuple(-m / s for m, s in zip(CIFAR10_MEAN, CIFAR10_STD, strict=True))
+    augmentation = CropFlip(settings.crop_padding, black) if settings.augment else None
+    task = _task("cifar10", scale(train_x), scale(val_x), train_y, val_y, 10)
+    return dataclasses.replace(task, augmentation=augmentation)
+
+
+def write_cifar10_batches(directory: str | Path, *, per_batch: int, num_val: int, seed: int) -> Path:
+    """Write random images in the CIFAR-10 python format to ``directory`` (created); returns it.
+
+    ``data_batch_1..5`` hold ``per_batch`` images each and ``test_batch`` ``num_val``: pickled dicts
+    with ``b"data"`` uint8 ``[n, 3072]`` (channel-major rows) and ``b"labels"`` (a list of ints in
+    [0, 10)), as the real files. For tests and benchmarks that have no CIFAR-10 download.
+    """
+    root = Path(directory)
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    sizes = {name: per_batch for name in _CIFAR_TRAIN_FILES} | {_CIFAR_TEST_FILE: num_val}
+    for name, size in sizes.items():
+        batch = {
+            b"data": rng.integers(0, 256, size=(size, 3 * 32 * 32), dtype=np.uint8),
+            b"labels": rng.integers(0, 10, size=size).tolist(),
+        }
+        with (root / name).open("wb") as f:
+            pickle.dump(batch, f)
+    return root
 
 
 def read_corpus(path: str | Path, *, max_bytes: int = 0) -> bytes:
@@ -308,4 +342,4 @@ def load_task(config: EnvConfig) -> TaskData:
     if config.task == "text":
         return load_text(config.text, config.data_dir)
     assert config.data_dir is not None  # EnvConfig guarantees it for cifar10
-    return load_cifar10(config.data_dir)
+    return load_cifar10(config.data_dir, config.cifar10)

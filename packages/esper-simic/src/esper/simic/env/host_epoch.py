@@ -9,7 +9,8 @@ sync, and all scalars are read back once at the end of the epoch.
 
 Loss and accuracy are per prediction: one per sample for the image tasks, one per position for the
 text task (logits ``[B, T, vocab]``, targets ``[B, T]``). A task with ``epoch_samples`` (text)
-trains on that many samples per epoch, the first ones of the epoch's permutation.
+trains on that many samples per epoch, the first ones of the epoch's permutation. A task with an
+``augmentation`` (cifar10) has every minibatch augmented, with draws from the episode's generator.
 """
 
 from __future__ import annotations
@@ -96,6 +97,8 @@ def train_epoch(
     correct = torch.zeros((), dtype=torch.long, device=device)
     for b in range(num_batches):
         xb, yb = x_all[b * size : (b + 1) * size], y_all[b * size : (b + 1) * size]
+        if data.augmentation is not None:
+            xb = data.augmentation(xb, generator)
         logits = model(xb)
         loss = F.cross_entropy(logits.flatten(0, -2), yb.flatten())
         host_optimizer.zero_grad(set_to_none=True)

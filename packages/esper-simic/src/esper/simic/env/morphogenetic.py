@@ -43,7 +43,7 @@ from esper.simic.env.config import EnvConfig
 from esper.simic.env.datasets import TaskData, load_task
 from esper.simic.env.governor import Governor, Snapshot, restore_snapshot, take_snapshot
 from esper.simic.env.host_epoch import EpochStats, train_epoch
-from esper.simic.env.hosts import HOST_PRESETS, build_host
+from esper.simic.env.hosts import build_host, host_preset
 from esper.simic.env.model import MorphogeneticModel
 from esper.simic.env.objective import epoch_compute, objective_value
 from esper.simic.env.observations import build_masks, build_observation
@@ -205,7 +205,7 @@ class MorphogeneticEnv:
         """
         self._generator = torch.Generator().manual_seed(int(seed))
         cfg = self.config
-        preset = HOST_PRESETS[(cfg.host, cfg.impaired)].with_blocks(cfg.num_host_blocks)
+        preset = host_preset(cfg.task, cfg.host, cfg.impaired).with_blocks(cfg.num_host_blocks)
         if architecture is not None and architecture.host_widths is not None:
             preset = dataclasses.replace(preset, widths=architecture.host_widths)
         host = build_host(

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from esper.simic.agent import ObservationNormalizer, PPOConfig
-from esper.simic.env import HOST_PRESETS, EnvConfig, EpisodeSummary, VectorEnv
+from esper.simic.env import EnvConfig, EpisodeSummary, VectorEnv, host_preset
 from esper.simic.env.architecture import FixedArchitecture
 from esper.simic.env.rewards import DEFAULT_GAMMA
 from esper.simic.training.baselines import (
@@ -145,7 +145,9 @@ class VectorEnvPool:
     def host_shape(self) -> HostShape:
         """The config's host: topology, width preset, input shape and classes of the task."""
         data = self.get(self.batch_size).envs[0].data
-        preset = HOST_PRESETS[(self.config.host, self.config.impaired)].with_blocks(self.config.num_host_blocks)
+        preset = host_preset(self.config.task, self.config.host, self.config.impaired).with_blocks(
+            self.config.num_host_blocks
+        )
         return HostShape(self.config.host, preset, data.input_shape, data.num_classes)
 
 
