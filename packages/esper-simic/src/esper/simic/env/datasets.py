@@ -203,10 +203,10 @@ def load_cifar10(data_dir: str | Path) -> TaskData:
 
 
 def load_task(config: EnvConfig) -> TaskData:
-    """The task named by ``config.task`` (CPU tensors; move them with :meth:`TaskData.to`)."""
-    if config.task == "digits":
+    """The data of ``config.task`` (``config.dataset``; CPU tensors; move them with :meth:`TaskData.to`)."""
+    if config.dataset == "digits":
         return load_digits()
-    if config.task == "synthetic":
+    if config.dataset == "synthetic":
         return make_synthetic(config.synthetic.train_size, config.synthetic.val_size, seed=config.synthetic.seed)
     assert config.data_dir is not None  # EnvConfig guarantees it for cifar10
     return load_cifar10(config.data_dir)
