@@ -9,19 +9,22 @@ the state. For ``--task`` this plays the same held-out episodes (``eval``'s seed
 * the heuristic and the random valid policy;
 * the static final architecture and the widened host of the best fixed schedule's networks;
 * on a varied task, the *descriptor rule*: a hand-written policy that reads only the episode block
-  of the first observation (slot widths, host non-linearity) and then plays one single-seed
-  schedule: no growth on a non-linear host, else the narrowest slot before the bottleneck with an
-  ``mlp`` seed up to 16 features wide and an ``attention`` seed above.
+  of the observation (slot widths, host non-linearity) and plays one single-seed schedule
+  (:func:`rule_choice`).
 
 It reports each row's mean and std of the objective, which schedule wins each episode, the
 *oracle* (the best schedule of each episode, picked after the fact: an upper bound that also
 profits from per-episode luck) and its gap to the best single schedule, and the descriptor rule's
-gap (no hindsight), each with a 95 % percentile bootstrap interval over the episodes.
+gap (no hindsight), each with a 95 % percentile bootstrap interval over the episodes, and every
+row's per-episode objectives. ``--versus`` plays only the descriptor rule and the named schedules
+(``attention@r0c0``: single seed; ``attention``: ``eval``'s grow-every-slot schedule), to check
+the rule on fresh episodes (``--seed``) without replaying every row.
 
 Usage::
 
     uv run python scripts/bench_benchmark.py --task digits-varied --episodes 32
     uv run python scripts/bench_benchmark.py --task digits --episodes 32 --out digits.json
+    uv run python scripts/bench_benchmark.py --task digits-varied --seed 4321 --versus attention@r0c0 attention
 """
 
 from __future__ import annotations
@@ -63,8 +66,11 @@ SINGLE_SEED_BLUEPRINTS = (
 )
 #: Slots of the single-seed schedules (r0c2 follows the bottleneck on every host here).
 SINGLE_SEED_SLOTS = (0, 1)
-#: The descriptor rule grows an ``mlp`` seed in slots up to this width, an ``attention`` seed above.
-RULE_MLP_MAX_WIDTH = 16
+#: The descriptor rule grows an ``mlp`` seed in an ``r0c0`` up to this wide, ``mlp_small`` up to the
+#: next width, ``attention`` above (read off 32 episodes, checked on 32 fresh ones:
+#: docs/design/benchmark.md).
+RULE_MLP_MAX_WIDTH = 8
+RULE_MLP_SMALL_MAX_WIDTH = 16
 DESCRIPTOR_RULE = "descriptor rule"
 
 
@@ -83,15 +89,20 @@ def single_seed_rows(pool: VectorEnvPool, seeds: Sequence[int]) -> tuple[EvalRow
     return tuple(rows)
 
 
-def rule_choice(widths: Sequence[int], nonlinear: bool) -> tuple[BlueprintAction, int] | None:
-    """The descriptor rule's single seed ``(blueprint, slot index)`` for one episode, or None (no growth)."""
-    if nonlinear or min(widths) > 2:
-        return None
-    before = range(widths.index(min(widths)))
-    if not before:
-        return None
-    slot = min(before, key=lambda k: widths[k])
-    return (BlueprintAction.MLP if widths[slot] <= RULE_MLP_MAX_WIDTH else BlueprintAction.ATTENTION), slot
+def rule_choice(widths: Sequence[int], nonlinear: bool) -> tuple[BlueprintAction, int]:
+    """The descriptor rule's single seed ``(blueprint, slot index)`` for one episode.
+
+    ``widths`` are the slots' widths in slot-head order (``r0c0`` first). On a ReLU host an
+    ``attention`` seed in ``r0c1``; on a linear host a seed in ``r0c0`` (always before the
+    bottleneck), as large as its width makes affordable.
+    """
+    if nonlinear:
+        return BlueprintAction.ATTENTION, 1
+    if widths[0] <= RULE_MLP_MAX_WIDTH:
+        return BlueprintAction.MLP, 0
+    if widths[0] <= RULE_MLP_SMALL_MAX_WIDTH:
+        return BlueprintAction.MLP_SMALL, 0
+    return BlueprintAction.ATTENTION, 0
 
 
 def descriptor_rule_actor(venv: VectorEnv) -> ActFn:
@@ -104,10 +115,7 @@ def descriptor_rule_actor(venv: VectorEnv) -> ActFn:
         widths = torch.round(2.0 ** (obs.features[:, layout.episode("slot_width")] * WIDTH_SCALE)).to(torch.int64)
         nonlinear = obs.features[:, layout.episode("host_nonlinear")][:, 0] > 0.5
         for i in range(widths.shape[0]):
-            choice = rule_choice(widths[i].tolist(), bool(nonlinear[i]))
-            if choice is None:
-                continue
-            chosen = fixed_schedule_actor(space, *choice)(obs, masks)
+            chosen = fixed_schedule_actor(space, *rule_choice(widths[i].tolist(), bool(nonlinear[i])))(obs, masks)
             for head, values in chosen.items():
                 actions[head][i] = values[i]
         return actions
@@ -173,6 +181,7 @@ def measure(task: str, episodes: int, seed: int, num_envs: int) -> dict[str, Any
         "oracle_minus_best_fixed": interval((oracle - best_values).tolist()),
         "regret_of_best_fixed_per_episode": [round(float(v), 2) for v in oracle - best_values],
         "winner_per_episode": [schedules[w].policy for w in winners],
+        "objectives": {row.policy: [round(v, 3) for v in row.objectives] for row in rows},
     }
     if config.varies_per_episode:
         rule = np.asarray(rows[-1].objectives)
@@ -183,6 +192,45 @@ def measure(task: str, episodes: int, seed: int, num_envs: int) -> dict[str, Any
     return report
 
 
+def named_schedule(pool: VectorEnvPool, seeds: Sequence[int], name: str) -> EvalRow:
+    """``blueprint@slot_id`` (a single-seed schedule) or ``blueprint`` (``eval``'s grow-every-slot schedule)."""
+    blueprint_id, _, slot_id = name.partition("@")
+    blueprint = BlueprintAction[blueprint_id.upper()]
+    slot = pool.config.slot_ids.index(slot_id) if slot_id else None
+
+    def schedule(venv: VectorEnv, batch: range) -> ActFn:
+        del batch
+        return fixed_schedule_actor(venv.action_space, blueprint, slot)
+
+    label = f"single seed ({blueprint_id} @ {slot_id})" if slot_id else f"fixed schedule ({blueprint_id})"
+    return play_row(label, pool, seeds, schedule)
+
+
+def versus(task: str, episodes: int, seed: int, num_envs: int, names: Sequence[str]) -> dict[str, Any]:
+    """The descriptor rule against the named schedules only, on the same episodes."""
+    config = EnvConfig(task=task)  # type: ignore[arg-type]
+    if not config.varies_per_episode:
+        raise SystemExit(f"--versus needs a varied task; {task!r} does not vary")
+    pool = VectorEnvPool(config, min(num_envs, episodes))
+    seeds = EvalConfig(episodes=episodes, seed=seed).episode_seeds()
+    started = time.perf_counter()
+    rule = play_row(DESCRIPTOR_RULE, pool, seeds, lambda venv, batch: descriptor_rule_actor(venv))
+    others = [named_schedule(pool, seeds, name) for name in names]
+    values = np.asarray(rule.objectives)
+    return {
+        "task": task,
+        "episodes": episodes,
+        "eval_seed": seed,
+        "seconds": round(time.perf_counter() - started, 1),
+        "rows": {row.policy: row_summary(row) for row in (rule, *others)},
+        "descriptor_rule_minus": {
+            row.policy: interval((values - np.asarray(row.objectives)).tolist()) for row in others
+        },
+        "objectives": {row.policy: [round(v, 3) for v in row.objectives] for row in (rule, *others)},
+        "variants": [{"widths": list(v.preset.widths), "nonlinear": v.nonlinear} for v in map(draw_variant, seeds)],
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="digits-varied", help="task to measure (default: digits-varied)")
@@ -190,10 +238,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1234, help="evaluation seed (eval's default, 1234)")
     parser.add_argument("--num-envs", type=int, default=8, help="episodes played in lockstep")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--versus", nargs="+", metavar="SCHEDULE", help="only the descriptor rule and these schedules")
     parser.add_argument("--out", help="also write the JSON to this file")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    report = measure(args.task, args.episodes, args.seed, args.num_envs)
+    if args.versus:
+        report = versus(args.task, args.episodes, args.seed, args.num_envs, args.versus)
+    else:
+        report = measure(args.task, args.episodes, args.seed, args.num_envs)
     text = json.dumps(report, indent=2, allow_nan=False)
     print(text)
     if args.out:
