@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from esper.simic.env import EnvConfig, VectorEnv
-from esper.simic.env.variants import WIDTH_SCALE, draw_variant
+from esper.simic.env.variants import LINEAR_BOTTLENECK, WIDTH_SCALE, draw_variant
 from esper.simic.training.baselines import fixed_schedule_actor, wait_actions
 from esper.simic.training.eval_report import EvalRow
 from esper.simic.training.evaluation import (
@@ -66,11 +66,10 @@ SINGLE_SEED_BLUEPRINTS = (
 )
 #: Slots of the single-seed schedules (r0c2 follows the bottleneck on every host here).
 SINGLE_SEED_SLOTS = (0, 1)
-#: The descriptor rule grows an ``mlp`` seed in an ``r0c0`` up to this wide, ``mlp_small`` up to the
-#: next width, ``attention`` above (read off 32 episodes, checked on 32 fresh ones:
-#: docs/design/benchmark.md).
+#: The descriptor rule grows an ``mlp`` seed only in slots up to this wide (docs/design/benchmark.md).
 RULE_MLP_MAX_WIDTH = 8
-RULE_MLP_SMALL_MAX_WIDTH = 16
+#: ...and prefers ``r0c1`` to a wide ``r0c0`` when ``r0c1`` is at most this wide.
+RULE_AFFORDABLE_WIDTH = 32
 DESCRIPTOR_RULE = "descriptor rule"
 
 
@@ -93,15 +92,16 @@ def rule_choice(widths: Sequence[int], nonlinear: bool) -> tuple[BlueprintAction
     """The descriptor rule's single seed ``(blueprint, slot index)`` for one episode.
 
     ``widths`` are the slots' widths in slot-head order (``r0c0`` first). On a ReLU host an
-    ``attention`` seed in ``r0c1``; on a linear host a seed in ``r0c0`` (always before the
-    bottleneck), as large as its width makes affordable.
+    ``attention`` seed in ``r0c1`` unless that slot is wide, then in ``r0c0``. On a linear host an
+    ``mlp`` seed in a narrow ``r0c0``; else a seed in ``r0c1`` when it lies before the bottleneck and
+    is not wide (``mlp`` if narrow, else ``attention``); else ``attention`` in ``r0c0``.
     """
     if nonlinear:
-        return BlueprintAction.ATTENTION, 1
+        return BlueprintAction.ATTENTION, (1 if widths[1] <= RULE_AFFORDABLE_WIDTH else 0)
     if widths[0] <= RULE_MLP_MAX_WIDTH:
         return BlueprintAction.MLP, 0
-    if widths[0] <= RULE_MLP_SMALL_MAX_WIDTH:
-        return BlueprintAction.MLP_SMALL, 0
+    if LINEAR_BOTTLENECK < widths[1] <= RULE_AFFORDABLE_WIDTH:
+        return (BlueprintAction.MLP if widths[1] <= RULE_MLP_MAX_WIDTH else BlueprintAction.ATTENTION), 1
     return BlueprintAction.ATTENTION, 0
 
 

@@ -9,6 +9,7 @@ import torch
 
 from esper.simic.env import HOST_PRESETS, EnvConfig, HostTraining, MorphogeneticEnv, load_digits
 from esper.simic.env.variants import (
+    FIRST_WIDTHS,
     LINEAR_BOTTLENECK,
     NONLINEAR_BOTTLENECK,
     WIDTHS,
@@ -29,7 +30,7 @@ def env() -> MorphogeneticEnv:
 
 def test_the_variant_is_a_function_of_the_seed() -> None:
     assert [draw_variant(s) for s in SEEDS] == [draw_variant(s) for s in SEEDS]
-    assert len({draw_variant(s) for s in SEEDS}) > 30  # 2 positions x 25 width pairs x 2 activations
+    assert len({draw_variant(s) for s in SEEDS}) > 20  # 2 positions x 10 width pairs x 2 activations
 
 
 def test_variants_cover_every_kind_of_host() -> None:
@@ -37,9 +38,10 @@ def test_variants_cover_every_kind_of_host() -> None:
     assert {v.bottleneck for v in variants} == {1, 2}
     assert {v.nonlinear for v in variants} == {False, True}
     for v in variants:
-        others = [w for i, w in enumerate(v.preset.widths) if i != v.bottleneck]
-        assert set(others) <= set(WIDTHS)
+        assert v.preset.widths[0] in FIRST_WIDTHS
+        assert v.preset.widths[3 - v.bottleneck] in WIDTHS  # the block that is neither 0 nor the bottleneck
         assert v.preset.widths[v.bottleneck] == (NONLINEAR_BOTTLENECK if v.nonlinear else LINEAR_BOTTLENECK)
+    assert {v.preset.widths[0] for v in variants} == set(FIRST_WIDTHS)
     assert {w for v in variants for w in v.preset.widths} == {2, 4, *WIDTHS}
 
 

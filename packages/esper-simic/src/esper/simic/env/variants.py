@@ -7,10 +7,12 @@ measurements):
 
 - **bottleneck**: one of blocks 1 and 2 is a 2-feature bottleneck (4 in a non-linear host);
   only a seed in a slot *before* it can add what the host lacks, so the slot to grow differs;
-- **widths** of the two other blocks, each from :data:`WIDTHS`: a seed's parameters grow with its
-  slot's width (an ``mlp`` seed has ``8·w²`` of them), so the blueprint worth its price differs
-  (an ``mlp`` seed at 8 features costs 0.3 points, at 128 features 65), and the cheapest slot
-  before the bottleneck is the one to grow;
+- **widths** of the two other blocks: block 0 (slot ``r0c0``, always before the bottleneck) is
+  8 or 128 features wide (:data:`FIRST_WIDTHS`), the other one is drawn from :data:`WIDTHS`. A
+  seed's parameters grow with its slot's width (an ``mlp`` seed has ``8·w²`` of them), so the
+  blueprint worth its price differs (an ``mlp`` seed at 8 features costs 0.3 points, at 128
+  features 65): in a narrow ``r0c0`` a large seed pays, in a wide one only a small seed is
+  affordable, or a narrower slot before the bottleneck;
 - **non-linearity**: most hosts are linear (a seed is the only source of non-linearity and lifts
   accuracy by 12–18 points), a quarter have ReLU blocks and a 4-wide bottleneck: they need no
   non-linearity, and gain most from a cheap seed in ``r0c1``.
@@ -33,7 +35,11 @@ from esper.simic.env.config import NUM_HOST_BLOCKS, EnvConfig
 from esper.simic.env.hosts import HOST_PRESETS, HostPreset
 from esper.tamiyo.contract import parse_slot_id
 
-#: Widths (features) a non-bottleneck block of a ``digits-varied`` host is drawn from, uniformly.
+#: Widths (features) of block 0 (uniform). Between them, a cheap ``attention`` seed in ``r0c0`` was
+#: within a point of every episode's best growth, so the draw is either narrow or wide
+#: (docs/design/benchmark.md, first design).
+FIRST_WIDTHS: tuple[int, ...] = (8, 128)
+#: Widths (features) the other non-bottleneck block is drawn from (uniform).
 WIDTHS: tuple[int, ...] = (8, 16, 32, 64, 128)
 #: Blocks that can be the bottleneck (block 0 would leave no slot before it).
 BOTTLENECK_BLOCKS: tuple[int, ...] = (1, 2)
@@ -43,7 +49,7 @@ LINEAR_BOTTLENECK, NONLINEAR_BOTTLENECK = 2, 4
 #: Share of episodes whose host has ReLU blocks.
 NONLINEAR_SHARE = 0.25
 #: Salt of the variant's generator, so the variant stream differs from any other use of the seed.
-_VARIANT_SALT = 0x5EED_0011
+_VARIANT_SALT = 0x5EED_0012
 #: ``slot_width`` encodes ``log2(width) / WIDTH_SCALE`` (2 → 0.125, 128 → 0.875).
 WIDTH_SCALE = 8.0
 
@@ -76,7 +82,7 @@ def draw_variant(seed: int) -> EpisodeVariant:
     rng = np.random.default_rng(np.random.SeedSequence([int(seed) % 2**64, _VARIANT_SALT]))
     nonlinear = bool(rng.random() < NONLINEAR_SHARE)
     bottleneck = int(rng.choice(BOTTLENECK_BLOCKS))
-    widths = [int(rng.choice(WIDTHS)) for _ in range(NUM_HOST_BLOCKS)]
+    widths = [int(rng.choice(FIRST_WIDTHS)), *(int(rng.choice(WIDTHS)) for _ in range(NUM_HOST_BLOCKS - 1))]
     widths[bottleneck] = NONLINEAR_BOTTLENECK if nonlinear else LINEAR_BOTTLENECK
     return EpisodeVariant(bottleneck, HostPreset(tuple(widths), activation=nonlinear))
 
