@@ -173,6 +173,21 @@ def test_heuristic_and_eval_print_tables_and_write_json(tmp_path: Path, capsys: 
     assert json.loads((run / "eval.json").read_text())["fixed_schedules"] == []
 
 
+def test_the_varied_benchmark_trains_and_evaluates(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--task digits-varied``: a tiny run, then eval with every baseline on episodes with different hosts."""
+    run = tmp_path / "run"
+    tiny = ["--task", "digits-varied", "--episode-length", "2", "--batch-size", "600", *TINY_POLICY]
+    code, _, stderr = _run(["ppo", "--rounds", "1", "--envs", "2", *tiny, "--out", str(run), "--quiet"], capsys)
+    assert code == 0, stderr
+    assert read_metrics(run / "metrics.jsonl")[0]["episodes"] == 2
+    code, _, stderr = _run(["eval", str(run / "checkpoint_last.pt"), "--episodes", "2", "--num-envs", "2"], capsys)
+    assert code == 0, stderr
+    data = json.loads((run / "eval.json").read_text())
+    assert data["env"]["task"] == "digits-varied" and len(data["rows"]) == 8
+    widened = data["rows"][-1]
+    assert widened["policy"] == "widened host, same params"
+
+
 def test_policies_lists_plugins_and_broken_ones(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -209,6 +224,7 @@ def test_policies_survives_a_plugin_that_calls_sys_exit_at_import(
     [
         (["ppo", "--reward-mode", "nope"], "invalid choice: 'nope'"),
         (["ppo", "--task", "nope"], "invalid choice: 'nope'"),
+        (["ppo", "--task", "digits-varied", "--host", "cnn"], "draws an impaired mlp host per episode"),
         (["ppo", "--num-envs", "two"], "expected an integer, got 'two'"),
         (["ppo", "--policy-kwargs", "[1]"], "expected a JSON object"),
         (["ppo", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),

@@ -41,6 +41,13 @@ def test_defaults_and_derived_values() -> None:
     assert EnvConfig(host="cnn", slot_ids=["r0c2"]).slot_ids == ("r0c2",)  # type: ignore[arg-type]
 
 
+def test_the_varied_task_trains_on_digits_and_the_fixed_ones_do_not_vary() -> None:
+    varied = EnvConfig(task="digits-varied")
+    assert (varied.varies_per_episode, varied.dataset) == (True, "digits")
+    for task in ("digits", "synthetic"):
+        assert (EnvConfig(task=task).varies_per_episode, EnvConfig(task=task).dataset) == (False, task)  # type: ignore[arg-type]
+
+
 def test_no_gamma_in_the_environment_config() -> None:
     """One discount: PPO's gamma shapes the reward; the env default (no trainer) is PPO's default."""
     assert "gamma" not in {f.name for f in dataclasses.fields(EnvConfig)}
@@ -69,6 +76,8 @@ def test_every_section_field_is_documented() -> None:
         ({"slot_ids": ()}, "at least one"),
         ({"episode_length": 0}, "episode_length"),
         ({"task": "cifar10"}, "data_dir"),
+        ({"task": "digits-varied", "host": "cnn"}, r"'digits-varied' draws an impaired mlp host .* host='cnn'"),
+        ({"task": "digits-varied", "impaired": False}, r"needs host='mlp' and impaired=True, got .*impaired=False"),
     ],
 )
 def test_invalid_values_are_rejected(kwargs: dict[str, object], message: str) -> None:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from episode_summaries import make_summary
 
-from esper.simic.env import EnvConfig, LifecycleSettings, ObjectiveConfig, VectorEnv, VectorStep
+from esper.simic.env import EnvConfig, HostTraining, LifecycleSettings, ObjectiveConfig, VectorEnv, VectorStep
 from esper.simic.env.actions import action_allowed
 from esper.simic.training.baselines import RandomActor, charge_host_growth, fixed_schedule_actor
 from esper.simic.training.evaluation import (
@@ -92,6 +92,34 @@ def test_the_fixed_schedule_grows_and_fossilizes_as_soon_as_the_masks_allow(tiny
             assert info.executed_op == LifecycleOp.WAIT
     assert episode.fossilized >= 1 and episode.pruned == 0
     assert set(episode.final_blueprints.values()) == {"mlp_small"}
+
+
+def test_a_single_seed_schedule_grows_only_its_slot(tiny_env: EnvConfig) -> None:
+    venv = VectorEnv(_schedule_env(tiny_env), 1)
+    act = fixed_schedule_actor(venv.action_space, BlueprintAction.MLP_SMALL, slot=1)
+    episode = play_round(venv, act, [0]).episodes[0]
+    assert (episode.germinated, episode.fossilized, episode.pruned) == (1, 1, 0)
+    assert dict(episode.final_blueprints) == {"r0c1": "mlp_small"}
+
+
+def test_the_widened_host_of_a_varied_task_widens_each_episode_s_own_host() -> None:
+    """Each episode draws its host, so the widened baseline starts from (and charges against) that host."""
+    config = EnvConfig(task="digits-varied", episode_length=1, host_training=HostTraining(batch_size=600))
+    pool = VectorEnvPool(config, 3)
+    seeds = EvalConfig(episodes=3).episode_seeds()
+
+    def attention_at_r0c0(venv: VectorEnv, batch: range) -> ActFn:
+        return fixed_schedule_actor(venv.action_space, BlueprintAction.ATTENTION, slot=0)
+
+    learned = play_episodes(pool, seeds, attention_at_r0c0)
+    hosts = [pool.host_shape(seed) for seed in seeds]
+    assert [e.host_params for e in learned] == [h.num_params for h in hosts]
+    assert len({h.num_params for h in hosts}) > 1
+    _, widened = architecture_rows(pool, seeds, learned)
+    for grown, wide, added, host in zip(learned, widened.episodes, widened.host_params_added, hosts, strict=True):
+        target = grown.host_params + grown.seed_params
+        assert added == wide.host_params - host.num_params
+        assert abs(wide.host_params - target) <= 0.1 * target
 
 
 def test_one_fixed_schedule_per_blueprint_and_the_best_by_objective(tiny_env: EnvConfig) -> None:

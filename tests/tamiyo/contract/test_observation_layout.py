@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from esper.tamiyo.contract import (
     BASE_FEATURE_SIZE,
     BASE_FIELDS,
+    EPISODE_FIELDS,
     HISTORY_LENGTH,
     SLOT_FEATURE_SIZE,
     SLOT_FIELDS,
@@ -23,6 +24,7 @@ from esper.tamiyo.contract import (
     Observation,
     ObservationLayout,
     SlotConfig,
+    episode_feature_size,
     feature_size,
     symexp,
     symlog,
@@ -171,6 +173,42 @@ def test_slot_index_out_of_range_raises(index: int) -> None:
         layout.slot_block(index)
     with pytest.raises(IndexError, match=f"slot index {index} out of range for 3 slots"):
         layout.slot(index, "alpha")
+
+
+# --- episode block ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("count", SLOT_COUNTS)
+def test_the_episode_block_follows_the_slot_blocks(count: int) -> None:
+    """Without the block the layout is the plain V3 one; with it, slot widths (one per slot) and a flag follow."""
+    config = SlotConfig.for_count(count)
+    plain, varied = ObservationLayout(config), ObservationLayout(config, episode_block=True)
+    assert EPISODE_FIELDS == (("slot_width", 1), ("host_nonlinear", 1))
+    assert episode_feature_size(count) == count + 1
+    assert varied.size == feature_size(count, episode_block=True) == plain.size + count + 1
+    end = 23 + 31 * count
+    assert varied.episode("slot_width") == slice(end, end + count)
+    assert varied.episode("host_nonlinear") == slice(end + count, end + count + 1)
+    fields = varied.fields()
+    assert {name: rng for name, rng in fields.items() if not name.startswith("episode.")} == plain.fields()
+    assert list(fields)[-2:] == ["episode.slot_width", "episode.host_nonlinear"]
+    assert list(fields.values())[-1].stop == varied.size
+    assert all(a.stop == b.start for a, b in itertools.pairwise(fields.values()))
+
+
+def test_layout_of_size_picks_the_block_by_size() -> None:
+    config = SlotConfig.for_count(3)
+    assert ObservationLayout.of_size(config, 116) == ObservationLayout(config)
+    assert ObservationLayout.of_size(config, 120) == ObservationLayout(config, episode_block=True)
+    with pytest.raises(ValueError, match=r"feature_dim 117 does not match .* 3 slots \(116, or 120 with the episode"):
+        ObservationLayout.of_size(config, 117)
+
+
+def test_episode_fields_of_a_plain_layout_raise() -> None:
+    with pytest.raises(KeyError, match="'slot_width': this layout has no episode block"):
+        ObservationLayout().episode("slot_width")
+    with pytest.raises(KeyError, match="unknown episode field 'alpha'"):
+        ObservationLayout(episode_block=True).episode("alpha")
 
 
 # --- symlog / symexp --------------------------------------------------------------------------

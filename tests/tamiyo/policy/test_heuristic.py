@@ -148,6 +148,22 @@ def test_is_a_policy_bundle_without_parameters() -> None:
         policy.load_state_dict({"w": torch.zeros(1)})
 
 
+def test_an_episode_block_is_carried_along_unread() -> None:
+    """A varied benchmark appends the episode block; the rules read named fields, so they act the same."""
+    varied = ObservationLayout(SLOTS, episode_block=True)
+    policy = HeuristicPolicyBundle(slot_config=SLOTS, feature_dim=varied.size)
+    assert policy.feature_dim == varied.size == LAYOUT.size + 4
+    plain = torch.zeros(1, LAYOUT.size)
+    _write(LAYOUT, plain, "val_loss", 0.3)
+    with_block = torch.cat([plain, torch.tensor([[0.875, 0.125, 0.5, 1.0]])], dim=1)
+    blueprints = torch.full((1, 3), -1)
+    chosen = []
+    for features, bundle in ((plain, HeuristicPolicyBundle(slot_config=SLOTS)), (with_block, policy)):
+        result = bundle.get_action(Observation(features, blueprints), make_masks(), bundle.initial_hidden(1))
+        chosen.append({h: int(v) for h, v in result.actions.items()})
+    assert chosen[0] == chosen[1] and chosen[0]["op"] == LifecycleOp.WAIT
+
+
 def test_policy_config_rebuilds_an_identical_bundle() -> None:
     policy = HeuristicPolicyBundle(slot_config=SLOTS, topology="cnn", embargo_epochs_after_prune=5)
     rebuilt = HeuristicPolicyBundle(slot_config=SLOTS, **json.loads(json.dumps(policy.policy_config)))

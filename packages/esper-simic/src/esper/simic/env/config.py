@@ -13,7 +13,9 @@ scaled down from the reference's 150-epoch values (TRAINING dwell 10 → 4, mini
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Literal
 
 from esper.simic.checks import check_float, check_int
@@ -21,11 +23,13 @@ from esper.simic.env.objective import ObjectiveConfig
 from esper.simic.env.rewards import RewardConfig, check_reward_mode
 from esper.tamiyo.contract import SlotConfig, parse_slot_id
 
-TaskName = Literal["digits", "synthetic", "cifar10", "text"]
+TaskName = Literal["digits", "digits-varied", "synthetic", "cifar10", "text"]
 HostName = Literal["mlp", "cnn", "transformer"]
 RewardMode = Literal["objective", "sparse"]
 
-TASKS: tuple[str, ...] = ("digits", "synthetic", "cifar10", "text")
+TASKS: tuple[str, ...] = ("digits", "digits-varied", "synthetic", "cifar10", "text")
+#: Tasks whose episodes each draw their own host (``variants.py``) → the dataset they train on.
+VARIED_TASKS: Mapping[str, str] = MappingProxyType({"digits-varied": "digits"})
 HOSTS: tuple[str, ...] = ("mlp", "cnn", "transformer")
 #: Host blocks of the default grid. Slot ``r0c{i}`` sits after block ``i``, ``r1c{i}`` inside it (env/hosts.py).
 NUM_HOST_BLOCKS = 3
@@ -213,7 +217,8 @@ class EnvConfig:
     """
 
     task: TaskName = "digits"
-    """Dataset: ``digits`` (bundled UCI 8x8 digits, 1,200/597 split), ``synthetic`` (seeded, any size,
+    """Dataset: ``digits`` (bundled UCI 8x8 digits, 1,200/597 split), ``digits-varied`` (the same data, each
+    episode drawing its own impaired mlp host: docs/design/benchmark.md), ``synthetic`` (seeded, any size,
     for tests), ``cifar10`` (python pickle batches read from ``data_dir``; never downloaded) or ``text``
     (next-byte prediction on the text corpus at ``data_dir``, else on a generated one; host ``transformer``)."""
     host: HostName = "mlp"
@@ -275,10 +280,25 @@ class EnvConfig:
                     f"0 = after a block, 1 = inside it; up to {MAX_HOST_BLOCKS} columns = blocks)"
                 )
         check_int("episode_length", self.episode_length, 1)
+        if self.varies_per_episode and (self.host != "mlp" or not self.impaired):
+            raise ValueError(
+                f"task {self.task!r} draws an impaired mlp host per episode; it needs host='mlp' and impaired=True, "
+                f"got host={self.host!r}, impaired={self.impaired!r}"
+            )
         if self.task == "cifar10" and not self.data_dir:
             raise ValueError("task 'cifar10' needs data_dir (a directory with the CIFAR-10 python batches)")
         if self.data_dir is not None and not isinstance(self.data_dir, str):
             raise TypeError(f"data_dir must be a str path or None, got {self.data_dir!r}")
+
+    @property
+    def varies_per_episode(self) -> bool:
+        """Each episode draws its own host from its reset seed (and observations carry the episode block)."""
+        return self.task in VARIED_TASKS
+
+    @property
+    def dataset(self) -> str:
+        """The data the task trains on (a varied task's base task, else the task itself)."""
+        return VARIED_TASKS.get(self.task, self.task)
 
     @property
     def topology(self) -> str:

@@ -334,10 +334,10 @@ def load_text(settings: TextTask, data_dir: str | None) -> TaskData:
 
 
 def load_task(config: EnvConfig) -> TaskData:
-    """The task named by ``config.task`` (CPU tensors; move them with :meth:`TaskData.to`)."""
-    if config.task == "digits":
+    """The data of ``config.task`` (``config.dataset``; CPU tensors; move them with :meth:`TaskData.to`)."""
+    if config.dataset == "digits":
         return load_digits()
-    if config.task == "synthetic":
+    if config.dataset == "synthetic":
         return make_synthetic(config.synthetic.train_size, config.synthetic.val_size, seed=config.synthetic.seed)
     if config.task == "text":
         return load_text(config.text, config.data_dir)

@@ -7,8 +7,9 @@ Spaces:
 
 * action: ``MultiDiscrete(head sizes in HEAD_NAMES order)``, i.e. ``[slot, blueprint, style, tempo,
   alpha_target, alpha_speed, alpha_curve, op]``. Heads that the chosen op does not use are ignored.
-* observation: ``Box(float32[F + S])``: the raw feature vector (``ObservationLayout``, F = 23 + 31 S)
-  followed by the S slots' blueprint indices as floats (``BlueprintAction`` value, −1 = empty slot).
+* observation: ``Box(float32[F + S])``: the raw feature vector (``ObservationLayout``, F = 23 + 31 S,
+  plus S + 1 on a varied task) followed by the S slots' blueprint indices as floats (``BlueprintAction``
+  value, −1 = empty slot).
   :meth:`MorphogeneticGymEnv.split_observation` recovers the two parts.
 
 Masks follow the sb3-contrib ``MaskablePPO`` convention: :meth:`MorphogeneticGymEnv.action_masks`

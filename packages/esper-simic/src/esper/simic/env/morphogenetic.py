@@ -1,6 +1,7 @@
 """``MorphogeneticEnv``: one host training run as an RL episode, one host epoch per step.
 
-``reset(seed)`` builds a fresh host from ``seed`` (all randomness of the episode, parameter
+``reset(seed)`` builds a fresh host from ``seed`` (a varied task first draws the host's shape
+from it: ``variants.py``; all other randomness of the episode, parameter
 initialisation and minibatch order, comes from one ``torch.Generator`` seeded with it; torch's
 global RNG is never used), validates the untrained host (epoch 0) and returns the first
 observation. The same seed and actions give the same episode bit for bit on CPU with the same
@@ -43,7 +44,7 @@ from esper.simic.env.config import EnvConfig
 from esper.simic.env.datasets import TaskData, load_task
 from esper.simic.env.governor import Governor, Snapshot, restore_snapshot, take_snapshot
 from esper.simic.env.host_epoch import EpochStats, train_epoch
-from esper.simic.env.hosts import build_host, host_preset
+from esper.simic.env.hosts import build_host
 from esper.simic.env.model import MorphogeneticModel
 from esper.simic.env.objective import epoch_compute, objective_value
 from esper.simic.env.observations import build_masks, build_observation
@@ -60,6 +61,7 @@ from esper.simic.env.rewards import (
 from esper.simic.env.signals import SignalTracker, TrackerSignals
 from esper.simic.env.slot import SeedSlot, SlotSettings
 from esper.simic.env.validation import ValidationResult, validate
+from esper.simic.env.variants import EpisodeVariant, draw_variant, episode_preset
 from esper.tamiyo.contract import (
     ActionMasks,
     ActionSpace,
@@ -136,7 +138,7 @@ class MorphogeneticEnv:
         self.device = torch.device(device)
         self.data = (data if data is not None else load_task(config)).to(self.device)
         self._slot_config = config.slot_config
-        self._layout = ObservationLayout(self._slot_config)
+        self._layout = ObservationLayout(self._slot_config, episode_block=config.varies_per_episode)
         self._space = morphogenetic_action_space(self._slot_config)
         self._slot_settings = SlotSettings(
             config.lifecycle.training_dwell,
@@ -157,6 +159,7 @@ class MorphogeneticEnv:
         self._tally = _EpisodeTally()
         self._initial_objective = ObjectiveTerms()
         self._objective = ObjectiveTerms()
+        self._variant: EpisodeVariant | None = None
 
     # ----------------------------------------------------------------------------- properties
     @property
@@ -179,6 +182,11 @@ class MorphogeneticEnv:
     @property
     def topology(self) -> str:
         return self.config.topology
+
+    @property
+    def variant(self) -> EpisodeVariant | None:
+        """The host drawn for the current episode of a varied task (None for a fixed task or before reset)."""
+        return self._variant
 
     @property
     def epoch(self) -> int:
@@ -205,7 +213,8 @@ class MorphogeneticEnv:
         """
         self._generator = torch.Generator().manual_seed(int(seed))
         cfg = self.config
-        preset = host_preset(cfg.task, cfg.host, cfg.impaired).with_blocks(cfg.num_host_blocks)
+        self._variant = draw_variant(seed) if cfg.varies_per_episode else None
+        preset = episode_preset(cfg, seed)
         if architecture is not None and architecture.host_widths is not None:
             preset = dataclasses.replace(preset, widths=architecture.host_widths)
         host = build_host(
@@ -261,6 +270,7 @@ class MorphogeneticEnv:
             episode_length=cfg.episode_length,
             last_action_success=success,
             last_op=op,
+            episode=None if self._variant is None else self._variant.features(cfg.slot_ids),
         )
         masks = build_masks(
             slots,

@@ -14,7 +14,7 @@ measurements are written as ``UNKNOWN`` so an observation is always finite.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 
@@ -112,12 +112,16 @@ def build_observation(
     episode_length: int,
     last_action_success: bool,
     last_op: int,
+    episode: Mapping[str, Sequence[float]] | None = None,
 ) -> Observation:
     """Observation of one environment: features float32 ``[F]`` and blueprint indices int64 ``[S]``.
 
     ``slots`` must be in the layout's slot order; ``epoch`` is the number of host epochs trained
-    so far in the episode.
+    so far in the episode. ``episode`` fills the layout's episode block by field name (required
+    exactly when the layout has one).
     """
+    if (episode is None) == layout.episode_block:
+        raise ValueError("the episode block's values must be given exactly when the layout has an episode block")
     if len(slots) != layout.num_slots:
         raise ValueError(f"got {len(slots)} slots for a layout of {layout.num_slots}")
     out = [0.0] * layout.size
@@ -141,6 +145,8 @@ def build_observation(
         _write(out, layout.base(name), values)
     for index, slot in enumerate(slots):
         _slot_features(out, layout, index, slot, max_epochs)
+    for name, values in (episode or {}).items():
+        _write(out, layout.episode(name), values)
     blueprints = [int(s.blueprint) if s.occupied and s.blueprint is not None else -1 for s in slots]
     return Observation(torch.tensor(out, dtype=torch.float32), torch.tensor(blueprints, dtype=torch.int64))
 

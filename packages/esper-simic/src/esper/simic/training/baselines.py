@@ -87,13 +87,14 @@ class RandomActor:
         return actions
 
 
-def fixed_schedule_actor(space: ActionSpace, blueprint: BlueprintAction) -> ActFn:
+def fixed_schedule_actor(space: ActionSpace, blueprint: BlueprintAction, slot: int | None = None) -> ActFn:
     """Germinate ``blueprint`` in the first free slot whenever GERMINATE is allowed, else fossilize the
     first seed FOSSILIZE is allowed for, else WAIT; never prunes.
 
     Growth comes first when both are allowed (one op per epoch), so every slot grows as early as the
-    masks allow. Style, tempo and alpha target stay at their placeholders (sigmoid add, standard
-    tempo, full alpha).
+    masks allow. With ``slot`` (an index in slot-head order) only that slot ever grows: one seed,
+    germinated as early as allowed (the single-seed schedules ``scripts/bench_benchmark.py`` compares).
+    Style, tempo and alpha target stay at their placeholders (sigmoid add, standard tempo, full alpha).
     """
     slot_head = space.slot_head
     if slot_head is None:
@@ -107,6 +108,8 @@ def fixed_schedule_actor(space: ActionSpace, blueprint: BlueprintAction) -> ActF
         for i in range(ops.shape[0]):
             for op in (LifecycleOp.GERMINATE, LifecycleOp.FOSSILIZE):
                 slots = masks.slot_by_op[i, op]
+                if op == LifecycleOp.GERMINATE and slot is not None:
+                    slots = slots & (torch.arange(slots.shape[0]) == slot)
                 if bool(ops[i, op]) and bool(slots.any()):
                     actions[space.op_head][i] = int(op)
                     actions[slot_head][i] = int(slots.to(torch.int8).argmax())
@@ -164,9 +167,19 @@ class HostShape:
         )
 
 
-def widened_architectures(learned: Sequence[EpisodeSummary], host: HostShape) -> tuple[FixedArchitecture, ...]:
-    """A seedless host per learned episode, widened to that episode's final parameter count (host + seeds)."""
-    return tuple(FixedArchitecture(host_widths=host.widened_to(e.host_params + e.seed_params).widths) for e in learned)
+def widened_architectures(
+    learned: Sequence[EpisodeSummary], hosts: Sequence[HostShape]
+) -> tuple[FixedArchitecture, ...]:
+    """A seedless host per learned episode, ``hosts[i]`` widened to episode i's final parameter count (host + seeds).
+
+    One host per episode, because a varied task draws each episode's host.
+    """
+    if len(hosts) != len(learned):
+        raise ValueError(f"need one host per episode ({len(learned)}), got {len(hosts)}")
+    return tuple(
+        FixedArchitecture(host_widths=host.widened_to(e.host_params + e.seed_params).widths)
+        for e, host in zip(learned, hosts, strict=True)
+    )
 
 
 def charge_host_growth(episode: EpisodeSummary, base_host_params: int, prices: ObjectiveConfig) -> EpisodeSummary:

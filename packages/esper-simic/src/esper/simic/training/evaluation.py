@@ -25,9 +25,10 @@ from typing import Any
 import torch
 
 from esper.simic.agent import ObservationNormalizer, PPOConfig
-from esper.simic.env import EnvConfig, EpisodeSummary, VectorEnv, host_preset
+from esper.simic.env import EnvConfig, EpisodeSummary, VectorEnv
 from esper.simic.env.architecture import FixedArchitecture
 from esper.simic.env.rewards import DEFAULT_GAMMA
+from esper.simic.env.variants import episode_preset
 from esper.simic.training.baselines import (
     FixedArchitectureEnvs,
     HostShape,
@@ -142,13 +143,10 @@ class VectorEnvPool:
         """Episode indices of each lockstep batch."""
         return [range(i, min(i + self.batch_size, num_episodes)) for i in range(0, num_episodes, self.batch_size)]
 
-    def host_shape(self) -> HostShape:
-        """The config's host: topology, width preset, input shape and classes of the task."""
+    def host_shape(self, seed: int) -> HostShape:
+        """The host of the episode reset with ``seed``: topology, width preset, input shape and classes of the task."""
         data = self.get(self.batch_size).envs[0].data
-        preset = host_preset(self.config.task, self.config.host, self.config.impaired).with_blocks(
-            self.config.num_host_blocks
-        )
-        return HostShape(self.config.host, preset, data.input_shape, data.num_classes)
+        return HostShape(self.config.host, episode_preset(self.config, seed), data.input_shape, data.num_classes)
 
 
 def play_episodes(
@@ -244,11 +242,12 @@ def architecture_rows(
 ) -> tuple[EvalRow, ...]:
     """The learned final network trained statically from epoch 0, and the host widened to its size."""
     static = play_row(STATIC, pool, seeds, _no_growth, architectures=static_architectures(learned))
-    host = pool.host_shape()
-    base = host.num_params
-    widened = play_row(WIDENED, pool, seeds, _no_growth, architectures=widened_architectures(learned, host))
-    charged = tuple(charge_host_growth(e, base, pool.config.objective) for e in widened.episodes)
-    host_growth = tuple(e.host_params - base for e in widened.episodes)
+    hosts = [pool.host_shape(seed) for seed in seeds]
+    widened = play_row(WIDENED, pool, seeds, _no_growth, architectures=widened_architectures(learned, hosts))
+    base = [host.num_params for host in hosts]
+    paired = tuple(zip(widened.episodes, base, strict=True))
+    charged = tuple(charge_host_growth(e, b, pool.config.objective) for e, b in paired)
+    host_growth = tuple(e.host_params - b for e, b in paired)
     return static, dataclasses.replace(widened, episodes=charged, host_params_added=host_growth)
 
 

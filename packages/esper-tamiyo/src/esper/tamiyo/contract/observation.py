@@ -1,5 +1,10 @@
 """The observation layout ("Obs V3"): 23 base features + 31 per slot, described by named fields.
 
+An environment whose episodes differ in ways the policy must see (the ``digits-varied``
+benchmark draws each episode's host) appends an *episode block* after the slot blocks:
+:data:`EPISODE_FIELDS`, constant over an episode. Layouts without it are exactly the plain
+V3 layout, so a task that does not vary keeps its feature size and its checkpoints.
+
 Everything that reads observations (the heuristic policy, tests, telemetry) goes through the
 named fields, never through magic indices. Blueprint identity is not in the feature vector; it
 travels separately as ``blueprint_indices[num_slots]`` (-1 = empty) for a learned embedding.
@@ -63,15 +68,31 @@ SLOT_FIELDS: tuple[tuple[str, int], ...] = (
     ("seed_age", 1),  # epochs since germination / max_epochs
 )
 
+#: Episode block (layouts with ``episode_block=True`` only): what the episode was drawn with.
+#: ``slot_width`` has one entry per slot (slot-head order); the others are scalars.
+EPISODE_FIELDS: tuple[tuple[str, int], ...] = (
+    ("slot_width", 1),  # per slot: log2(features or channels the slot sees) / 8, e.g. 2 -> 0.125, 128 -> 0.875
+    ("host_nonlinear", 1),  # 1 if the host's blocks have activations, 0 if they are linear
+)
+#: Entries of :data:`EPISODE_FIELDS` that repeat once per slot.
+PER_SLOT_EPISODE_FIELDS: frozenset[str] = frozenset({"slot_width"})
+
 BASE_FEATURE_SIZE = sum(width for _, width in BASE_FIELDS)
 SLOT_FEATURE_SIZE = sum(width for _, width in SLOT_FIELDS)
 
 
-def feature_size(num_slots: int) -> int:
-    """Length of the observation vector for ``num_slots`` slots: ``23 + 31 * num_slots``."""
+def feature_size(num_slots: int, *, episode_block: bool = False) -> int:
+    """Length of the observation vector for ``num_slots`` slots: ``23 + 31 * num_slots``, plus
+    ``episode_feature_size(num_slots)`` with the episode block."""
     if num_slots < 1:
         raise ValueError(f"num_slots must be >= 1, got {num_slots}")
-    return BASE_FEATURE_SIZE + SLOT_FEATURE_SIZE * num_slots
+    extra = episode_feature_size(num_slots) if episode_block else 0
+    return BASE_FEATURE_SIZE + SLOT_FEATURE_SIZE * num_slots + extra
+
+
+def episode_feature_size(num_slots: int) -> int:
+    """Length of the episode block for ``num_slots`` slots (per-slot fields repeat once per slot)."""
+    return sum(width * (num_slots if name in PER_SLOT_EPISODE_FIELDS else 1) for name, width in EPISODE_FIELDS)
 
 
 def symlog(x: float) -> float:
@@ -97,6 +118,25 @@ class ObservationLayout:
     """Named index ranges of the observation vector for one slot configuration."""
 
     slot_config: SlotConfig = SlotConfig()
+    episode_block: bool = False
+    """Append the episode block (:data:`EPISODE_FIELDS`) after the slot blocks."""
+
+    @classmethod
+    def of_size(cls, slot_config: SlotConfig, feature_dim: int) -> ObservationLayout:
+        """The layout of ``slot_config`` whose size is ``feature_dim`` (with or without the episode block).
+
+        Lets a consumer that is told only the feature size (a policy built by the registry) read by name.
+        Raises ``ValueError`` when neither layout has that size.
+        """
+        for episode_block in (False, True):
+            layout = cls(slot_config, episode_block)
+            if layout.size == feature_dim:
+                return layout
+        plain, with_block = cls(slot_config).size, cls(slot_config, True).size
+        raise ValueError(
+            f"feature_dim {feature_dim} does not match the observation layout of {slot_config.num_slots} slots "
+            f"({plain}, or {with_block} with the episode block)"
+        )
 
     @property
     def num_slots(self) -> int:
@@ -104,12 +144,22 @@ class ObservationLayout:
 
     @property
     def size(self) -> int:
-        """Total feature count (``feature_size(num_slots)``)."""
-        return feature_size(self.num_slots)
+        """Total feature count (``feature_size(num_slots, episode_block=...)``)."""
+        return feature_size(self.num_slots, episode_block=self.episode_block)
 
     @cached_property
     def _base(self) -> dict[str, slice]:
         return _offsets(BASE_FIELDS, 0)
+
+    @cached_property
+    def _episode(self) -> dict[str, slice]:
+        """Episode fields → index range (empty without the episode block)."""
+        if not self.episode_block:
+            return {}
+        widths = [
+            (name, width * (self.num_slots if name in PER_SLOT_EPISODE_FIELDS else 1)) for name, width in EPISODE_FIELDS
+        ]
+        return _offsets(tuple(widths), BASE_FEATURE_SIZE + self.num_slots * SLOT_FEATURE_SIZE)
 
     @cached_property
     def _slots(self) -> tuple[dict[str, slice], ...]:
@@ -138,6 +188,15 @@ class ObservationLayout:
         except KeyError:
             raise KeyError(f"unknown slot field {name!r}; fields: {[n for n, _ in SLOT_FIELDS]}") from None
 
+    def episode(self, name: str) -> slice:
+        """Index range of episode field ``name`` (per-slot fields span every slot, slot-head order)."""
+        try:
+            return self._episode[name]
+        except KeyError:
+            if not self.episode_block:
+                raise KeyError(f"episode field {name!r}: this layout has no episode block") from None
+            raise KeyError(f"unknown episode field {name!r}; fields: {[n for n, _ in EPISODE_FIELDS]}") from None
+
     def slot_block(self, slot: int | str) -> slice:
         """Index range of the whole 31-feature block of one slot."""
         index = self._slot_index(slot)
@@ -145,10 +204,11 @@ class ObservationLayout:
         return slice(start, start + SLOT_FEATURE_SIZE)
 
     def fields(self) -> dict[str, slice]:
-        """Every field with a qualified name (``"val_loss"``, ``"r0c1.alpha"``) → index range."""
+        """Every field with a qualified name (``"val_loss"``, ``"r0c1.alpha"``, ``"episode.slot_width"``) → range."""
         out = dict(self._base)
         for slot_id, block in zip(self.slot_config.slot_ids, self._slots, strict=True):
             out.update({f"{slot_id}.{name}": rng for name, rng in block.items()})
+        out.update({f"episode.{name}": rng for name, rng in self._episode.items()})
         return out
 
     def read(self, features: torch.Tensor, name: str, slot: int | str | None = None) -> torch.Tensor:

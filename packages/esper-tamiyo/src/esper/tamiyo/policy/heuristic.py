@@ -70,7 +70,7 @@ class HeuristicPolicyBundle:
 
     Args:
         slot_config: slot layout of the environments.
-        feature_dim: observation length; must equal the layout's size when given.
+        feature_dim: observation length; must equal the layout's size (with or without the episode block) when given.
         topology: host topology (``"mlp"``, ``"cnn"``, ``"transformer"``), selects the default
             blueprint rotation and validates a custom one.
         **config: overrides of :class:`HeuristicConfig` fields (e.g. ``embargo_epochs_after_prune=5``).
@@ -84,12 +84,9 @@ class HeuristicPolicyBundle:
         self, *, slot_config: SlotConfig, feature_dim: int | None = None, topology: str = "mlp", **config: Any
     ) -> None:
         self._slot_config = slot_config
-        self._layout = ObservationLayout(slot_config)
-        if feature_dim is not None and feature_dim != self._layout.size:
-            raise ValueError(
-                f"feature_dim {feature_dim} does not match the observation layout of "
-                f"{slot_config.num_slots} slots ({self._layout.size})"
-            )
+        # The rules read named fields only, so an episode block (a varied benchmark) is carried along unread.
+        plain = feature_dim is None
+        self._layout = ObservationLayout(slot_config) if plain else ObservationLayout.of_size(slot_config, feature_dim)
         self._config = HeuristicConfig(**config)
         self._topology = topology
         self._rotation = torch.tensor([int(b) for b in self._config.rotation_for(topology)], dtype=torch.long)
