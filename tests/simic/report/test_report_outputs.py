@@ -82,6 +82,7 @@ def reported(evaluated_run: Path) -> str:
     return (evaluated_run / REPORT_FILE).read_text(encoding="utf-8")
 
 
+@pytest.mark.slow  # trains, evaluates and renders a run: seconds of matplotlib
 def test_plot_writes_the_learning_curves_and_the_episode_timelines(evaluated_run: Path, plotted: list[Path]) -> None:
     assert [p.relative_to(evaluated_run).as_posix() for p in plotted] == [
         f"{PLOTS_DIR}/episode_1_timeline.png",
@@ -93,6 +94,7 @@ def test_plot_writes_the_learning_curves_and_the_episode_timelines(evaluated_run
         assert width >= 600 and height >= 400 and len(data) > 10_000, (path.name, width, height, len(data))
 
 
+@pytest.mark.slow  # trains, evaluates and renders a run: seconds of matplotlib
 def test_report_is_one_page_with_embedded_figures_and_no_external_resource(reported: str) -> None:
     page = collect(reported)
     images = image_urls(reported)
@@ -109,6 +111,7 @@ def test_report_is_one_page_with_embedded_figures_and_no_external_resource(repor
         assert expected in text, expected
 
 
+@pytest.mark.slow  # trains, evaluates and renders a run: seconds of matplotlib
 def test_the_timelines_compare_learned_heuristic_and_no_growth_on_the_same_episode(evaluated_run: Path) -> None:
     run = load_run(evaluated_run)
     assert run.evaluation is not None
@@ -119,6 +122,7 @@ def test_the_timelines_compare_learned_heuristic_and_no_growth_on_the_same_episo
     assert compared_episodes(dataclasses.replace(run, traces={}), 0) == []
 
 
+@pytest.mark.slow  # trains, evaluates and renders a run: seconds of matplotlib
 def test_report_without_an_evaluation_says_how_to_get_one(trained_run: Path) -> None:
     run = load_run(trained_run)
     assert run.evaluation is None and run.traces == {}
@@ -128,6 +132,7 @@ def test_report_without_an_evaluation_says_how_to_get_one(trained_run: Path) -> 
     assert f"esper-train eval {trained_run / 'checkpoint_last.pt'}" in page
 
 
+@pytest.mark.slow  # trains, evaluates and renders a run: seconds of matplotlib
 def test_report_escapes_what_it_reads(evaluated_run: Path) -> None:
     run = load_run(evaluated_run)
     assert run.evaluation is not None
@@ -172,6 +177,7 @@ def test_bad_run_directory_is_one_line(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
+@pytest.mark.slow  # trains, evaluates and renders a run: seconds of matplotlib
 def test_untraced_episode_is_one_line(evaluated_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(["plot", str(evaluated_run), "--episode", "7"], capsys)
     assert code == 2
