@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_flags import TINY_POLICY, tiny_task
 from plugin_distributions import make_distribution
 
 from esper.simic import cli
@@ -19,19 +20,7 @@ from esper.simic.training import RunDirectory, read_metrics
 from esper.tamiyo.policy import PolicyInfo, PolicyRegistry
 
 #: Small synthetic run options shared by most tests (the policy is shrunk to keep them sub-second).
-TINY = [
-    "--task",
-    "synthetic",
-    "--episode-length",
-    "4",
-    "--synthetic-train-size",
-    "64",
-    "--synthetic-val-size",
-    "32",
-    "--batch-size",
-    "32",
-]
-TINY_POLICY = ["--policy-kwargs", '{"hidden_size": 16, "lstm_hidden": 16}']
+TINY = tiny_task()
 
 
 def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

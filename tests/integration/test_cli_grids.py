@@ -6,26 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_flags import TINY_POLICY, tiny_task
 
 from esper.simic import cli
 from esper.simic.training import read_checkpoint, write_checkpoint
 
 #: 2 rows x 5 columns (the reference's 10-slot configuration); slot-head order row by row.
 GRID = [f"r{row}c{col}" for row in range(2) for col in range(5)]
-TINY = [
-    "--task",
-    "synthetic",
-    "--episode-length",
-    "3",
-    "--synthetic-train-size",
-    "64",
-    "--synthetic-val-size",
-    "32",
-    "--batch-size",
-    "32",
-    "--policy-kwargs",
-    '{"hidden_size": 16, "lstm_hidden": 16}',
-]
+TINY = [*tiny_task(episode_length=3), *TINY_POLICY]
 
 
 def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

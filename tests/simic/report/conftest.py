@@ -6,28 +6,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from cli_flags import TINY_POLICY, tiny_task
 
 from esper.simic import cli
 
 #: A 2-round, 2-env, 6-step synthetic run with a shrunk policy: a few seconds to train and evaluate.
-TINY_RUN = [
-    "--task",
-    "synthetic",
-    "--episode-length",
-    "6",
-    "--synthetic-train-size",
-    "64",
-    "--synthetic-val-size",
-    "32",
-    "--batch-size",
-    "32",
-    "--policy-kwargs",
-    '{"hidden_size": 16, "lstm_hidden": 16}',
-    "--num-envs",
-    "2",
-    "--rounds",
-    "2",
-]
+TINY_RUN = [*tiny_task(episode_length=6), *TINY_POLICY, "--num-envs", "2", "--rounds", "2"]
 EVAL_EPISODES = 2
 
 
