@@ -7,6 +7,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from seed_walk import nudge_into_blending
 
 from esper.simic.env.hosts import HostPreset, build_host
 from esper.simic.env.model import MorphogeneticModel
@@ -104,13 +105,7 @@ def test_blending_changes_output_once_seed_learns() -> None:
     model = _model("mlp")
     slot = model.slot("r0c1")
     slot.germinate(11, GerminationStyle.LINEAR_ADD, 3, 1.0, torch.Generator().manual_seed(0), 0.0)
-    assert slot.seed is not None
-    with torch.no_grad():
-        for p in slot.seed.parameters():
-            p.add_(0.5)
-    slot.tick(auto_advance=True)
-    slot.record_gradients(GradientStats(1.0, True, 0.0, 0.0))
-    slot.tick(auto_advance=True)
+    nudge_into_blending(slot, 0.5)
     x, _ = _batch()
     model.eval()
     with torch.no_grad():

@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 from scripted_actions import WAIT
+from seed_walk import nudge_into_blending
 from torch import nn
 
 from esper.simic.env import EnvConfig, HostTraining, MorphogeneticEnv, SyntheticTask, VectorEnv, VectorStep
 from esper.simic.env.hosts import HOST_PRESETS, HostNetwork, HostPreset, SplitSequential, build_host
 from esper.simic.env.model import MorphogeneticModel
-from esper.simic.env.slot import GradientStats, SlotSettings
+from esper.simic.env.slot import SlotSettings
 from esper.simic.training.rollout import PolicyActor, play_round
 from esper.tamiyo.contract import (
     BlueprintAction,
@@ -136,13 +137,7 @@ def test_counterfactuals_on_a_row_1_seed_compose_with_row_0() -> None:
         before = model(x)
     slot = model.slot("r1c1")
     slot.germinate(BlueprintAction.LORA, GerminationStyle.LINEAR_ADD, 2, 0.5, torch.Generator().manual_seed(2), 0.0)
-    assert slot.seed is not None
-    with torch.no_grad():
-        for p in slot.seed.parameters():
-            p.add_(0.2)
-    slot.tick(auto_advance=True)
-    slot.record_gradients(GradientStats(1.0, True, 0.0, 0.0))
-    slot.tick(auto_advance=True)
+    nudge_into_blending(slot, 0.2)
     assert slot.stage == SeedStage.BLENDING and 0.0 < slot.alpha < 1.0
     with torch.no_grad():
         stacked = model.forward_configs(x, {"r1c1": [0.0, slot.alpha]})
