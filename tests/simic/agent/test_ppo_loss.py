@@ -118,6 +118,18 @@ def _two_head_loss(**overrides: Any) -> PPOLoss:
     return ppo_loss(**arguments)
 
 
+def test_per_head_normalisation_averages_each_head_over_its_own_relevant_steps() -> None:
+    r = math.exp
+    op_surr = min(r(0.1), 1.2) + min(r(-0.2) * -1.0, 0.8 * -1.0)
+    bp_surr = min(r(0.3), 1.2)
+    joint = _two_head_loss(advantages=torch.tensor([[1.0, -1.0, 100.0]], dtype=torch.float64))
+    per_head = _two_head_loss(
+        advantages=torch.tensor([[1.0, -1.0, 100.0]], dtype=torch.float64), per_head_normalisation=True
+    )
+    assert abs(float(joint.loss_policy) - -(op_surr + bp_surr) / 2) < 1e-12  # both heads over the 2 valid steps
+    assert abs(float(per_head.loss_policy) - -(op_surr / 2 + bp_surr / 1)) < 1e-12  # blueprint: its 1 step
+
+
 def test_ratio_of_one_gives_zero_kl_and_deviation() -> None:
     new = _two_head_inputs()[0]
     out = _two_head_loss(new_log_probs=new, old_log_probs={h: v.clone() for h, v in new.items()})

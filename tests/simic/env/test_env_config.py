@@ -28,7 +28,7 @@ from esper.tamiyo.contract import BlueprintAction, LifecycleOp
 
 def test_defaults_and_derived_values() -> None:
     config = EnvConfig()
-    assert (config.task, config.host, config.impaired, config.episode_length) == ("digits", "mlp", True, 40)
+    assert (config.task, config.host, config.impaired, config.episode_length) == ("digits-varied", "mlp", True, 40)
     lifecycle = config.lifecycle
     assert (lifecycle.training_dwell, lifecycle.min_prune_age, lifecycle.embargo_epochs, lifecycle.max_seeds) == (
         4,
@@ -38,7 +38,7 @@ def test_defaults_and_derived_values() -> None:
     )
     assert (config.host_training.lr, config.seed_training.lr, config.governor.patience) == (0.02, 0.02, 2)
     assert config.topology == "mlp" and config.slot_config.num_slots == 3
-    assert EnvConfig(host="cnn", slot_ids=["r0c2"]).slot_ids == ("r0c2",)  # type: ignore[arg-type]
+    assert EnvConfig(task="digits", host="cnn", slot_ids=["r0c2"]).slot_ids == ("r0c2",)  # type: ignore[arg-type]
 
 
 def test_the_varied_task_trains_on_digits_and_the_fixed_ones_do_not_vary() -> None:
@@ -67,7 +67,7 @@ def test_every_section_field_is_documented() -> None:
     [
         ({"task": "mnist"}, "unknown task 'mnist'"),
         ({"host": "rnn"}, "unknown host 'rnn'"),
-        ({"host": "transformer"}, "task 'digits' cannot run on host 'transformer'"),
+        ({"task": "digits", "host": "transformer"}, "task 'digits' cannot run on host 'transformer'"),
         ({"task": "text"}, "the text task needs the transformer host"),
         ({"reward_mode": "escrow"}, "escrow"),
         ({"slot_ids": ("r0c16",)}, r"'r0c16' does not exist: the hosts have slots r0c0\.\.r1c15"),

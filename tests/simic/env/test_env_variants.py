@@ -55,7 +55,7 @@ def test_features_encode_each_slot_width_and_the_activation() -> None:
 
 
 def test_fixed_tasks_keep_their_preset() -> None:
-    assert episode_preset(EnvConfig(), 7) == HOST_PRESETS[("mlp", True)]
+    assert episode_preset(EnvConfig(task="digits"), 7) == HOST_PRESETS[("mlp", True)]
     assert episode_preset(VARIED, 7) == draw_variant(7).preset
 
 
@@ -82,6 +82,6 @@ def test_same_seed_same_episode_start(env: MorphogeneticEnv) -> None:
 
 
 def test_the_fixed_digits_task_has_no_episode_block() -> None:
-    env = MorphogeneticEnv(EnvConfig(episode_length=2), data=load_digits())
+    env = MorphogeneticEnv(EnvConfig(task="digits", episode_length=2), data=load_digits())
     env.reset(0)
     assert env.variant is None and env.feature_dim == 116 and not env.layout.episode_block

@@ -11,7 +11,7 @@ from esper.simic.training.presets import DEFAULT_PRESET, PRESETS, Preset, Preset
 
 
 def test_the_default_preset_is_exactly_the_default_config() -> None:
-    assert DEFAULT_PRESET == "digits-mlp"
+    assert DEFAULT_PRESET == "digits-varied"
     assert build_config(get_preset(DEFAULT_PRESET).layer()) == TrainConfig()
 
 
@@ -45,5 +45,5 @@ def test_a_preset_with_a_typo_fails_like_a_config_file() -> None:
 
 
 def test_an_unknown_name_lists_the_known_presets() -> None:
-    with pytest.raises(PresetError, match=r"^unknown preset 'cnn'; known presets: digits-mlp, digits-cnn, "):
+    with pytest.raises(PresetError, match=r"^unknown preset 'cnn'; known presets: digits-varied, digits-mlp, "):
         get_preset("cnn")

@@ -57,6 +57,10 @@ class PPOConfig:
     entropy_coef_per_head: Mapping[str, float] | None = None
     """Multiplier of entropy_coef per head name (heads not listed use 1.0); None = the reference's
     multipliers (DEFAULT_ENTROPY_HEAD_MULTIPLIERS) for the heads the policy has."""
+    per_head_normalisation: bool = False
+    """Average each head's clipped surrogate over the steps where that head mattered, not over all valid
+    steps. Off: a head relevant on 1 step in 8 (blueprint: germinations only) gets 1/8 of the policy
+    gradient but a full-weight entropy bonus (a mean over its relevant steps), so entropy dominates it."""
     value_coef: float = 0.5
     """Weight of the value loss (on normalised returns); >= 0."""
     q_coef: float = 0.25

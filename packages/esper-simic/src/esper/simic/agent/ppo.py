@@ -352,6 +352,7 @@ class PPOAgent:
             value_coef=self.config.value_coef,
             q_coef=self.config.q_coef,
             entropy_coefs=self.entropy_coefs,
+            per_head_normalisation=self.config.per_head_normalisation,
         )
 
     def state_dict(self) -> dict[str, Any]:

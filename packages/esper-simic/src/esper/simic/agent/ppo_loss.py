@@ -126,6 +126,7 @@ def ppo_loss(
     value_coef: float,
     q_coef: float,
     entropy_coefs: Mapping[str, float],
+    per_head_normalisation: bool = False,
 ) -> PPOLoss:
     """The factored PPO loss of one minibatch.
 
@@ -143,6 +144,9 @@ def ppo_loss(
         clip_coef: PPO clip epsilon, > 0.
         value_coef, q_coef: weights of the value and Q losses, >= 0.
         entropy_coefs: weight per head of the entropy bonus (missing heads: 0).
+        per_head_normalisation: divide each head's surrogate by its own relevant-step count instead of
+            the valid-step count, so a head that matters on few steps is weighed against its entropy
+            bonus (a mean over the same steps) as the op head is.
 
     Returns:
         :class:`PPOLoss`; ``total`` is what to backpropagate.
@@ -160,8 +164,9 @@ def ppo_loss(
         mask = valid & relevance[head] if head in relevance else valid
         log_ratio = new_lp - old_log_probs[head].detach()
         head_advantages = torch.where(mask, advantages.detach(), torch.zeros_like(advantages))
+        num_steps = mask.sum().clamp_min(1).to(values.dtype) if per_head_normalisation else num_valid
         loss_policy = loss_policy + clipped_surrogate(
-            log_ratio, head_advantages, mask, clip_coef=clip_coef, num_steps=num_valid
+            log_ratio, head_advantages, mask, clip_coef=clip_coef, num_steps=num_steps
         )
         head_entropies[head] = masked_mean(entropies[head], mask)
         loss_entropy = loss_entropy - entropy_coefs.get(head, 0.0) * head_entropies[head]

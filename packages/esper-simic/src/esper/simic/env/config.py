@@ -216,9 +216,10 @@ class EnvConfig:
     (the reward telescopes to the objective only under the discount GAE uses).
     """
 
-    task: TaskName = "digits"
-    """Dataset: ``digits`` (bundled UCI 8x8 digits, 1,200/597 split), ``digits-varied`` (the same data, each
-    episode drawing its own impaired mlp host: docs/design/benchmark.md), ``synthetic`` (seeded, any size,
+    task: TaskName = "digits-varied"
+    """Dataset: ``digits-varied`` (the benchmark: the bundled UCI 8x8 digits, 1,200/597 split, each episode
+    drawing its own impaired mlp host: docs/design/benchmark.md), ``digits`` (the same data with one fixed
+    impaired host), ``synthetic`` (seeded, any size,
     for tests), ``cifar10`` (python pickle batches read from ``data_dir``; never downloaded) or ``text``
     (next-byte prediction on the text corpus at ``data_dir``, else on a generated one; host ``transformer``)."""
     host: HostName = "mlp"
@@ -283,7 +284,7 @@ class EnvConfig:
         if self.varies_per_episode and (self.host != "mlp" or not self.impaired):
             raise ValueError(
                 f"task {self.task!r} draws an impaired mlp host per episode; it needs host='mlp' and impaired=True, "
-                f"got host={self.host!r}, impaired={self.impaired!r}"
+                f"got host={self.host!r}, impaired={self.impaired!r} (task 'digits' trains one fixed host of any kind)"
             )
         if self.task == "cifar10" and not self.data_dir:
             raise ValueError("task 'cifar10' needs data_dir (a directory with the CIFAR-10 python batches)")
