@@ -33,7 +33,8 @@ def golden_config(out_dir: Path) -> TrainConfig:
         out_dir=str(out_dir),
         env=EnvConfig(
             task="digits",
-            episode_length=10, lifecycle=LifecycleSettings(training_dwell=2, min_prune_age=2, embargo_epochs=1)
+            episode_length=10,
+            lifecycle=LifecycleSettings(training_dwell=2, min_prune_age=2, embargo_epochs=1),
         ),
         ppo=PPOConfig(update_epochs=2),
     )
