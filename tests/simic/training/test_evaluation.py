@@ -20,6 +20,7 @@ from esper.simic.training.evaluation import (
     STATIC,
     WIDENED,
     VectorEnvPool,
+    checkpoint_baselines,
     learned_rows,
     play_episodes,
 )
@@ -88,6 +89,29 @@ def test_evaluate_with_the_costly_baselines(make_config: Callable[..., TrainConf
     assert [e.seed_params for e in static.episodes] == [e.seed_params for e in learned.episodes]
     data = report.to_json()
     assert len(data["fixed_schedules"]) == 6 and len(report.table().splitlines()) == 10
+
+
+@pytest.mark.parametrize("costly", [False, pytest.param(True, marks=pytest.mark.slow)])  # six fixed schedules
+def test_baseline_rows_played_for_one_checkpoint_give_another_its_fresh_report(
+    make_config: Callable[..., TrainConfig], tmp_path: Path, costly: bool
+) -> None:
+    """Every row plays from the episode seeds and its own generators, never from the global RNG the
+    rows before it (or rebuilding a policy) consumed: rows played alone for checkpoint A, reused for
+    checkpoint B, give exactly B's fresh report."""
+    for name, seed in (("a", 1), ("b", 2)):
+        train(make_config(name, rounds=1, seed=seed))
+    a, b = tmp_path / "a" / "checkpoint_last.pt", tmp_path / "b" / "checkpoint_last.pt"
+    config = EvalConfig(episodes=3, num_envs=2, costly_baselines=costly)
+    shared = checkpoint_baselines(a, config)
+    fresh_a, fresh_b = evaluate(a, config), evaluate(b, config)
+    assert shared.rules == fresh_a.rows[2:5] and shared.fixed_schedules == fresh_a.fixed_schedules
+    assert len(shared.fixed_schedules) == (6 if costly else 0)
+    assert fresh_a.rows[0].episodes != fresh_b.rows[0].episodes  # the learned rows are the checkpoints' own
+    reused = evaluate(b, config, baselines=shared)
+    assert reused.rows == fresh_b.rows and reused.fixed_schedules == fresh_b.fixed_schedules
+    assert reused.to_json() == fresh_b.to_json()
+    with pytest.raises(ValueError, match="another environment, discount or evaluation config"):
+        evaluate(b, dataclasses.replace(config, seed=config.seed + 1), baselines=shared)
 
 
 def test_greedy_and_sampled_rows_differ_only_by_sampling(tiny_env: EnvConfig) -> None:

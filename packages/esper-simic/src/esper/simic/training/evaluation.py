@@ -12,13 +12,17 @@ never overlaps the training seeds), so differences are paired, not luck of the d
   topology's blueprints, the learned policy's final network trained statically from epoch 0, and
   the host widened to the learned network's parameter count (``baselines.py`` says what each
   answers).
+
+The rule rows and the fixed schedules depend on no checkpoint: every row plays from the episode
+seeds and its own generators, never from the global RNG that the rows before it consumed, so a
+study plays them once (:class:`BaselineRows`) and passes them to every seed's :func:`evaluate`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -230,6 +234,33 @@ def fixed_schedule_rows(pool: VectorEnvPool, seeds: Sequence[int]) -> tuple[Eval
     return tuple(rows)
 
 
+@dataclass(frozen=True, slots=True)
+class BaselineRows:
+    """The rows no checkpoint changes, played once for every checkpoint evaluated on the same episodes.
+
+    Kept with what they were played on, so :func:`evaluate` refuses them for another environment,
+    discount or evaluation config instead of reporting another benchmark's baselines.
+    """
+
+    rules: tuple[EvalRow, ...]
+    """Heuristic, no growth and the random valid policy (:func:`rule_rows`)."""
+    fixed_schedules: tuple[EvalRow, ...]
+    """One fixed schedule per blueprint (:func:`fixed_schedule_rows`); empty without the costly baselines."""
+    env: Mapping[str, Any]
+    """The environment config they were played on (plain)."""
+    gamma: float
+    """The discount of their returns."""
+    config: EvalConfig
+    """The evaluation config they were played with."""
+
+
+def baseline_rows(pool: VectorEnvPool, config: EvalConfig) -> BaselineRows:
+    """Play the rule rows, and the fixed schedules if ``config.costly_baselines``, on ``pool``."""
+    rules = rule_rows(pool, config)
+    schedules = fixed_schedule_rows(pool, config.episode_seeds()) if config.costly_baselines else ()
+    return BaselineRows(rules, schedules, to_plain(pool.config), pool.gamma, config)
+
+
 def best_fixed_schedule(rows: Sequence[EvalRow]) -> EvalRow:
     """The schedule with the highest mean objective, as the row ``fixed schedule (best: <blueprint>)``."""
     best = max(rows, key=lambda row: row.mean_objective)
@@ -303,45 +334,71 @@ def learned_rows(
     )
 
 
+def _checkpoint_pool(
+    checkpoint: str | os.PathLike[str], config: EvalConfig, data_dir: str | None
+) -> tuple[dict[str, Any], VectorEnvPool]:
+    """The checkpoint's contents and a pool of its training environment, discounted with its ``ppo.gamma``."""
+    data = read_checkpoint(checkpoint)
+    env_config, gamma = _load_environment(data, data_dir)
+    device = resolve_device(config.device)
+    return data, VectorEnvPool(env_config, min(config.num_envs, config.episodes), gamma=gamma, device=device)
+
+
+def checkpoint_baselines(
+    checkpoint: str | os.PathLike[str], config: EvalConfig = EvalConfig(), *, data_dir: str | None = None
+) -> BaselineRows:
+    """The :class:`BaselineRows` of :func:`evaluate` for ``checkpoint`` (any checkpoint of the same environment).
+
+    Raises:
+        CheckpointError: unreadable checkpoint, or its environment config is not usable here.
+    """
+    _, pool = _checkpoint_pool(checkpoint, config, data_dir)
+    with torch_threads(config.num_threads), isolated_global_rngs(config.seed, pool.device):
+        return baseline_rows(pool, config)
+
+
 def evaluate(
     checkpoint: str | os.PathLike[str],
     config: EvalConfig = EvalConfig(),
     *,
     data_dir: str | None = None,
+    baselines: BaselineRows | None = None,
 ) -> EvalReport:
     """Compare the checkpoint's policy (greedy and sampled) with every baseline on the same episodes.
 
     The environment is the checkpoint's training environment (``data_dir`` can point a CIFAR run
     at its data on another machine), and its reward is discounted with the checkpoint's
     ``ppo.gamma``, so the returns are comparable with the training run's. The greedy row is the
-    report's reference: every row's objective is compared with it.
+    report's reference: every row's objective is compared with it. ``baselines`` (from
+    :func:`checkpoint_baselines` of another checkpoint of the same environment) are reused instead
+    of played again; the report is the same either way.
 
     Raises:
         CheckpointError: unreadable or incompatible checkpoint, or its policy cannot be rebuilt.
+        ValueError: ``baselines`` were played on another environment, discount or evaluation config.
     """
-    data = read_checkpoint(checkpoint)
-    env_config, gamma = _load_environment(data, data_dir)
-    device = resolve_device(config.device)
-    pool = VectorEnvPool(env_config, min(config.num_envs, config.episodes), gamma=gamma, device=device)
+    data, pool = _checkpoint_pool(checkpoint, config, data_dir)
+    env_plain = to_plain(pool.config)
+    if baselines is not None and (baselines.env, baselines.gamma, baselines.config) != (env_plain, pool.gamma, config):
+        raise ValueError("the baseline rows were played on another environment, discount or evaluation config")
     seeds = config.episode_seeds()
-    with torch_threads(config.num_threads), isolated_global_rngs(config.seed, device):
+    with torch_threads(config.num_threads), isolated_global_rngs(config.seed, pool.device):
         venv = pool.get(pool.batch_size)
         header = data["policy"]
         check_compatible(
             header, slot_config=venv.slot_config, action_space=venv.action_space, feature_dim=venv.feature_dim
         )
-        policy = rebuild_policy(header, data["policy_state"], device=device, compile_mode="off")
+        policy = rebuild_policy(header, data["policy_state"], device=pool.device, compile_mode="off")
         normalizer = ObservationNormalizer(venv.feature_dim)
         try:
             normalizer.load_state_dict(data["normalizers"]["obs"])
         except (KeyError, ValueError) as exc:
             raise CheckpointError(f"checkpoint observation normaliser cannot be restored: {exc}") from exc
         greedy, sampled = learned_rows(pool, config, f"checkpoint ({header['type']})", policy, normalizer)
-        rows = (greedy, sampled, *rule_rows(pool, config))
-        schedules: tuple[EvalRow, ...] = ()
+        shared = baselines if baselines is not None else baseline_rows(pool, config)
+        rows = (greedy, sampled, *shared.rules)
         if config.costly_baselines:
-            schedules = fixed_schedule_rows(pool, seeds)
-            rows += (best_fixed_schedule(schedules), *architecture_rows(pool, seeds, greedy.episodes))
+            rows += (best_fixed_schedule(shared.fixed_schedules), *architecture_rows(pool, seeds, greedy.episodes))
     return EvalReport(
-        rows, seeds, to_plain(env_config), str(checkpoint), reference=greedy.policy, fixed_schedules=schedules
+        rows, seeds, env_plain, str(checkpoint), reference=greedy.policy, fixed_schedules=shared.fixed_schedules
     )

@@ -6,6 +6,8 @@ final checkpoint against the baselines on the same held-out episodes (:func:`eva
 row of every seed plays the same reset seeds), and reports for each baseline the difference
 *learned − baseline* on the stated objective (``esper.simic.env.objective``): its mean over the
 seeds and a bootstrap confidence interval of that mean.
+The policy-independent rows (rule baselines and fixed schedules) are the same for every seed, so
+they are played once per study (:class:`BaselineRows`), for the first seed that needs an evaluation.
 
 The statistics are paired. Seed ``s`` contributes one number per baseline: the mean, over the
 evaluation episodes, of the learned policy's objective minus the baseline's on the same episodes.
@@ -37,7 +39,7 @@ from esper.simic.training.atomic import write_atomic
 from esper.simic.training.config import TrainConfig
 from esper.simic.training.dataclass_io import to_plain
 from esper.simic.training.eval_report import EvalReport, EvalRow
-from esper.simic.training.evaluation import EvalConfig, evaluate
+from esper.simic.training.evaluation import BaselineRows, EvalConfig, checkpoint_baselines, evaluate
 from esper.simic.training.metrics import TrainingSink
 from esper.simic.training.run_dir import RESUME_AUTO, strict_json
 from esper.simic.training.traces import TRACES_FILE, write_traces
@@ -385,11 +387,30 @@ def _stored_evaluation(path: Path, rounds: int, eval_plain: Mapping[str, Any]) -
         return None  # unreadable or from another version: evaluate again (it is only a cache of the evaluation)
 
 
+class SharedBaselines:
+    """The study's :class:`BaselineRows`, played for the first checkpoint that needs them."""
+
+    def __init__(self, config: EvalConfig) -> None:
+        self.config = config
+        self._rows: BaselineRows | None = None
+
+    def for_checkpoint(self, checkpoint: Path) -> BaselineRows:
+        if self._rows is None:
+            self._rows = checkpoint_baselines(checkpoint, self.config)
+        return self._rows
+
+
 def evaluate_seed(
-    config: StudyConfig, seed: int, checkpoint: Path, rounds: int, notify: Callable[[str], None]
+    config: StudyConfig,
+    seed: int,
+    checkpoint: Path,
+    rounds: int,
+    notify: Callable[[str], None],
+    baselines: SharedBaselines | None = None,
 ) -> SeedEvaluation:
     """Evaluate ``seed``'s final checkpoint (after ``rounds`` rounds), or reuse its ``eval.json``.
 
+    ``baselines`` (shared by the study's seeds) spares playing the policy-independent rows again.
     Writes the seed's ``traces.jsonl``, then its ``eval.json`` (the evaluation report plus what the
     study keeps of it), so an ``eval.json`` exists only for a finished evaluation.
     """
@@ -400,7 +421,8 @@ def evaluate_seed(
         notify(f"seed {seed}: already evaluated ({seed_dir / EVAL_FILE})")
         return stored
     notify(f"seed {seed}: evaluating {checkpoint}")
-    report = evaluate(checkpoint, config.eval)
+    shared = baselines.for_checkpoint(checkpoint) if baselines is not None else None
+    report = evaluate(checkpoint, config.eval, baselines=shared)
     evaluation = SeedEvaluation.from_report(seed, report)
     write_traces(seed_dir / TRACES_FILE, ((row.policy, row.traces) for row in report.rows))
     study_part = {"rounds_completed": rounds, "eval_config": eval_plain, "evaluation": evaluation.to_json()}
@@ -424,13 +446,13 @@ def run_study(
         Whatever :func:`train` and :func:`evaluate` raise (a seed's config that does not match its
         existing checkpoint is a ``CheckpointError``).
     """
-    evaluations = []
+    evaluations, baselines = [], SharedBaselines(config.eval)
     for seed in config.seeds:
         notify(f"seed {seed}: training into {config.seed_dir(seed)}")
         result = train(config.seed_config(seed), resume=RESUME_AUTO, sink=sink)
         if result.checkpoint is None:
             raise RuntimeError(f"seed {seed}'s training left no checkpoint in {config.seed_dir(seed)}")
-        evaluations.append(evaluate_seed(config, seed, result.checkpoint, result.rounds_completed, notify))
+        evaluations.append(evaluate_seed(config, seed, result.checkpoint, result.rounds_completed, notify, baselines))
     report = summarize(evaluations, config)
     out = Path(config.out_dir)
     _write_text(out / STUDY_JSON, strict_json(report.to_json(), indent=2) + "\n")
