@@ -11,6 +11,7 @@ import pytest
 
 from esper.simic import cli
 from esper.simic.training import EvalConfig, RunSummary, TrainConfig
+from esper.simic.training import evaluation as evaluation_module
 from esper.simic.training import study as study_module
 from esper.simic.training.eval_report import EvalReport
 from esper.simic.training.evaluation import HEURISTIC, NO_GROWTH, RANDOM, STOCHASTIC_SUFFIX
@@ -217,9 +218,9 @@ def test_study_end_to_end_and_an_interrupted_study_resumes_to_the_same_numbers(
     evaluated: list[int] = []
     real_evaluate = study_module.evaluate
 
-    def counting_evaluate(checkpoint: Path, config: EvalConfig) -> Any:
+    def counting_evaluate(checkpoint: Path, config: EvalConfig, **kwargs: Any) -> Any:
         evaluated.append(int(Path(checkpoint).parent.name.removeprefix("seed-")))
-        return real_evaluate(checkpoint, config)
+        return real_evaluate(checkpoint, config, **kwargs)
 
     monkeypatch.setattr(study_module, "evaluate", counting_evaluate)
     capsys.readouterr()
@@ -236,11 +237,49 @@ def test_study_end_to_end_and_an_interrupted_study_resumes_to_the_same_numbers(
         assert without_timings[0] == without_timings[1]
 
 
+@pytest.mark.slow  # four tiny training runs and evaluations with the fixed schedules: seconds
+def test_a_study_plays_the_policy_independent_rows_once_and_reports_what_separate_evaluations_do(
+    tmp_path: Path, make_config: Callable[..., TrainConfig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    played: list[EvalConfig] = []
+    real_baseline_rows = evaluation_module.baseline_rows
+
+    def counting_baseline_rows(pool: Any, config: EvalConfig) -> Any:
+        played.append(config)
+        return real_baseline_rows(pool, config)
+
+    monkeypatch.setattr(evaluation_module, "baseline_rows", counting_baseline_rows)
+
+    def study(out: str) -> StudyConfig:
+        return StudyConfig(
+            make_config(None, rounds=1), (1, 2), str(tmp_path / out), EvalConfig(episodes=2, num_envs=2), resamples=100
+        )
+
+    shared = study("shared")
+    run_study(shared)
+    assert len(played) == 1
+    run_study(shared)  # every seed finished and evaluated: nothing is played
+    assert len(played) == 1
+    monkeypatch.setattr(study_module.SharedBaselines, "for_checkpoint", lambda self, checkpoint: None)
+    separate = study("separate")
+    run_study(separate)
+    assert len(played) == 3  # each seed's evaluate played its own
+    assert (tmp_path / "shared" / "study.json").read_text() == (tmp_path / "separate" / "study.json").read_text()
+    for seed in (1, 2):
+        reports = [json.loads((c.seed_dir(seed) / "eval.json").read_text()) for c in (shared, separate)]
+        checkpoints = [str(c.seed_dir(seed) / "checkpoint_last.pt") for c in (shared, separate)]
+        assert [r.pop("checkpoint") for r in reports] == checkpoints
+        assert reports[0] == reports[1] and len(reports[0]["fixed_schedules"]) == 6
+        traces = [(c.seed_dir(seed) / "traces.jsonl").read_text() for c in (shared, separate)]
+        assert traces[0] == traces[1]
+
+
 def test_run_study_from_python_writes_the_report(
     tmp_path: Path, make_config: Callable[..., TrainConfig], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The library entry point without training: every seed's training and evaluation stubbed."""
     trained: list[tuple[int, str]] = []
+    shared: list[Any] = []
 
     class Result:
         def __init__(self, config: TrainConfig) -> None:
@@ -251,8 +290,11 @@ def test_run_study_from_python_writes_the_report(
         trained.append((config.seed, resume))
         return Result(config)
 
-    def fake_evaluate_seed(config: StudyConfig, seed: int, checkpoint: Path, rounds: int, notify: Any) -> Any:
+    def fake_evaluate_seed(
+        config: StudyConfig, seed: int, checkpoint: Path, rounds: int, notify: Any, baselines: Any
+    ) -> Any:
         assert checkpoint == tmp_path / "s" / f"seed-{seed}" / "checkpoint_last.pt" and rounds == 2
+        shared.append(baselines)
         return SeedEvaluation(seed, 0, (values("checkpoint (lstm)", 80.0 + seed), values("no-growth (WAIT)", 70.0)))
 
     monkeypatch.setattr(study_module, "train", fake_train)
@@ -260,6 +302,7 @@ def test_run_study_from_python_writes_the_report(
     config = StudyConfig(make_config(None), (1, 2, 3), str(tmp_path / "s"), resamples=100)
     report = run_study(config)
     assert trained == [(1, "auto"), (2, "auto"), (3, "auto")]
+    assert len(shared) == 3 and len({id(b) for b in shared}) == 1  # one set of baseline rows for every seed
     assert report.comparisons[0].differences == (11.0, 12.0, 13.0)
     assert json.loads((tmp_path / "s" / "study.json").read_text())["comparisons"][0]["mean_difference"] == 12.0
     assert "| no-growth (WAIT) | +12.00 |" in (tmp_path / "s" / "study.md").read_text()
