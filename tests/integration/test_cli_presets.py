@@ -48,6 +48,7 @@ def _resolved(run: Path) -> dict[str, object]:
     ("preset", "extra", "task", "host"),
     [
         ("digits-varied", [], "digits-varied", "mlp"),
+        ("benchmark", ["--num-minibatches", "1"], "digits-varied", "mlp"),
         ("digits-mlp", [], "digits", "mlp"),
         ("digits-cnn", [], "digits", "cnn"),
         ("cifar10-cnn", ["--batch-size", "8"], "cifar10", "cnn"),
@@ -112,7 +113,7 @@ def test_presets_lists_every_preset_and_what_it_changes(capsys: pytest.CaptureFi
     code, stdout, stderr = _run(["presets"], capsys)
     assert code == 0 and stderr == ""
     names = [line.split()[0] for line in stdout.splitlines() if not line.startswith(" ")]
-    assert names == ["digits-varied", "digits-mlp", "digits-cnn", "cifar10-cnn", "text-transformer"]
+    assert names == ["digits-varied", "benchmark", "digits-mlp", "digits-cnn", "cifar10-cnn", "text-transformer"]
     assert stdout.splitlines()[0].startswith("digits-varied (default)  the benchmark: bundled 8x8 digits")
     assert "    env.host_training.lr = 0.1\n    env.text.train_windows = 512\n" in stdout
 
@@ -126,7 +127,7 @@ def test_an_unknown_preset_is_one_line_naming_the_known_ones(
     assert code == 2 and stdout == ""
     assert stderr == (
         "esper-train: error: unknown preset 'digits-rnn'; known presets: "
-        "digits-varied, digits-mlp, digits-cnn, cifar10-cnn, text-transformer\n"
+        "digits-varied, benchmark, digits-mlp, digits-cnn, cifar10-cnn, text-transformer\n"
     )
     assert list(tmp_path.iterdir()) == []  # no run directory was claimed
 

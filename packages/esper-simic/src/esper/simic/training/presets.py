@@ -58,6 +58,23 @@ DIGITS_VARIED = Preset(
 """The default world, spelled out: it names the defaults' task and host and changes no number, so
 ``--preset digits-varied`` and no preset train bit for bit the same run."""
 
+BENCHMARK = Preset(
+    "benchmark",
+    "the digits-varied benchmark with the PPO settings its study was measured with (lr 1e-3, 4 minibatches, "
+    "per-head normalisation)",
+    {
+        "env": {"task": "digits-varied", "host": "mlp"},
+        "ppo": {"learning_rate": 1e-3, "num_minibatches": 4, "per_head_normalisation": True},
+    },
+)
+"""What the benchmark's learning needs, measured on it (docs/design/benchmark.md, "Learning it"):
+at the default PPO settings an update moves the policy by an approx-KL of about 1e-4 (a hundredth
+of ``target_kl``), so after 50 rounds the greedy policy still plays no growth; four minibatches of
+one environment each at lr 1e-3 take 16 larger steps per update (approx-KL 0.005-0.01, the early
+stop now and then), and per-head normalisation lets the slot and blueprint heads, which matter on
+the few germination steps, learn against their entropy bonus. Needs ``--num-envs`` of at least 4
+(a minibatch is a whole environment)."""
+
 DIGITS_MLP = Preset(
     "digits-mlp",
     "bundled 8x8 digits on one fixed impaired MLP host (the task before the benchmark; about 3 s a round)",
@@ -103,7 +120,10 @@ something to add. A round (4 episodes of 40 epochs) takes about a minute of one 
 
 #: Every preset by name, in the order ``esper-train presets`` lists them.
 PRESETS: Mapping[str, Preset] = MappingProxyType(
-    {preset.name: preset for preset in (DIGITS_VARIED, DIGITS_MLP, DIGITS_CNN, CIFAR10_CNN, TEXT_TRANSFORMER)}
+    {
+        preset.name: preset
+        for preset in (DIGITS_VARIED, BENCHMARK, DIGITS_MLP, DIGITS_CNN, CIFAR10_CNN, TEXT_TRANSFORMER)
+    }
 )
 #: The preset that matches the built-in defaults (what a run without ``--preset`` is).
 DEFAULT_PRESET = DIGITS_VARIED.name
