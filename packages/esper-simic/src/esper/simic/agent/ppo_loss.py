@@ -10,11 +10,15 @@ and the per-head losses are summed: a factored trust region in which every head 
 own ratio. A head that mattered for no step of the batch therefore gets
 exactly zero policy gradient.
 
-Normalisation choice: each head's surrogate is summed over its relevant steps and divided by the
-number of *valid* steps (not by the head's own relevant-step count, as the reference does). The
-sum over heads is then the per-step factored joint objective, and a head that matters on 2% of
-the steps gets 2% of the weight instead of being amplified into full-size steps from a handful of
-samples. Entropy bonuses, per-head KL and clip fractions are means over the head's relevant steps.
+Normalisation choice: by default each head's surrogate is summed over its relevant steps and
+divided by the number of *valid* steps. The sum over heads is then the per-step factored joint
+objective, and a head that matters on 2% of the steps gets 2% of the weight instead of being
+amplified into full-size steps from a handful of samples. Entropy bonuses, per-head KL and clip
+fractions are means over the head's relevant steps, so under that default a rarely relevant head
+(slot, blueprint: germinations only) feels its entropy bonus at full weight against a diluted policy
+gradient and stays near uniform. ``per_head_normalisation=True`` divides each head's surrogate by
+its own relevant-step count instead (the reference's choice), weighing every head's gradient
+against its entropy bonus alike; the ``benchmark`` preset uses it (docs/design/benchmark.md).
 
 Shapes: ``[B, T]`` for every per-step tensor (any shape works as long as all agree).
 """
