@@ -60,7 +60,7 @@ def _episode(env: MorphogeneticEnv, seed: int, grow: bool, slot: int, blueprint:
 def test_fossilized_seed_beats_the_seedless_host(
     host: str, slot: int, blueprint: BlueprintAction, margin: float, seed: int
 ) -> None:
-    env = MorphogeneticEnv(EnvConfig(host=host))
+    env = MorphogeneticEnv(EnvConfig(task="digits", host=host))  # type: ignore[arg-type]
     baseline = _episode(env, seed, False, slot, blueprint)
     grown = _episode(env, seed, True, slot, blueprint)
     print(f"{host} seed {seed}: baseline {baseline:.1f}%, with fossilized {blueprint.blueprint_id} {grown:.1f}%")
