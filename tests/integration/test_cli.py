@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from cli_flags import TINY_POLICY, tiny_task
+from cli_flags import TINY_POLICY, run_cli, tiny_task
 from plugin_distributions import make_distribution
 
 from esper.simic import cli
@@ -23,15 +23,9 @@ from esper.tamiyo.policy import PolicyInfo, PolicyRegistry
 TINY = tiny_task()
 
 
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = cli.main(argv)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def test_ppo_reference_command_writes_a_run_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
-    code, stdout, stderr = _run(
+    code, stdout, stderr = run_cli(
         [
             "ppo",
             "--episodes",
@@ -71,13 +65,13 @@ def test_ppo_trains_other_bundles_and_resumes_them(
 ) -> None:
     out = tmp_path / policy
     kwargs = TINY_POLICY if policy == "mlp" else []
-    code, _, stderr = _run(
+    code, _, stderr = run_cli(
         ["ppo", "--policy", policy, "--rounds", "1", "--envs", "2", *TINY, *kwargs, "--out", str(out), "--quiet"],
         capsys,
     )
     assert code == 0, stderr
     assert stderr == ""
-    code, _, stderr = _run(["ppo", "--resume", str(out / "checkpoint_last.pt"), "--rounds", "2", "--quiet"], capsys)
+    code, _, stderr = run_cli(["ppo", "--resume", str(out / "checkpoint_last.pt"), "--rounds", "2", "--quiet"], capsys)
     assert code == 0, stderr
     assert [r["round"] for r in read_metrics(out / "metrics.jsonl")] == [1, 2]
     assert json.loads((out / "config.json").read_text())["policy"] == policy
@@ -89,7 +83,7 @@ def test_config_file_is_layered_under_flags(tmp_path: Path, capsys: pytest.Captu
         'policy = "mlp"\nrounds = 5\nnum_envs = 2\n[policy_kwargs]\nhidden_size = 16\nlstm_hidden = 16\n'
         '[env]\ntask = "synthetic"\nepisode_length = 3\n'
     )
-    code, _, stderr = _run(
+    code, _, stderr = run_cli(
         ["ppo", "--config", str(config), "--rounds", "1", "--quiet", "--out", str(tmp_path / "r")], capsys
     )
     assert code == 0, stderr
@@ -115,7 +109,9 @@ def test_nested_flags_and_their_old_spellings_reach_the_config(
         "--training-dwell",
         "2",
     ]
-    code, _, stderr = _run([*argv, *flags, "--no-auto-advance", "--gamma", "0.9", "--out", str(tmp_path / "r")], capsys)
+    code, _, stderr = run_cli(
+        [*argv, *flags, "--no-auto-advance", "--gamma", "0.9", "--out", str(tmp_path / "r")], capsys
+    )
     assert code == 0, stderr
     env = json.loads((tmp_path / "r" / "config.json").read_text())["env"]
     assert (env["reward"]["governor_penalty"], env["objective"]["param_price"], env["governor"]["patience"]) == (
@@ -134,7 +130,7 @@ def test_nested_flags_and_their_old_spellings_reach_the_config(
 
 def test_heuristic_and_eval_print_tables_and_write_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     report = tmp_path / "heuristic.json"
-    code, stdout, stderr = _run(
+    code, stdout, stderr = run_cli(
         ["heuristic", "--episodes", "2", "--num-envs", "2", *TINY, "--out", str(report)], capsys
     )
     assert code == 0, stderr
@@ -143,10 +139,11 @@ def test_heuristic_and_eval_print_tables_and_write_json(tmp_path: Path, capsys: 
 
     run = tmp_path / "run"
     assert (
-        _run(["ppo", "--rounds", "1", "--envs", "2", *TINY, *TINY_POLICY, "--out", str(run), "--quiet"], capsys)[0] == 0
+        run_cli(["ppo", "--rounds", "1", "--envs", "2", *TINY, *TINY_POLICY, "--out", str(run), "--quiet"], capsys)[0]
+        == 0
     )
     checkpoint = str(run / "checkpoint_last.pt")
-    code, stdout, stderr = _run(["eval", checkpoint, "--episodes", "2", "--num-envs", "2"], capsys)
+    code, stdout, stderr = run_cli(["eval", checkpoint, "--episodes", "2", "--num-envs", "2"], capsys)
     assert code == 0, stderr
     lines = stdout.splitlines()
     cheap = ["checkpoint (lstm)", "checkpoint (lstm), sampled", "heuristic", "no-growth (WAIT)", "random valid policy"]
@@ -156,7 +153,7 @@ def test_heuristic_and_eval_print_tables_and_write_json(tmp_path: Path, capsys: 
     assert lines[-1] == f"wrote {run / 'eval.json'}"
     data = json.loads((run / "eval.json").read_text())
     assert len(data["rows"]) == 8 and len(data["fixed_schedules"]) == 6  # one per mlp blueprint
-    code, stdout, stderr = _run(["eval", checkpoint, "--episodes", "2", "--no-costly-baselines"], capsys)
+    code, stdout, stderr = run_cli(["eval", checkpoint, "--episodes", "2", "--no-costly-baselines"], capsys)
     assert code == 0, stderr
     assert [line.split("  ")[0] for line in stdout.splitlines()[1:-3]] == cheap  # then footer, 2 "wrote"
     assert json.loads((run / "eval.json").read_text())["fixed_schedules"] == []
@@ -166,10 +163,10 @@ def test_the_varied_benchmark_trains_and_evaluates(tmp_path: Path, capsys: pytes
     """``--task digits-varied``: a tiny run, then eval with every baseline on episodes with different hosts."""
     run = tmp_path / "run"
     tiny = ["--task", "digits-varied", "--episode-length", "2", "--batch-size", "600", *TINY_POLICY]
-    code, _, stderr = _run(["ppo", "--rounds", "1", "--envs", "2", *tiny, "--out", str(run), "--quiet"], capsys)
+    code, _, stderr = run_cli(["ppo", "--rounds", "1", "--envs", "2", *tiny, "--out", str(run), "--quiet"], capsys)
     assert code == 0, stderr
     assert read_metrics(run / "metrics.jsonl")[0]["episodes"] == 2
-    code, _, stderr = _run(["eval", str(run / "checkpoint_last.pt"), "--episodes", "2", "--num-envs", "2"], capsys)
+    code, _, stderr = run_cli(["eval", str(run / "checkpoint_last.pt"), "--episodes", "2", "--num-envs", "2"], capsys)
     assert code == 0, stderr
     data = json.loads((run / "eval.json").read_text())
     assert data["env"]["task"] == "digits-varied" and len(data["rows"]) == 8
@@ -180,13 +177,13 @@ def test_the_varied_benchmark_trains_and_evaluates(tmp_path: Path, capsys: pytes
 def test_policies_lists_plugins_and_broken_ones(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, stdout, _ = _run(["policies"], capsys)
+    code, stdout, _ = run_cli(["policies"], capsys)
     assert code == 0
     names = [line.split()[0] for line in stdout.splitlines()]
     assert {"lstm", "mlp", "heuristic", "example-gru"} <= set(names)
     broken = PolicyInfo("bad-plugin", "bad-dist 1.0", "bad_mod:Bundle", "ImportError: no module named 'torchx'")
     monkeypatch.setattr(cli, "list_policies", lambda: (broken,))
-    code, stdout, _ = _run(["policies"], capsys)
+    code, stdout, _ = run_cli(["policies"], capsys)
     assert code == 0
     assert "bad-plugin" in stdout and "BROKEN: ImportError: no module named 'torchx'" in stdout
 
@@ -200,7 +197,7 @@ def test_policies_survives_a_plugin_that_calls_sys_exit_at_import(
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "esper_exiting_plugin", raising=False)
     monkeypatch.setattr(cli, "list_policies", PolicyRegistry().list_policies)
-    code, stdout, _ = _run(["policies"], capsys)
+    code, stdout, _ = run_cli(["policies"], capsys)
     assert code == 0
     rows = {line.split()[0]: line for line in stdout.splitlines()}
     assert {"lstm", "mlp", "heuristic", "example-gru", "exits"} <= set(rows)
@@ -238,7 +235,7 @@ def test_input_errors_print_one_line_and_exit_non_zero(
     argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    code, stdout, stderr = _run(argv, capsys)
+    code, stdout, stderr = run_cli(argv, capsys)
     assert code == 2
     assert stderr.count("\n") == 1 and stderr.startswith("esper-train") and message in stderr
     assert "Traceback" not in stderr and stdout == ""
@@ -246,7 +243,7 @@ def test_input_errors_print_one_line_and_exit_non_zero(
 
 def test_an_unwritable_report_path_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["heuristic", "--episodes", "1", "--num-envs", "1", *TINY, "--out", str(tmp_path)]
-    code, stdout, stderr = _run(argv, capsys)
+    code, stdout, stderr = run_cli(argv, capsys)
     assert code == 2 and stdout.startswith("policy")  # the table was shown; only writing the JSON failed
     assert stderr.startswith("esper-train: error: ") and "Is a directory" in stderr and stderr.count("\n") == 1
 
@@ -254,21 +251,24 @@ def test_an_unwritable_report_path_is_one_line(tmp_path: Path, capsys: pytest.Ca
 def test_bad_config_keys_and_corrupt_checkpoints(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "bad.toml"
     config.write_text("[env]\nepisode_lenght = 4\n")
-    code, _, stderr = _run(["ppo", "--config", str(config)], capsys)
+    code, _, stderr = run_cli(["ppo", "--config", str(config)], capsys)
     assert code == 2 and "unknown config key(s) ['env.episode_lenght']" in stderr and stderr.count("\n") == 1
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"not a checkpoint")
     for argv in (["eval", str(corrupt)], ["ppo", "--resume", str(corrupt)]):
-        code, _, stderr = _run(argv, capsys)
+        code, _, stderr = run_cli(argv, capsys)
         assert code == 2 and "is corrupt or not a checkpoint" in stderr and stderr.count("\n") == 1
 
 
 def test_incompatible_resume_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "run"
     assert (
-        _run(["ppo", "--rounds", "1", "--envs", "2", *TINY, *TINY_POLICY, "--out", str(run), "--quiet"], capsys)[0] == 0
+        run_cli(["ppo", "--rounds", "1", "--envs", "2", *TINY, *TINY_POLICY, "--out", str(run), "--quiet"], capsys)[0]
+        == 0
     )
-    code, _, stderr = _run(["ppo", "--resume", str(run / "checkpoint_last.pt"), "--rounds", "2", "--envs", "3"], capsys)
+    code, _, stderr = run_cli(
+        ["ppo", "--resume", str(run / "checkpoint_last.pt"), "--rounds", "2", "--envs", "3"], capsys
+    )
     assert code == 2 and stderr.count("\n") == 1
     assert "cannot resume: the config differs from the checkpoint's (num_envs: checkpoint 2 vs now 3); only " in stderr
     assert len(stderr) < 250  # the differing field, not both whole env tables
@@ -281,7 +281,7 @@ def test_the_default_run_directory_is_never_shared(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(cli.time, "strftime", lambda _: "ppo-20260101-120000")
     argv = ["ppo", "--rounds", "1", "--envs", "2", *TINY, *TINY_POLICY, "--quiet"]
-    outputs = [_run(argv, capsys) for _ in range(2)]
+    outputs = [run_cli(argv, capsys) for _ in range(2)]
     assert [code for code, _, _ in outputs] == [0, 0]
     assert [stdout.splitlines()[0] for _, stdout, _ in outputs] == [
         "run directory: runs/ppo-20260101-120000",
@@ -289,7 +289,7 @@ def test_the_default_run_directory_is_never_shared(
     ]
     for run in ("ppo-20260101-120000", "ppo-20260101-120000-2"):
         assert [r["round"] for r in read_metrics(tmp_path / "runs" / run / "metrics.jsonl")] == [1]
-    code, _, stderr = _run(["ppo", "--policy", "nope", *TINY], capsys)
+    code, _, stderr = run_cli(["ppo", "--policy", "nope", *TINY], capsys)
     assert code == 2 and "unknown policy 'nope'" in stderr
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["ppo-20260101-120000", "ppo-20260101-120000-2"]
 
@@ -297,13 +297,13 @@ def test_the_default_run_directory_is_never_shared(
 def test_resume_auto_starts_or_continues_the_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
     argv = ["ppo", "--resume", "auto", "--out", str(out), "--quiet"]
-    assert _run([*argv, "--rounds", "1", "--envs", "2", *TINY, *TINY_POLICY], capsys)[0] == 0
-    code, _, stderr = _run([*argv, "--rounds", "2"], capsys)
+    assert run_cli([*argv, "--rounds", "1", "--envs", "2", *TINY, *TINY_POLICY], capsys)[0] == 0
+    code, _, stderr = run_cli([*argv, "--rounds", "2"], capsys)
     assert code == 0, stderr
     assert [r["round"] for r in read_metrics(out / "metrics.jsonl")] == [1, 2]
-    code, _, stderr = _run(argv, capsys)  # nothing left: no file changes, and the run says so
+    code, _, stderr = run_cli(argv, capsys)  # nothing left: no file changes, and the run says so
     assert code == 0 and stderr.startswith(f"note: {str(out / 'checkpoint_last.pt')!r} already has all 2 rounds")
-    code, _, stderr = _run(["ppo", "--resume", "auto"], capsys)
+    code, _, stderr = run_cli(["ppo", "--resume", "auto"], capsys)
     assert code == 2
     assert stderr == "esper-train: error: resume 'auto' needs the run directory to continue (--out DIR / out_dir)\n"
 
@@ -319,7 +319,7 @@ def test_run_directory_conflicts_are_one_line(tmp_path: Path, capsys: pytest.Cap
         (mine, f"{str(mine / 'config.json')!r} was not written by this run"),
         (tmp_path / "busy", f"run directory {str(tmp_path / 'busy')!r} is in use: another run holds its lock"),
     ]:
-        code, stdout, stderr = _run([*argv, str(out)], capsys)
+        code, stdout, stderr = run_cli([*argv, str(out)], capsys)
         assert code == 2 and stdout == "" and stderr.count("\n") == 1
         assert stderr.startswith(f"esper-train: error: {message}")
     busy.close()
@@ -335,7 +335,7 @@ def test_a_full_disk_names_the_file(
     monkeypatch.setattr(os, "fsync", full)
     out = tmp_path / "run"
     argv = ["ppo", "--rounds", "1", "--envs", "2", *TINY, *TINY_POLICY, "--quiet", "--out", str(out)]
-    code, _, stderr = _run(argv, capsys)
+    code, _, stderr = run_cli(argv, capsys)
     assert code == 2
     assert stderr == f"esper-train: error: cannot write {str(out / 'config.json')!r}: No space left on device\n"
     assert sorted(p.name for p in out.iterdir()) == ["run.lock"]
@@ -357,7 +357,7 @@ def test_python_dash_m_runs_the_command(
 
 
 def test_help_lists_generated_options(capsys: pytest.CaptureFixture[str]) -> None:
-    code, stdout, _ = _run(["ppo", "--help"], capsys)
+    code, stdout, _ = run_cli(["ppo", "--help"], capsys)
     assert code == 0
     for flag in (
         "--episodes",

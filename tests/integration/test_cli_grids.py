@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from cli_flags import TINY_POLICY, tiny_task
+from cli_flags import TINY_POLICY, run_cli, tiny_task
 
 from esper.simic import cli
 from esper.simic.training import read_checkpoint, write_checkpoint
@@ -14,12 +14,6 @@ from esper.simic.training import read_checkpoint, write_checkpoint
 #: 2 rows x 5 columns (the reference's 10-slot configuration); slot-head order row by row.
 GRID = [f"r{row}c{col}" for row in range(2) for col in range(5)]
 TINY = [*tiny_task(episode_length=3), *TINY_POLICY]
-
-
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = cli.main(argv)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +31,7 @@ def test_a_10_slot_grid_trains_and_evaluates(grid_run: Path, capsys: pytest.Capt
     rows = [json.loads(line) for line in (grid_run / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 1 and rows[0]["episodes"] == 2
     argv = ["eval", str(grid_run / "checkpoint_last.pt"), "--episodes", "2", "--num-envs", "2", "--no-costly-baselines"]
-    code, stdout, stderr = _run(argv, capsys)
+    code, stdout, stderr = run_cli(argv, capsys)
     assert code == 0, stderr
     assert stdout.splitlines()[1].startswith("checkpoint (lstm)")
     assert len(json.loads((grid_run / "eval.json").read_text())["rows"]) == 5
@@ -45,7 +39,7 @@ def test_a_10_slot_grid_trains_and_evaluates(grid_run: Path, capsys: pytest.Capt
 
 def test_resuming_with_another_grid_is_one_line(grid_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["ppo", "--resume", str(grid_run / "checkpoint_last.pt"), "--rounds", "2", "--slots", "r0c0", "r0c1", "r0c2"]
-    code, stdout, stderr = _run(argv, capsys)
+    code, stdout, stderr = run_cli(argv, capsys)
     assert code == 2 and stdout == ""
     assert stderr.count("\n") == 1 and stderr.startswith("esper-train: error: cannot resume")
     assert f"env.slot_ids: checkpoint {GRID!r} vs now ['r0c0', 'r0c1', 'r0c2']" in stderr
@@ -58,6 +52,6 @@ def test_evaluating_a_policy_of_another_grid_is_one_line(
     data["config"]["env"]["slot_ids"] = GRID[:5]  # the environment of a one-row grid, the 10-slot policy
     other = tmp_path / "other_grid.pt"
     write_checkpoint(other, data)
-    code, stdout, stderr = _run(["eval", str(other), "--episodes", "1", "--no-costly-baselines"], capsys)
+    code, stdout, stderr = run_cli(["eval", str(other), "--episodes", "1", "--no-costly-baselines"], capsys)
     assert code == 2 and stdout == ""
     assert stderr.count("\n") == 1 and f"checkpoint slot ids {GRID} do not match the environment's {GRID[:5]}" in stderr

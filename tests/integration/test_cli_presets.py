@@ -9,8 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from esper.simic import cli
+from cli_flags import run_cli
 
 #: Sizes that shrink any preset's run to a second or so (a preset's own values sit under them).
 TINY_RUN = ["--rounds", "1", "--num-envs", "1", "--episode-length", "2", "--quiet"]
@@ -20,12 +19,6 @@ TINY_TEXT = [
     *("--text-context-length", "8", "--text-train-windows", "16", "--text-val-windows", "8"),
     *("--text-corpus-bytes", "3000", "--batch-size", "8"),
 ]
-
-
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = cli.main(argv)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def _fake_cifar(root: Path) -> Path:
@@ -61,7 +54,7 @@ def test_every_preset_runs_a_tiny_episode(
     if task == "cifar10":
         extra = [*extra, "--data-dir", str(_fake_cifar(tmp_path / "cifar"))]
     run = tmp_path / "run"
-    code, _, stderr = _run(["ppo", "--preset", preset, *TINY_RUN, *TINY_POLICY, *extra, "--out", str(run)], capsys)
+    code, _, stderr = run_cli(["ppo", "--preset", preset, *TINY_RUN, *TINY_POLICY, *extra, "--out", str(run)], capsys)
     assert code == 0, stderr
     config = _resolved(run)
     assert (config["env"]["task"], config["env"]["host"]) == (task, host)  # type: ignore[index]
@@ -76,7 +69,7 @@ def test_preset_is_under_the_config_file_and_the_flags(tmp_path: Path, capsys: p
     run = tmp_path / "run"
     text = ["--text-context-length", "8", "--text-corpus-bytes", "3000", "--batch-size", "8"]
     argv = ["ppo", "--preset", "text-transformer", "--config", str(config_file), "--host-lr", "0.07", *text]
-    code, _, stderr = _run([*argv, *TINY_RUN, *TINY_POLICY, "--out", str(run)], capsys)
+    code, _, stderr = run_cli([*argv, *TINY_RUN, *TINY_POLICY, "--out", str(run)], capsys)
     assert code == 0, stderr
     env = _resolved(run)["env"]
     assert (env["task"], env["host"]) == ("text", "transformer")  # type: ignore[index]  # the preset alone
@@ -92,9 +85,9 @@ def test_resume_keeps_the_checkpoint_values_instead_of_applying_the_preset_again
     the host, which resume refuses."""
     run = tmp_path / "run"
     argv = ["ppo", "--preset", "digits-cnn", "--resume", "auto", "--out", str(run)]
-    code, _, stderr = _run([*argv, "--host", "mlp", *TINY_RUN, *TINY_POLICY], capsys)
+    code, _, stderr = run_cli([*argv, "--host", "mlp", *TINY_RUN, *TINY_POLICY], capsys)
     assert code == 0, stderr
-    code, _, stderr = _run([*argv, "--rounds", "2", "--quiet"], capsys)
+    code, _, stderr = run_cli([*argv, "--rounds", "2", "--quiet"], capsys)
     assert code == 0, stderr
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
     assert _resolved(run)["env"]["host"] == "mlp"  # type: ignore[index]
@@ -103,14 +96,14 @@ def test_resume_keeps_the_checkpoint_values_instead_of_applying_the_preset_again
 def test_heuristic_takes_the_preset_environment(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "heuristic.json"
     argv = ["heuristic", "--preset", "digits-cnn", "--episodes", "1", "--num-envs", "1", "--episode-length", "2"]
-    code, stdout, stderr = _run([*argv, "--out", str(out)], capsys)
+    code, stdout, stderr = run_cli([*argv, "--out", str(out)], capsys)
     assert code == 0, stderr
     assert stdout.startswith("policy")
     assert json.loads(out.read_text())["env"]["host"] == "cnn"
 
 
 def test_presets_lists_every_preset_and_what_it_changes(capsys: pytest.CaptureFixture[str]) -> None:
-    code, stdout, stderr = _run(["presets"], capsys)
+    code, stdout, stderr = run_cli(["presets"], capsys)
     assert code == 0 and stderr == ""
     names = [line.split()[0] for line in stdout.splitlines() if not line.startswith(" ")]
     assert names == ["digits-varied", "benchmark", "digits-mlp", "digits-cnn", "cifar10-cnn", "text-transformer"]
@@ -123,7 +116,7 @@ def test_an_unknown_preset_is_one_line_naming_the_known_ones(
     command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    code, stdout, stderr = _run([command, "--preset", "digits-rnn"], capsys)
+    code, stdout, stderr = run_cli([command, "--preset", "digits-rnn"], capsys)
     assert code == 2 and stdout == ""
     assert stderr == (
         "esper-train: error: unknown preset 'digits-rnn'; known presets: "
@@ -136,10 +129,10 @@ def test_the_cifar10_preset_without_its_data_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    code, _, stderr = _run(["ppo", "--preset", "cifar10-cnn"], capsys)
+    code, _, stderr = run_cli(["ppo", "--preset", "cifar10-cnn"], capsys)
     assert code == 2
     assert stderr == (
         "esper-train: error: task 'cifar10' needs data_dir (a directory with the CIFAR-10 python batches)\n"
     )
-    code, _, stderr = _run(["ppo", "--preset", "cifar10-cnn", "--data-dir", "no-such-dir"], capsys)
+    code, _, stderr = run_cli(["ppo", "--preset", "cifar10-cnn", "--data-dir", "no-such-dir"], capsys)
     assert code == 2 and stderr.count("\n") == 1 and "does not exist" in stderr

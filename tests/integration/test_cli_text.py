@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_flags import run_cli
 
-from esper.simic import cli
 from esper.simic.env.grammar import generate_corpus
 
 #: A transformer run small enough for a test: 8-token windows, 32 training windows an epoch, 3-epoch episodes.
@@ -32,21 +32,15 @@ TINY_TEXT = [
 TINY_POLICY = ["--policy-kwargs", '{"hidden_size": 16, "lstm_hidden": 16}']
 
 
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = cli.main(argv)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def test_ppo_and_eval_on_the_generated_corpus(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "run"
     argv = ["ppo", "--rounds", "1", "--num-envs", "2", *TINY_TEXT, *TINY_POLICY, "--out", str(run), "--quiet"]
-    code, _, stderr = _run(argv, capsys)
+    code, _, stderr = run_cli(argv, capsys)
     assert code == 0, stderr
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 1 and rows[0]["episodes"] == 2
     assert all(0.0 <= acc <= 100.0 for acc in rows[0]["final_accuracies"])
-    code, stdout, stderr = _run(
+    code, stdout, stderr = run_cli(
         ["eval", str(run / "checkpoint_last.pt"), "--episodes", "2", "--num-envs", "2", "--no-costly-baselines"], capsys
     )
     assert code == 0, stderr
@@ -60,8 +54,8 @@ def test_eval_with_every_baseline_on_a_corpus_file(tmp_path: Path, capsys: pytes
     corpus.write_bytes(generate_corpus(3000, seed=7))
     run = tmp_path / "run"
     argv = ["ppo", "--rounds", "1", "--num-envs", "2", *TINY_TEXT, "--data-dir", str(corpus), *TINY_POLICY]
-    assert _run([*argv, "--out", str(run), "--quiet"], capsys)[0] == 0
-    code, _, stderr = _run(["eval", str(run / "checkpoint_last.pt"), "--episodes", "2", "--num-envs", "2"], capsys)
+    assert run_cli([*argv, "--out", str(run), "--quiet"], capsys)[0] == 0
+    code, _, stderr = run_cli(["eval", str(run / "checkpoint_last.pt"), "--episodes", "2", "--num-envs", "2"], capsys)
     assert code == 0, stderr
     data = json.loads((run / "eval.json").read_text())
     assert len(data["rows"]) == 8 and len(data["fixed_schedules"]) == 7  # one per transformer blueprint
@@ -80,7 +74,7 @@ def test_bad_text_runs_are_one_line(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "empty.txt").write_bytes(b"")
-    code, stdout, stderr = _run(["ppo", "--rounds", "1", *TINY_TEXT, *extra, "--out", "run"], capsys)
+    code, stdout, stderr = run_cli(["ppo", "--rounds", "1", *TINY_TEXT, *extra, "--out", "run"], capsys)
     assert code == 2
     assert stderr.count("\n") == 1 and stderr.startswith("esper-train: error:") and message in stderr
     assert stdout == ""

@@ -8,33 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 from seed_walk import nudge_into_blending
+from tiny_hosts import HOSTS, TOKENS, VOCAB, tiny_model
 
-from esper.simic.env.hosts import HostPreset, build_host
-from esper.simic.env.model import MorphogeneticModel
-from esper.simic.env.slot import GradientStats, SlotSettings
+from esper.simic.env.slot import GradientStats
 from esper.tamiyo.contract import GerminationStyle, SeedStage, topology_blueprints
 
-HOSTS = {
-    "mlp": HostPreset((6, 5, 4)),
-    "cnn": HostPreset((4, 8, 4), kernel_size=3),
-    "transformer": HostPreset((8, 8, 8), embed_dim=8, num_heads=2),
-}
 CASES = [(topo, bp, style) for topo in HOSTS for bp in topology_blueprints(topo) for style in GerminationStyle]
-#: The transformer reads 6 byte tokens of a 256-token vocabulary; the image hosts 8x8 images of 10 classes.
-TOKENS, VOCAB = 6, 256
-
-
-def _model(topology: str, seed: int = 0) -> MorphogeneticModel:
-    text = topology == "transformer"
-    host = build_host(
-        topology,
-        impaired=False,
-        input_shape=(TOKENS,) if text else (1, 8, 8),
-        num_classes=VOCAB if text else 10,
-        generator=torch.Generator().manual_seed(seed),
-        preset=HOSTS[topology],
-    )
-    return MorphogeneticModel(host, ("r0c0", "r0c1", "r0c2"), SlotSettings(training_dwell=0))
 
 
 def _batch(topology: str = "mlp", seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -51,7 +30,7 @@ def _loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("topology,blueprint,style", CASES, ids=lambda v: getattr(v, "name", str(v)))
 def test_germinated_seed_is_bit_identical(topology: str, blueprint: int, style: GerminationStyle) -> None:
-    model = _model(topology)
+    model = tiny_model(topology)
     x, _ = _batch(topology)
     model.eval()
     with torch.no_grad():
@@ -81,7 +60,7 @@ def test_germinated_seed_is_bit_identical(topology: str, blueprint: int, style: 
 
 @pytest.mark.parametrize("topology,blueprint,style", CASES, ids=lambda v: getattr(v, "name", str(v)))
 def test_training_seed_is_isolated(topology: str, blueprint: int, style: GerminationStyle) -> None:
-    with_seed, without = _model(topology), _model(topology)
+    with_seed, without = tiny_model(topology), tiny_model(topology)
     slot = with_seed.slot("r0c0")
     slot.germinate(
         blueprint, style, tempo_epochs=3, blend_target=1.0, generator=torch.Generator().manual_seed(3), accuracy=0.0
@@ -102,7 +81,7 @@ def test_training_seed_is_isolated(topology: str, blueprint: int, style: Germina
 
 
 def test_blending_changes_output_once_seed_learns() -> None:
-    model = _model("mlp")
+    model = tiny_model("mlp")
     slot = model.slot("r0c1")
     slot.germinate(11, GerminationStyle.LINEAR_ADD, 3, 1.0, torch.Generator().manual_seed(0), 0.0)
     nudge_into_blending(slot, 0.5)

@@ -6,12 +6,12 @@ import pytest
 import torch
 from scripted_actions import WAIT
 from seed_walk import nudge_into_blending
+from tiny_hosts import HOSTS, TOKENS, VOCAB, tiny_model
 from torch import nn
 
 from esper.simic.env import EnvConfig, HostTraining, MorphogeneticEnv, SyntheticTask, VectorEnv, VectorStep
-from esper.simic.env.hosts import HOST_PRESETS, HostNetwork, HostPreset, SplitSequential, build_host
+from esper.simic.env.hosts import HOST_PRESETS, HostNetwork, SplitSequential
 from esper.simic.env.model import MorphogeneticModel
-from esper.simic.env.slot import SlotSettings
 from esper.simic.training.rollout import PolicyActor, play_round
 from esper.tamiyo.contract import (
     BlueprintAction,
@@ -25,25 +25,6 @@ from esper.tamiyo.policy import create_policy
 
 #: 2 rows x 5 columns, the reference's 10-slot configuration.
 GRID = tuple(f"r{row}c{col}" for row in range(2) for col in range(5))
-HOSTS = {
-    "mlp": HostPreset((6, 5, 4)),
-    "cnn": HostPreset((4, 8, 4), kernel_size=3),
-    "transformer": HostPreset((8, 8, 8), embed_dim=8, num_heads=2),
-}
-TOKENS, VOCAB = 6, 256
-
-
-def _model(topology: str, slot_ids: tuple[str, ...], preset: HostPreset | None = None) -> MorphogeneticModel:
-    text = topology == "transformer"
-    host = build_host(
-        topology,
-        impaired=False,
-        input_shape=(TOKENS,) if text else (1, 8, 8),
-        num_classes=VOCAB if text else 10,
-        generator=torch.Generator().manual_seed(0),
-        preset=preset or HOSTS[topology],
-    )
-    return MorphogeneticModel(host, slot_ids, SlotSettings(training_dwell=0))
 
 
 def _inputs(topology: str) -> torch.Tensor:
@@ -59,7 +40,7 @@ def test_hosts_grow_blocks_to_the_grid_columns() -> None:
     impaired = HOST_PRESETS[("mlp", True)]
     assert impaired.with_blocks(5).widths == (16, 2, 16, 16, 16)
     assert impaired.with_blocks(2) is impaired  # never shrinks: the default grid keeps its 3-block host
-    model = _model("cnn", GRID, HOSTS["cnn"].with_blocks(5))
+    model = tiny_model("cnn", GRID, preset=HOSTS["cnn"].with_blocks(5))
     assert len(model.host.blocks) == 5
     assert [shape[1] for shape in model.host.slot_shapes] == [8, 4, 2, 2, 2]  # pooling stops at 2x2
     assert model(_inputs("cnn")).shape == (4, 10)
@@ -68,7 +49,7 @@ def test_hosts_grow_blocks_to_the_grid_columns() -> None:
 @pytest.mark.parametrize("slot_id", ["r0c3", "r2c0"])
 def test_a_slot_the_host_lacks_is_one_line(slot_id: str) -> None:
     with pytest.raises(ValueError, match=rf"slot '{slot_id}' is not a position of this mlp host") as info:
-        _model("mlp", ("r0c0", slot_id))
+        tiny_model("mlp", ("r0c0", slot_id))
     assert str(info.value).endswith("it has r0c0..r1c2 (2 rows x 3 columns)")
 
 
@@ -88,7 +69,7 @@ def _slot_inputs(model: MorphogeneticModel, x: torch.Tensor) -> list[tuple[str, 
 
 @pytest.mark.parametrize("topology", ["mlp", "cnn"])
 def test_row_1_is_the_pre_activation_and_comes_first(topology: str) -> None:
-    model = _model(topology, ("r0c0", "r0c1", "r1c0", "r1c1"))
+    model = tiny_model(topology, ("r0c0", "r0c1", "r1c0", "r1c1"))
     model.eval()
     seen = _slot_inputs(model, _inputs(topology))
     assert [sid for sid, _ in seen] == ["r1c0", "r0c0", "r1c1", "r0c1"]
@@ -100,7 +81,7 @@ def test_row_1_is_the_pre_activation_and_comes_first(topology: str) -> None:
 
 
 def test_transformer_row_1_sits_between_attention_and_mlp() -> None:
-    model = _model("transformer", ("r0c0", "r1c0", "r1c1"))
+    model = tiny_model("transformer", ("r0c0", "r1c0", "r1c1"))
     x = _inputs("transformer")
     seen = _slot_inputs(model, x)
     assert [sid for sid, _ in seen] == ["r1c0", "r0c0", "r1c1"]
@@ -116,7 +97,7 @@ def test_transformer_row_1_sits_between_attention_and_mlp() -> None:
     "topology,blueprint", [(t, bp) for t in HOSTS for bp in topology_blueprints(t)], ids=lambda v: getattr(v, "name", v)
 )
 def test_a_zero_initialised_row_1_seed_changes_no_output(topology: str, blueprint: BlueprintAction) -> None:
-    model = _model(topology, ("r0c1", "r1c1"))
+    model = tiny_model(topology, ("r0c1", "r1c1"))
     model.eval()
     x = _inputs(topology)
     with torch.no_grad():
@@ -130,7 +111,7 @@ def test_a_zero_initialised_row_1_seed_changes_no_output(topology: str, blueprin
 
 
 def test_counterfactuals_on_a_row_1_seed_compose_with_row_0() -> None:
-    model = _model("mlp", ("r0c1", "r1c1"))
+    model = tiny_model("mlp", ("r0c1", "r1c1"))
     x = _inputs("mlp")
     model.eval()
     with torch.no_grad():
