@@ -119,6 +119,25 @@ def test_kl_early_stopping_fires_with_an_absurd_learning_rate() -> None:
     assert metrics.approx_kl > 0.0
 
 
+def test_entropy_anneal_follows_the_updates_taken_and_resumes_with_them() -> None:
+    """Each update uses the weight of the updates already taken; a restored agent continues the anneal."""
+    config = PPOConfig(update_epochs=1, entropy_coef=0.05, entropy_coef_end=0.01, entropy_anneal_updates=2)
+    policy = _policy("lstm")
+    agent = PPOAgent(policy, config)
+    buffer = RolloutBuffer.for_policy(policy, num_envs=2, num_steps=4)
+    weights = []
+    for seed in range(3):
+        _collect(policy, buffer, seed=seed)
+        weights.append(agent.update(buffer).entropy_coef)
+    assert weights == pytest.approx([0.05, 0.03, 0.01])
+    restored = PPOAgent(policy, config)
+    restored.load_state_dict(agent.state_dict())
+    _collect(policy, buffer, seed=3)
+    assert restored.update(buffer).entropy_coef == pytest.approx(0.01)
+    unannealed = PPOAgent(policy, PPOConfig(update_epochs=1))
+    assert unannealed.update(buffer).entropy_coef == 0.05
+
+
 def test_non_trainable_bundle_is_refused() -> None:
     heuristic = create_policy("heuristic", slot_config=SLOTS, topology="mlp")
     with pytest.raises(ValueError, match="no trainable parameters"):

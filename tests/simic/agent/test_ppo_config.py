@@ -33,6 +33,8 @@ def test_defaults() -> None:
         ("advantage_std_floor", 0.0),
         ("value_norm_warmup", 0),
         ("entropy_coef_per_head", {"op": -1.0}),
+        ("entropy_coef_end", -0.01),
+        ("entropy_anneal_updates", -1),
     ],
 )
 def test_invalid_values_raise_with_the_value(field: str, value: object) -> None:
@@ -48,6 +50,20 @@ def test_entropy_coefs_per_head() -> None:
     assert custom["op"] == pytest.approx(0.2) and custom["blueprint"] == pytest.approx(0.1)
     with pytest.raises(ValueError, match="unknown heads"):
         PPOConfig(entropy_coef_per_head={"opp": 1.0}).entropy_coefs(space)
+
+
+def test_entropy_anneal_is_linear_then_constant() -> None:
+    config = PPOConfig(entropy_coef=0.05, entropy_coef_end=0.01, entropy_anneal_updates=4)
+    assert [config.entropy_coef_at(u) for u in range(7)] == pytest.approx([0.05, 0.04, 0.03, 0.02, 0.01, 0.01, 0.01])
+    space = morphogenetic_action_space()
+    assert config.entropy_coefs(space, 2)["blueprint"] == pytest.approx(0.03 * DEFAULT_ENTROPY_HEAD_MULTIPLIERS["blueprint"])
+    assert PPOConfig(entropy_coef=0.05).entropy_coef_at(1000) == 0.05  # no anneal: constant
+
+
+@pytest.mark.parametrize("settings", [{"entropy_coef_end": 0.01}, {"entropy_anneal_updates": 10}])
+def test_an_entropy_anneal_needs_both_its_settings(settings: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="an entropy anneal needs both entropy_coef_end and entropy_anneal_updates"):
+        PPOConfig(**settings)
 
 
 def test_mappings_are_copied() -> None:

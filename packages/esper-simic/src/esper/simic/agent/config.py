@@ -53,7 +53,15 @@ class PPOConfig:
     target_kl: float | None = 0.015
     """Stop the update when a minibatch's approx-KL exceeds 1.5 x this; None disables early stopping."""
     entropy_coef: float = 0.05
-    """Weight of the normalised-entropy bonus (entropy in [0, 1] per head); >= 0."""
+    """Weight of the normalised-entropy bonus (entropy in [0, 1] per head); >= 0. With an anneal
+    (entropy_coef_end), the weight at the first update."""
+    entropy_coef_end: float | None = None
+    """Weight the entropy bonus anneals to, linearly over entropy_anneal_updates updates, and keeps
+    afterwards; None = entropy_coef throughout. A high early weight keeps the rare heads exploring
+    while the critic is still poor; a low late one stops the bonus from pulling a policy that found
+    a plan back towards uniform, where random prunes and germinations break the plan; >= 0."""
+    entropy_anneal_updates: int = 0
+    """Updates (one per round) the entropy anneal takes; >= 1 with entropy_coef_end, else 0."""
     entropy_coef_per_head: Mapping[str, float] | None = None
     """Multiplier of entropy_coef per head name (heads not listed use 1.0); None = the reference's
     multipliers (DEFAULT_ENTROPY_HEAD_MULTIPLIERS) for the heads the policy has."""
@@ -83,10 +91,17 @@ class PPOConfig:
         check_float("gamma", self.gamma, high=1.0)
         check_float("gae_lambda", self.gae_lambda, high=1.0)
         check_float("clip_coef", self.clip_coef, low_inclusive=False, high=1.0, high_inclusive=False)
-        for name in ("update_epochs", "num_minibatches", "value_norm_warmup"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        for name in ("update_epochs", "num_minibatches", "value_norm_warmup", "entropy_anneal_updates"):
+            value, low = getattr(self, name), 0 if name == "entropy_anneal_updates" else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if self.entropy_coef_end is not None:
+            check_float("entropy_coef_end", self.entropy_coef_end)
+        if (self.entropy_coef_end is None) != (self.entropy_anneal_updates == 0):
+            raise ValueError(
+                "an entropy anneal needs both entropy_coef_end and entropy_anneal_updates >= 1 "
+                f"(got entropy_coef_end={self.entropy_coef_end}, entropy_anneal_updates={self.entropy_anneal_updates})"
+            )
         if self.target_kl is not None:
             check_float("target_kl", self.target_kl, low_inclusive=False)
         for name in ("entropy_coef", "value_coef", "q_coef"):
@@ -104,8 +119,16 @@ class PPOConfig:
         """Approx-KL above which the update stops (``1.5 * target_kl``), or None."""
         return None if self.target_kl is None else KL_EARLY_STOP_FACTOR * self.target_kl
 
-    def entropy_coefs(self, action_space: ActionSpace) -> dict[str, float]:
-        """Final entropy weight per head of ``action_space``: ``entropy_coef * multiplier``.
+    def entropy_coef_at(self, num_updates: int) -> float:
+        """Entropy weight of the update that follows ``num_updates`` completed updates (the anneal)."""
+        if self.entropy_coef_end is None:
+            return self.entropy_coef
+        progress = min(1.0, num_updates / self.entropy_anneal_updates)
+        return self.entropy_coef + progress * (self.entropy_coef_end - self.entropy_coef)
+
+    def entropy_coefs(self, action_space: ActionSpace, num_updates: int = 0) -> dict[str, float]:
+        """Entropy weight per head of ``action_space`` after ``num_updates`` updates:
+        ``entropy_coef_at(num_updates) * multiplier``.
 
         Raises:
             ValueError: an explicit ``entropy_coef_per_head`` names a head that the action space does
@@ -119,4 +142,5 @@ class PPOConfig:
         multipliers = self.entropy_coef_per_head
         if multipliers is None:
             multipliers = DEFAULT_ENTROPY_HEAD_MULTIPLIERS
-        return {h: self.entropy_coef * multipliers.get(h, 1.0) for h in action_space.head_names}
+        coef = self.entropy_coef_at(num_updates)
+        return {h: coef * multipliers.get(h, 1.0) for h in action_space.head_names}

@@ -56,6 +56,8 @@ class UpdateMetrics:
     """Weighted auxiliary Q loss (0 when the policy has no Q head)."""
     entropy_loss: float
     """Weighted entropy term (negative: it is a bonus)."""
+    entropy_coef: float
+    """Entropy weight of this update before the per-head multipliers (moves only under an anneal)."""
     total_loss: float
     """Sum of the four terms above."""
     approx_kl: float
@@ -147,7 +149,7 @@ class PPOAgent:
                 f"policy {type(policy).__name__} has no trainable parameters; PPO can only train a learned "
                 "policy such as 'lstm' or 'mlp' (rule-based bundles like 'heuristic' are for evaluation)"
             )
-        self.entropy_coefs = config.entropy_coefs(policy.action_space)
+        config.entropy_coefs(policy.action_space)  # refuses unknown head names now, not at the first update
         self.policy = policy
         self.config = config
         self.params = params
@@ -212,6 +214,8 @@ class PPOAgent:
             raise ValueError("the rollout buffer holds no valid step to learn from")
         first_groups = env_minibatches(data.num_envs, config.num_minibatches, self.generator)
         prepared = self._prepare_targets(data)
+        entropy_coef = config.entropy_coef_at(self.num_updates)
+        entropy_coefs = config.entropy_coefs(self.policy.action_space, self.num_updates)
 
         old_log_probs = self._anchor_log_probs(data, first_groups)
         drift = max(float((old_log_probs[h] - data.log_probs[h])[valid].abs().max()) for h in old_log_probs)
@@ -226,7 +230,7 @@ class PPOAgent:
             )
             for group in groups:
                 index = group.to(valid.device)
-                loss = self._minibatch_loss(data.select(index), index, old_log_probs, prepared)
+                loss = self._minibatch_loss(data.select(index), index, old_log_probs, prepared, entropy_coefs)
                 losses.append(loss)
                 # Every replica decides on the mean KL (and fails on any replica's non-finite loss).
                 decided = mean_over_replicas(torch.stack([loss.approx_kl, loss.total.detach()]), self.reduce)
@@ -254,6 +258,7 @@ class PPOAgent:
             losses,
             grad_norms,
             prepared,
+            entropy_coef=entropy_coef,
             drift=drift,
             epochs_completed=epochs_completed,
             stop_epoch=stop_epoch,
@@ -330,7 +335,12 @@ class PPOAgent:
         return mean.to(advantages.dtype), std.to(advantages.dtype)
 
     def _minibatch_loss(
-        self, batch: RolloutBatch, index: torch.Tensor, old_log_probs: Mapping[str, torch.Tensor], prepared: _Targets
+        self,
+        batch: RolloutBatch,
+        index: torch.Tensor,
+        old_log_probs: Mapping[str, torch.Tensor],
+        prepared: _Targets,
+        entropy_coefs: Mapping[str, float],
     ) -> PPOLoss:
         """Evaluate the env rows ``index`` (already selected as ``batch``) and build their loss."""
         result = self._evaluate(batch)
@@ -351,7 +361,7 @@ class PPOAgent:
             clip_coef=self.config.clip_coef,
             value_coef=self.config.value_coef,
             q_coef=self.config.q_coef,
-            entropy_coefs=self.entropy_coefs,
+            entropy_coefs=entropy_coefs,
             per_head_normalisation=self.config.per_head_normalisation,
         )
 
@@ -406,6 +416,7 @@ def _summarise(
     grad_norms: list[torch.Tensor],
     prepared: _Targets,
     *,
+    entropy_coef: float,
     drift: float,
     epochs_completed: int,
     stop_epoch: int | None,
@@ -421,6 +432,7 @@ def _summarise(
         value_loss=_mean([loss.loss_value for loss in losses]),
         q_loss=_mean([loss.loss_q for loss in losses]),
         entropy_loss=_mean([loss.loss_entropy for loss in losses]),
+        entropy_coef=entropy_coef,
         total_loss=_mean([loss.total for loss in losses]),
         approx_kl=_mean([loss.approx_kl for loss in losses]),
         clip_fraction=_mean([loss.clip_fraction for loss in losses]),
