@@ -56,7 +56,8 @@ def test_entropy_anneal_is_linear_then_constant() -> None:
     config = PPOConfig(entropy_coef=0.05, entropy_coef_end=0.01, entropy_anneal_updates=4)
     assert [config.entropy_coef_at(u) for u in range(7)] == pytest.approx([0.05, 0.04, 0.03, 0.02, 0.01, 0.01, 0.01])
     space = morphogenetic_action_space()
-    assert config.entropy_coefs(space, 2)["blueprint"] == pytest.approx(0.03 * DEFAULT_ENTROPY_HEAD_MULTIPLIERS["blueprint"])
+    blueprint = DEFAULT_ENTROPY_HEAD_MULTIPLIERS["blueprint"]
+    assert config.entropy_coefs(space, 2)["blueprint"] == pytest.approx(0.03 * blueprint)
     assert PPOConfig(entropy_coef=0.05).entropy_coef_at(1000) == 0.05  # no anneal: constant
 
 
