@@ -227,6 +227,7 @@ def test_policies_survives_a_plugin_that_calls_sys_exit_at_import(
         (["ppo", "--host-lr", "1e39"], "host_training.lr must be within float32's range (|x| <= 3.403e+38), got 1e+39"),
         (["ppo", "--host-training-lr", "1e39"], "host_training.lr must be within float32's range"),
         (["ppo", "--entropy-coef", "1e39"], "entropy_coef must be within float32's range"),
+        (["ppo", "--entropy-coef-end", "0.01"], "an entropy anneal needs both entropy_coef_end and entropy_anneal"),
         (["heuristic", "--reward-governor-penalty=-1e39"], "reward.governor_penalty must be within float32's range"),
         (["ppo", "--governor-min-samples", "12"], "governor.min_samples (12) must be <= governor.window (10)"),
     ],
