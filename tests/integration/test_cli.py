@@ -148,11 +148,12 @@ def test_heuristic_and_eval_print_tables_and_write_json(tmp_path: Path, capsys: 
     lines = stdout.splitlines()
     cheap = ["checkpoint (lstm)", "checkpoint (lstm), sampled", "heuristic", "no-growth (WAIT)", "random valid policy"]
     assert [line.split("  ")[0] for line in lines[1:6]] == cheap
-    assert lines[6].startswith("fixed schedule (best: ") and len(lines) == 12  # header, 8 rows, footer, 2 "wrote"
-    assert lines[9].startswith("distinct action sequences / episodes")
+    assert lines[6].startswith("fixed schedule (best: ") and len(lines) == 13  # header, 9 rows, footer, 2 "wrote"
+    assert lines[7].startswith("learned script, open loop")
+    assert lines[10].startswith("distinct action sequences / episodes")
     assert lines[-1] == f"wrote {run / 'eval.json'}"
     data = json.loads((run / "eval.json").read_text())
-    assert len(data["rows"]) == 8 and len(data["fixed_schedules"]) == 6  # one per mlp blueprint
+    assert len(data["rows"]) == 9 and len(data["fixed_schedules"]) == 6  # one per mlp blueprint
     code, stdout, stderr = run_cli(["eval", checkpoint, "--episodes", "2", "--no-costly-baselines"], capsys)
     assert code == 0, stderr
     assert [line.split("  ")[0] for line in stdout.splitlines()[1:-3]] == cheap  # then footer, 2 "wrote"
@@ -169,7 +170,7 @@ def test_the_varied_benchmark_trains_and_evaluates(tmp_path: Path, capsys: pytes
     code, _, stderr = run_cli(["eval", str(run / "checkpoint_last.pt"), "--episodes", "2", "--num-envs", "2"], capsys)
     assert code == 0, stderr
     data = json.loads((run / "eval.json").read_text())
-    assert data["env"]["task"] == "digits-varied" and len(data["rows"]) == 8
+    assert data["env"]["task"] == "digits-varied" and len(data["rows"]) == 9
     widened = data["rows"][-1]
     assert widened["policy"] == "widened host, same params"
 

@@ -11,8 +11,9 @@ from episode_summaries import make_summary
 
 from esper.simic.env import EnvConfig, HostTraining, LifecycleSettings, ObjectiveConfig, VectorEnv, VectorStep
 from esper.simic.env.actions import action_allowed
-from esper.simic.training.baselines import RandomActor, charge_host_growth, fixed_schedule_actor
+from esper.simic.training.baselines import RandomActor, charge_host_growth, fixed_schedule_actor, open_loop_actor
 from esper.simic.training.evaluation import (
+    OPEN_LOOP,
     STATIC,
     WIDENED,
     EvalConfig,
@@ -20,7 +21,9 @@ from esper.simic.training.evaluation import (
     architecture_rows,
     best_fixed_schedule,
     fixed_schedule_rows,
+    open_loop_row,
     play_episodes,
+    play_row,
     rule_rows,
 )
 from esper.simic.training.rollout import ActFn, play_round
@@ -30,6 +33,12 @@ from esper.tamiyo.contract import ActionMasks, BlueprintAction, LifecycleOp, Obs
 def _row(masks: ActionMasks, i: int) -> ActionMasks:
     assert masks.slot_by_op is not None
     return ActionMasks({h: m[i] for h, m in masks.heads.items()}, masks.slot_by_op[i])
+
+
+def _row_batch(masks: ActionMasks, i: int) -> ActionMasks:
+    """Env ``i``'s masks as a batch of one."""
+    assert masks.slot_by_op is not None
+    return ActionMasks({h: m[i : i + 1] for h, m in masks.heads.items()}, masks.slot_by_op[i : i + 1])
 
 
 def test_random_actions_are_always_valid(tiny_env: EnvConfig) -> None:
@@ -176,3 +185,53 @@ def test_a_widened_host_pays_for_its_extra_parameters_like_seeds() -> None:
     assert charged.extra_compute == pytest.approx(5.0)  # 10 epochs x 1000 / 2000
     assert charged.objective == pytest.approx(90.0 - 0.5 * 1.0 - 0.02 * 5.0)
     assert charged.discounted_return == episode.discounted_return
+
+
+def test_the_open_loop_row_replays_the_most_common_sequence_blind(tiny_env: EnvConfig) -> None:
+    """Episodes whose learned sequence is the script are replayed exactly (same seed, same actions, same
+    episode); the others play the script too, whatever they observe."""
+    pool = VectorEnvPool(tiny_env, 2)
+    seeds = EvalConfig(episodes=4, seed=3).episode_seeds()
+    space = pool.get(2).action_space
+
+    def two_scripts(venv: VectorEnv, batch: range) -> ActFn:
+        """Episodes 0, 1 and 3 grow an mlp_small seed; episode 2 grows attention in slot 1."""
+        scripts = [BlueprintAction.ATTENTION if i == 2 else BlueprintAction.MLP_SMALL for i in batch]
+        actors = [
+            fixed_schedule_actor(space, bp, slot=1 if bp == BlueprintAction.ATTENTION else None) for bp in scripts
+        ]
+
+        def act(obs: Observation, masks: ActionMasks) -> dict[str, torch.Tensor]:
+            parts = [actor(obs, _row_batch(masks, i)) for i, actor in enumerate(actors)]
+            return {h: torch.cat([part[h] for part in parts]) for h in parts[0]}
+
+        return act
+
+    learned = play_row("learned", pool, seeds, two_scripts)
+    replay = open_loop_row(pool, seeds, learned)
+    assert replay.policy == OPEN_LOOP
+    script = learned.traces[0].actions
+    assert learned.traces[1].actions == script != learned.traces[2].actions
+    assert [t.actions for t in replay.traces] == [script] * 4
+    for i in (0, 1, 3):
+        assert replay.episodes[i] == learned.episodes[i]
+    assert dict(replay.episodes[2].final_blueprints) == dict(learned.episodes[0].final_blueprints)
+
+
+def test_the_open_loop_actor_waits_where_the_masks_refuse_its_script(tiny_env: EnvConfig) -> None:
+    venv = VectorEnv(_schedule_env(tiny_env), 1)
+    space = venv.action_space
+    germinate = ("GERMINATE", (("alpha_target", 0), ("blueprint", int(BlueprintAction.NORM)), ("slot", 0)))
+    fossilize = ("FOSSILIZE", (("slot", 0),))
+    ops: list[int] = []
+    actor = open_loop_actor(space, [fossilize, germinate, germinate])  # fossilize with no seed; germinate twice
+
+    def watched(obs: Observation, masks: ActionMasks) -> dict[str, torch.Tensor]:
+        actions = actor(obs, masks)
+        ops.append(int(actions["op"][0]))
+        return actions
+
+    episode = play_round(venv, watched, [0]).episodes[0]
+    wait, grow = int(LifecycleOp.WAIT), int(LifecycleOp.GERMINATE)
+    assert ops[:4] == [wait, grow, wait, wait]  # refused, played, refused (slot taken), script over
+    assert set(ops[3:]) == {wait} and episode.germinated == 1

@@ -16,6 +16,7 @@ from esper.simic.training import EvalConfig, TrainConfig, evaluate, evaluate_heu
 from esper.simic.training.baselines import wait_actions
 from esper.simic.training.evaluation import (
     NO_GROWTH,
+    OPEN_LOOP,
     RANDOM,
     STATIC,
     WIDENED,
@@ -83,12 +84,12 @@ def test_evaluate_with_the_costly_baselines(make_config: Callable[..., TrainConf
     train(make_config("run", rounds=1))
     report = evaluate(tmp_path / "run" / "checkpoint_last.pt", EvalConfig(episodes=2, num_envs=2))
     names = [row.policy for row in report.rows]
-    assert names[:5] == CHEAP_ROWS and names[6:] == [STATIC, WIDENED]
+    assert names[:5] == CHEAP_ROWS and names[6:] == [OPEN_LOOP, STATIC, WIDENED]
     assert names[5].startswith("fixed schedule (best: ") and len(report.fixed_schedules) == 6
     learned, static = report.rows[0], report.row(STATIC)
     assert [e.seed_params for e in static.episodes] == [e.seed_params for e in learned.episodes]
     data = report.to_json()
-    assert len(data["fixed_schedules"]) == 6 and len(report.table().splitlines()) == 10
+    assert len(data["fixed_schedules"]) == 6 and len(report.table().splitlines()) == 11
 
 
 @pytest.mark.parametrize("costly", [False, pytest.param(True, marks=pytest.mark.slow)])  # six fixed schedules

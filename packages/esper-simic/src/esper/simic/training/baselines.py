@@ -8,6 +8,9 @@ Each baseline answers one question about the learned policy (README, "Evaluation
   the op uses, so every action is valid.
 - **fixed schedule** (:func:`fixed_schedule_actor`): is it better than the simplest script, grow
   every slot as early as the masks allow with one blueprint, fossilize as soon as allowed?
+- **open loop** (:func:`open_loop_actor`): does it read the state, or did it find a good script?
+  Its own most common action sequence, replayed blind in every episode, is the strongest fixed
+  schedule a reviewer can name for it: a policy that only found a script ties it.
 - **static** (:func:`static_architectures`): is *growing* the network better than training the
   network the policy ended with from epoch 0?
 - **widened host** (:func:`widened_architectures`, :func:`charge_host_growth`): is it better than a
@@ -39,6 +42,7 @@ from esper.simic.env import (
 from esper.simic.env.architecture import FixedArchitecture
 from esper.simic.env.hosts import host_param_count, widened_preset
 from esper.simic.training.rollout import ActFn
+from esper.simic.training.traces import StepAction
 from esper.tamiyo.contract import ActionMasks, ActionSpace, BlueprintAction, LifecycleOp, Observation
 
 
@@ -116,6 +120,44 @@ def fixed_schedule_actor(space: ActionSpace, blueprint: BlueprintAction, slot: i
                     if op == LifecycleOp.GERMINATE:
                         actions["blueprint"][i] = int(blueprint)
                     break
+        return actions
+
+    return act
+
+
+def open_loop_actor(space: ActionSpace, script: Sequence[StepAction]) -> ActFn:
+    """Play ``script[t]`` at step ``t`` in every env, whatever they observe; WAIT where the masks refuse
+    it or the script has ended.
+
+    ``script`` is an episode's action sequence from its trace (op name and relevant head values). The
+    actor counts steps from its creation, so make one per batch of episodes started together.
+    """
+    slot_head, op_head = space.slot_head, space.op_head
+    step = 0
+
+    def allowed(masks: ActionMasks, i: int, op: int, heads: tuple[tuple[str, int], ...]) -> bool:
+        if not bool(masks.heads[op_head][i, op]):
+            return False
+        for head, value in heads:
+            by_op = head == slot_head and masks.slot_by_op is not None
+            row = masks.slot_by_op[i, op] if by_op else masks.heads[head][i]  # type: ignore[index]
+            if not bool(row[value]):
+                return False
+        return True
+
+    def act(obs: Observation, masks: ActionMasks) -> dict[str, torch.Tensor]:
+        nonlocal step
+        del obs
+        actions = wait_actions(masks, space)
+        if step < len(script):
+            op_name, heads = script[step]
+            op = int(LifecycleOp[op_name])
+            for i in range(actions[op_head].shape[0]):
+                if allowed(masks, i, op, heads):
+                    actions[op_head][i] = op
+                    for head, value in heads:
+                        actions[head][i] = value
+        step += 1
         return actions
 
     return act

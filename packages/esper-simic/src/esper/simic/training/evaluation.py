@@ -9,9 +9,9 @@ never overlaps the training seeds), so differences are paired, not luck of the d
 - the heuristic (raw observations: its thresholds are in raw units), no growth (always WAIT) and a
   random valid policy;
 - the costly baselines (``EvalConfig.costly_baselines``): the best fixed schedule over the
-  topology's blueprints, the learned policy's final network trained statically from epoch 0, and
-  the host widened to the learned network's parameter count (``baselines.py`` says what each
-  answers).
+  topology's blueprints, the learned policy's own most common action sequence replayed open loop,
+  the learned policy's final network trained statically from epoch 0, and the host widened to the
+  learned network's parameter count (``baselines.py`` says what each answers).
 
 The rule rows and the fixed schedules depend on no checkpoint: every row plays from the episode
 seeds and its own generators, never from the global RNG that the rows before it consumed, so a
@@ -40,6 +40,7 @@ from esper.simic.training.baselines import (
     charge_host_growth,
     fixed_schedule_actor,
     no_growth_actor,
+    open_loop_actor,
     static_architectures,
     widened_architectures,
 )
@@ -55,7 +56,7 @@ from esper.simic.training.rng import (
     torch_threads,
 )
 from esper.simic.training.rollout import ActFn, PolicyActor, play_round
-from esper.simic.training.traces import TraceRecorder
+from esper.simic.training.traces import TraceRecorder, modal_sequence
 from esper.simic.training.vectorized import resolve_device
 from esper.tamiyo.contract import BlueprintAction, topology_blueprints
 from esper.tamiyo.policy import PolicyBundle, create_policy
@@ -65,6 +66,7 @@ NO_GROWTH = "no-growth (WAIT)"
 RANDOM = "random valid policy"
 STATIC = "learned architecture, static from epoch 0"
 WIDENED = "widened host, same params"
+OPEN_LOOP = "learned script, open loop"
 STOCHASTIC_SUFFIX = ", sampled"
 
 #: ``make_actor(venv, episode_indices)``: the act function of one batch of episodes (indices into the seeds).
@@ -268,6 +270,18 @@ def best_fixed_schedule(rows: Sequence[EvalRow]) -> EvalRow:
     return EvalRow(f"fixed schedule (best: {blueprint})", best.episodes, traces=best.traces)
 
 
+def open_loop_row(pool: VectorEnvPool, seeds: Sequence[int], learned: EvalRow) -> EvalRow:
+    """The learned row's most common action sequence (:func:`modal_sequence` of its traces), replayed
+    blind in every episode (:func:`open_loop_actor`)."""
+    script = modal_sequence([trace.actions for trace in learned.traces])
+
+    def replay(venv: VectorEnv, batch: range) -> ActFn:
+        del batch
+        return open_loop_actor(venv.action_space, script)
+
+    return play_row(OPEN_LOOP, pool, seeds, replay)
+
+
 def architecture_rows(
     pool: VectorEnvPool, seeds: Sequence[int], learned: Sequence[EpisodeSummary]
 ) -> tuple[EvalRow, ...]:
@@ -398,7 +412,11 @@ def evaluate(
         shared = baselines if baselines is not None else baseline_rows(pool, config)
         rows = (greedy, sampled, *shared.rules)
         if config.costly_baselines:
-            rows += (best_fixed_schedule(shared.fixed_schedules), *architecture_rows(pool, seeds, greedy.episodes))
+            rows += (
+                best_fixed_schedule(shared.fixed_schedules),
+                open_loop_row(pool, seeds, greedy),
+                *architecture_rows(pool, seeds, greedy.episodes),
+            )
     return EvalReport(
         rows, seeds, env_plain, str(checkpoint), reference=greedy.policy, fixed_schedules=shared.fixed_schedules
     )

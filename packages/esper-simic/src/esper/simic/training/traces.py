@@ -197,6 +197,18 @@ def sequence_diversity(sequences: Sequence[Sequence[StepAction]]) -> float:
     return len({tuple(s) for s in sequences}) / len(sequences)
 
 
+def modal_sequence(sequences: Sequence[Sequence[StepAction]]) -> tuple[StepAction, ...]:
+    """The action sequence most episodes played (of equally common ones, the earliest episode's).
+
+    Raises:
+        ValueError: no episodes.
+    """
+    if not sequences:
+        raise ValueError("a modal sequence needs at least one episode")
+    played = [tuple(s) for s in sequences]
+    return max(played, key=played.count)  # max keeps the first of equal counts
+
+
 def write_traces(
     path: str | os.PathLike[str],
     policies: Iterable[tuple[str, Iterable[EpisodeTrace]]],
