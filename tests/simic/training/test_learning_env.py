@@ -2,8 +2,7 @@
 
 The bandit check (``test_learning_bandit.py``) proves the update rule climbs an obvious gradient;
 this one runs the whole product, ``train`` then ``evaluate``, on the bundled digits task with the
-benchmark preset's step settings (lr, minibatches, per-head normalisation; its entropy anneal spans
-150 rounds, so over 20 it would barely move), and compares the learned policy with the two baselines that
+benchmark preset's PPO settings, and compares the learned greedy policy with the two baselines that
 any controller worth training must beat, on the same held-out episodes. The policy compared is the
 one training plays (sampled): after 20 rounds the greedy one still waits (measured: greedy 73.1,
 sampled 78.6, no growth 73.7), since each epoch's most likely op is WAIT even where growing within a

@@ -60,18 +60,11 @@ DIGITS_VARIED = Preset(
 
 BENCHMARK = Preset(
     "benchmark",
-    "the digits-varied benchmark with the PPO settings its study was measured with (150 rounds, lr 1e-3, "
-    "4 minibatches, per-head normalisation, entropy weight annealed 0.05 -> 0.01)",
+    "the digits-varied benchmark with the PPO settings its study was measured with (lr 1e-3, 4 minibatches, "
+    "per-head normalisation)",
     {
-        "rounds": 150,
         "env": {"task": "digits-varied", "host": "mlp"},
-        "ppo": {
-            "learning_rate": 1e-3,
-            "num_minibatches": 4,
-            "per_head_normalisation": True,
-            "entropy_coef_end": 0.01,
-            "entropy_anneal_updates": 150,
-        },
+        "ppo": {"learning_rate": 1e-3, "num_minibatches": 4, "per_head_normalisation": True},
     },
 )
 """What the benchmark's learning needs, measured on it (docs/design/benchmark.md, "Learning it"):
@@ -79,11 +72,8 @@ at the default PPO settings an update moves the policy by an approx-KL of about 
 of ``target_kl``), so after 50 rounds the greedy policy still plays no growth; four minibatches of
 one environment each at lr 1e-3 take 16 larger steps per update (approx-KL 0.005-0.01, the early
 stop now and then), and per-head normalisation lets the slot and blueprint heads, which matter on
-the few germination steps, learn against their entropy bonus. Without the anneal two training seeds
-of five never settled (they kept germinating seeds and pruning them before they paid); annealing
-the entropy weight from 0.05 to 0.01 over the 150 rounds lets a policy that found a plan stop
-sampling the prunes that break it. Needs ``--num-envs`` of at least 4 (a minibatch is a whole
-environment); a run takes 15 to 30 minutes of one CPU core."""
+the few germination steps, learn against their entropy bonus. Needs ``--num-envs`` of at least 4
+(a minibatch is a whole environment)."""
 
 DIGITS_MLP = Preset(
     "digits-mlp",
