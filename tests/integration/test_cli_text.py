@@ -58,7 +58,7 @@ def test_eval_with_every_baseline_on_a_corpus_file(tmp_path: Path, capsys: pytes
     code, _, stderr = run_cli(["eval", str(run / "checkpoint_last.pt"), "--episodes", "2", "--num-envs", "2"], capsys)
     assert code == 0, stderr
     data = json.loads((run / "eval.json").read_text())
-    assert len(data["rows"]) == 8 and len(data["fixed_schedules"]) == 7  # one per transformer blueprint
+    assert len(data["rows"]) == 9 and len(data["fixed_schedules"]) == 7  # one per transformer blueprint
 
 
 @pytest.mark.parametrize(
