@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from esper.simic.env import EnvConfig, VectorEnv
-from esper.simic.env.variants import LINEAR_BOTTLENECK, WIDTH_SCALE, draw_variant
+from esper.simic.env.variants import WIDTH_SCALE, draw_variant
 from esper.simic.training.baselines import fixed_schedule_actor, wait_actions
 from esper.simic.training.eval_report import EvalRow
 from esper.simic.training.evaluation import (
@@ -57,8 +57,7 @@ from esper.simic.training.study import bootstrap_mean_interval
 from esper.tamiyo.contract import ActionMasks, BlueprintAction, Observation, ObservationLayout
 
 #: Blueprints of the single-seed schedules (lora is linear: on these hosts it is a linear map the
-#: next layer absorbs, so it only adds cost; norm lifted a linear host by 7-9 points where these
-#: lift it by 12-18, measured on 4 episodes per width).
+#: next layer absorbs, so it only adds cost; norm has little to add to blocks that end in a norm).
 SINGLE_SEED_BLUEPRINTS = (
     BlueprintAction.MLP,
     BlueprintAction.MLP_SMALL,
@@ -68,7 +67,7 @@ SINGLE_SEED_BLUEPRINTS = (
 SINGLE_SEED_SLOTS = (0, 1)
 #: The descriptor rule grows an ``mlp`` seed only in slots up to this wide (docs/design/benchmark.md).
 RULE_MLP_MAX_WIDTH = 8
-#: ...and prefers ``r0c1`` to a wide ``r0c0`` when ``r0c1`` is at most this wide.
+#: ...and, on a ReLU host, an ``mlp_small`` seed in ``r0c1`` only when that slot is at most this wide.
 RULE_AFFORDABLE_WIDTH = 32
 DESCRIPTOR_RULE = "descriptor rule"
 
@@ -88,21 +87,20 @@ def single_seed_rows(pool: VectorEnvPool, seeds: Sequence[int]) -> tuple[EvalRow
     return tuple(rows)
 
 
-def rule_choice(widths: Sequence[int], nonlinear: bool) -> tuple[BlueprintAction, int]:
-    """The descriptor rule's single seed ``(blueprint, slot index)`` for one episode.
+def rule_choice(widths: Sequence[int], nonlinear: bool) -> tuple[BlueprintAction, int] | None:
+    """The descriptor rule's single seed ``(blueprint, slot index)`` for one episode, or ``None`` for no growth.
 
-    ``widths`` are the slots' widths in slot-head order (``r0c0`` first). On a ReLU host an
-    ``attention`` seed in ``r0c1`` unless that slot is wide, then in ``r0c0``. On a linear host an
-    ``mlp`` seed in a narrow ``r0c0``; else a seed in ``r0c1`` when it lies before the bottleneck and
-    is not wide (``mlp`` if narrow, else ``attention``); else ``attention`` in ``r0c0``.
+    ``widths`` are the slots' widths in slot-head order (``r0c0`` first). Written from probes of a few
+    hosts before the held-out episodes were played: a linear host lacks capacity before its
+    bottleneck, so it gets the largest seed ``r0c0`` affords (``mlp`` when narrow, else
+    ``attention``); a ReLU host is nearly saturated, so it gets a cheap ``mlp_small`` seed in a
+    not-too-wide ``r0c1`` when ``r0c0`` is narrow, and no seed when ``r0c0`` is wide.
     """
     if nonlinear:
-        return BlueprintAction.ATTENTION, (1 if widths[1] <= RULE_AFFORDABLE_WIDTH else 0)
-    if widths[0] <= RULE_MLP_MAX_WIDTH:
-        return BlueprintAction.MLP, 0
-    if LINEAR_BOTTLENECK < widths[1] <= RULE_AFFORDABLE_WIDTH:
-        return (BlueprintAction.MLP if widths[1] <= RULE_MLP_MAX_WIDTH else BlueprintAction.ATTENTION), 1
-    return BlueprintAction.ATTENTION, 0
+        if widths[0] <= RULE_MLP_MAX_WIDTH and widths[1] <= RULE_AFFORDABLE_WIDTH:
+            return BlueprintAction.MLP_SMALL, 1
+        return None
+    return (BlueprintAction.MLP if widths[0] <= RULE_MLP_MAX_WIDTH else BlueprintAction.ATTENTION), 0
 
 
 def descriptor_rule_actor(venv: VectorEnv) -> ActFn:
@@ -115,7 +113,10 @@ def descriptor_rule_actor(venv: VectorEnv) -> ActFn:
         widths = torch.round(2.0 ** (obs.features[:, layout.episode("slot_width")] * WIDTH_SCALE)).to(torch.int64)
         nonlinear = obs.features[:, layout.episode("host_nonlinear")][:, 0] > 0.5
         for i in range(widths.shape[0]):
-            chosen = fixed_schedule_actor(space, *rule_choice(widths[i].tolist(), bool(nonlinear[i])))(obs, masks)
+            choice = rule_choice(widths[i].tolist(), bool(nonlinear[i]))
+            if choice is None:
+                continue
+            chosen = fixed_schedule_actor(space, *choice)(obs, masks)
             for head, values in chosen.items():
                 actions[head][i] = values[i]
         return actions

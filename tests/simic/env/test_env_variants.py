@@ -7,7 +7,10 @@ import dataclasses
 import pytest
 import torch
 
+from torch import nn
+
 from esper.simic.env import HOST_PRESETS, EnvConfig, HostTraining, MorphogeneticEnv, load_digits
+from esper.simic.env.hosts import HostPreset, build_host, host_param_count
 from esper.simic.env.variants import (
     FIRST_WIDTHS,
     LINEAR_BOTTLENECK,
@@ -41,6 +44,7 @@ def test_variants_cover_every_kind_of_host() -> None:
         assert v.preset.widths[0] in FIRST_WIDTHS
         assert v.preset.widths[3 - v.bottleneck] in WIDTHS  # the block that is neither 0 nor the bottleneck
         assert v.preset.widths[v.bottleneck] == (NONLINEAR_BOTTLENECK if v.nonlinear else LINEAR_BOTTLENECK)
+        assert v.preset.normalised == tuple(b for b in range(3) if b != v.bottleneck)  # all but the bottleneck
     assert {v.preset.widths[0] for v in variants} == set(FIRST_WIDTHS)
     assert {w for v in variants for w in v.preset.widths} == {2, 4, *WIDTHS}
 
@@ -85,3 +89,28 @@ def test_the_fixed_digits_task_has_no_episode_block() -> None:
     env = MorphogeneticEnv(EnvConfig(task="digits", episode_length=2), data=load_digits())
     env.reset(0)
     assert env.variant is None and env.feature_dim == 116 and not env.layout.episode_block
+
+
+def test_a_normalised_block_ends_in_a_layer_norm_after_its_activation() -> None:
+    preset = HostPreset((8, 2, 16), activation=True, normalised=(0, 2))
+    host = build_host(
+        "mlp", impaired=True, input_shape=(1, 8, 8), num_classes=10, generator=torch.Generator(), preset=preset
+    )
+    endings = [[type(layer) for layer in block][block.split :] for block in host.blocks]
+    assert endings == [[nn.ReLU, nn.LayerNorm], [nn.ReLU], [nn.ReLU, nn.LayerNorm]]
+    x = torch.randn(5, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    out = host.block(0).second(host.block(0).first(x))  # the r0c0 activation: normalised per sample
+    torch.testing.assert_close(out.mean(dim=1), torch.zeros(5), atol=1e-5, rtol=0)
+    plain = dataclasses.replace(preset, normalised=())
+    extra = host_param_count("mlp", preset, input_shape=(1, 8, 8), num_classes=10)
+    assert extra - host_param_count("mlp", plain, input_shape=(1, 8, 8), num_classes=10) == 2 * (8 + 16)
+
+
+def test_deeper_grids_repeat_the_last_blocks_normalisation() -> None:
+    assert HostPreset((8, 2, 16), normalised=(0, 2)).with_blocks(5).normalised == (0, 2, 3, 4)
+    assert HostPreset((8, 16, 2), normalised=(0, 1)).with_blocks(5).normalised == (0, 1)
+
+
+def test_a_normalised_index_outside_the_host_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"normalised blocks must index the 3 blocks, got \(3,\)"):
+        HostPreset((8, 2, 16), normalised=(3,))

@@ -81,6 +81,10 @@ class HostPreset:
     """Conv kernel size (cnn only); the impaired cnn uses 1×1 kernels (no spatial receptive field)."""
     activation: bool = True
     """ReLU after each mlp block; the impaired mlp has none, so only seeds can add non-linearity."""
+    normalised: tuple[int, ...] = ()
+    """Indices of the mlp blocks that end in a LayerNorm over their features (after the ReLU, if any). A
+    normalised block is non-linear and well conditioned already, so a ``norm`` seed at its output has
+    nothing left to add (the ``digits-varied`` hosts normalise every block but the bottleneck)."""
     embed_dim: int = 32
     """Residual-stream width ``D`` of the transformer (transformer only): every slot sees ``[B, T, D]``."""
     num_heads: int = 2
@@ -98,14 +102,21 @@ class HostPreset:
             raise ValueError(
                 f"embed_dim ({self.embed_dim}) must be a positive multiple of num_heads ({self.num_heads})"
             )
+        if any(not 0 <= index < len(self.widths) for index in self.normalised):
+            raise ValueError(f"normalised blocks must index the {len(self.widths)} blocks, got {self.normalised}")
         if self.attention_window < 0:
             raise ValueError(f"attention_window must be >= 0 (0 = the whole prefix), got {self.attention_window}")
 
     def with_blocks(self, num_blocks: int) -> HostPreset:
-        """This preset with at least ``num_blocks`` blocks: missing blocks repeat the last width (never shrinks),
-        so a grid with more columns gets a deeper host and the default grid the preset as it is."""
+        """This preset with at least ``num_blocks`` blocks: missing blocks repeat the last block (its width, and
+        its normalisation) without ever shrinking, so a grid with more columns gets a deeper host and the
+        default grid the preset as it is."""
+        last = len(self.widths) - 1
         extra = max(0, num_blocks - len(self.widths))
-        return dataclasses.replace(self, widths=self.widths + (self.widths[-1],) * extra) if extra else self
+        if not extra:
+            return self
+        normalised = self.normalised + (tuple(range(last + 1, last + 1 + extra)) if last in self.normalised else ())
+        return dataclasses.replace(self, widths=self.widths + (self.widths[-1],) * extra, normalised=normalised)
 
 
 #: ``(topology, impaired) → preset`` (measurements in the module docstring).
@@ -228,7 +239,9 @@ def _mlp(input_shape: tuple[int, ...], num_classes: int, preset: HostPreset) -> 
     for i, width in enumerate(preset.widths):
         layers: list[nn.Module] = [nn.Flatten()] if i == 0 else []
         layers.append(nn.Linear(in_features, width))
-        blocks.append(SplitSequential(len(layers), *layers, *([nn.ReLU()] if preset.activation else [])))
+        ending = [nn.ReLU()] if preset.activation else []
+        ending += [nn.LayerNorm(width)] if i in preset.normalised else []
+        blocks.append(SplitSequential(len(layers), *layers, *ending))
         in_features = width
     return HostNetwork("mlp", blocks, nn.Linear(in_features, num_classes), tuple((w,) for w in preset.widths))
 
