@@ -6,7 +6,6 @@ import dataclasses
 
 import pytest
 import torch
-
 from torch import nn
 
 from esper.simic.env import HOST_PRESETS, EnvConfig, HostTraining, MorphogeneticEnv, load_digits

@@ -8,8 +8,8 @@ one training plays (sampled): after 20 rounds the greedy one still waits (measur
 sampled 78.6, no growth 73.7), since each epoch's most likely op is WAIT even where growing within a
 few epochs is likely. It runs on the fixed-host
 ``digits`` task because there a policy learns to grow within a few dozen rounds (a couple of
-minutes); on the ``digits-varied`` benchmark it takes about 80 rounds to beat no growth
-(docs/design/benchmark.md), too long for the test suite.
+minutes); on the ``digits-varied`` benchmark it took about 80 rounds to beat no growth (its second
+design, docs/design/benchmark.md), too long for the test suite.
 """
 
 from __future__ import annotations
