@@ -18,13 +18,16 @@ profits from per-episode luck) and its gap to the best single schedule, and the 
 gap (no hindsight), each with a 95 % percentile bootstrap interval over the episodes, and every
 row's per-episode objectives. ``--versus`` plays only the descriptor rule and the named schedules
 (``attention@r0c0``: single seed; ``attention``: ``eval``'s grow-every-slot schedule), to check
-the rule on fresh episodes (``--seed``) without replaying every row.
+the rule on fresh episodes (``--seed``) without replaying every row; a name's modifiers
+``from=EPOCH`` (germinate no earlier) and ``prune`` (try the seed, prune it if its counterfactual
+contribution is not positive) measure what timing and pruning are worth.
 
 Usage::
 
     uv run python scripts/bench_benchmark.py --task digits-varied --episodes 32
     uv run python scripts/bench_benchmark.py --task digits --episodes 32 --out digits.json
     uv run python scripts/bench_benchmark.py --task digits-varied --seed 4321 --versus attention@r0c0 attention
+    uv run python scripts/bench_benchmark.py --task digits-varied --versus attention@r0c0,from=20 attention@r0c0,prune
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ from esper.simic.training.evaluation import (
 )
 from esper.simic.training.rollout import ActFn
 from esper.simic.training.study import bootstrap_mean_interval
-from esper.tamiyo.contract import ActionMasks, BlueprintAction, Observation, ObservationLayout
+from esper.tamiyo.contract import ActionMasks, ActionSpace, BlueprintAction, LifecycleOp, Observation, ObservationLayout
 
 #: Blueprints of the single-seed schedules (lora is linear: on these hosts it is a linear map the
 #: next layer absorbs, so it only adds cost; norm has little to add to blocks that end in a norm).
@@ -193,18 +196,68 @@ def measure(task: str, episodes: int, seed: int, num_envs: int) -> dict[str, Any
     return report
 
 
+def from_epoch(space: ActionSpace, inner: ActFn, epoch: int) -> ActFn:
+    """``inner`` from step ``epoch`` on, WAIT before it: the same schedule germinated later."""
+    step = 0
+
+    def act(obs: Observation, masks: ActionMasks) -> dict[str, torch.Tensor]:
+        nonlocal step
+        actions = inner(obs, masks) if step >= epoch else wait_actions(masks, space)
+        step += 1
+        return actions
+
+    return act
+
+
+def prune_on_contribution(space: ActionSpace, layout: ObservationLayout, inner: ActFn, slot: int) -> ActFn:
+    """``inner``, except that where it would fossilize the seed in ``slot`` and that seed's measured
+    counterfactual contribution is not positive, it prunes the seed instead (WAIT until PRUNE is allowed).
+
+    The closed-loop way to learn whether a seed hurts: try it, read what removing it would cost.
+    """
+    assert space.slot_head is not None
+
+    def act(obs: Observation, masks: ActionMasks) -> dict[str, torch.Tensor]:
+        actions = inner(obs, masks)
+        contribution = obs.features[:, layout.slot(slot, "contribution")][:, 0]
+        assert masks.slot_by_op is not None
+        for i in range(contribution.shape[0]):
+            if int(actions[space.op_head][i]) != LifecycleOp.FOSSILIZE or float(contribution[i]) > 0.0:
+                continue
+            can_prune = bool(masks.heads[space.op_head][i, LifecycleOp.PRUNE]) and bool(
+                masks.slot_by_op[i, LifecycleOp.PRUNE, slot]
+            )
+            actions[space.op_head][i] = int(LifecycleOp.PRUNE if can_prune else LifecycleOp.WAIT)
+            actions[space.slot_head][i] = slot
+        return actions
+
+    return act
+
+
 def named_schedule(pool: VectorEnvPool, seeds: Sequence[int], name: str) -> EvalRow:
-    """``blueprint@slot_id`` (a single-seed schedule) or ``blueprint`` (``eval``'s grow-every-slot schedule)."""
-    blueprint_id, _, slot_id = name.partition("@")
+    """``blueprint@slot_id`` (a single-seed schedule) or ``blueprint`` (``eval``'s grow-every-slot schedule),
+    with optional comma-separated modifiers: ``from=EPOCH`` (nothing before that epoch) and, for a
+    single seed, ``prune`` (:func:`prune_on_contribution`), e.g. ``attention@r0c0,from=10,prune``."""
+    base, *modifiers = name.split(",")
+    blueprint_id, _, slot_id = base.partition("@")
     blueprint = BlueprintAction[blueprint_id.upper()]
     slot = pool.config.slot_ids.index(slot_id) if slot_id else None
+    start = next((int(m.removeprefix("from=")) for m in modifiers if m.startswith("from=")), 0)
+    prune = "prune" in modifiers
+    if prune and slot is None:
+        raise SystemExit(f"{name!r}: prune needs a single-seed schedule (blueprint@slot)")
 
     def schedule(venv: VectorEnv, batch: range) -> ActFn:
         del batch
-        return fixed_schedule_actor(venv.action_space, blueprint, slot)
+        act = fixed_schedule_actor(venv.action_space, blueprint, slot)
+        if prune:
+            assert slot is not None
+            act = prune_on_contribution(venv.action_space, venv.layout, act, slot)
+        return from_epoch(venv.action_space, act, start) if start else act
 
     label = f"single seed ({blueprint_id} @ {slot_id})" if slot_id else f"fixed schedule ({blueprint_id})"
-    return play_row(label, pool, seeds, schedule)
+    suffix = (f", from epoch {start}" if start else "") + (", pruned if it does not contribute" if prune else "")
+    return play_row(label + suffix, pool, seeds, schedule)
 
 
 def versus(task: str, episodes: int, seed: int, num_envs: int, names: Sequence[str]) -> dict[str, Any]:
