@@ -155,6 +155,18 @@ def test_stale_temporaries_of_killed_writes_are_removed_on_the_next_start(run: R
     ]
 
 
+def test_temporary_looking_files_of_a_directory_that_never_held_a_run_are_kept(tmp_path: Path) -> None:
+    names = [".checkpoint_last.pt.0123abcd.tmp", ".config.json.tmp", ".foo.123.tmp", ".metrics.jsonl.0123abcd.tmp"]
+    for name in names:
+        (tmp_path / name).write_text("the user's")
+    run = RunDirectory(tmp_path)
+    assert run.open(CONFIG, start_round=0) == []
+    run.on_run_start(RunStart(CONFIG, 0, 3, 1))
+    run.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [*names, "config.json", "run.lock"]
+    assert all((tmp_path / name).read_text() == "the user's" for name in names)
+
+
 def test_a_resume_that_drops_nothing_leaves_the_metrics_untouched(run: RunDirectory) -> None:
     before = _snapshot(run.path)
     assert run.open(CONFIG, start_round=2) == []

@@ -86,7 +86,9 @@ class RunDirectory:
         """Create and lock the directory for the run with resolved ``config``; returns notices for the user.
 
         After the lock: refuse files another run (or a user) wrote, remove stale temporary files
-        left by a killed write, then make ``metrics.jsonl`` end at ``start_round``: a resume drops
+        left by a killed write (only where this run's ``config.json`` shows the directory held it
+        before: in a fresh or foreign directory a file named like a temporary is a user's), then
+        make ``metrics.jsonl`` end at ``start_round``: a resume drops
         the lines of rounds after its checkpoint, a fresh start (round 0) of a run that crashed
         before its first checkpoint drops all of them and says so.
 
@@ -193,7 +195,14 @@ class RunDirectory:
             )
 
     def _remove_stale_temporaries(self) -> list[str]:
-        """Delete temporaries of the run's files that a killed write left behind."""
+        """Delete temporaries of the run's files that a killed write left behind.
+
+        Only in a directory that holds the run (its ``config.json``, checked by :meth:`_check_owner`,
+        is written before any other run file): a directory that never held one has no temporaries
+        of this run, and a user's ``.config.json.tmp`` there is kept.
+        """
+        if not (self.path / CONFIG_FILE).is_file():
+            return []
         stale = [p for p in self._files() if _is_run_file(temporary_target(p.name))]
         for path in stale:
             path.unlink(missing_ok=True)
