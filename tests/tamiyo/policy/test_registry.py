@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -255,6 +257,34 @@ def test_a_plugin_calling_sys_exit_at_import_is_recorded_as_broken(
     source = "esper-exiting-plugin 1.0 (esper_exiting_plugin:Bundle)"
     assert str(info.value) == f"policy 'exits' from {source} failed to load: {reason}"
     assert isinstance(info.value.cause, SystemExit)
+
+
+#: Lists a fresh registry in a child interpreter, then prints a sentinel: a plugin that ends the
+#: process at import would otherwise end the test run itself, with status 0 and nothing said.
+_LIST_POLICIES = """
+import os
+from esper.tamiyo.policy import PolicyRegistry
+real_exit = os._exit
+for info in PolicyRegistry().list_policies():
+    print(f"{info.name}|{info.error}")
+print(f"os._exit restored|{os._exit is real_exit}")
+print("listing complete")
+"""
+
+
+def test_a_plugin_calling_os_exit_at_import_is_recorded_as_broken(tmp_path: Path) -> None:
+    """``os._exit`` skips every ``except`` and ``finally``; the loader turns it into a broken plugin while importing."""
+    (tmp_path / "esper_hard_exit_plugin.py").write_text("import os\nos._exit(0)\n")
+    make_distribution(tmp_path, "esper-hard-exit-plugin", {"hard-exit": "esper_hard_exit_plugin:Bundle"})
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run(
+        [sys.executable, "-c", _LIST_POLICIES], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+    assert result.returncode == 0 and result.stdout.endswith("listing complete\n"), (result.stdout, result.stderr)
+    listing = dict(line.split("|", 1) for line in result.stdout.splitlines()[:-1])
+    assert listing["hard-exit"] == "os._exit: the plugin called os._exit(0) while being imported"
+    assert listing["lstm"] == listing["heuristic"] == listing["example-gru"] == "None"
+    assert listing["os._exit restored"] == "True"
 
 
 def test_a_keyboard_interrupt_during_a_plugin_import_still_stops_the_process(

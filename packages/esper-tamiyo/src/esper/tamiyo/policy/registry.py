@@ -15,11 +15,13 @@ registration, the supplying distribution recorded) and Gymnasium's registry (laz
 * Entry points in group ``esper.policies`` are discovered on first lookup (metadata only, no
   import) and a plugin module is imported only when its name is requested, or when
   :meth:`PolicyRegistry.list_policies` needs to report on every plugin. A plugin that fails to
-  import (any ``Exception``, and ``SystemExit``: a plugin calling ``sys.exit()`` at import must not
-  end the process) or fails validation is recorded as ``(name, distribution, exception)``: asking
-  for it raises :class:`PolicyLoadError` naming both, listing shows it with its error, and every
-  other policy keeps working. It is never reduced to a log line. ``KeyboardInterrupt`` still
-  propagates: it is the user's, not the plugin's.
+  import (any ``Exception``, ``SystemExit`` and ``os._exit()``: a plugin calling ``sys.exit()``
+  or ``os._exit()`` at import must not end the process, so while it imports ``os._exit`` raises
+  :class:`PluginOsExit`) or fails validation is recorded as ``(name, distribution, exception)``:
+  asking for it raises :class:`PolicyLoadError` naming both, listing shows it with its error, and
+  every other policy keeps working. It is never reduced to a log line. ``KeyboardInterrupt`` still
+  propagates: it is the user's, not the plugin's. A native crash, ``os.abort()`` or a signal the
+  plugin sends its own process cannot be caught.
 * The built-in bundles (``lstm``, ``mlp``, ``heuristic``) are registered through the entry points
   of :data:`BUILTIN_DISTRIBUTION` (esper-tamiyo), exactly as a third-party package registers its
   own, and their names always win: another distribution advertising ``lstm`` is listed as broken
@@ -36,14 +38,17 @@ build their own ``PolicyRegistry()`` and pass it as ``registry=`` to
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import inspect
+import os
 import re
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from inspect import Parameter
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from esper.tamiyo.policy.protocol import PROTOCOL_MEMBERS, PolicyBundle
 
@@ -80,13 +85,54 @@ class PolicyLoadError(PolicyRegistryError, RuntimeError):
         self.cause = cause
 
 
+class PluginOsExit(BaseException):
+    """Raised instead of ending the process when a plugin calls ``os._exit(code)`` while it is imported.
+
+    A ``BaseException`` like ``SystemExit``, so the plugin's own ``except Exception`` cannot swallow
+    it; ``code`` is the status the plugin asked for.
+    """
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+@contextlib.contextmanager
+def _os_exit_raises() -> Iterator[None]:
+    """While the block runs (a plugin's import), ``os._exit(code)`` raises :class:`PluginOsExit` instead.
+
+    ``os._exit`` ends the process at once, skipping every ``except`` and ``finally``, so a plugin
+    calling it at import would end ``esper-train policies`` silently, with the plugin's status.
+    Only calls from this thread of this process, during the block, raise: another thread, a child
+    process the import forked, and a later call through a reference the plugin kept (``from os
+    import _exit``) reach the real ``os._exit``. The real function is restored when the block ends.
+    """
+    real_exit = os._exit
+    pid, thread = os.getpid(), threading.get_ident()
+    importing = True
+
+    def guarded_exit(status: int) -> NoReturn:
+        if importing and os.getpid() == pid and threading.get_ident() == thread:
+            raise PluginOsExit(status)
+        real_exit(status)
+
+    os._exit = guarded_exit
+    try:
+        yield
+    finally:
+        importing = False
+        os._exit = real_exit
+
+
 def _describe_error(error: BaseException) -> str:
     """``"ExceptionType: message"``, the one-line reason a plugin is broken.
 
-    ``SystemExit`` gets a sentence of its own: its message is only the exit code (often empty).
+    ``SystemExit`` and ``os._exit`` get a sentence of their own: their message is only the exit code.
     """
     if isinstance(error, SystemExit):
         return f"SystemExit: the plugin called sys.exit({error.code!r}) while being imported"
+    if isinstance(error, PluginOsExit):
+        return f"os._exit: the plugin called os._exit({error.code!r}) while being imported"
     return f"{type(error).__name__}: {error}"
 
 
@@ -304,12 +350,13 @@ class PolicyRegistry:
         if entry.entry_point is None or entry.cls is not None or entry.error is not None:
             return entry
         try:
-            cls = entry.entry_point.load()
+            with _os_exit_raises():
+                cls = entry.entry_point.load()
             validate_policy_class(cls)
         # The plugin loader is the one place allowed to catch (almost) everything: a plugin may
-        # raise anything at import time, or call sys.exit(), and the failure is recorded with its
-        # context, not hidden. KeyboardInterrupt is the user's and propagates.
-        except (Exception, SystemExit) as exc:
+        # raise anything at import time, or call sys.exit() or os._exit(), and the failure is
+        # recorded with its context, not hidden. KeyboardInterrupt is the user's and propagates.
+        except (Exception, SystemExit, PluginOsExit) as exc:
             loaded = _Entry(entry.name, entry.source, entry.target, entry_point=entry.entry_point, error=exc)
         else:
             loaded = _Entry(entry.name, entry.source, entry.target, cls=cls, entry_point=entry.entry_point)
