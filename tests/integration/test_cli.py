@@ -231,6 +231,10 @@ def test_policies_survives_a_plugin_that_calls_sys_exit_at_import(
         (["ppo", "--entropy-coef-end", "0.01"], "an entropy anneal needs both entropy_coef_end and entropy_anneal"),
         (["heuristic", "--reward-governor-penalty=-1e39"], "reward.governor_penalty must be within float32's range"),
         (["ppo", "--governor-min-samples", "12"], "governor.min_samples (12) must be <= governor.window (10)"),
+        (["ppo", "--device", "meta"], "device 'meta' cannot run Esper (supported: cpu, cuda, cuda:N, mps)"),
+        (["ppo", "--device", "xla"], "device 'xla' cannot run Esper"),
+        (["heuristic", "--device", "meta"], "device 'meta' cannot run Esper"),
+        (["eval", "missing.pt", "--device", "xla:1"], "device 'xla:1' cannot run Esper"),
     ],
 )
 def test_input_errors_print_one_line_and_exit_non_zero(

@@ -69,6 +69,12 @@ def test_a_bare_cuda_means_the_first_gpu(monkeypatch: pytest.MonkeyPatch) -> Non
     assert resolve_device("cpu") == torch.device("cpu")
 
 
+@pytest.mark.parametrize("name", ["meta", "xla", "xla:0", "hpu"])
+def test_devices_the_trainer_cannot_use_are_refused_by_name(name: str) -> None:
+    with pytest.raises(ValueError, match=f"device '{name}' cannot run Esper"):
+        resolve_device(name)
+
+
 def test_the_trainer_and_eval_build_every_environment_on_the_run_device(
     make_config: Callable[..., TrainConfig], tmp_path: Path, built_envs: list[_RecordingVectorEnv]
 ) -> None:

@@ -44,6 +44,7 @@ def test_every_field_is_documented() -> None:
         ({"checkpoint_every": -1}, "checkpoint_every"),
         ({"compile_mode": "fast"}, "compile_mode 'fast'"),
         ({"device": "gpu0"}, "invalid device 'gpu0'"),
+        ({"device": "meta"}, "device 'meta' cannot run Esper"),
         ({"policy": ""}, "policy must be"),
         ({"policy_kwargs": {"x": object()}}, "JSON-serialisable"),
     ],

@@ -33,6 +33,11 @@ to rise clearly (about 3 in the first rounds to about 8-10 after round 20)."""
 
 CompileMode = Literal["off", "default", "reduce-overhead", "max-autotune"]
 
+#: Device types a run or an evaluation can use. Every other type torch parses is refused by name:
+#: ``meta`` tensors have no data (the first ``.item()`` fails deep in a round), and ``xla``, ``hpu``
+#: and the like need a torch built for them, and code paths (synchronisation, RNG state) Esper does not have.
+DEVICE_TYPES: tuple[str, ...] = ("cpu", "cuda", "mps")
+
 #: Fields that may differ between a checkpoint's run and the run that resumes it; every other
 #: field must match, or the resumed run would not continue the same experiment.
 RESUME_OVERRIDABLE: frozenset[str] = frozenset(
@@ -71,8 +76,9 @@ class TrainConfig:
     seed: int = 42
     """Run seed: policy initialisation, action sampling and every environment's seed derive from it."""
     device: str = "cpu"
-    """Torch device of the whole run ("cpu", "cuda" = "cuda:0", "cuda:1"): the policy, the rollout buffer and
-    every environment's host, seeds, optimisers and task data (resident there: no per-batch copies)."""
+    """Torch device of the whole run ("cpu", "cuda" = "cuda:0", "cuda:1", "mps"; other device types such as
+    "meta" or "xla" are refused): the policy, the rollout buffer and every environment's host, seeds,
+    optimisers and task data (resident there: no per-batch copies)."""
     num_threads: int | None = 1
     """torch CPU threads during the run (None: torch's default). One is fastest for the default small
     hosts (2.6 s vs 3.1 s per round with 16) and avoids oversubscription; raise it for cnn/cifar10."""
@@ -117,7 +123,7 @@ class TrainConfig:
         _check_periods(self.checkpoint_every, self.trace_every)
         if self.compile_mode not in COMPILE_MODES:
             raise ValueError(f"unknown compile_mode {self.compile_mode!r}; expected one of {list(COMPILE_MODES)}")
-        _check_device(self.device)
+        check_device(self.device)
         try:
             json.dumps(self.policy_kwargs)
         except (TypeError, ValueError) as exc:
@@ -159,11 +165,20 @@ def _check_dist_timeout(seconds: float) -> None:
         raise ValueError(f"dist_timeout_s must be > 0, got {seconds}")
 
 
-def _check_device(device: str) -> None:
+def check_device(device: str) -> torch.device:
+    """``torch.device(device)`` if its type is one of :data:`DEVICE_TYPES` (availability is checked when
+    the run starts: :func:`~esper.simic.training.vectorized.resolve_device`).
+
+    Raises:
+        ValueError: ``device`` is not a device name, or names a type the trainer cannot run on.
+    """
     try:
-        torch.device(device)
+        parsed = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise ValueError(f"invalid device {device!r} (expected e.g. 'cpu', 'cuda', 'cuda:1')") from exc
+    if parsed.type not in DEVICE_TYPES:
+        raise ValueError(f"device {device!r} cannot run Esper (supported: cpu, cuda, cuda:N, mps)")
+    return parsed
 
 
 def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -45,6 +45,7 @@ from esper.simic.training.baselines import (
     widened_architectures,
 )
 from esper.simic.training.checkpoint import CheckpointError, check_compatible, read_checkpoint, rebuild_policy
+from esper.simic.training.config import check_device
 from esper.simic.training.dataclass_io import ConfigKeyError, from_plain, to_plain
 from esper.simic.training.eval_report import EvalReport, EvalRow
 from esper.simic.training.rng import (
@@ -84,7 +85,8 @@ class EvalConfig:
     seed: int = 1234
     """Seed of the evaluation episodes and of the sampled rows' generators (streams separate from training's)."""
     device: str = "cpu"
-    """Torch device of the evaluated policy and of every environment's host, seeds and task data."""
+    """Torch device of the evaluated policy and of every environment's host, seeds and task data ("cpu",
+    "cuda", "cuda:1", "mps")."""
     num_threads: int | None = 1
     """torch CPU threads while evaluating (None: torch's default)."""
     costly_baselines: bool = True
@@ -100,6 +102,7 @@ class EvalConfig:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
         if self.num_threads is not None and self.num_threads < 1:
             raise ValueError(f"num_threads must be >= 1 or None, got {self.num_threads}")
+        check_device(self.device)
         if not isinstance(self.costly_baselines, bool):
             raise TypeError(f"costly_baselines must be a bool, got {self.costly_baselines!r}")
 

@@ -39,7 +39,7 @@ from esper.simic.training.checkpoint import (
     rebuild_policy,
     write_checkpoint,
 )
-from esper.simic.training.config import TrainConfig
+from esper.simic.training.config import TrainConfig, check_device
 from esper.simic.training.distributed import DistributedContext, distributed_context
 from esper.simic.training.metrics import (
     EpisodeStats,
@@ -101,13 +101,14 @@ class _Components:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``torch.device`` for ``name``; raises ``ValueError`` if it names an unavailable accelerator.
+    """``torch.device`` for ``name``; raises ``ValueError`` if it names an unavailable accelerator or a
+    device type the trainer cannot use (:data:`~esper.simic.training.config.DEVICE_TYPES`).
 
     A bare ``cuda`` means ``cuda:0`` in one process, so every tensor of the run (policy, hosts,
     seeds, task data) reports the same device; a multi-process job moves each rank to
     ``cuda:LOCAL_RANK`` (:func:`~esper.simic.training.distributed.distributed_context`).
     """
-    device = torch.device(name)
+    device = check_device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available on this machine")
     if device.type == "cuda" and device.index is None:
