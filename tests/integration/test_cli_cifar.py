@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,25 @@ def test_a_bad_augmentation_setting_is_one_line(tmp_path: Path, capsys: pytest.C
     assert cli.main([*argv, "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("esper-train: error:") and "cifar10.crop_padding" in err and "\n" not in err
+
+
+class _WritesAMarker:
+    """Unpickling calls ``open(path, "w")``: stands in for an ``os.system`` payload, harmlessly."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return open, (str(self.path), "w")
+
+
+def test_a_batch_that_would_run_code_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data_dir = write_cifar10_batches(tmp_path / "cifar", per_batch=2, num_val=2, seed=0)
+    marker = tmp_path / "MARKER"
+    (data_dir / "test_batch").write_bytes(pickle.dumps({b"data": _WritesAMarker(marker), b"labels": [0]}))
+    argv = ["ppo", "--task", "cifar10", "--host", "cnn", "--data-dir", str(data_dir), "--out", str(tmp_path / "run")]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("esper-train: error:") and err.count("\n") == 1
+    assert "test_batch" in err and f"refused global {open.__module__}.open" in err
+    assert not marker.exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -55,10 +56,36 @@ def test_eval_with_every_baseline_on_a_corpus_file(tmp_path: Path, capsys: pytes
     run = tmp_path / "run"
     argv = ["ppo", "--rounds", "1", "--num-envs", "2", *TINY_TEXT, "--data-dir", str(corpus), *TINY_POLICY]
     assert run_cli([*argv, "--out", str(run), "--quiet"], capsys)[0] == 0
-    code, _, stderr = run_cli(["eval", str(run / "checkpoint_last.pt"), "--episodes", "2", "--num-envs", "2"], capsys)
+    evaluation = ["eval", str(run / "checkpoint_last.pt"), "--episodes", "2", "--num-envs", "2"]
+    code, _, stderr = run_cli([*evaluation, "--data-dir", str(corpus)], capsys)
     assert code == 0, stderr
     data = json.loads((run / "eval.json").read_text())
     assert len(data["rows"]) == 9 and len(data["fixed_schedules"]) == 7  # one per transformer blueprint
+
+
+def test_eval_and_resume_read_a_corpus_the_checkpoint_names_only_when_the_user_names_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A checkpoint loads safely, but its config is the file's word: the path it names is read only
+    once the user confirms it with --data-dir."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_bytes(generate_corpus(3000, seed=7))
+    run = tmp_path / "run"
+    argv = ["ppo", "--rounds", "1", "--num-envs", "2", *TINY_TEXT, "--data-dir", str(corpus), *TINY_POLICY]
+    assert run_cli([*argv, "--out", str(run), "--quiet"], capsys)[0] == 0
+    checkpoint = str(run / "checkpoint_last.pt")
+    evaluation = ["eval", checkpoint, "--episodes", "2", "--num-envs", "2", "--no-costly-baselines"]
+    resume = ["ppo", "--resume", checkpoint, "--rounds", "2", "--quiet"]
+    for command in (evaluation, resume):
+        code, stdout, stderr = run_cli(command, capsys)
+        assert code == 2 and stdout == ""
+        assert stderr.startswith("esper-train: error:") and stderr.count("\n") == 1
+        assert f"pass --data-dir {shlex.quote(str(corpus))} to confirm it" in stderr
+    assert not (run / "eval.json").exists() and len((run / "metrics.jsonl").read_text().splitlines()) == 1
+    for command in (evaluation, resume):
+        code, _, stderr = run_cli([*command, "--data-dir", str(corpus)], capsys)
+        assert code == 0, stderr
+    assert (run / "eval.json").exists() and len((run / "metrics.jsonl").read_text().splitlines()) == 2
 
 
 @pytest.mark.parametrize(

@@ -81,3 +81,50 @@ def test_cifar10_missing_or_malformed(tmp_path: Path) -> None:
         load_cifar10(root)
     with pytest.raises(DataError):
         load_task(EnvConfig(task="cifar10", data_dir=str(tmp_path / "nowhere")))
+
+
+class _OpensAFile:
+    """A pickle payload: unpickling it calls ``open(marker, "w")`` (a harmless stand-in for ``os.system``)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return open, (str(self.marker), "w")
+
+
+@pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
+def test_cifar10_refuses_a_batch_that_calls_a_global(tmp_path: Path, protocol: int) -> None:
+    root = _fake_cifar(tmp_path / "cifar")
+    marker = tmp_path / "MARKER"
+    batch = {b"data": _OpensAFile(marker), b"labels": [0]}
+    (root / "data_batch_2").write_bytes(pickle.dumps(batch, protocol=protocol))
+    with pytest.raises(DataError) as info:
+        load_cifar10(root)
+    message = str(info.value)
+    assert "\n" not in message and "data_batch_2" in message
+    assert f"refused global {open.__module__}.open" in message
+    assert not marker.exists()  # the payload never ran
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_cifar10_reads_genuine_batches_in_every_pickle_protocol(tmp_path: Path, protocol: int) -> None:
+    """The real files' layout (uint8 ndarray data, int labels, a bytes label and file names), numpy-scalar
+    labels as the helpers above write them, and numpy 1.x's module name ``numpy.core.multiarray``."""
+    root = tmp_path / "cifar"
+    root.mkdir()
+    rng = np.random.default_rng(protocol)
+    for i, name in enumerate([f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]):
+        labels = rng.integers(0, 10, 2)
+        batch = {
+            b"batch_label": b"training batch 1 of 5",
+            b"labels": list(labels) if i % 2 else labels.tolist(),
+            b"data": rng.integers(0, 256, (2, 3072), dtype=np.uint8),
+            b"filenames": [b"a.png", b""],
+        }
+        raw = pickle.dumps(batch, protocol=protocol)
+        if protocol <= 2:  # text GLOBAL opcodes: name the module as numpy 1.x (and Python 2) pickles do
+            raw = raw.replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n")
+        (root / name).write_bytes(raw)
+    data = load_cifar10(root)
+    assert data.train_x.shape == (10, 3, 32, 32) and data.val_y.shape == (2,)

@@ -18,6 +18,7 @@ from esper.simic.training.checkpoint import (
     REQUIRED_KEYS,
     CheckpointError,
     check_compatible,
+    confirm_data_dir,
     read_checkpoint,
     write_checkpoint,
 )
@@ -219,3 +220,32 @@ def test_compatibility_checks_name_the_mismatch() -> None:
     bad_space = dict(header, head_sizes=[3, 13, 4, 3, 3, 4, 5, 7])  # type: ignore[arg-type]
     with pytest.raises(CheckpointError, match="action space"):
         check_compatible(bad_space, slot_config=slots, action_space=space, feature_dim=feature_size(3))
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"task": "cifar10", "data_dir": "/their files/cifar"}, {"task": "text", "data_dir": "/their files/corpus.txt"}],
+)
+def test_a_data_path_only_the_checkpoint_names_is_never_read_unconfirmed(env: dict[str, str]) -> None:
+    with pytest.raises(CheckpointError) as info:
+        confirm_data_dir({"env": env}, None, checkpoint="ck.pt")
+    message = str(info.value)
+    assert "\n" not in message and "'ck.pt'" in message
+    assert f"pass --data-dir '{env['data_dir']}' to confirm it" in message  # shell-quoted: ready to paste
+    assert confirm_data_dir({"env": env}, "/mine", checkpoint="ck.pt") == "/mine"  # the user's path wins
+    assert confirm_data_dir({"env": env}, env["data_dir"], checkpoint="ck.pt") == env["data_dir"]
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"task": "digits-varied", "data_dir": None},
+        {"task": "digits", "data_dir": "/never/read"},  # digits reads the bundled file, whatever the path
+        {"task": "synthetic", "data_dir": "/never/read"},
+        {"task": "text", "data_dir": None},  # the generated corpus
+        {},
+    ],
+)
+def test_checkpoints_of_tasks_that_read_no_files_need_no_data_dir(env: dict[str, str | None]) -> None:
+    assert confirm_data_dir({"env": env}, None, checkpoint="ck.pt") is None
+    assert confirm_data_dir({"env": env}, "/mine", checkpoint="ck.pt") == "/mine"

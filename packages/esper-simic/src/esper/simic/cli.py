@@ -48,6 +48,7 @@ from esper.simic.training import (
     read_checkpoint,
     train,
 )
+from esper.simic.training.checkpoint import confirm_data_dir
 from esper.simic.training.dataclass_io import from_plain
 from esper.simic.training.distributed import DistributedError, split_envs
 from esper.simic.training.options import Option, add_option_groups, add_options, collect_options, given_values
@@ -183,7 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help=f"JSON-lines file of every step of every episode (default: {TRACES_FILE} next to the JSON report)",
     )
-    evaluation.add_argument("--data-dir", help="override the checkpoint's data directory or text corpus")
+    evaluation.add_argument(
+        "--data-dir",
+        help="the data directory or text corpus to evaluate on; needed for a checkpoint whose task reads files "
+        "(cifar10, text on a corpus): a path the checkpoint names is never read unless given here",
+    )
     evaluation.add_argument(
         "--tensorboard",
         action="store_true",
@@ -327,7 +332,7 @@ def _ppo(args: argparse.Namespace) -> int:
     resume = resolve_resume(args.resume, merge_layers(*requested).get("out_dir"))
     # under the file and the flags: the preset when starting, else the checkpoint's resolved config
     # (a resumed run's preset is not applied again)
-    layers = preset if resume is None else [read_checkpoint(resume)["config"], {"out_dir": str(resume.parent)}]
+    layers = preset if resume is None else _resumed_layers(resume, requested)
     config = build_config(*layers, *requested)
     if args.nproc_per_node is not None:
         return _launch(args, config)
@@ -351,6 +356,15 @@ def _ppo(args: argparse.Namespace) -> int:
     if result.checkpoint is not None:
         print(f"compare with the heuristic: {PROG} eval {result.checkpoint}")
     return 0
+
+
+def _resumed_layers(resume: Path, requested: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The checkpoint's resolved config and run directory, the layers a resume builds on. A data path the
+    checkpoint names is used only if the file or the flags name it too (``confirm_data_dir``)."""
+    saved = read_checkpoint(resume)["config"]
+    env = merge_layers(*requested).get("env")
+    confirm_data_dir(saved, env.get("data_dir") if isinstance(env, dict) else None, checkpoint=resume)
+    return [saved, {"out_dir": str(resume.parent)}]
 
 
 def _launch(args: argparse.Namespace, config: TrainConfig) -> int:

@@ -5,7 +5,8 @@
   ``data/digits.npz`` with a fixed 1,200/597 train/validation split (regenerate it with
   ``scripts/make_digits_data.py``).
 - ``synthetic``: a seeded generator of any size (class prototypes plus noise), for tests.
-- ``cifar10``: the standard CIFAR-10 python pickle batches read from a local directory, normalised
+- ``cifar10``: the standard CIFAR-10 python pickle batches read from a local directory (by an unpickler
+  that refuses every global but numpy's array ones, so a crafted file cannot run code), normalised
   with fixed channel constants and, by default, trained with random crop + flip augmentation
   (:class:`~esper.simic.env.config.CifarTask`, ``augment.py``).
 - ``text``: next-byte prediction on a plain-text corpus (a file, or a folder of ``.txt`` files
@@ -25,9 +26,12 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -48,6 +52,67 @@ _CIFAR_TEST_FILE = "test_batch"
 
 class DataError(ValueError):
     """A dataset is missing or malformed (message names the path and what is wrong)."""
+
+
+def _latin1_bytes(text: str, encoding: str) -> bytes:
+    """``_codecs.encode`` as Python 3 pickles ``bytes`` in protocols 0-2, for latin-1 only."""
+    if not isinstance(text, str) or encoding != "latin1":
+        raise pickle.UnpicklingError(f"refused _codecs.encode of {type(text).__name__} to {encoding!r}")
+    return text.encode("latin1")
+
+
+def _reconstructor(obj: object, protocol: int) -> Callable[..., Any]:
+    """The callable that ``pickle`` records to rebuild ``obj`` in ``protocol``."""
+    reduced = obj.__reduce_ex__(protocol)
+    assert isinstance(reduced, tuple) and callable(reduced[0])
+    return reduced[0]
+
+
+def _numpy_globals() -> Mapping[tuple[str, str], Callable[..., Any]]:
+    """The numpy callables an ndarray or numpy scalar pickles through, under numpy 1.x's and 2.x's module names.
+
+    Taken from numpy's own reductions, so no module is imported by a name a file gives.
+    """
+    reconstruct = _reconstructor(np.zeros(1, np.uint8), 2)  # protocols 0-4
+    frombuffer = _reconstructor(np.zeros(1, np.uint8), 5)
+    scalar = _reconstructor(np.uint8(0), 2)  # a numpy integer in a label list
+    allowed: dict[tuple[str, str], Callable[..., Any]] = {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+    }
+    for core in ("numpy.core", "numpy._core"):
+        allowed[f"{core}.multiarray", "_reconstruct"] = reconstruct
+        allowed[f"{core}.multiarray", "scalar"] = scalar
+        allowed[f"{core}.numeric", "_frombuffer"] = frombuffer
+    return allowed
+
+
+#: Every global a CIFAR-10 batch may name: numpy arrays and scalars, and ``bytes`` as Python 3 pickles it in
+#: protocols 0-2. Dicts, lists, str, bytes and numbers need none; anything else (``os.system``) is refused.
+_CIFAR_PICKLE_GLOBALS: Mapping[tuple[str, str], Callable[..., Any]] = MappingProxyType(
+    {
+        **_numpy_globals(),
+        ("_codecs", "encode"): _latin1_bytes,
+        ("__builtin__", "bytes"): bytes,
+        ("builtins", "bytes"): bytes,
+    }
+)
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Reads what a CIFAR-10 batch holds and refuses every other global, so a crafted file cannot run code."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        super().__init__(file, encoding="bytes")  # Python 2 ``str`` (the real files' keys) → bytes
+
+    def find_class(self, module: str, name: str) -> Callable[..., Any]:
+        found = _CIFAR_PICKLE_GLOBALS.get((module, name))
+        if found is None:
+            raise pickle.UnpicklingError(
+                f"refused global {module}.{name} (a CIFAR-10 batch holds only dicts, lists, bytes, str, numbers "
+                "and numpy arrays; the file is not a CIFAR-10 batch, or was crafted to run code)"
+            )
+        return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,8 +265,8 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"missing CIFAR-10 batch file {str(path)!r}")
     try:
         with path.open("rb") as f:
-            batch = pickle.load(f, encoding="bytes")  # the standard (trusted, local) CIFAR-10 format
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, ValueError) as err:
+            batch = _CifarUnpickler(f).load()  # never plain pickle.load: a batch file must not run code
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError, ValueError) as err:
         raise DataError(f"CIFAR-10 batch {str(path)!r} is not a readable pickle: {err}") from err
     if not isinstance(batch, dict):
         raise DataError(f"CIFAR-10 batch {str(path)!r} holds a {type(batch).__name__}, expected a dict")
@@ -223,7 +288,8 @@ def load_cifar10(data_dir: str | Path, settings: CifarTask | None = None) -> Tas
     Returns train ``[n_train, 3, 32, 32]`` from ``data_batch_1..5`` and val from ``test_batch``,
     scaled to [0, 1] and normalised with :data:`CIFAR10_MEAN` / :data:`CIFAR10_STD`; with
     ``settings.augment`` (the default) training minibatches get a random crop (padding with black,
-    i.e. ``−mean / std``) and flip. Raises ``DataError`` for a missing directory or file or a malformed batch.
+    i.e. ``−mean / std``) and flip. Raises ``DataError`` for a missing directory or file or a malformed batch
+    (one that names any global but numpy's array and scalar constructors included: it is never run).
     """
     settings = settings or CifarTask()
     root = _cifar_root(data_dir)

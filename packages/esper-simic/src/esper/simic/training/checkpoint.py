@@ -24,6 +24,7 @@ import io
 import os
 import pickle
 import re
+import shlex
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -153,6 +154,37 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not_tables:
         raise CheckpointError(f"checkpoint {str(file)!r} is malformed: {not_tables} must be tables")
     return data
+
+
+#: Tasks whose data is bundled or generated: they never read ``env.data_dir``. Every other task reads it
+#: (``cifar10``'s pickle batches, ``text``'s corpus when one is named).
+_TASKS_WITHOUT_FILES = ("digits", "digits-varied", "synthetic")
+
+
+def confirm_data_dir(
+    saved_config: Mapping[str, Any], data_dir: str | None, *, checkpoint: str | os.PathLike[str]
+) -> str | None:
+    """The data path to run a checkpoint's environment on: the user's ``data_dir``, never one the checkpoint names.
+
+    A checkpoint loads safely (no code runs), but its config is whatever the file says, and a path it
+    names may hold files crafted by whoever wrote it (CIFAR-10 batches are pickles). So ``eval`` and
+    ``--resume`` read data only from a path the user gives. Returns ``data_dir`` when given, else None
+    (the checkpoint's task reads no files; ``saved_config`` is its ``TrainConfig.to_dict()``).
+
+    Raises:
+        CheckpointError: ``data_dir`` is None and the checkpoint's task reads files from a path it
+            names (one line, showing the path and the ``--data-dir`` that confirms it).
+    """
+    if data_dir is not None:
+        return data_dir
+    env = saved_config.get("env")
+    if not isinstance(env, Mapping) or env.get("data_dir") is None or env.get("task") in _TASKS_WITHOUT_FILES:
+        return None
+    named = str(env["data_dir"])
+    raise CheckpointError(
+        f"checkpoint {str(checkpoint)!r} reads its {env.get('task')} data from {named!r}, a path only the "
+        f"checkpoint names; it is not read unless you name it: pass --data-dir {shlex.quote(named)} to confirm it"
+    )
 
 
 def policy_header(policy_type: str, policy: PolicyBundle) -> dict[str, Any]:

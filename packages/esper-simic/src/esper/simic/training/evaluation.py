@@ -44,7 +44,13 @@ from esper.simic.training.baselines import (
     static_architectures,
     widened_architectures,
 )
-from esper.simic.training.checkpoint import CheckpointError, check_compatible, read_checkpoint, rebuild_policy
+from esper.simic.training.checkpoint import (
+    CheckpointError,
+    check_compatible,
+    confirm_data_dir,
+    read_checkpoint,
+    rebuild_policy,
+)
 from esper.simic.training.config import check_device
 from esper.simic.training.dataclass_io import ConfigKeyError, from_plain, to_plain
 from esper.simic.training.eval_report import EvalReport, EvalRow
@@ -354,9 +360,12 @@ def learned_rows(
 def _checkpoint_pool(
     checkpoint: str | os.PathLike[str], config: EvalConfig, data_dir: str | None
 ) -> tuple[dict[str, Any], VectorEnvPool]:
-    """The checkpoint's contents and a pool of its training environment, discounted with its ``ppo.gamma``."""
+    """The checkpoint's contents and a pool of its training environment, discounted with its ``ppo.gamma``.
+
+    The data is read from ``data_dir``, never from a path only the checkpoint names (:func:`confirm_data_dir`).
+    """
     data = read_checkpoint(checkpoint)
-    env_config, gamma = _load_environment(data, data_dir)
+    env_config, gamma = _load_environment(data, confirm_data_dir(data["config"], data_dir, checkpoint=checkpoint))
     device = resolve_device(config.device)
     return data, VectorEnvPool(env_config, min(config.num_envs, config.episodes), gamma=gamma, device=device)
 
@@ -367,7 +376,8 @@ def checkpoint_baselines(
     """The :class:`BaselineRows` of :func:`evaluate` for ``checkpoint`` (any checkpoint of the same environment).
 
     Raises:
-        CheckpointError: unreadable checkpoint, or its environment config is not usable here.
+        CheckpointError: unreadable checkpoint, its environment config is not usable here, or it reads data
+            from a path that only it names (give ``data_dir``, as for :func:`evaluate`).
     """
     _, pool = _checkpoint_pool(checkpoint, config, data_dir)
     with torch_threads(config.num_threads), isolated_global_rngs(config.seed, pool.device):
@@ -383,15 +393,17 @@ def evaluate(
 ) -> EvalReport:
     """Compare the checkpoint's policy (greedy and sampled) with every baseline on the same episodes.
 
-    The environment is the checkpoint's training environment (``data_dir`` can point a CIFAR run
-    at its data on another machine), and its reward is discounted with the checkpoint's
-    ``ppo.gamma``, so the returns are comparable with the training run's. The greedy row is the
+    The environment is the checkpoint's training environment, on the data at ``data_dir``: required
+    when its task reads files (``cifar10``, ``text`` with a corpus), since a path only the checkpoint
+    names is never read; it may be a copy on another machine. Its reward is discounted with the
+    checkpoint's ``ppo.gamma``, so the returns are comparable with the training run's. The greedy row is the
     report's reference: every row's objective is compared with it. ``baselines`` (from
     :func:`checkpoint_baselines` of another checkpoint of the same environment) are reused instead
     of played again; the report is the same either way.
 
     Raises:
-        CheckpointError: unreadable or incompatible checkpoint, or its policy cannot be rebuilt.
+        CheckpointError: unreadable or incompatible checkpoint, its policy cannot be rebuilt, or its
+            task reads files and ``data_dir`` is None.
         ValueError: ``baselines`` were played on another environment, discount or evaluation config.
     """
     data, pool = _checkpoint_pool(checkpoint, config, data_dir)

@@ -390,13 +390,14 @@ def _stored_evaluation(path: Path, rounds: int, eval_plain: Mapping[str, Any]) -
 class SharedBaselines:
     """The study's :class:`BaselineRows`, played for the first checkpoint that needs them."""
 
-    def __init__(self, config: EvalConfig) -> None:
+    def __init__(self, config: EvalConfig, data_dir: str | None = None) -> None:
         self.config = config
+        self.data_dir = data_dir  # the study's own env.data_dir: its checkpoints were trained on it
         self._rows: BaselineRows | None = None
 
     def for_checkpoint(self, checkpoint: Path) -> BaselineRows:
         if self._rows is None:
-            self._rows = checkpoint_baselines(checkpoint, self.config)
+            self._rows = checkpoint_baselines(checkpoint, self.config, data_dir=self.data_dir)
         return self._rows
 
 
@@ -422,7 +423,7 @@ def evaluate_seed(
         return stored
     notify(f"seed {seed}: evaluating {checkpoint}")
     shared = baselines.for_checkpoint(checkpoint) if baselines is not None else None
-    report = evaluate(checkpoint, config.eval, baselines=shared)
+    report = evaluate(checkpoint, config.eval, data_dir=config.train.env.data_dir, baselines=shared)
     evaluation = SeedEvaluation.from_report(seed, report)
     write_traces(seed_dir / TRACES_FILE, ((row.policy, row.traces) for row in report.rows))
     study_part = {"rounds_completed": rounds, "eval_config": eval_plain, "evaluation": evaluation.to_json()}
@@ -446,7 +447,7 @@ def run_study(
         Whatever :func:`train` and :func:`evaluate` raise (a seed's config that does not match its
         existing checkpoint is a ``CheckpointError``).
     """
-    evaluations, baselines = [], SharedBaselines(config.eval)
+    evaluations, baselines = [], SharedBaselines(config.eval, config.train.env.data_dir)
     for seed in config.seeds:
         notify(f"seed {seed}: training into {config.seed_dir(seed)}")
         result = train(config.seed_config(seed), resume=RESUME_AUTO, sink=sink)
