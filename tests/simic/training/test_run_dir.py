@@ -224,3 +224,46 @@ def test_the_default_name_gets_a_suffix_instead_of_sharing_a_directory(tmp_path:
 def test_summary_rows_cover_the_recorded_rounds(run: RunDirectory) -> None:
     assert [row["round"] for row in run.round_rows(1)] == [1]
     assert json.loads((run.path / "config.json").read_text()) == CONFIG
+
+
+def test_a_resume_into_another_directory_copies_the_rounds_recorded_beside_the_checkpoint(
+    tmp_path: Path, run: RunDirectory
+) -> None:
+    checkpoint = run.path / "checkpoint_last.pt"
+    source = _snapshot(run.path)
+    other = RunDirectory(tmp_path / "other")
+    other.open(CONFIG, start_round=1)
+    assert other.adopt_history(checkpoint, CONFIG, start_round=1) == [
+        f"copied the metrics of round 1 from {str(run.metrics_path)!r}: this run directory holds the whole run"
+    ]
+    assert other.metrics_path.read_text() == run.metrics_path.read_text().splitlines(keepends=True)[0]
+    assert json.loads((other.path / "config.json").read_text()) == CONFIG
+    assert other.adopt_history(checkpoint, CONFIG, start_round=1) == []  # it records the run already
+    other.close()
+    assert _snapshot(run.path) == source
+
+
+@pytest.mark.parametrize(
+    ("start_round", "config", "metrics", "reason"),
+    [
+        (2, {**CONFIG, "seed": 2}, None, "'{run}/config.json' belongs to another run"),
+        (3, CONFIG, None, "'{run}/metrics.jsonl' lacks some of them"),
+        (2, CONFIG, "not json\n{}\n", "'{run}/metrics.jsonl' is corrupt"),
+        (2, CONFIG, "", "'{run}/metrics.jsonl' lacks some of them"),
+    ],
+)
+def test_rounds_that_cannot_be_copied_are_named_and_nothing_is_written(
+    tmp_path: Path, run: RunDirectory, start_round: int, config: dict[str, Any], metrics: str | None, reason: str
+) -> None:
+    if metrics is not None:
+        run.metrics_path.write_text(metrics)
+    other = RunDirectory(tmp_path / "other")
+    other.open(config, start_round=start_round)
+    rounds = f"rounds 1-{start_round}"
+    checkpoint = run.path / "checkpoint_last.pt"
+    assert other.adopt_history(checkpoint, config, start_round=start_round) == [
+        f"no metrics of {rounds} beside {str(checkpoint)!r} ({reason.format(run=run.path)}): "
+        f"{str(other.path)!r} records rounds {start_round + 1} on, and its summary covers only them"
+    ]
+    other.close()
+    assert sorted(p.name for p in other.path.iterdir()) == ["run.lock"]

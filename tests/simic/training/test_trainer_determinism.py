@@ -160,6 +160,56 @@ def test_resume_truncates_metrics_written_after_the_checkpoint(
     assert [r["round"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")] == [1, 2, 3]
 
 
+_TIMES = ("wall_time_s", "train_time_s", "checkpoint")
+
+
+def test_a_resume_into_another_directory_starts_with_the_source_runs_history(
+    make_config: Callable[..., TrainConfig], tmp_path: Path
+) -> None:
+    """``--resume a/checkpoint_last.pt --out b``: b holds the whole run, as if it had run there all along."""
+    straight = train(make_config("straight", rounds=4))
+    train(make_config("a", rounds=2))
+    source = _snapshot(tmp_path / "a")
+    recorder = _Recorder()
+    resumed = train(make_config("b", rounds=4), resume=tmp_path / "a" / "checkpoint_last.pt", sink=recorder)
+    assert [r.round for r in resumed.history] == [3, 4]
+    assert recorder.notices == (
+        f"copied the metrics of rounds 1-2 from {str(tmp_path / 'a' / 'metrics.jsonl')!r}: this run directory "
+        "holds the whole run",
+    )
+    assert _snapshot(tmp_path / "a") == source
+    assert _without_timings(tmp_path / "b" / "metrics.jsonl") == _without_timings(
+        tmp_path / "straight" / "metrics.jsonl"
+    )
+    rows = read_metrics(tmp_path / "b" / "metrics.jsonl")
+    assert rows[:2] == read_metrics(tmp_path / "a" / "metrics.jsonl")  # copied, timings included
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    reference = json.loads((tmp_path / "straight" / "summary.json").read_text())
+    assert {k: v for k, v in summary.items() if k not in _TIMES} == {
+        k: v for k, v in reference.items() if k not in _TIMES
+    }
+    assert summary["best_mean_accuracy"] == straight.summary.best_mean_accuracy
+    assert summary["train_time_s"] == pytest.approx(sum(row["timings"]["total_s"] for row in rows))
+    assert summary["checkpoint"] == str(tmp_path / "b" / "checkpoint_last.pt")
+
+
+def test_a_resume_from_a_checkpoint_without_its_history_says_what_the_summary_covers(
+    make_config: Callable[..., TrainConfig], tmp_path: Path
+) -> None:
+    train(make_config("a", rounds=2))
+    lone = tmp_path / "lone" / "checkpoint_last.pt"
+    lone.parent.mkdir()
+    lone.write_bytes((tmp_path / "a" / "checkpoint_last.pt").read_bytes())
+    recorder = _Recorder()
+    resumed = train(make_config("b", rounds=3), resume=lone, sink=recorder)
+    assert recorder.notices == (
+        f"no metrics of rounds 1-2 beside {str(lone)!r} (no config.json of this run in "
+        f"{str(lone.parent)!r}): {str(tmp_path / 'b')!r} records rounds 3 on, and its summary covers only them",
+    )
+    assert [r["round"] for r in read_metrics(tmp_path / "b" / "metrics.jsonl")] == [3]
+    assert resumed.summary.best_round == 3
+
+
 def test_a_crash_before_the_checkpoint_lands_resumes_cleanly(
     make_config: Callable[..., TrainConfig], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

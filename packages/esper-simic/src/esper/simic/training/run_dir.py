@@ -4,7 +4,8 @@ Layout of ``out_dir``::
 
     run.lock                     locked (flock) by the run writing here, for its whole life; never removed
     config.json                  the resolved TrainConfig (rewritten on resume)
-    metrics.jsonl                one RoundRecord.to_json() per line, in round order
+    metrics.jsonl                one RoundRecord.to_json() per line, in round order (a resume into another
+                                 directory starts with the rounds recorded beside its checkpoint)
     checkpoint_last.pt           rolling checkpoint (every K rounds and at the end)
     checkpoint_round_XXXX.pt     numbered copies when keep_checkpoints is on
     summary.json                 RunSummary of the whole run, rewritten at the end of each invocation
@@ -110,6 +111,36 @@ class RunDirectory:
             self.close()
             raise
         return notices
+
+    def adopt_history(self, checkpoint: Path, config: Mapping[str, Any], *, start_round: int) -> list[str]:
+        """Start an empty ``metrics.jsonl`` with rounds ``1..start_round`` of the run that wrote ``checkpoint``.
+
+        A resume into another directory (``--resume a/checkpoint_last.pt --out b``) continues a run
+        whose rounds so far are recorded beside the checkpoint. Their lines are copied as they are
+        (timings included), so this directory's metrics and ``summary.json`` (best round, total
+        train time) are those of the whole run, as if it had run here all along. Nothing is copied
+        into a directory that already records rounds (it holds this run), from the same directory, or
+        from a resume at round 0. The source is only read, never locked: it may be another run's.
+
+        Returns notices: what was copied, or why nothing could be (a checkpoint without its run
+        directory, one of another experiment, a round missing), in which case this directory
+        records the run from round ``start_round + 1`` on.
+        """
+        self._require_lock()
+        source = RunDirectory(checkpoint.parent)
+        if start_round == 0 or self._metrics_lines()[0] or source.path.samefile(self.path):
+            return []
+        lines, reason = source._recorded_rounds(config, start_round)
+        rounds = "round 1" if start_round == 1 else f"rounds 1-{start_round}"
+        if lines is None:
+            return [
+                f"no metrics of {rounds} beside {str(checkpoint)!r} ({reason}): {str(self.path)!r} records "
+                f"rounds {start_round + 1} on, and its summary covers only them"
+            ]
+        self._write(self.path / CONFIG_FILE, _dumps(dict(config)))  # first, as always: it claims the files after it
+        self._write(self.metrics_path, "".join(line + "\n" for line in lines))
+        copied = f"copied the metrics of {rounds} from {str(source.metrics_path)!r}"
+        return [f"{copied}: this run directory holds the whole run"]
 
     def close(self) -> None:
         """Release the lock (idempotent); the lock file stays, so a later run locks the same file."""
@@ -234,6 +265,25 @@ class RunDirectory:
             f"no checkpoint in {str(self.path)!r}: starting the run again from round 0, dropping "
             f"{len(entries)} metrics line(s) of the interrupted attempt"
         ]
+
+    def _recorded_rounds(self, config: Mapping[str, Any], through_round: int) -> tuple[list[str] | None, str]:
+        """The metrics lines of rounds ``1..through_round``, if this directory records them for the
+        experiment of ``config``; else None and why not."""
+        saved = _read_json(self.path / CONFIG_FILE)
+        if not isinstance(saved, dict) or saved.keys() != config.keys():
+            return None, f"no {CONFIG_FILE} of this run in {str(self.path)!r}"
+        if config_differences(saved, config):
+            return None, f"{str(self.path / CONFIG_FILE)!r} belongs to another run"
+        try:
+            entries, _ = self._metrics_lines()
+        except RunDirectoryError:
+            return None, f"{str(self.metrics_path)!r} is corrupt"
+        if not self.metrics_path.is_file():
+            return None, f"no {METRICS_FILE} in {str(self.path)!r}"
+        kept = [(index, line) for index, line in entries if index <= through_round]
+        if [index for index, _ in kept] != list(range(1, through_round + 1)):
+            return None, f"{str(self.metrics_path)!r} lacks some of them"
+        return [line for _, line in kept], ""
 
     def _metrics_lines(self) -> tuple[list[tuple[int, str]], bool]:
         """``(round, line)`` of each metrics record, and whether the file ends cleanly (with a newline).

@@ -396,6 +396,8 @@ def _open_run_dir(
 
     The checkpoint was read before the lock was taken; if another run replaced it in between
     (two workers started with ``--resume auto`` at once), this run would continue a stale state.
+    A checkpoint of another directory brings its run's metrics along
+    (:meth:`RunDirectory.adopt_history`).
     """
     try:
         notices = run_dir.open(config.to_dict(), start_round=start_round)
@@ -405,6 +407,8 @@ def _open_run_dir(
                 f"checkpoint {str(resumed_from[0])!r} changed while this run was starting (another run wrote it); "
                 "start this run again"
             )
+        if resumed_from is not None:  # resumed into another directory: it starts with the run's rounds so far
+            notices += run_dir.adopt_history(resumed_from[0], config.to_dict(), start_round=start_round)
     except (RunDirectoryError, OSError) as exc:
         ctx.agree(str(exc))  # every replica stops with rank 0's reason
         raise
