@@ -1,4 +1,4 @@
-"""The example plugin's GRU bundle: a PolicyBundle whose rollout and update legs agree exactly."""
+"""The example plugin's GRU bundle: a PolicyBundle whose rollout and update legs agree to float rounding."""
 
 from __future__ import annotations
 
@@ -62,19 +62,26 @@ def test_is_a_recurrent_policy_bundle_built_through_the_registry() -> None:
 
 
 @pytest.mark.parametrize("deterministic", [False, True])
-def test_get_action_and_evaluate_actions_log_probs_agree_exactly(
+def test_get_action_and_evaluate_actions_agree_to_float_rounding(
     deterministic: bool, record_rollout: RecordRollout
 ) -> None:
+    """Same actions, log-probs, entropies and values on both legs, to float32 rounding.
+
+    Not bit for bit: ``nn.GRU`` projects the inputs of a whole sequence in one matrix multiply on
+    the update leg and one step at a time on the rollout leg, and on some CPUs (AVX-512, and
+    ``ATEN_CPU_CAPABILITY=default``) the two shapes get kernels that sum in another order.
+    """
     torch.manual_seed(0)
     policy = GRUPolicyBundle(slot_config=SLOTS, probability_floor={"op": 0.1}, **SMALL)
     results, obs, actions, masks = _rollout(record_rollout, policy, deterministic)
     evaluated = policy.evaluate_actions(obs, actions, masks, policy.initial_hidden(BATCH))
+    close = {"rtol": 1e-5, "atol": 1e-6}
     for t, result in enumerate(results):
         for head in policy.action_space.head_names:
-            assert torch.equal(evaluated.log_probs[head][:, t], result.log_probs[head]), (t, head)
-            assert torch.equal(evaluated.entropies[head][:, t], result.entropies[head]), (t, head)
-        assert torch.equal(evaluated.value[:, t], result.value), t
-    assert torch.equal(evaluated.hidden[0], results[-1].hidden[0])  # type: ignore[index]
+            torch.testing.assert_close(evaluated.log_probs[head][:, t], result.log_probs[head], **close)
+            torch.testing.assert_close(evaluated.entropies[head][:, t], result.entropies[head], **close)
+        torch.testing.assert_close(evaluated.value[:, t], result.value, **close)
+    torch.testing.assert_close(evaluated.hidden[0], results[-1].hidden[0], **close)  # type: ignore[index]
 
 
 def test_evaluate_actions_gradients_reach_the_gru(record_rollout: RecordRollout) -> None:

@@ -122,7 +122,10 @@ def test_counterfactuals_on_a_row_1_seed_compose_with_row_0() -> None:
     assert slot.stage == SeedStage.BLENDING and 0.0 < slot.alpha < 1.0
     with torch.no_grad():
         stacked = model.forward_configs(x, {"r1c1": [0.0, slot.alpha]})
-        assert torch.equal(stacked[0], before) and torch.equal(stacked[1], model(x))
+        assert torch.equal(stacked[0], before)
+        # The stacked pass runs twice the batch through each Linear, so a CPU may choose another
+        # kernel (ATEN_CPU_CAPABILITY=default does): equal to float32 rounding, not bit for bit.
+        torch.testing.assert_close(stacked[1], model(x), rtol=1e-6, atol=1e-6)
         assert not torch.equal(stacked[1], before)
 
 
