@@ -188,3 +188,102 @@ def test_a_job_whose_worker_is_killed_restarts_and_matches_an_uninterrupted_run(
 
     assert [row["round"] for row in metrics(tmp_path / "killed" / "run")] == [1, 2, 3]
     assert metrics(tmp_path / "killed" / "run") == metrics(tmp_path / "reference" / "run")
+
+
+def _launched_job(work: Path) -> subprocess.Popen[str]:
+    """``esper-train ppo --nproc-per-node 2`` long enough to be stopped mid-run (200 rounds of ~1 s), in a
+    session of its own (its process group is what a terminal's Ctrl-C reaches); stderr goes to
+    ``work/stderr.txt``."""
+    flags = ["--num-envs", "2", "--rounds", "200", "--episode-length", "30", "--seed", "7", "--quiet"]
+    flags += ["--policy-kwargs", '{"hidden_size": 16, "lstm_hidden": 16}', "--out", str(work / "run")]
+    command = [sys.executable, "-m", "esper.simic", "ppo", "--nproc-per-node", "2", *flags]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with (work / "stderr.txt").open("w") as stderr:
+        return subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=stderr, text=True, env=env, cwd=work, start_new_session=True
+        )
+
+
+def _children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended (a zombie nobody reaped yet counts as ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def _wait_until_gone(pids: list[int], timeout_s: float) -> list[int]:
+    """``pids`` still running after ``timeout_s`` (none if they all end in time)."""
+    deadline = time.monotonic() + timeout_s
+    while any(not _gone(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return [pid for pid in pids if not _gone(pid)]
+
+
+def test_killing_the_launcher_ends_its_workers(tmp_path: Path) -> None:
+    """``kill -9`` of ``esper-train ppo --nproc-per-node 2``: no worker trains on alone."""
+    job = _launched_job(tmp_path)
+    workers: list[int] = []
+    try:
+        _wait_for_lines(tmp_path / "run" / "metrics.jsonl", 1, job)  # both workers are training
+        workers = _children(job.pid)  # torchrun's agent runs in the launcher: the workers are its children
+        assert len(workers) == 2
+        os.kill(job.pid, signal.SIGKILL)
+        job.wait(timeout=30)
+        assert _wait_until_gone(workers, timeout_s=10.0) == []
+    finally:
+        for pid in workers:
+            if not _gone(pid):
+                os.kill(pid, signal.SIGKILL)
+        if job.poll() is None:
+            job.kill()
+            job.wait()
+
+
+_WORKER = """
+import sys, time
+from esper.simic import launch
+if sys.argv[1] == "watch":  # the fallback of systems without prctl
+    launch._set_parent_death_signal = lambda sig: False
+    launch.WATCH_PERIOD_S = 0.05
+launch.die_with_launcher()
+print("armed", flush=True)
+time.sleep(60)
+"""
+_LAUNCHER = """
+import os, subprocess, sys, time
+env = {**os.environ, "ESPER_LAUNCHED_WORKER": "1", "ESPER_LAUNCHER_PID": str(os.getpid())}
+worker = subprocess.Popen([sys.executable, "-c", sys.argv[1], sys.argv[2]], env=env, stdout=subprocess.PIPE, text=True)
+assert worker.stdout.readline() == "armed\\n"
+print(worker.pid, flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("how", ["prctl", "watch"])
+def test_a_worker_ends_when_its_launcher_is_killed(how: str) -> None:
+    launcher = subprocess.Popen([sys.executable, "-c", _LAUNCHER, _WORKER, how], stdout=subprocess.PIPE, text=True)
+    worker = None
+    try:
+        worker = int(launcher.stdout.readline())  # type: ignore[union-attr]
+        os.kill(launcher.pid, signal.SIGKILL)
+        launcher.wait(timeout=30)
+        assert _wait_until_gone([worker], timeout_s=10.0) == []
+    finally:
+        if worker is not None and not _gone(worker):
+            os.kill(worker, signal.SIGKILL)
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+
+
+def test_a_worker_whose_launcher_is_already_gone_ends_at_once() -> None:
+    env = {**os.environ, "ESPER_LAUNCHED_WORKER": "1", "ESPER_LAUNCHER_PID": "0"}  # never this process's parent
+    done = subprocess.run(
+        [sys.executable, "-c", _WORKER, "prctl"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (done.returncode, done.stdout) == (-signal.SIGTERM, "")

@@ -28,7 +28,14 @@ from typing import Any, NoReturn
 
 from esper.simic.env import EnvConfig
 from esper.simic.extras import MissingExtraError
-from esper.simic.launch import NPROC_FLAG, is_main_process, launch_workers, report_error, under_torchrun
+from esper.simic.launch import (
+    NPROC_FLAG,
+    die_with_launcher,
+    is_main_process,
+    launch_workers,
+    report_error,
+    under_torchrun,
+)
 from esper.simic.report import PLOTS_DIR, REPORT_FILE, RunFilesError, write_plots, write_report
 from esper.simic.training import (
     CheckpointError,
@@ -465,6 +472,7 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``esper-train``; returns the process exit status."""
+    die_with_launcher()  # a worker of --nproc-per-node: no training on alone once the launcher is gone
     parser = build_parser()
     arguments = sys.argv[1:] if argv is None else list(argv)
     try:

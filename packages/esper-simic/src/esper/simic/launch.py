@@ -12,15 +12,21 @@ give one line, not N. A worker killed by a signal, or one that died without a re
 with its rank. torchrun's own report (a traceback and a failure table) is left out, and the job
 exits with the first failed worker's status (128 + the signal for a killed one). Workers started
 by the user's own ``torchrun`` print their lines themselves.
+
+Process tree: torchrun's agent runs inside the launcher, so the workers are the launcher's own
+children, each in a session of its own (torchrun's choice). A worker ends when the launcher ends,
+even by SIGKILL, which no handler of the launcher can forward (:func:`die_with_launcher`).
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 
@@ -30,6 +36,12 @@ from torch.distributed.run import get_args_parser, run
 NPROC_FLAG = "--nproc-per-node"
 LAUNCHED_BY_ESPER = "ESPER_LAUNCHED_WORKER"
 """Set to ``1`` in the workers of :func:`launch_workers`: they hand their error line to the launcher."""
+LAUNCHER_PID = "ESPER_LAUNCHER_PID"
+"""The launcher's process id, in the environment of the workers of :func:`launch_workers`."""
+_PR_SET_PDEATHSIG = 1
+"""``prctl`` option of ``<linux/prctl.h>``: the signal this process gets when its parent ends."""
+WATCH_PERIOD_S = 1.0
+"""How often a worker checks that its launcher lives, where the kernel cannot tell it (not Linux)."""
 
 
 def without_nproc(argv: Sequence[str]) -> list[str]:
@@ -60,6 +72,7 @@ def launch_workers(argv: Sequence[str], nproc: int, *, prog: str) -> int:
     """
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # one intra-op thread per worker (torchrun would warn and set it)
     os.environ[LAUNCHED_BY_ESPER] = "1"  # torchrun passes this process's environment on to the workers
+    os.environ[LAUNCHER_PID] = str(os.getpid())
     agent_log = logging.getLogger("torch.distributed.elastic")
     level = agent_log.level
     agent_log.setLevel(logging.CRITICAL)  # the first failed worker's line is the report
@@ -71,8 +84,45 @@ def launch_workers(argv: Sequence[str], nproc: int, *, prog: str) -> int:
         return failure.exitcode if failure.exitcode > 0 else 128 + abs(failure.exitcode)
     finally:
         agent_log.setLevel(level)
-        del os.environ[LAUNCHED_BY_ESPER]
+        del os.environ[LAUNCHED_BY_ESPER], os.environ[LAUNCHER_PID]
     return 0
+
+
+def die_with_launcher() -> None:
+    """End this worker of :func:`launch_workers` (SIGTERM) when its launcher ends, however it ends.
+
+    A launcher killed by SIGKILL cannot stop its workers, and they would train on to the end
+    alone. On Linux the kernel sends the signal when the parent process ends
+    (``prctl(PR_SET_PDEATHSIG)``; torchrun's agent starts the workers from the launcher's main
+    thread, the one the kernel watches); elsewhere a daemon thread checks the parent every
+    :data:`WATCH_PERIOD_S`. A launcher that ended before this call (while the worker imported torch)
+    ends the worker at once. Outside a worker of :func:`launch_workers`, nothing happens.
+    """
+    launcher = os.environ.get(LAUNCHER_PID)
+    if os.environ.get(LAUNCHED_BY_ESPER) != "1" or launcher is None:
+        return
+    parent = int(launcher)
+    if not _set_parent_death_signal(signal.SIGTERM):
+        threading.Thread(
+            target=watch_parent, args=(parent, WATCH_PERIOD_S), name="esper-launcher-watch", daemon=True
+        ).start()
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def watch_parent(parent: int, period_s: float) -> None:
+    """Send this process SIGTERM once its parent is no longer ``parent`` (it ended: the process was re-parented)."""
+    while os.getppid() == parent:
+        time.sleep(period_s)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _set_parent_death_signal(sig: signal.Signals) -> bool:
+    """Ask Linux to send ``sig`` when the parent ends; False where that is not available."""
+    if not sys.platform.startswith("linux"):
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    return bool(libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0)
 
 
 def failure_line(rank: int, failure: ProcessFailure, prog: str) -> str:
