@@ -221,6 +221,7 @@ def test_policies_survives_a_plugin_that_calls_sys_exit_at_import(
         (["ppo", "--policy", "nope", *TINY], "unknown policy 'nope'. Known policies: "),
         (["ppo", "--policy", "heuristic", *TINY], "no trainable parameters"),
         (["ppo", "--task", "cifar10", "--data-dir", "/no/such/dir"], "does not exist"),
+        (["ppo", "--slots", "r0c1", "r0c01"], "slot ids 'r0c1' and 'r0c01' both name row 0, column 1"),
         (["eval", "missing.pt"], "does not exist"),
         (["eval", "."], "is a directory; pass a checkpoint file such as"),
         (["ppo", *TINY, "--out", "/dev/null"], "run directory '/dev/null' is an existing file"),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from esper.tamiyo.contract import SlotConfig, parse_slot_id
 
@@ -49,6 +51,27 @@ def test_empty_config_rejected() -> None:
 def test_duplicates_rejected() -> None:
     with pytest.raises(ValueError, match="duplicate slot ids"):
         SlotConfig(("r0c0", "r0c1", "r0c0"))
+
+
+def test_two_spellings_of_one_position_are_refused_naming_both() -> None:
+    """``r0c1`` and ``r0c01`` are both (0, 1): the model would build one slot there and the policy act on two."""
+    with pytest.raises(ValueError) as info:
+        SlotConfig(("r0c0", "r0c1", "r0c01"))
+    message = str(info.value)
+    assert "\n" not in message and "'r0c1' and 'r0c01'" in message and "row 0, column 1" in message
+    assert SlotConfig(("r0c01",)).slot_ids == ("r0c01",)  # one spelling alone is still one slot
+
+
+@given(
+    row=st.integers(0, 20),
+    col=st.integers(0, 20),
+    zeros=st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3)), min_size=2, max_size=2, unique=True),
+)
+def test_any_two_spellings_of_a_position_are_refused(row: int, col: int, zeros: list[tuple[int, int]]) -> None:
+    ids = tuple(f"r{'0' * zr}{row}c{'0' * zc}{col}" for zr, zc in zeros)
+    assert parse_slot_id(ids[0]) == parse_slot_id(ids[1]) == (row, col)
+    with pytest.raises(ValueError, match=f"slot ids '{ids[0]}' and '{ids[1]}' both name row {row}, column {col}"):
+        SlotConfig(ids)
 
 
 @pytest.mark.parametrize("bad", ["slot0", "r0", "R0C0", "r0c0 ", "r0c0\n", "r-1c0", "rac1", "r\u0661c0", ""])

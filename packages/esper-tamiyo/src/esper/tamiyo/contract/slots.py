@@ -21,16 +21,24 @@ class SlotConfig:
     """Ordered, unique slot ids. The order is the order of the slot head and of per-slot features."""
 
     slot_ids: tuple[str, ...] = ("r0c0", "r0c1", "r0c2")
-    """Canonical ``r{row}c{col}`` ids; at least one; no duplicates."""
+    """Canonical ``r{row}c{col}`` ids; at least one; no duplicates, nor two spellings of one position
+    (``r0c1`` and ``r0c01``: the host has one slot there, so the policy would act on a slot that is not in it)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "slot_ids", tuple(self.slot_ids))
         if not self.slot_ids:
             raise ValueError("SlotConfig needs at least one slot id")
-        for slot_id in self.slot_ids:
-            parse_slot_id(slot_id)
+        positions = [parse_slot_id(slot_id) for slot_id in self.slot_ids]
         if len(set(self.slot_ids)) != len(self.slot_ids):
             raise ValueError(f"duplicate slot ids in {list(self.slot_ids)}")
+        first_at: dict[tuple[int, int], str] = {}
+        for slot_id, (row, col) in zip(self.slot_ids, positions, strict=True):
+            other = first_at.setdefault((row, col), slot_id)
+            if other != slot_id:
+                raise ValueError(
+                    f"slot ids {other!r} and {slot_id!r} both name row {row}, column {col}: give each slot once "
+                    f"(as 'r{row}c{col}')"
+                )
 
     @classmethod
     def for_count(cls, num_slots: int) -> SlotConfig:
