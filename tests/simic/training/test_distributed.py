@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
@@ -11,13 +12,28 @@ from unittest import mock
 import pytest
 import torch
 import torch.distributed as dist
-from torch.distributed.elastic.multiprocessing.errors import ProcessFailure
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
 
 from esper.simic.agent import RewardNormalizer, RunningMeanStd
 from esper.simic.agent.collectives import LOCAL, mean_over_replicas
-from esper.simic.cli import main
-from esper.simic.launch import LAUNCHED_BY_ESPER, failure_line, report_error, without_nproc, worker_command
-from esper.simic.training.distributed import DistributedContext, DistributedError, distributed_context, split_envs
+from esper.simic.cli import COMMANDS, main
+from esper.simic.launch import (
+    LAUNCHED_BY_ESPER,
+    LAUNCHER_PID,
+    failure_line,
+    report_error,
+    root_failure,
+    without_nproc,
+    worker_command,
+)
+from esper.simic.training.distributed import (
+    PEER_LOST,
+    DistributedContext,
+    DistributedError,
+    distributed_context,
+    peers_reachable,
+    split_envs,
+)
 from esper.simic.training.rng import SAMPLER_STREAM, derive_seed
 from esper.simic.training.rollout import RolloutResult, merge_rollouts
 
@@ -200,3 +216,72 @@ def test_an_uneven_split_is_refused_before_any_worker_starts(capsys: pytest.Capt
     assert main(["ppo", "--nproc-per-node", "2", "--num-envs", "3", "--rounds", "1"]) == 2
     err = capsys.readouterr().err
     assert err == "esper-train: error: --num-envs 3 does not split evenly over 2 processes; use a multiple of 2\n"
+
+
+GLOO_RESET = (
+    "[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:545] Read error [127.0.0.1]:7872: "
+    "Connection reset by peer. This is typically caused by a remote worker hanging or bugs in the application."
+)
+
+
+def test_a_collective_whose_peer_is_gone_fails_in_one_line() -> None:
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        with pytest.raises(DistributedError) as info, peers_reachable():
+            raise RuntimeError(GLOO_RESET)
+        assert str(info.value) == (
+            f"rank 0 of 1: {PEER_LOST} (Read error [127.0.0.1]:7872: Connection reset by peer); "
+            "the output of the process that stopped first says why"
+        )
+        with pytest.raises(RuntimeError, match=r"^mismatched sizes$"), peers_reachable():  # a bug keeps its traceback
+            raise RuntimeError("mismatched sizes")
+    finally:
+        dist.destroy_process_group()
+
+
+def _failure(tmp_path: Path, rank: int, exitcode: int, message: str | None) -> ProcessFailure:
+    reply = tmp_path / f"reply{rank}.json"
+    if message is not None:
+        reply.write_text(json.dumps({"message": message, "timestamp": 100}))
+    return ProcessFailure(local_rank=rank, pid=100 + rank, exitcode=exitcode, error_file=str(reply))
+
+
+def test_the_worker_that_failed_first_for_its_own_reason_is_reported(tmp_path: Path) -> None:
+    lost = f"esper-train: error: rank 0 of 2: {PEER_LOST} (Connection reset by peer); ..."
+    peer_lost, killed = _failure(tmp_path, 0, 2, lost), _failure(tmp_path, 1, -9, None)
+    killed.timestamp = peer_lost.timestamp  # the same second, torchrun's resolution
+    rank, failure = root_failure(ChildFailedError("esper.simic", {0: peer_lost, 1: killed}))
+    assert (rank, failure_line(rank, failure, "esper-train")) == (
+        1,
+        "esper-train: error: worker 1 was killed by SIGKILL",
+    )
+    rank, failure = root_failure(ChildFailedError("esper.simic", {0: peer_lost}))
+    assert (rank, failure) == (0, peer_lost)  # nothing else failed: the lost contact is the report
+
+
+@pytest.mark.parametrize(
+    ("launched", "err", "reply"),
+    [(True, "", "esper-train: interrupted"), (False, "\nesper-train: interrupted\n", None)],
+)
+def test_ctrl_c_is_one_line_and_a_launched_worker_hands_it_to_the_launcher(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    launched: bool,
+    err: str,
+    reply: str | None,
+) -> None:
+    def interrupted(args: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(COMMANDS, "policies", interrupted)
+    monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(tmp_path / "error.json"))
+    monkeypatch.delenv(LAUNCHER_PID, raising=False)
+    if launched:
+        monkeypatch.setenv(LAUNCHED_BY_ESPER, "1")
+    else:
+        monkeypatch.delenv(LAUNCHED_BY_ESPER, raising=False)
+    assert main(["policies"]) == 130
+    assert capsys.readouterr().err == err
+    written = tmp_path / "error.json"
+    assert (json.loads(written.read_text())["message"] if written.exists() else None) == reply

@@ -494,7 +494,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report_error(f"{PROG}: error: {' '.join(str(exc).split()) or type(exc).__name__}")
         return 2
     except KeyboardInterrupt:
-        print(f"\n{PROG}: interrupted", file=sys.stderr)
+        report_error(f"{PROG}: interrupted", lead="\n")  # a launched worker's goes to its launcher
         return 130
 
 

@@ -9,9 +9,12 @@ Errors: a worker started here does not print its ``esper-train: error: ...`` lin
 line to the reply file torchrun gives every worker (``TORCHELASTIC_ERROR_FILE``), and the
 launcher prints the first failed worker's line once, so N workers refusing the same bad input
 give one line, not N. A worker killed by a signal, or one that died without a reply, is named
-with its rank. torchrun's own report (a traceback and a failure table) is left out, and the job
-exits with the first failed worker's status (128 + the signal for a killed one). Workers started
-by the user's own ``torchrun`` print their lines themselves.
+with its rank; a worker that only lost its peers (:data:`~esper.simic.training.distributed.PEER_LOST`)
+is named only when no worker failed for a reason of its own. torchrun's own report (a traceback,
+a failure table, its log lines) is left out, and the job exits with the reported worker's status
+(128 + the signal for a killed one). Ctrl-C stops the workers (torchrun passes the signal on) and
+ends the job like one process: ``interrupted``, status 130. Workers started by the user's own
+``torchrun`` print their lines themselves.
 
 Process tree: torchrun's agent runs inside the launcher, so the workers are the launcher's own
 children, each in a session of its own (torchrun's choice). A worker ends when the launcher ends,
@@ -30,8 +33,11 @@ import threading
 import time
 from collections.abc import Sequence
 
+from torch.distributed.elastic.multiprocessing import SignalException
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
 from torch.distributed.run import get_args_parser, run
+
+from esper.simic.training.distributed import PEER_LOST
 
 NPROC_FLAG = "--nproc-per-node"
 LAUNCHED_BY_ESPER = "ESPER_LAUNCHED_WORKER"
@@ -66,24 +72,37 @@ def worker_command(argv: Sequence[str], nproc: int) -> list[str]:
 
 
 def launch_workers(argv: Sequence[str], nproc: int, *, prog: str) -> int:
-    """Run the workers of :func:`worker_command` to the end; returns 0, or the first failed worker's status.
+    """Run the workers of :func:`worker_command` to the end; returns 0, or the failed worker's status.
 
-    On a failure, prints that worker's one error line (``prog: error: ...``) to stderr.
+    On a failure, prints the one error line (``prog: error: ...``) of the worker that failed first
+    for a reason of its own (:func:`root_failure`) to stderr. A signal to the launcher (SIGINT,
+    SIGTERM, SIGHUP, SIGQUIT) reaches the workers through torchrun's agent, which waits for them
+    to end; then SIGINT raises ``KeyboardInterrupt`` (the caller reports it as for one process),
+    and any other prints ``prog: stopped by SIGTERM`` and returns 128 + the signal.
     """
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # one intra-op thread per worker (torchrun would warn and set it)
     os.environ[LAUNCHED_BY_ESPER] = "1"  # torchrun passes this process's environment on to the workers
     os.environ[LAUNCHER_PID] = str(os.getpid())
-    agent_log = logging.getLogger("torch.distributed.elastic")
-    level = agent_log.level
-    agent_log.setLevel(logging.CRITICAL)  # the first failed worker's line is the report
+    # The agent's loggers each set their own level, so a level here would not hold their warnings
+    # back ("Received 2 death signal, shutting down workers"); their records stop here instead.
+    agent_log, quiet = logging.getLogger("torch.distributed.elastic"), logging.NullHandler()
+    propagate = agent_log.propagate
+    agent_log.addHandler(quiet)
+    agent_log.propagate = False
     try:
         run(get_args_parser().parse_args(worker_command(argv, nproc)))
     except ChildFailedError as exc:
-        rank, failure = exc.get_first_failure()
+        rank, failure = root_failure(exc)
         print(failure_line(rank, failure, prog), file=sys.stderr)
         return failure.exitcode if failure.exitcode > 0 else 128 + abs(failure.exitcode)
+    except SignalException as exc:
+        if exc.sigval == signal.SIGINT:
+            raise KeyboardInterrupt from None
+        print(f"{prog}: stopped by {exc.sigval.name}", file=sys.stderr)
+        return 128 + int(exc.sigval)
     finally:
-        agent_log.setLevel(level)
+        agent_log.removeHandler(quiet)
+        agent_log.propagate = propagate
         del os.environ[LAUNCHED_BY_ESPER], os.environ[LAUNCHER_PID]
     return 0
 
@@ -125,6 +144,20 @@ def _set_parent_death_signal(sig: signal.Signals) -> bool:
     return bool(libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0)
 
 
+def root_failure(error: ChildFailedError) -> tuple[int, ProcessFailure]:
+    """``(rank, failure)`` to report: the earliest failure of a worker that did not merely lose its peers.
+
+    A killed worker makes its peers' next collective fail (their line holds :data:`PEER_LOST`)
+    within the same second, torchrun's timestamp resolution; those lines are consequences. Only
+    when every worker just lost the others is the earliest of them reported.
+    """
+    causes = {rank: f for rank, f in error.failures.items() if PEER_LOST not in str(f.error_file_data.get("message"))}
+    if not causes:
+        return error.get_first_failure()
+    rank = min(causes, key=lambda r: causes[r].timestamp)
+    return rank, causes[rank]
+
+
 def failure_line(rank: int, failure: ProcessFailure, prog: str) -> str:
     """The one line that reports a failed worker: its own error line when it left one in its reply file."""
     message = failure.error_file_data.get("message")
@@ -135,15 +168,17 @@ def failure_line(rank: int, failure: ProcessFailure, prog: str) -> str:
     return f"{prog}: error: worker {rank} exited with status {failure.exitcode} (its output above says why)"
 
 
-def report_error(line: str) -> None:
-    """Print ``line`` to stderr; a worker of :func:`launch_workers` hands it to the launcher instead.
+def report_error(line: str, *, lead: str = "") -> None:
+    """Print ``lead + line`` to stderr; a worker of :func:`launch_workers` hands ``line`` to the launcher instead.
+
+    ``lead``: printed before the line (``"\\n"`` ends a progress line that Ctrl-C cut short).
 
     The reply file is torchrun's own mechanism (``TORCHELASTIC_ERROR_FILE``): the launcher reads it
     from the failed worker's :class:`ProcessFailure` and prints the line once for the whole job.
     """
     reply_file = os.environ.get("TORCHELASTIC_ERROR_FILE")
     if os.environ.get(LAUNCHED_BY_ESPER) != "1" or not reply_file:
-        print(line, file=sys.stderr)
+        print(lead + line, file=sys.stderr)
         return
     with open(reply_file, "w", encoding="utf-8") as out:
         json.dump({"message": line, "timestamp": int(time.time())}, out)

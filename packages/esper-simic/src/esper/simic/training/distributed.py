@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -64,7 +65,8 @@ class DistributedContext:
         if self.world_size == 1:
             return [obj]
         out: list[Any] = [None] * self.world_size
-        dist.all_gather_object(out, obj)
+        with peers_reachable():
+            dist.all_gather_object(out, obj)
         return out
 
     def agree(self, error: str | None) -> None:
@@ -79,6 +81,40 @@ class DistributedContext:
 
 class DistributedError(RuntimeError):
     """Another replica of the job failed; its message is this one."""
+
+
+PEER_LOST = "lost contact with another process of the job"
+"""In the message of a collective that failed because a peer is gone (killed, crashed, unreachable): a
+consequence, which the launcher reports only when no process failed for a reason of its own."""
+
+
+@contextmanager
+def peers_reachable() -> Iterator[None]:
+    """Around a collective: a peer that is gone ends this process with one :class:`DistributedError`
+    line instead of the backend's traceback.
+
+    A killed or crashed peer resets gloo's connections (a plain ``RuntimeError`` thrown by
+    ``gloo/transport``: "Connection reset by peer", a receive timeout); other backends raise
+    ``torch.distributed.DistError``. Any other error (a bug: a wrong shape, a wrong device) keeps
+    its traceback.
+    """
+    try:
+        yield
+    except RuntimeError as exc:
+        if isinstance(exc, DistributedError) or not (isinstance(exc, dist.DistError) or "gloo/transport" in str(exc)):
+            raise
+        raise DistributedError(
+            f"rank {dist.get_rank()} of {dist.get_world_size()}: {PEER_LOST} ({_backend_reason(exc)}); "
+            "the output of the process that stopped first says why"
+        ) from exc
+
+
+def _backend_reason(exc: BaseException) -> str:
+    """The backend's finding without its source location and advice: ``[.../pair.cc:545] Read error
+    [127.0.0.1]:7872: Connection reset by peer. This is typically ...`` gives ``Read error [127.0.0.1]:7872:
+    Connection reset by peer``."""
+    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return re.sub(r"^\[[^\]]*\]\s*", "", first_line).split(". ")[0].rstrip(".")
 
 
 def split_envs(num_envs: int, world_size: int, num_minibatches: int = 1) -> int:
@@ -114,13 +150,15 @@ class ProcessGroupCollectives:
     def average_(self, tensors: Sequence[torch.Tensor]) -> None:
         for tensor in tensors:
             moved = tensor.to(self.device)
-            dist.all_reduce(moved, op=dist.ReduceOp.SUM)
+            with peers_reachable():
+                dist.all_reduce(moved, op=dist.ReduceOp.SUM)
             tensor.copy_(moved / self._world_size)
 
     def gather(self, tensor: torch.Tensor) -> list[torch.Tensor]:
         moved = tensor.to(self.device).contiguous()
         parts = [torch.empty_like(moved) for _ in range(self._world_size)]
-        dist.all_gather(parts, moved)
+        with peers_reachable():
+            dist.all_gather(parts, moved)
         return [part.to(tensor.device) for part in parts]
 
 
