@@ -106,9 +106,16 @@ def test_first_epoch_ratio_is_exactly_one_with_a_real_lstm_bundle() -> None:
     assert metrics.num_valid_steps == 24
 
 
+def test_fewer_environments_than_minibatches_take_one_minibatch_each() -> None:
+    assert PPOConfig().num_minibatches == 4 and PPOConfig().minibatches_for(2) == 2
+    assert PPOConfig(num_minibatches=3).minibatches_for(8) == 3
+    _, metrics = _round(_policy("lstm"), PPOConfig(update_epochs=2, target_kl=None), num_envs=2)
+    assert metrics.gradient_steps == 4 and metrics.epochs_completed == 2
+
+
 def test_mlp_bundle_trains_too() -> None:
     _, metrics = _round(_policy("mlp"), PPOConfig(update_epochs=1))
-    assert metrics.first_ratio_deviation == 0.0 and metrics.gradient_steps == 1
+    assert metrics.first_ratio_deviation == 0.0 and metrics.gradient_steps == 4  # one minibatch per environment
 
 
 def test_kl_early_stopping_fires_with_an_absurd_learning_rate() -> None:
@@ -152,7 +159,7 @@ def test_non_trainable_bundle_is_refused() -> None:
 def test_a_policy_with_probability_floors_trains_under_any_ppo_config() -> None:
     """Floors are the policy's own option: PPO neither reads nor checks them, and the first ratio is 1."""
     _, metrics = _round(_policy("lstm", probability_floor={"op": 0.2, "slot": 0.1}), PPOConfig(update_epochs=1))
-    assert metrics.first_ratio_deviation == 0.0 and metrics.gradient_steps == 1
+    assert metrics.first_ratio_deviation == 0.0 and metrics.gradient_steps == 4
 
 
 def test_buffer_must_fit_the_policy() -> None:

@@ -11,7 +11,7 @@ from esper.tamiyo.contract import morphogenetic_action_space
 
 def test_defaults() -> None:
     config = PPOConfig()
-    assert (config.learning_rate, config.gamma, config.clip_coef, config.target_kl) == (3e-4, 0.99, 0.2, 0.015)
+    assert (config.learning_rate, config.gamma, config.clip_coef, config.target_kl) == (1e-3, 0.99, 0.2, 0.015)
     assert config.adam_eps == 1e-5 and config.entropy_coef == 0.05 and config.value_coef == 0.5
     assert config.kl_stop_threshold == pytest.approx(0.0225)
 

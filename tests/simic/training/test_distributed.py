@@ -76,9 +76,6 @@ def test_environments_split_evenly_with_global_indices() -> None:
     assert split_envs(8, 4) == 2
     with pytest.raises(ValueError, match=r"^--num-envs 3 does not split evenly over 2 processes; use a multiple of 2$"):
         split_envs(3, 2)
-    with pytest.raises(ValueError, match=r"^--num-minibatches 3 exceeds the 2 environment\(s\) of each of the 2 proc"):
-        split_envs(4, 2, num_minibatches=3)
-    assert split_envs(2, 1, num_minibatches=3) == 2  # one process: the agent's own check, as before
     ctx = DistributedContext(torch.device("cpu"), rank=1, world_size=2)
     assert ctx.env_indices(4) == range(2, 4)
     assert DistributedContext(torch.device("cpu")).env_indices(4) == range(4)

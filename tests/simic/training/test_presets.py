@@ -15,6 +15,19 @@ def test_the_default_preset_is_exactly_the_default_config() -> None:
     assert build_config(get_preset(DEFAULT_PRESET).layer()) == TrainConfig()
 
 
+def test_the_first_run_trains_with_the_benchmark_settings_and_a_ten_minute_budget() -> None:
+    """``esper-train ppo`` with no options is the benchmark preset's run (the settings measured to
+    learn), at 150 rounds: the earlier 40 rounds at lr 3e-4 with one minibatch learned nothing."""
+    defaults = TrainConfig()
+    assert build_config(get_preset("benchmark").layer()) == defaults
+    assert defaults.total_rounds == 150 and defaults.num_envs == 4
+    assert (defaults.ppo.learning_rate, defaults.ppo.num_minibatches, defaults.ppo.per_head_normalisation) == (
+        1e-3,
+        4,
+        True,
+    )
+
+
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_every_preset_resolves_to_a_valid_config_with_its_settings(name: str) -> None:
     data_dir = {"env": {"data_dir": "cifar-10-batches-py"}} if name == "cifar10-cnn" else {}

@@ -40,12 +40,12 @@ def test_at_most_five_differences_are_spelled_out() -> None:
 
 def test_a_differing_resume_names_only_the_differing_fields() -> None:
     saved = TrainConfig(rounds=2).to_dict()
-    config = TrainConfig(rounds=4, seed=7, ppo=PPOConfig(learning_rate=1e-3), policy_kwargs={"hidden_size": 8})
+    config = TrainConfig(rounds=4, seed=7, ppo=PPOConfig(learning_rate=3e-3), policy_kwargs={"hidden_size": 8})
     with pytest.raises(CheckpointError) as info:
         check_resume_config(saved, config)
     assert str(info.value) == (
         "cannot resume: the config differs from the checkpoint's (policy_kwargs.hidden_size: checkpoint (absent) "
-        "vs now 8; ppo.learning_rate: checkpoint 0.0003 vs now 0.001; seed: checkpoint 42 vs now 7); only "
+        "vs now 8; ppo.learning_rate: checkpoint 0.001 vs now 0.003; seed: checkpoint 42 vs now 7); only "
         "checkpoint_every, compile_mode, device, dist_timeout_s, episodes, keep_checkpoints, out_dir, rounds, "
         "trace_every may change"
     )

@@ -380,9 +380,7 @@ def _launch(args: argparse.Namespace, config: TrainConfig) -> int:
         raise ValueError(f"{NPROC_FLAG} must be >= 1, got {args.nproc_per_node}")
     if under_torchrun():
         raise ValueError(f"{NPROC_FLAG} starts workers; leave it out when torchrun already started this one")
-    split_envs(
-        config.num_envs, args.nproc_per_node, config.ppo.num_minibatches
-    )  # refused here, in one line, before any worker starts
+    split_envs(config.num_envs, args.nproc_per_node)  # refused here, in one line, before any worker starts
     argv = list(args.argv)
     if config.out_dir is None:
         created = claim_new_run_directory(Path("runs"), time.strftime("ppo-%Y%m%d-%H%M%S"))

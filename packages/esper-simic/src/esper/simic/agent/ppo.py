@@ -202,8 +202,7 @@ class PPOAgent:
         """One PPO update on the round in ``buffer`` (the buffer is read, not modified).
 
         Raises:
-            ValueError: the buffer does not fit the policy, holds no valid step, or has fewer
-                environments than ``num_minibatches``.
+            ValueError: the buffer does not fit the policy or holds no valid step.
             FloatingPointError: a loss or gradient norm came out non-finite (nothing is stepped with it).
         """
         self._check_buffer(buffer)
@@ -212,7 +211,8 @@ class PPOAgent:
         num_valid = int(valid.sum())
         if num_valid == 0:
             raise ValueError("the rollout buffer holds no valid step to learn from")
-        first_groups = env_minibatches(data.num_envs, config.num_minibatches, self.generator)
+        num_minibatches = config.minibatches_for(data.num_envs)
+        first_groups = env_minibatches(data.num_envs, num_minibatches, self.generator)
         prepared = self._prepare_targets(data)
         entropy_coef = config.entropy_coef_at(self.num_updates)
         entropy_coefs = config.entropy_coefs(self.policy.action_space, self.num_updates)
@@ -225,9 +225,7 @@ class PPOAgent:
         stop_epoch: int | None = None
         epochs_completed = 0
         for epoch in range(config.update_epochs):
-            groups = (
-                first_groups if epoch == 0 else env_minibatches(data.num_envs, config.num_minibatches, self.generator)
-            )
+            groups = first_groups if epoch == 0 else env_minibatches(data.num_envs, num_minibatches, self.generator)
             for group in groups:
                 index = group.to(valid.device)
                 loss = self._minibatch_loss(data.select(index), index, old_log_probs, prepared, entropy_coefs)

@@ -47,9 +47,9 @@ class DistributedContext:
         """Rank 0: the one process that owns the run directory and reports."""
         return self.rank == 0
 
-    def local_envs(self, num_envs: int, num_minibatches: int = 1) -> int:
+    def local_envs(self, num_envs: int) -> int:
         """This replica's share of ``num_envs`` (the total); see :func:`split_envs`."""
-        return split_envs(num_envs, self.world_size, num_minibatches)
+        return split_envs(num_envs, self.world_size)
 
     def env_indices(self, num_envs: int) -> range:
         """Global indices of this replica's environments."""
@@ -117,19 +117,16 @@ def _backend_reason(exc: BaseException) -> str:
     return re.sub(r"^\[[^\]]*\]\s*", "", first_line).split(". ")[0].rstrip(".")
 
 
-def split_envs(num_envs: int, world_size: int, num_minibatches: int = 1) -> int:
-    """Environments per replica; ``ValueError`` unless ``num_envs`` splits evenly over ``world_size``
-    and each replica has at least ``num_minibatches`` environments (minibatches are whole ones)."""
+def split_envs(num_envs: int, world_size: int) -> int:
+    """Environments per replica; ``ValueError`` unless ``num_envs`` splits evenly over ``world_size``.
+
+    Every replica gets the same share, so each takes the same number of minibatches an update
+    (:meth:`~esper.simic.agent.PPOConfig.minibatches_for`) and their collectives stay in step."""
     if num_envs % world_size:
         raise ValueError(
             f"--num-envs {num_envs} does not split evenly over {world_size} processes; use a multiple of {world_size}"
         )
     share = num_envs // world_size
-    if world_size > 1 and num_minibatches > share:
-        raise ValueError(
-            f"--num-minibatches {num_minibatches} exceeds the {share} environment(s) of each of the "
-            f"{world_size} processes; raise --num-envs or lower --num-minibatches"
-        )
     return share
 
 

@@ -295,7 +295,7 @@ def _train(
 ) -> RunResult:
     """:func:`train` inside the job's process group (one process: none)."""
     device = ctx.device
-    local_envs = ctx.local_envs(config.num_envs, config.ppo.num_minibatches)
+    local_envs = ctx.local_envs(config.num_envs)
     run_dir = None if config.out_dir is None or not ctx.is_main else RunDirectory(config.out_dir)
     resume_path = resolve_resume(resume, config.out_dir)
     resumed_from = None if resume_path is None else (resume_path, _file_identity(resume_path))
