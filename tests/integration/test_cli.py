@@ -236,6 +236,10 @@ def test_policies_survives_a_plugin_that_calls_sys_exit_at_import(
         (["ppo", "--device", "xla"], "device 'xla' cannot run Esper"),
         (["heuristic", "--device", "meta"], "device 'meta' cannot run Esper"),
         (["eval", "missing.pt", "--device", "xla:1"], "device 'xla:1' cannot run Esper"),
+        (["ppo", "--num-envs", "10000000"], "num_envs must be <= 4096, got 10000000"),
+        (["ppo", "--episode-length", "100000000"], "episode_length must be <= 10000, got 100000000"),
+        (["ppo", *TINY, "--policy-kwargs", '{"hidden_size": 100000000}'], "hidden_size must be <= 8192, got 100000000"),
+        (["eval", "missing.pt", "--episodes", "100000000"], "episodes must be <= 10000, got 100000000"),
     ],
 )
 def test_input_errors_print_one_line_and_exit_non_zero(
@@ -246,6 +250,16 @@ def test_input_errors_print_one_line_and_exit_non_zero(
     assert code == 2
     assert stderr.count("\n") == 1 and stderr.startswith("esper-train") and message in stderr
     assert "Traceback" not in stderr and stdout == ""
+
+
+def test_a_huge_size_in_a_config_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Used to be an out-of-memory kill with nothing printed: bounds are checked before anything is built."""
+    config = tmp_path / "huge.toml"
+    config.write_text("num_envs = 99999999999999999999\n")
+    code, stdout, stderr = run_cli(["ppo", "--config", str(config), "--out", str(tmp_path / "run")], capsys)
+    assert (code, stdout) == (2, "")
+    assert stderr == "esper-train: error: num_envs must be <= 4096, got 99999999999999999999\n"
+    assert not (tmp_path / "run").exists()
 
 
 def test_an_unwritable_report_path_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

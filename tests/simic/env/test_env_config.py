@@ -22,6 +22,16 @@ from esper.simic.env import (
     SyntheticTask,
     VectorEnv,
 )
+from esper.simic.env.config import (
+    MAX_BATCH_SIZE,
+    MAX_CONTEXT_LENGTH,
+    MAX_CORPUS_BYTES,
+    MAX_CROP_PADDING,
+    MAX_EPISODE_LENGTH,
+    MAX_SYNTHETIC_SAMPLES,
+    CifarTask,
+    TextTask,
+)
 from esper.simic.training.dataclass_io import field_docs
 from esper.tamiyo.contract import BlueprintAction, LifecycleOp
 
@@ -104,6 +114,27 @@ def test_invalid_values_are_rejected(kwargs: dict[str, object], message: str) ->
 def test_sections_validate_and_name_the_field_by_its_path(build, message: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError, match=message):
         build()
+
+
+@pytest.mark.parametrize(
+    ("build", "name", "maximum"),
+    [
+        (lambda n: EnvConfig(episode_length=n), "episode_length", MAX_EPISODE_LENGTH),
+        (lambda n: HostTraining(batch_size=n), "host_training.batch_size", MAX_BATCH_SIZE),
+        (lambda n: HostTraining(val_batch_size=n), "host_training.val_batch_size", MAX_BATCH_SIZE),
+        (lambda n: SyntheticTask(train_size=n), "synthetic.train_size", MAX_SYNTHETIC_SAMPLES),
+        (lambda n: SyntheticTask(val_size=n), "synthetic.val_size", MAX_SYNTHETIC_SAMPLES),
+        (lambda n: TextTask(context_length=n), "text.context_length", MAX_CONTEXT_LENGTH),
+        (lambda n: TextTask(corpus_bytes=n), "text.corpus_bytes", MAX_CORPUS_BYTES),
+        (lambda n: CifarTask(crop_padding=n), "cifar10.crop_padding", MAX_CROP_PADDING),
+    ],
+)
+def test_sizes_have_a_documented_maximum(build, name: str, maximum: int) -> None:  # type: ignore[no-untyped-def]
+    """Sizes that allocate memory are bounded at validation, so a typo fails in one line, not in an OOM kill."""
+    build(maximum)
+    for value in (maximum + 1, 99999999999999999999):
+        with pytest.raises(ValueError, match=rf"^{name} must be <= {maximum}, got {value}$"):
+            build(value)
 
 
 @pytest.mark.parametrize(

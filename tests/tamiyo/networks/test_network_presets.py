@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from esper.tamiyo.networks import NETWORK_PRESETS, NetworkSize, resolve_network_size
+from esper.tamiyo.networks.presets import MAX_NETWORK_WIDTH
 
 
 def test_presets() -> None:
@@ -25,6 +26,15 @@ def test_bad_sizes_are_rejected() -> None:
         NetworkSize(128, 1)
     with pytest.raises(TypeError):
         NETWORK_PRESETS["mine"] = NetworkSize()  # type: ignore[index]
+
+
+def test_widths_have_a_documented_maximum() -> None:
+    """Checked before any layer is built: a mistyped width fails at once instead of allocating gigabytes."""
+    assert NetworkSize(MAX_NETWORK_WIDTH, MAX_NETWORK_WIDTH).hidden_size == MAX_NETWORK_WIDTH == 8192
+    with pytest.raises(ValueError, match=r"^hidden_size must be <= 8192, got 100000000$"):
+        resolve_network_size(None, 100_000_000, None)
+    with pytest.raises(ValueError, match=r"^lstm_hidden must be <= 8192, got 8193$"):
+        NetworkSize(128, 8193)
 
 
 @pytest.mark.parametrize("width", ["x", 64.0, True, None])

@@ -16,12 +16,18 @@ FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 """Largest finite float32 (about 3.4e38): the bound of every float option."""
 
 
-def check_int(name: str, value: object, minimum: int) -> None:
-    """Raise unless ``value`` is an int (not a bool) ``>= minimum``; messages name ``name``."""
+def check_int(name: str, value: object, minimum: int, maximum: int | None = None) -> None:
+    """Raise unless ``value`` is an int (not a bool) ``>= minimum`` and, if given, ``<= maximum``.
+
+    Messages name ``name``. A size that allocates memory takes a ``maximum`` (a named, documented
+    constant), so a mistyped value fails here in one line rather than as an out-of-memory kill.
+    """
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
 
 
 def check_float(

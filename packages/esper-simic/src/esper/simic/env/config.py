@@ -38,6 +38,23 @@ NUM_SLOT_ROWS = 2
 #: Most host blocks (grid columns) a slot grid may ask for; hosts grow blocks up to the largest column asked.
 MAX_HOST_BLOCKS = 16
 
+# Upper bounds of the sizes that allocate memory, checked when the config is built (before anything
+# is allocated); each is generous for its use and stated in its field's docstring (so in --help).
+#: Most host epochs per episode: 67x the reference's 150; the rollout buffer holds every step of every env.
+MAX_EPISODE_LENGTH = 10_000
+#: Most samples per host minibatch or validation chunk: 2**20, above every task's whole split (CIFAR-10 has
+#: 50,000 training images), where a larger value means the same thing.
+MAX_BATCH_SIZE = 1 << 20
+#: Most samples per split of the ``synthetic`` task: 10**6 8x8 images are 256 MB of float32 per split.
+MAX_SYNTHETIC_SAMPLES = 1_000_000
+#: Most tokens per ``text`` window: the transformer's attention maps hold context_length**2 scores per
+#: window and head, already 4 M at 2,048 (the host's positional table has one row per position).
+MAX_CONTEXT_LENGTH = 2048
+#: Largest generated default corpus: 64 MiB takes about 15 s to generate and 512 MiB as int64 tokens.
+MAX_CORPUS_BYTES = 1 << 26
+#: Most black pixels added per side before the 32x32 CIFAR crop: an image's own width (more is mostly padding).
+MAX_CROP_PADDING = 32
+
 
 @dataclass(frozen=True, slots=True)
 class LifecycleSettings:
@@ -74,17 +91,19 @@ class HostTraining:
     max_grad_norm: float = 1.0
     """Gradient-norm clip of the host parameters (separate from the seeds); 0 disables clipping."""
     batch_size: int = 100
-    """Training minibatch size (samples) of host and seeds alike; an epoch's last incomplete minibatch is dropped."""
+    """Training minibatch size (samples) of host and seeds alike; an epoch's last incomplete minibatch is dropped
+    (at most 1,048,576: MAX_BATCH_SIZE)."""
     val_batch_size: int = 1024
-    """Validation samples per forward chunk (each chunk is evaluated for all counterfactual configs at once)."""
+    """Validation samples per forward chunk (each chunk is evaluated for all counterfactual configs at once; at
+    most 1,048,576: MAX_BATCH_SIZE)."""
 
     def __post_init__(self) -> None:
         check_float("host_training.lr", self.lr, low_inclusive=False)
         check_float("host_training.momentum", self.momentum, high=0.999)
         check_float("host_training.weight_decay", self.weight_decay)
         check_float("host_training.max_grad_norm", self.max_grad_norm)
-        check_int("host_training.batch_size", self.batch_size, 1)
-        check_int("host_training.val_batch_size", self.val_batch_size, 1)
+        check_int("host_training.batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
+        check_int("host_training.val_batch_size", self.val_batch_size, 1, MAX_BATCH_SIZE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,15 +162,15 @@ class SyntheticTask:
     """Size and seed of the ``synthetic`` task (ignored by the other tasks)."""
 
     train_size: int = 512
-    """Training samples of the ``synthetic`` task."""
+    """Training samples of the ``synthetic`` task (at most 1,000,000: MAX_SYNTHETIC_SAMPLES)."""
     val_size: int = 256
-    """Validation samples of the ``synthetic`` task."""
+    """Validation samples of the ``synthetic`` task (at most 1,000,000: MAX_SYNTHETIC_SAMPLES)."""
     seed: int = 0
     """Seed of the ``synthetic`` data generator (fixed per config, so every episode sees the same task)."""
 
     def __post_init__(self) -> None:
-        check_int("synthetic.train_size", self.train_size, 1)
-        check_int("synthetic.val_size", self.val_size, 1)
+        check_int("synthetic.train_size", self.train_size, 1, MAX_SYNTHETIC_SAMPLES)
+        check_int("synthetic.val_size", self.val_size, 1, MAX_SYNTHETIC_SAMPLES)
         check_int("synthetic.seed", self.seed, 0)
 
 
@@ -165,7 +184,8 @@ class TextTask:
     """
 
     context_length: int = 32
-    """Tokens per window (``T``): the host sees ``T`` tokens and predicts the next one at every position."""
+    """Tokens per window (``T``): the host sees ``T`` tokens and predicts the next one at every position (at
+    most 2,048: MAX_CONTEXT_LENGTH)."""
     train_windows: int = 200
     """Training windows per host epoch, drawn from the episode's generator out of all the training split's
     non-overlapping windows (0: every window, every epoch)."""
@@ -176,15 +196,16 @@ class TextTask:
     max_bytes: int = 8_388_608
     """Bytes of the corpus read at most (its beginning; 8 MiB = 64 MiB of int64 tokens); 0 reads it all."""
     corpus_bytes: int = 200_000
-    """Size of the generated default corpus (no data_dir), in bytes: sentences are added until it is reached."""
+    """Size of the generated default corpus (no data_dir), in bytes: sentences are added until it is reached (at
+    most 64 MiB: MAX_CORPUS_BYTES)."""
     corpus_seed: int = 0
     """Seed of the default corpus's grammar sampler (fixed per config, so every episode sees the same corpus)."""
 
     def __post_init__(self) -> None:
-        check_int("text.context_length", self.context_length, 1)
+        check_int("text.context_length", self.context_length, 1, MAX_CONTEXT_LENGTH)
         for name in ("train_windows", "val_windows", "max_bytes", "corpus_seed"):
             check_int(f"text.{name}", getattr(self, name), 0)
-        check_int("text.corpus_bytes", self.corpus_bytes, 1)
+        check_int("text.corpus_bytes", self.corpus_bytes, 1, MAX_CORPUS_BYTES)
         check_float("text.val_fraction", self.val_fraction, low_inclusive=False, high=1.0, high_inclusive=False)
 
 
@@ -200,12 +221,13 @@ class CifarTask:
     augment: bool = True
     """Random crop with padding and horizontal flip of every training minibatch (on the data's device)."""
     crop_padding: int = 4
-    """Black pixels added on each side before the random 32×32 crop (the field's 4); 0 leaves only the flip."""
+    """Black pixels added on each side before the random 32×32 crop (the field's 4); 0 leaves only the flip
+    (at most 32: MAX_CROP_PADDING)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.augment, bool):
             raise TypeError(f"cifar10.augment must be a bool, got {self.augment!r}")
-        check_int("cifar10.crop_padding", self.crop_padding, 0)
+        check_int("cifar10.crop_padding", self.crop_padding, 0, MAX_CROP_PADDING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +254,8 @@ class EnvConfig:
     """Enabled slots, their order is the slot-head order: ``r0c{i}`` = after host block i, ``r1c{i}`` = inside it
     (rows 0-1, columns 0-15; the host gets max(3, largest column + 1) blocks)."""
     episode_length: int = 40
-    """Host epochs per episode (= RL steps); the last one is a true terminal (the episode ends there)."""
+    """Host epochs per episode (= RL steps); the last one is a true terminal (the episode ends there). At most
+    10,000 (MAX_EPISODE_LENGTH)."""
     reward_mode: RewardMode = "objective"
     """Reward: ``objective`` (dense: γ·o_{t+1} − o_t of the running objective; default) or ``sparse`` (final step
     only); both make the discounted return a positive affine function of the episode's objective."""
@@ -280,7 +303,7 @@ class EnvConfig:
                     f"slot {slot_id!r} does not exist: the hosts have slots r0c0..{last} ({NUM_SLOT_ROWS} rows: "
                     f"0 = after a block, 1 = inside it; up to {MAX_HOST_BLOCKS} columns = blocks)"
                 )
-        check_int("episode_length", self.episode_length, 1)
+        check_int("episode_length", self.episode_length, 1, MAX_EPISODE_LENGTH)
         if self.varies_per_episode and (self.host != "mlp" or not self.impaired):
             raise ValueError(
                 f"task {self.task!r} draws an impaired mlp host per episode; it needs host='mlp' and impaired=True, "

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import torch
 
 from esper.simic.agent import PPOConfig
+from esper.simic.checks import check_int
 from esper.simic.env import EnvConfig
 from esper.simic.training.dataclass_io import from_plain, to_plain
 from esper.tamiyo.policy import COMPILE_MODES
@@ -33,6 +34,14 @@ earlier 40 did not beat doing nothing: the greedy policy scored 80.35 against no
 held-out episodes (docs/design/defaults.md)."""
 
 CompileMode = Literal["off", "default", "reduce-overhead", "max-autotune"]
+
+MAX_NUM_ENVS = 4096
+"""Most environments in lockstep (training and evaluation): 512x the benchmark's 8. Every env holds its own
+host, seeds, optimisers and rollout rows and trains its host on each step, so far fewer are already
+impractical; 10,000,000 crashed allocating the per-env state."""
+MAX_NUM_THREADS = 1024
+"""Most torch CPU threads: more than the hardware threads of any current machine; torch starts one OS thread
+each (100,000 crash the process with a segfault)."""
 
 #: Device types a run or an evaluation can use. Every other type torch parses is refused by name:
 #: ``meta`` tensors have no data (the first ``.item()`` fails deep in a round), and ``xla``, ``hpu``
@@ -67,9 +76,10 @@ class TrainConfig:
     policy: str = "lstm"
     """Registered policy to train (`esper-train policies` lists them, plugins included)."""
     policy_kwargs: dict[str, Any] = field(default_factory=dict)
-    """Constructor options of the policy as a JSON object, e.g. '{"lstm_hidden": 64}'."""
+    """Constructor options of the policy as a JSON object, e.g. '{"lstm_hidden": 64}' (the built-in lstm and
+    mlp take hidden_size and lstm_hidden up to 8192: MAX_NETWORK_WIDTH)."""
     num_envs: int = 4
-    """Environments run in lockstep; each round trains on num_envs fresh episodes."""
+    """Environments run in lockstep; each round trains on num_envs fresh episodes (at most 4096: MAX_NUM_ENVS)."""
     rounds: int | None = None
     """Training rounds (one PPO update each); give rounds or episodes. Neither: 150 rounds."""
     episodes: int | None = None
@@ -81,8 +91,9 @@ class TrainConfig:
     "meta" or "xla" are refused): the policy, the rollout buffer and every environment's host, seeds,
     optimisers and task data (resident there: no per-batch copies)."""
     num_threads: int | None = 1
-    """torch CPU threads during the run (None: torch's default). One is fastest for the default small
-    hosts (2.6 s vs 3.1 s per round with 16) and avoids oversubscription; raise it for cnn/cifar10."""
+    """torch CPU threads during the run (None: torch's default; at most 1024: MAX_NUM_THREADS). One is fastest
+    for the default small hosts (2.6 s vs 3.1 s per round with 16) and avoids oversubscription; raise it for
+    cnn/cifar10."""
     compile_mode: CompileMode = "off"
     """torch.compile mode for the policy network ("off" disables compilation)."""
     checkpoint_every: int = 10
@@ -110,16 +121,13 @@ class TrainConfig:
         object.__setattr__(self, "policy_kwargs", dict(self.policy_kwargs))
         if not isinstance(self.policy, str) or not self.policy:
             raise ValueError(f"policy must be a registered policy name, got {self.policy!r}")
-        if self.num_envs < 1:
-            raise ValueError(f"num_envs must be >= 1, got {self.num_envs}")
+        check_sizes(self.num_envs, self.num_threads)
         if self.rounds is not None and self.episodes is not None:
             raise ValueError(f"give rounds ({self.rounds}) or episodes ({self.episodes}), not both")
         if self.rounds is not None and self.rounds < 1:
             raise ValueError(f"rounds must be >= 1, got {self.rounds}")
         if self.episodes is not None and self.episodes < 1:
             raise ValueError(f"episodes must be >= 1, got {self.episodes}")
-        if self.num_threads is not None and self.num_threads < 1:
-            raise ValueError(f"num_threads must be >= 1 or None, got {self.num_threads}")
         _check_dist_timeout(self.dist_timeout_s)
         _check_periods(self.checkpoint_every, self.trace_every)
         if self.compile_mode not in COMPILE_MODES:
@@ -159,6 +167,14 @@ def _check_periods(checkpoint_every: int, trace_every: int) -> None:
         raise ValueError(f"checkpoint_every must be >= 0 (0 = only at the end), got {checkpoint_every}")
     if trace_every < 0:
         raise ValueError(f"trace_every must be >= 0 (0 = no traces), got {trace_every}")
+
+
+def check_sizes(num_envs: int, num_threads: int | None) -> None:
+    """``1 <= num_envs <= MAX_NUM_ENVS`` and ``num_threads`` None or in ``[1, MAX_NUM_THREADS]`` (training and eval)."""
+    check_int("num_envs", num_envs, 1, MAX_NUM_ENVS)
+    if num_threads is not None and not 1 <= num_threads <= MAX_NUM_THREADS:
+        bound = ">= 1" if num_threads < 1 else f"<= {MAX_NUM_THREADS}"
+        raise ValueError(f"num_threads must be {bound} or None, got {num_threads}")
 
 
 def _check_dist_timeout(seconds: float) -> None:

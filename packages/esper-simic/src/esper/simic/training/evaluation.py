@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from esper.simic.agent import ObservationNormalizer, PPOConfig
+from esper.simic.checks import check_int
 from esper.simic.env import EnvConfig, EpisodeSummary, VectorEnv
 from esper.simic.env.architecture import FixedArchitecture
 from esper.simic.env.rewards import DEFAULT_GAMMA
@@ -51,7 +52,7 @@ from esper.simic.training.checkpoint import (
     read_checkpoint,
     rebuild_policy,
 )
-from esper.simic.training.config import check_device
+from esper.simic.training.config import check_device, check_sizes
 from esper.simic.training.dataclass_io import ConfigKeyError, from_plain, to_plain
 from esper.simic.training.eval_report import EvalReport, EvalRow
 from esper.simic.training.rng import (
@@ -76,6 +77,11 @@ WIDENED = "widened host, same params"
 OPEN_LOOP = "learned script, open loop"
 STOCHASTIC_SUFFIX = ", sampled"
 
+MAX_EVAL_EPISODES = 10_000
+"""Most episodes per policy: every row keeps each episode's summary and step-by-step trace in memory until
+the report and traces.jsonl are written, and paired differences over 10,000 episodes are already far more
+precise than the training seeds they compare."""
+
 #: ``make_actor(venv, episode_indices)``: the act function of one batch of episodes (indices into the seeds).
 ActorFactory = Callable[[VectorEnv, range], ActFn]
 
@@ -85,29 +91,27 @@ class EvalConfig:
     """How many episodes to play per policy, and on what."""
 
     episodes: int = 8
-    """Episodes per policy; every policy plays the same episodes (same reset seeds)."""
+    """Episodes per policy; every policy plays the same episodes (same reset seeds). At most 10,000
+    (MAX_EVAL_EPISODES)."""
     num_envs: int = 4
-    """Environments stepped in lockstep while evaluating (the sampled rows depend on it: one generator per batch)."""
+    """Environments stepped in lockstep while evaluating (the sampled rows depend on it: one generator per batch;
+    at most 4096: MAX_NUM_ENVS)."""
     seed: int = 1234
     """Seed of the evaluation episodes and of the sampled rows' generators (streams separate from training's)."""
     device: str = "cpu"
     """Torch device of the evaluated policy and of every environment's host, seeds and task data ("cpu",
     "cuda", "cuda:1", "mps")."""
     num_threads: int | None = 1
-    """torch CPU threads while evaluating (None: torch's default)."""
+    """torch CPU threads while evaluating (None: torch's default; at most 1024: MAX_NUM_THREADS)."""
     costly_baselines: bool = True
     """Also play the costly baselines: a fixed schedule per blueprint, the learned final network trained
     statically, and the widened host (``eval`` only)."""
 
     def __post_init__(self) -> None:
-        if self.episodes < 1:
-            raise ValueError(f"episodes must be >= 1, got {self.episodes}")
-        if self.num_envs < 1:
-            raise ValueError(f"num_envs must be >= 1, got {self.num_envs}")
+        check_int("episodes", self.episodes, 1, MAX_EVAL_EPISODES)
+        check_sizes(self.num_envs, self.num_threads)
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
-        if self.num_threads is not None and self.num_threads < 1:
-            raise ValueError(f"num_threads must be >= 1 or None, got {self.num_threads}")
         check_device(self.device)
         if not isinstance(self.costly_baselines, bool):
             raise TypeError(f"costly_baselines must be a bool, got {self.costly_baselines!r}")

@@ -5,15 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import MappingProxyType
 
+MAX_NETWORK_WIDTH = 8192
+"""Widest ``hidden_size`` / ``lstm_hidden``: 16x the reference's 512. At 8,192 both, the LSTM alone has
+4 * 8192 * (8192 + 8192) = 537 M weights (2.1 GB in float32, about 8.6 GB with gradients and Adam's two
+moments), already far beyond what a controller of ~100 features needs; checked before any layer is built,
+so a mistyped width fails in one line instead of allocating tens of gigabytes."""
+
 
 @dataclass(frozen=True, slots=True)
 class NetworkSize:
     """Widths of an actor-critic trunk."""
 
     hidden_size: int = 128
-    """Width of the observation encoder (Linear → LayerNorm → ReLU); 512 in the reference."""
+    """Width of the observation encoder (Linear → LayerNorm → ReLU); 512 in the reference; at most 8192
+    (:data:`MAX_NETWORK_WIDTH`)."""
     lstm_hidden: int = 128
-    """Width of the recurrent state (second trunk layer for the feed-forward net); heads use half."""
+    """Width of the recurrent state (second trunk layer for the feed-forward net); heads use half; at most
+    8192 (:data:`MAX_NETWORK_WIDTH`)."""
 
     def __post_init__(self) -> None:
         for name in ("hidden_size", "lstm_hidden"):
@@ -24,6 +32,9 @@ class NetworkSize:
             raise ValueError(f"hidden_size must be >= 1, got {self.hidden_size}")
         if self.lstm_hidden < 2:
             raise ValueError(f"lstm_hidden must be >= 2 (heads are lstm_hidden // 2 wide), got {self.lstm_hidden}")
+        for name in ("hidden_size", "lstm_hidden"):
+            if getattr(self, name) > MAX_NETWORK_WIDTH:
+                raise ValueError(f"{name} must be <= {MAX_NETWORK_WIDTH}, got {getattr(self, name)}")
 
 
 #: ``default`` runs fast on CPU; ``reference`` is esper-lite's 512/512 network.
