@@ -13,8 +13,11 @@ from esper.simic import cli
 from esper.simic.training import EvalConfig, RunSummary, TrainConfig
 from esper.simic.training import evaluation as evaluation_module
 from esper.simic.training import study as study_module
+from esper.simic.training import vectorized as vectorized_module
 from esper.simic.training.eval_report import EvalReport
 from esper.simic.training.evaluation import HEURISTIC, NO_GROWTH, RANDOM, STOCHASTIC_SUFFIX
+from esper.simic.training.metrics import RunStart
+from esper.simic.training.run_dir import RunDirectory, RunDirectoryError
 from esper.simic.training.study import (
     Interval,
     RowValues,
@@ -326,3 +329,67 @@ def test_a_seed_evaluation_needs_the_learned_row() -> None:
     report = EvalReport((), (1, 2), {}, "ckpt.pt", reference=None)
     with pytest.raises(ValueError, match="no learned policy row"):
         SeedEvaluation.from_report(7, report)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[]",
+        '"done"',
+        "{not json",
+        '{"study": []}',
+        '{"study": {"rounds_completed": 3, "eval_config": {"episodes": 2}, "evaluation": []}}',
+        '{"study": {"rounds_completed": 3, "eval_config": {"episodes": 2}, "evaluation": {"seed": 5, "learned": 0, '
+        '"rows": [{"policy": "heuristic", "objective": "high", "final_accuracy": 0, "params_added": 0, '
+        '"extra_compute": 0, "discounted_return": 0}]}}}',
+    ],
+)
+def test_a_malformed_eval_json_is_evaluated_again(
+    text: str, tmp_path: Path, make_config: Callable[..., TrainConfig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """eval.json is only a cache of the seed's evaluation: unusable content means "not evaluated yet"."""
+    (tmp_path / "eval.json").write_text(text)
+    assert study_module._stored_evaluation(tmp_path / "eval.json", 3, {"episodes": 2}) is None
+    config = StudyConfig(make_config(None), (5, 6), str(tmp_path / "s"), EvalConfig(episodes=2), resamples=10)
+    config.seed_dir(5).mkdir(parents=True)
+    (config.seed_dir(5) / "eval.json").write_text(text)
+
+    class Evaluated(Exception):
+        pass
+
+    def evaluate(checkpoint: Path, eval_config: EvalConfig, **kwargs: Any) -> Any:
+        raise Evaluated(str(checkpoint))
+
+    monkeypatch.setattr(study_module, "evaluate", evaluate)
+    checkpoint = config.seed_dir(5) / "checkpoint_last.pt"
+    with pytest.raises(Evaluated, match=r"checkpoint_last\.pt"):
+        study_module.evaluate_seed(config, 5, checkpoint, 3, notify=lambda message: None)
+
+
+def _seed_dir_taken_by_another_study(config: StudyConfig, seed: int) -> RunDirectory:
+    """``seed``'s run directory as a concurrent study holds it while training: locked, its config written."""
+    run_dir = RunDirectory(config.seed_dir(seed))
+    run_dir.open(config.seed_config(seed).to_dict(), start_round=0)
+    run_dir.on_run_start(RunStart(config.seed_config(seed).to_dict(), 0, 2, 2))
+    return run_dir
+
+
+def test_two_studies_on_one_out_directory_get_advice_that_works_for_study(
+    tmp_path: Path, make_config: Callable[..., TrainConfig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second study used to be told to pass --resume, which study does not take."""
+    config = StudyConfig(make_config(None), (5, 6), str(tmp_path / "s"), EvalConfig(episodes=2), resamples=10)
+    other = _seed_dir_taken_by_another_study(config, 5)
+    advice = "run this study again with the same --out: it continues each seed from its latest checkpoint"
+    # the other study still runs seed 5: its lock is held
+    with pytest.raises(RunDirectoryError, match="another study or run is using it") as info:
+        run_study(config)
+    assert advice in str(info.value) and "--resume" not in str(info.value)
+    other.last_checkpoint.write_bytes(b"a checkpoint")
+    other.close()
+    # the other study wrote the checkpoint after this one looked for it (and found none)
+    monkeypatch.setattr(vectorized_module, "resolve_resume", lambda resume, out_dir: None)
+    with pytest.raises(RunDirectoryError, match="another study or run wrote it") as info:
+        run_study(config)
+    assert advice in str(info.value) and "--resume" not in str(info.value)
+    assert str(config.seed_dir(5)) in str(info.value) and "\n" not in str(info.value)

@@ -58,6 +58,14 @@ class RunDirectoryBusyError(RunDirectoryError):
     """Another process holds the run directory's lock."""
 
 
+class RunDirectoryStartedError(RunDirectoryError):
+    """A fresh start in a directory that already holds a checkpoint of this run (``checkpoint``: the latest)."""
+
+    def __init__(self, message: str, checkpoint: Path) -> None:
+        super().__init__(message)
+        self.checkpoint = checkpoint
+
+
 class RunDirectory:
     """Files of one training run under ``path``; written only between :meth:`open` and :meth:`close`."""
 
@@ -244,9 +252,10 @@ class RunDirectory:
     def _refuse_restart_over_checkpoint(self) -> None:
         checkpoint = self.latest_checkpoint()
         if checkpoint is not None:
-            raise RunDirectoryError(
+            raise RunDirectoryStartedError(
                 f"run directory {str(self.path)!r} already holds this run up to {checkpoint.name}; continue it "
-                f"with --resume {str(checkpoint)!r} (or --resume auto), or choose another output directory"
+                f"with --resume {str(checkpoint)!r} (or --resume auto), or choose another output directory",
+                checkpoint,
             )
 
     def _truncate_metrics(self, keep_through_round: int) -> list[str]:

@@ -41,9 +41,15 @@ from esper.simic.training.dataclass_io import to_plain
 from esper.simic.training.eval_report import EvalReport, EvalRow
 from esper.simic.training.evaluation import BaselineRows, EvalConfig, checkpoint_baselines, evaluate
 from esper.simic.training.metrics import TrainingSink
-from esper.simic.training.run_dir import RESUME_AUTO, strict_json
+from esper.simic.training.run_dir import (
+    RESUME_AUTO,
+    RunDirectoryBusyError,
+    RunDirectoryError,
+    RunDirectoryStartedError,
+    strict_json,
+)
 from esper.simic.training.traces import TRACES_FILE, write_traces
-from esper.simic.training.vectorized import train
+from esper.simic.training.vectorized import RunResult, train
 
 DEFAULT_SEEDS = 5
 """Training seeds of a study when neither a count nor a list is given."""
@@ -142,6 +148,22 @@ class RowValues:
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RowValues:
+        """Inverse of :meth:`to_json`; a value that is not a number (``null``: not finite) raises."""
+        numbers = {
+            f.name: math.nan if data[f.name] is None else _number(data[f.name])
+            for f in dataclasses.fields(cls)
+            if f.name != "policy"
+        }
+        return cls(policy=str(data["policy"]), **numbers)
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"expected a number, got {value!r}")
+    return float(value)
+
 
 @dataclass(frozen=True, slots=True)
 class Interval:
@@ -203,7 +225,7 @@ class SeedEvaluation:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> SeedEvaluation:
-        return cls(int(data["seed"]), int(data["learned"]), tuple(RowValues(**row) for row in data["rows"]))
+        return cls(int(data["seed"]), int(data["learned"]), tuple(RowValues.from_json(row) for row in data["rows"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,16 +397,23 @@ def _common_name(names: Sequence[str]) -> str:
 
 
 def _stored_evaluation(path: Path, rounds: int, eval_plain: Mapping[str, Any]) -> SeedEvaluation | None:
-    """What a seed's ``eval.json`` holds for the study, if a study wrote it for this checkpoint and config."""
+    """What a seed's ``eval.json`` holds for the study, if a study wrote it for this checkpoint and config.
+
+    Anything else (no file, another checkpoint or evaluation config, unreadable or malformed content such
+    as ``[]``) is None: the seed is evaluated again and the file rewritten (it is only a cache).
+    """
     if not path.is_file():
         return None
     try:
-        stored = json.loads(path.read_text(encoding="utf-8")).get("study")
-        if stored is None or stored["rounds_completed"] != rounds or stored["eval_config"] != dict(eval_plain):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        stored = data.get("study") if isinstance(data, dict) else None
+        if not isinstance(stored, dict) or not isinstance(stored.get("evaluation"), dict):
+            return None
+        if stored.get("rounds_completed") != rounds or stored.get("eval_config") != dict(eval_plain):
             return None
         return SeedEvaluation.from_json(stored["evaluation"])
     except (OSError, ValueError, KeyError, TypeError):
-        return None  # unreadable or from another version: evaluate again (it is only a cache of the evaluation)
+        return None  # unreadable or from another version
 
 
 class SharedBaselines:
@@ -450,7 +479,7 @@ def run_study(
     evaluations, baselines = [], SharedBaselines(config.eval, config.train.env.data_dir)
     for seed in config.seeds:
         notify(f"seed {seed}: training into {config.seed_dir(seed)}")
-        result = train(config.seed_config(seed), resume=RESUME_AUTO, sink=sink)
+        result = _train_seed(config, seed, sink)
         if result.checkpoint is None:
             raise RuntimeError(f"seed {seed}'s training left no checkpoint in {config.seed_dir(seed)}")
         evaluations.append(evaluate_seed(config, seed, result.checkpoint, result.rounds_completed, notify, baselines))
@@ -459,6 +488,26 @@ def run_study(
     _write_text(out / STUDY_JSON, strict_json(report.to_json(), indent=2) + "\n")
     _write_text(out / STUDY_MARKDOWN, report.markdown())
     return report
+
+
+def _train_seed(config: StudyConfig, seed: int, sink: TrainingSink | None) -> RunResult:
+    """Train (or continue) ``seed``'s run; another process writing its directory is one study-level error.
+
+    ``train`` words those errors for ``esper-train ppo`` (``--resume``, which ``study`` does not take).
+    """
+    try:
+        return train(config.seed_config(seed), resume=RESUME_AUTO, sink=sink)
+    except (RunDirectoryBusyError, RunDirectoryStartedError) as exc:
+        what = (
+            "is in use: another study or run is using it"
+            if isinstance(exc, RunDirectoryBusyError)
+            else f"gained {exc.checkpoint.name} while this study was starting the seed: another study or run wrote it"
+        )
+        raise RunDirectoryError(
+            f"seed {seed}'s run directory {str(config.seed_dir(seed))!r} {what}; when it has ended, run this "
+            "study again with the same --out: it continues each seed from its latest checkpoint and reuses "
+            "finished evaluations (or choose another --out)"
+        ) from exc
 
 
 def _write_text(path: Path, text: str) -> None:
