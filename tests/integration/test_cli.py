@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import runpy
+import shlex
 import shutil
 import subprocess
 import sys
@@ -260,6 +261,59 @@ def test_a_huge_size_in_a_config_file_is_one_line(tmp_path: Path, capsys: pytest
     assert (code, stdout) == (2, "")
     assert stderr == "esper-train: error: num_envs must be <= 4096, got 99999999999999999999\n"
     assert not (tmp_path / "run").exists()
+
+
+def test_printed_hints_quote_their_paths_for_the_shell(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hint pasted into a shell must name the same path: ``--out "my run ✓"`` used to print it bare."""
+    out = tmp_path / "my run ✓" / "it's here"
+    argv = ["ppo", "--rounds", "1", "--envs", "2", *TINY, *TINY_POLICY, "--quiet", "--out", str(out)]
+    code, stdout, stderr = run_cli(argv, capsys)
+    assert code == 0, stderr
+    hint = next(line for line in stdout.splitlines() if line.startswith("compare with the heuristic: "))
+    assert shlex.split(hint.split(": ", 1)[1]) == ["esper-train", "eval", str(out / "checkpoint_last.pt")]
+    code, _, stderr = run_cli(argv, capsys)  # a fresh start over the finished run: told how to continue it
+    assert code == 2 and "continue it with --resume " in stderr
+    resume = stderr.split("continue it with --resume ", 1)[1].split(" (or --resume auto)")[0]
+    assert shlex.split(resume) == [str(out / "checkpoint_last.pt")]
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "run_study", interrupted)
+    code, stdout, _ = run_cli(["study", *TINY, "--seeds", "2", "--out", str(out)], capsys)
+    assert code == 130 and stdout.startswith("study directory: ")
+    assert shlex.split(stdout.splitlines()[0].split("the same command with --out ", 1)[1][:-1]) == [str(out)]
+
+
+@pytest.mark.parametrize(
+    ("flags", "blocked"),
+    [
+        (["--out", "{file}/eval.json"], "{file}/eval.json"),
+        (["--traces", "{file}/sub/traces.jsonl"], "{file}/sub/traces.jsonl"),
+        ([], "{run}/eval.json"),  # the default report path is an existing directory
+    ],
+)
+def test_eval_checks_that_it_can_write_its_outputs_before_playing(
+    flags: list[str], blocked: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Used to play every episode first, then fail to write the report."""
+    run, file = tmp_path / "run", tmp_path / "a-file"
+    (run / "eval.json" if not flags else run).mkdir(parents=True)
+    (run / "checkpoint_last.pt").write_bytes(b"never read")
+    file.write_text("a regular file, not a directory\n")
+
+    def evaluate(*args: object, **kwargs: object) -> None:
+        raise AssertionError("evaluate() must not run when an output cannot be written")
+
+    monkeypatch.setattr(cli, "evaluate", evaluate)
+    names = {"file": str(file), "run": str(run)}
+    argv = ["eval", str(run / "checkpoint_last.pt"), *[flag.format(**names) for flag in flags]]
+    code, stdout, stderr = run_cli(argv, capsys)
+    assert (code, stdout) == (2, "")
+    assert stderr.startswith(f"esper-train: error: cannot write {blocked.format(**names)!r}: ")
+    assert stderr.count("\n") == 1
 
 
 def test_an_unwritable_report_path_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -123,7 +124,7 @@ def test_a_fresh_start_over_this_runs_checkpoint_points_at_one_that_exists(run: 
     assert run.latest_checkpoint() == newest
     with pytest.raises(RunDirectoryError, match=r"already holds this run up to checkpoint_round_0010\.pt") as info:
         run.open(CONFIG, start_round=0)
-    assert f"--resume {str(newest)!r} (or --resume auto)" in str(info.value)
+    assert f"--resume {shlex.quote(str(newest))} (or --resume auto)" in str(info.value)
     (run.path / "checkpoint_last.pt").write_bytes(b"ckpt")
     assert run.latest_checkpoint() == run.path / "checkpoint_last.pt"
     assert resolve_resume("auto", run.path) == run.path / "checkpoint_last.pt"

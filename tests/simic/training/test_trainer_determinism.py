@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -261,7 +262,7 @@ def test_a_fresh_run_refuses_a_used_run_directory(make_config: Callable[..., Tra
     checkpoint = tmp_path / "run" / "checkpoint_last.pt"
     with pytest.raises(RunDirectoryError, match=r"already holds this run up to checkpoint_last\.pt") as info:
         train(make_config("run", rounds=1))
-    assert f"continue it with --resume {str(checkpoint)!r}" in str(info.value)
+    assert f"continue it with --resume {shlex.quote(str(checkpoint))}" in str(info.value)
     with pytest.raises(RunDirectoryError, match=r"config\.json' belongs to another run \(seed: config\.json 42"):
         train(make_config("run", rounds=1, seed=3))
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import os
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -322,7 +324,7 @@ def _study(args: argparse.Namespace) -> int:
         created = claim_new_run_directory(Path("runs"), time.strftime("study-%Y%m%d-%H%M%S"))
         config = dataclasses.replace(config, out_dir=str(created))
     out = Path(config.out_dir)
-    print(f"study directory: {out} (to continue it after an interruption: the same command with --out {out})")
+    print(f"study directory: {out} (to continue it after an interruption: the same command with --out {_quoted(out)})")
     with progress:
         report = run_study(config, sink=sink, notify=print)
     print(report.markdown())
@@ -361,7 +363,7 @@ def _ppo(args: argparse.Namespace) -> int:
         return 0
     print(f"run directory: {config.out_dir}")
     if result.checkpoint is not None:
-        print(f"compare with the heuristic: {PROG} eval {result.checkpoint}")
+        print(f"compare with the heuristic: {PROG} eval {_quoted(result.checkpoint)}")
     return 0
 
 
@@ -403,10 +405,14 @@ def _eval(args: argparse.Namespace) -> int:
     config = from_plain(EvalConfig, given_values(args, _eval_options()))
     if args.tensorboard:
         summary_writer_class()  # a missing extra stops the command before the evaluation, not after it
-    report = evaluate(args.checkpoint, config, data_dir=args.data_dir)
-    print(report.table())
     out = Path(args.out) if args.out is not None else Path(args.checkpoint).parent / "eval.json"
     traces_path = Path(args.traces) if args.traces is not None else out.parent / TRACES_FILE
+    for output in (out, traces_path):  # checked before playing every episode, not after
+        _check_writable(output)
+    if args.tensorboard:
+        _check_writable(Path(args.checkpoint).parent / TENSORBOARD_DIR, directory=True)
+    report = evaluate(args.checkpoint, config, data_dir=args.data_dir)
+    print(report.table())
     traces = write_traces(traces_path, ((row.policy, row.traces) for row in report.rows))
     print(f"wrote {traces}")
     _write_json(out, report.to_json())
@@ -449,6 +455,30 @@ def _presets(args: argparse.Namespace) -> int:
         for line in preset.setting_lines():
             print(f"    {line}")
     return 0
+
+
+def _quoted(path: str | os.PathLike[str]) -> str:
+    """``path`` as one shell word, for the commands the CLI suggests (a space or quote in it stays pasteable)."""
+    return shlex.quote(str(path))
+
+
+def _check_writable(path: Path, *, directory: bool = False) -> None:
+    """Raise ``ValueError`` unless the file (or with ``directory``, the folder) ``path`` can be written,
+    its missing parent directories created.
+
+    A best-effort check (``os.access``; root passes every permission test) that catches what a user
+    mistypes: a file path that is a directory, a parent that is a file, a directory without write permission.
+    """
+    reason = None
+    parent = next(p for p in path.absolute().parents if p.exists())  # the nearest existing ancestor
+    if path.exists() and path.is_dir() != directory:
+        reason = "it is a directory" if path.is_dir() else "it is not a directory"
+    elif not parent.is_dir():
+        reason = f"{str(parent)!r} is not a directory"
+    elif not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        reason = "permission denied"
+    if reason is not None:
+        raise ValueError(f"cannot write {str(path)!r}: {reason} (nothing was evaluated)")
 
 
 def _write_json(path: Path, data: Any) -> None:

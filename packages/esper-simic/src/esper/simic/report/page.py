@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shlex
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from html import escape
 from typing import TYPE_CHECKING, Any
@@ -97,8 +98,8 @@ def _evaluation(run: RunFiles, timelines: Sequence[RenderedFigure]) -> str:
     if run.evaluation is None:
         return (
             f'<p class="note">No {EVAL_FILE} in this run directory: compare the policy with the baselines with '
-            f"<code>esper-train eval {escape(str(run.path / 'checkpoint_last.pt'))}</code>, then write this report "
-            "again.</p>"
+            f"<code>esper-train eval {escape(shlex.quote(str(run.path / 'checkpoint_last.pt')))}</code>, then write "
+            "this report again.</p>"
         )
     evaluation = run.evaluation
     rows = evaluation.get("rows") or []

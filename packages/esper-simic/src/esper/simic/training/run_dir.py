@@ -30,6 +30,7 @@ import json
 import math
 import os
 import re
+import shlex
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -254,7 +255,7 @@ class RunDirectory:
         if checkpoint is not None:
             raise RunDirectoryStartedError(
                 f"run directory {str(self.path)!r} already holds this run up to {checkpoint.name}; continue it "
-                f"with --resume {str(checkpoint)!r} (or --resume auto), or choose another output directory",
+                f"with --resume {shlex.quote(str(checkpoint))} (or --resume auto), or choose another output directory",
                 checkpoint,
             )
 
