@@ -12,6 +12,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -226,22 +228,11 @@ def _wait_until_gone(pids: list[int], timeout_s: float) -> list[int]:
 
 def test_killing_the_launcher_ends_its_workers(tmp_path: Path) -> None:
     """``kill -9`` of ``esper-train ppo --nproc-per-node 2``: no worker trains on alone."""
-    job = _launched_job(tmp_path)
-    workers: list[int] = []
-    try:
-        _wait_for_lines(tmp_path / "run" / "metrics.jsonl", 1, job)  # both workers are training
-        workers = _children(job.pid)  # torchrun's agent runs in the launcher: the workers are its children
-        assert len(workers) == 2
+    with _training_job(tmp_path) as (job, workers):
+        assert len(workers) == 2  # torchrun's agent runs in the launcher: the workers are its children
         os.kill(job.pid, signal.SIGKILL)
         job.wait(timeout=30)
         assert _wait_until_gone(workers, timeout_s=10.0) == []
-    finally:
-        for pid in workers:
-            if not _gone(pid):
-                os.kill(pid, signal.SIGKILL)
-        if job.poll() is None:
-            job.kill()
-            job.wait()
 
 
 _WORKER = """
@@ -289,42 +280,39 @@ def test_a_worker_whose_launcher_is_already_gone_ends_at_once() -> None:
     assert (done.returncode, done.stdout) == (-signal.SIGTERM, "")
 
 
-def _stop(job: subprocess.Popen[str], workers: list[int]) -> None:
-    """Kill what is left of a launched job (a test that failed half-way)."""
-    for pid in workers:
-        if not _gone(pid):
-            os.kill(pid, signal.SIGKILL)
-    if job.poll() is None:
-        job.kill()
-        job.wait()
+@contextmanager
+def _training_job(work: Path) -> Iterator[tuple[subprocess.Popen[str], list[int]]]:
+    """A :func:`_launched_job` once both workers train (its first metrics line), with the workers'
+    pids; whatever is left of it is killed on the way out (a test that failed half-way)."""
+    job = _launched_job(work)
+    workers: list[int] = []
+    try:
+        _wait_for_lines(work / "run" / "metrics.jsonl", 1, job)
+        workers = _children(job.pid)
+        yield job, workers
+    finally:
+        for pid in workers:
+            if not _gone(pid):
+                os.kill(pid, signal.SIGKILL)
+        if job.poll() is None:
+            job.kill()
+            job.wait()
 
 
 def test_ctrl_c_stops_the_job_with_one_line_and_status_130(tmp_path: Path) -> None:
     """Like one process: ``esper-train: interrupted`` and 130, no traceback of the launcher or a worker."""
-    job = _launched_job(tmp_path)
-    workers: list[int] = []
-    try:
-        _wait_for_lines(tmp_path / "run" / "metrics.jsonl", 1, job)
-        workers = _children(job.pid)
+    with _training_job(tmp_path) as (job, workers):
         os.killpg(job.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         assert job.wait(timeout=120) == 130
         assert _wait_until_gone(workers, timeout_s=10.0) == []
-    finally:
-        _stop(job, workers)
     assert (tmp_path / "stderr.txt").read_text().strip().splitlines() == ["esper-train: interrupted"]
 
 
 def test_a_killed_worker_is_reported_in_one_line_without_its_peers_traceback(tmp_path: Path) -> None:
-    job = _launched_job(tmp_path)
-    workers: list[int] = []
-    try:
-        _wait_for_lines(tmp_path / "run" / "metrics.jsonl", 1, job)
-        workers = _children(job.pid)
+    with _training_job(tmp_path) as (job, _):
         victim = _worker_pid(job.pid, rank=1)
         os.kill(victim, signal.SIGSTOP)  # its peer reaches the round's next collective and waits there for it
         time.sleep(5.0)
         os.kill(victim, signal.SIGKILL)  # the waiting peer's connection is reset
         assert job.wait(timeout=120) == 128 + signal.SIGKILL
-    finally:
-        _stop(job, workers)
     assert (tmp_path / "stderr.txt").read_text().splitlines() == ["esper-train: error: worker 1 was killed by SIGKILL"]
