@@ -4,6 +4,9 @@ Measures, per device and network size preset:
 
 * ``get_action_ms``: median latency of one ``get_action`` call (stochastic, inference mode) for
   batches of 1, 4, 16 and 64 environments;
+* ``get_action_ops``: ATen ops one such call runs, as ``torch.profiler`` records them (nested ops
+  included, e.g. ``aten::linear`` and the ``aten::addmm`` inside it): on CPU at small batches the
+  call costs a few microseconds per op, so this count, not FLOPs, is what its latency tracks;
 * ``evaluate_fwd_bwd_ms``: median time of ``evaluate_actions`` plus the backward pass of a
   PPO-shaped loss over sequences ``[B, T]`` = ``[4, 40]`` and ``[16, 150]``.
 
@@ -12,6 +15,7 @@ CUDA timings synchronise before and after each call. Usage::
     uv run python scripts/bench_policy.py                 # CPU, plus CUDA when available
     uv run python scripts/bench_policy.py --device cuda --compile default
     uv run python scripts/bench_policy.py --quick         # tiny smoke run
+    uv run python scripts/bench_policy.py --device cpu --sizes default --threads 1   # rollout latency
 """
 
 from __future__ import annotations
@@ -120,6 +124,15 @@ def median_ms(fn: Callable[[], object], device: torch.device, repeats: int, warm
     return round(statistics.median(timings), 3)
 
 
+def count_ops(fn: Callable[[], object]) -> int:
+    """ATen ops (``aten::*`` profiler events, nested ones included) that one call of ``fn`` runs."""
+    from torch.profiler import ProfilerActivity, profile  # imported here: only this metric needs it
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    return sum(1 for event in prof.events() if event.name.startswith("aten::"))
+
+
 def bench_one(args: argparse.Namespace, device: torch.device, preset: str, repeats: int) -> dict[str, Any]:
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
@@ -127,11 +140,13 @@ def bench_one(args: argparse.Namespace, device: torch.device, preset: str, repea
         args.policy, slot_config=SlotConfig(), device=device, compile_mode=args.compile, preset=preset
     )
     parameters = list(bundle.parameters())
-    get_action_ms = {}
+    get_action_ms, get_action_ops = {}, {}
     for batch in QUICK_BATCHES if args.quick else BATCHES:
         obs, masks = synthetic_step(bundle, batch, rng)
         hidden = bundle.initial_hidden(batch)
-        get_action_ms[str(batch)] = median_ms(functools.partial(bundle.get_action, obs, masks, hidden), device, repeats)
+        call = functools.partial(bundle.get_action, obs, masks, hidden)
+        get_action_ms[str(batch)] = median_ms(call, device, repeats)
+        get_action_ops[str(batch)] = count_ops(call)
 
     evaluate_ms = {}
     for batch, steps in QUICK_SEQUENCES if args.quick else SEQUENCES:
@@ -156,6 +171,7 @@ def bench_one(args: argparse.Namespace, device: torch.device, preset: str, repea
         "policy_config": dict(bundle.policy_config),
         "num_parameters": sum(p.numel() for p in parameters),
         "get_action_ms": get_action_ms,
+        "get_action_ops": get_action_ops,
         "evaluate_fwd_bwd_ms": evaluate_ms,
     }
 
