@@ -4,6 +4,13 @@ Both turn raw head logits into per-head actions, log-probs and normalised entrop
 same canonicalisation and the same FP32 helpers, in the same order, so for equal logits, masks
 and actions they return bit-identical numbers (the first PPO ratio is exactly 1). They are pure
 functions over tensors: no module, no hidden RNG, no host sync, compile-friendly.
+
+Both work on all heads together in the padded ``[..., H, N]`` layout of
+:mod:`esper.tamiyo.networks.padded`: canonicalisation, sampling, the chosen actions' log-probs and
+the entropies are one op each for every head (on the rollout leg, at small batches, op count is
+what the latency follows). Only the masked ``log_softmax`` (and the optional floor) runs per head
+at the head's own size: over ``[B*T, H, N]`` padded rows it costs the update leg ~3x more than over
+the exact widths, and per head it rounds exactly as before.
 """
 
 from __future__ import annotations
@@ -14,13 +21,23 @@ from typing import NamedTuple
 import torch
 
 from esper.tamiyo.contract import ActionSpace
-from esper.tamiyo.networks.canonical import canonicalise_masks, with_op_slot_mask
+from esper.tamiyo.networks.canonical import with_op_slot_mask
 from esper.tamiyo.networks.distributions import (
+    MASKED_LOGIT,
+    exponential_noise,
     greedy_actions,
     head_log_probs,
     log_prob_of,
     normalised_entropy,
-    sample_actions,
+    race_actions,
+)
+from esper.tamiyo.networks.padded import (
+    PaddedLayout,
+    canonicalise_padded,
+    pad_heads,
+    padded_layout,
+    unpad_heads,
+    unstack_heads,
 )
 
 
@@ -49,7 +66,10 @@ def choose_actions(
 
     The op is drawn first (argmax when ``deterministic``) from its floored FP32 distribution;
     the slot mask is then the ``slot_by_op`` row of that op, every head irrelevant to it is made
-    one-hot at its canonical action, and each other head is drawn in head order the same way.
+    one-hot at its canonical action, and every other head is drawn from its distribution under
+    those masks. Sampling is one exponential race (:func:`race_actions`) over all heads, with
+    noise drawn once for the whole ``[B, H, N]`` step; the op uses its own row of that noise, and
+    the op row's second draw is discarded.
 
     Args:
         action_space: head order, op head, relevance and placeholders.
@@ -61,19 +81,21 @@ def choose_actions(
         generator: RNG for sampling (on the logits' device); None uses torch's global RNG.
     """
     op_head = action_space.op_head
-    op_log_probs = head_log_probs(logits[op_head], masks[op_head], floors.get(op_head, 0.0))
-    ops = greedy_actions(op_log_probs) if deterministic else sample_actions(op_log_probs, generator)
-    conditioned = dict(masks) if slot_by_op is None else with_op_slot_mask(action_space, masks, slot_by_op, ops)
-    canonical = canonicalise_masks(action_space, ops, conditioned)
-    scores = HeadScores({}, {}, {})
-    for head in action_space.head_names:
-        if head == op_head:
-            log_probs, chosen = op_log_probs, ops
-        else:
-            log_probs = head_log_probs(logits[head], canonical[head], floors.get(head, 0.0))
-            chosen = greedy_actions(log_probs) if deterministic else sample_actions(log_probs, generator)
-        _record(scores, head, chosen, log_probs, canonical[head])
-    return scores
+    op_mask = masks[op_head]
+    layout = padded_layout(action_space, op_mask.device)
+    op_log_probs = head_log_probs(logits[op_head], op_mask, floors.get(op_head, 0.0))
+    noise = None
+    if deterministic:
+        ops = greedy_actions(op_log_probs)
+    else:
+        noise = exponential_noise((*op_mask.shape[:-1], action_space.num_heads, layout.width), op_mask, generator)
+        ops = race_actions(op_log_probs, op_mask, noise[..., layout.op_index, : op_mask.shape[-1]])
+    conditioned = masks if slot_by_op is None else with_op_slot_mask(action_space, masks, slot_by_op, ops)
+    canonical = _canonical_masks(action_space, layout, conditioned, ops)
+    log_probs = _log_probs(action_space, layout, floors, logits, canonical, {op_head: op_log_probs})
+    drawn = greedy_actions(log_probs) if noise is None else race_actions(log_probs, canonical, noise)
+    actions = torch.where(layout.is_op, ops.unsqueeze(-1), drawn)
+    return _scores(action_space, actions, log_probs, canonical)
 
 
 def score_actions(
@@ -88,15 +110,47 @@ def score_actions(
     ``logits {head: [..., n]}``, ``masks {head: bool [..., n]}`` with the slot mask already
     op-conditioned (as the rollout buffer stores it); canonicalisation uses the stored op.
     """
-    canonical = canonicalise_masks(action_space, actions[action_space.op_head], masks)
-    scores = HeadScores({}, {}, {})
-    for head in action_space.head_names:
-        log_probs = head_log_probs(logits[head], canonical[head], floors.get(head, 0.0))
-        _record(scores, head, actions[head].long(), log_probs, canonical[head])
-    return scores
+    stacked = torch.stack([actions[head].long() for head in action_space.head_names], dim=-1)
+    layout = padded_layout(action_space, stacked.device)
+    canonical = _canonical_masks(action_space, layout, masks, stacked[..., layout.op_index])
+    log_probs = _log_probs(action_space, layout, floors, logits, canonical, {})
+    return _scores(action_space, stacked, log_probs, canonical)
 
 
-def _record(scores: HeadScores, head: str, actions: torch.Tensor, log_probs: torch.Tensor, mask: torch.Tensor) -> None:
-    scores.actions[head] = actions
-    scores.log_probs[head] = log_prob_of(log_probs, actions)
-    scores.entropies[head] = normalised_entropy(log_probs, mask)
+def _canonical_masks(
+    action_space: ActionSpace, layout: PaddedLayout, masks: Mapping[str, torch.Tensor], ops: torch.Tensor
+) -> torch.Tensor:
+    """Padded bool masks ``[..., H, N]`` of every head, canonicalised for ``ops [...]``."""
+    padded = pad_heads(layout, [masks[head] for head in action_space.head_names], False)
+    return canonicalise_padded(layout, ops, padded)
+
+
+def _log_probs(
+    action_space: ActionSpace,
+    layout: PaddedLayout,
+    floors: Mapping[str, float],
+    logits: Mapping[str, torch.Tensor],
+    canonical: torch.Tensor,
+    known: Mapping[str, torch.Tensor],
+) -> torch.Tensor:
+    """Padded FP32 log-probs ``[..., H, N]`` of every head under its canonical mask (padding: ``MASKED_LOGIT``).
+
+    Per head at its own width (see the module docstring), both legs through this one function so
+    they round alike. ``known`` holds heads already scored under the same mask (the rollout's op).
+    """
+    per_head = [
+        known[head] if head in known else head_log_probs(logits[head], mask, floors.get(head, 0.0))
+        for head, mask in zip(action_space.head_names, unpad_heads(layout, canonical), strict=True)
+    ]
+    return pad_heads(layout, per_head, MASKED_LOGIT)
+
+
+def _scores(
+    action_space: ActionSpace, actions: torch.Tensor, log_probs: torch.Tensor, canonical: torch.Tensor
+) -> HeadScores:
+    """Per-head dicts of ``actions [..., H]`` and their log-probs and normalised entropies."""
+    return HeadScores(
+        unstack_heads(action_space, actions),
+        unstack_heads(action_space, log_prob_of(log_probs, actions)),
+        unstack_heads(action_space, normalised_entropy(log_probs, canonical)),
+    )
