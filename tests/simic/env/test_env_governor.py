@@ -84,4 +84,4 @@ def test_injected_nan_restores_snapshot_and_terminates(config: EnvConfig) -> Non
     assert result.episode.discounted_return == pytest.approx(0.99**19 * -10.0 - start)
     assert math.isfinite(result.info.val_loss) and bool(torch.isfinite(result.obs.features).all())
     assert result.episode is not None and result.episode.rollbacks == 1
-    assert env.host_optimizer is not None and not env.host_optimizer.state  # momentum reset
+    assert env.host_sgd is not None and env.host_sgd.momentum is None  # momentum reset

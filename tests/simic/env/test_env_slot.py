@@ -108,7 +108,7 @@ def test_instant_prune_and_cleanup_pipeline() -> None:
     _germinate(slot)
     _epoch(slot)
     slot.prune(0, AlphaCurve.LINEAR, 12.0)
-    assert slot.stage == S.PRUNED and slot.seed is None and slot.optimizer is None and slot.alpha == 0.0
+    assert slot.stage == S.PRUNED and slot.seed is None and slot.sgd is None and slot.alpha == 0.0
     stages = []
     for _ in range(5):
         _epoch(slot)
@@ -157,9 +157,7 @@ def test_switching_to_gate_builds_a_gate_and_trains_it() -> None:
         1.0, 0, AlphaCurve.LINEAR, 12.0, GerminationStyle.GATED_GATE, torch.Generator().manual_seed(1)
     )
     assert slot.gate is not None and slot.num_params > params_before
-    assert slot.optimizer is not None and len(slot.optimizer.param_groups[0]["params"]) == len(
-        slot.parameters_to_train()
-    )
+    assert slot.sgd is not None and slot.sgd.params == slot.parameters_to_train()
 
 
 def test_illegal_operations_raise() -> None:

@@ -9,7 +9,8 @@ import torch
 
 from esper.simic.env import DataError, EnvConfig, TextTask, load_task, load_text, read_corpus
 from esper.simic.env.grammar import generate_corpus
-from esper.simic.env.host_epoch import train_epoch
+from esper.simic.env.host_epoch import HostRun, train_epoch
+from esper.simic.env.sgd import ModuleSGD, SGDSettings
 from esper.simic.env.hosts import HostPreset, build_host
 from esper.simic.env.model import MorphogeneticModel
 from esper.simic.env.slot import SlotSettings
@@ -86,10 +87,8 @@ def test_an_epoch_trains_on_epoch_samples_windows(tmp_path: Path) -> None:
         preset=HostPreset((8, 8, 8), embed_dim=8),
     )
     model = MorphogeneticModel(host, ("r0c0",), SlotSettings())
-    optimizer = torch.optim.SGD(model.host.parameters(), lr=0.1)
-    stats = train_epoch(
-        model, data, optimizer, batch_size=16, generator=torch.Generator(), host_max_grad_norm=1.0, seed_max_grad_norm=1
-    )
+    host_sgd = ModuleSGD(list(model.host.parameters()), SGDSettings(lr=0.1, momentum=0.0, max_grad_norm=1.0))
+    stats = train_epoch(HostRun(model, host_sgd, torch.Generator()), data, batch_size=16)
     assert stats.num_batches == 2  # 40 windows of the 449, in minibatches of 16 (the partial one dropped)
     assert 0.0 <= stats.train_accuracy <= 100.0 and stats.train_loss > 0.0
 

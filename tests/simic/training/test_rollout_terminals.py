@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 import torch
 
-import esper.simic.env.morphogenetic as morphogenetic_module
 from esper.simic.agent import (
     ObservationNormalizer,
     PPOAgent,
@@ -24,7 +23,7 @@ from esper.simic.agent import (
     RolloutBuffer,
     generalized_advantage_estimate,
 )
-from esper.simic.env import EnvConfig, MorphogeneticModel, VectorEnv
+from esper.simic.env import EnvConfig, MorphogeneticEnv, VectorEnv
 from esper.simic.training import TrainConfig, train
 from esper.simic.training.rollout import collect_rollout
 from esper.tamiyo.policy import create_policy
@@ -35,21 +34,22 @@ F, T = False, True
 def _poison_host_at_call(monkeypatch: pytest.MonkeyPatch, call: int) -> None:
     """Make the ``call``-th host epoch (0-based, over all envs) start from a NaN host weight.
 
-    ``VectorEnv`` steps its environments in index order, so with ``N`` envs call ``k`` is env
-    ``k % N`` training its epoch ``k // N + 1``.
+    ``VectorEnv`` begins its environments' steps in index order, so with ``N`` envs call ``k`` is
+    env ``k % N`` training its epoch ``k // N + 1``.
     """
-    real_train_epoch = morphogenetic_module.train_epoch
+    real_begin_step = MorphogeneticEnv.begin_step
     calls = 0
 
-    def train_epoch(model: MorphogeneticModel, *args: Any, **kwargs: Any) -> Any:
+    def begin_step(env: MorphogeneticEnv, *args: Any, **kwargs: Any) -> None:
         nonlocal calls
+        real_begin_step(env, *args, **kwargs)
         if calls == call:
+            assert env.model is not None
             with torch.no_grad():
-                next(model.host.parameters()).view(-1)[0] = math.nan
+                next(env.model.host.parameters()).view(-1)[0] = math.nan
         calls += 1
-        return real_train_epoch(model, *args, **kwargs)
 
-    monkeypatch.setattr(morphogenetic_module, "train_epoch", train_epoch)
+    monkeypatch.setattr(MorphogeneticEnv, "begin_step", begin_step)
 
 
 def test_a_governor_terminal_is_stored_without_bootstrap_and_padded(

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
+from esper.simic.env.blending import Alpha
 from esper.simic.env.config import NUM_SLOT_ROWS
 from esper.simic.env.hosts import HostNetwork
 from esper.simic.env.slot import SeedSlot, SlotSettings
@@ -52,21 +53,26 @@ class MorphogeneticModel(nn.Module):
         """Slots in slot-head order."""
         return [s for s in self.slots.values()]  # type: ignore[misc]
 
+    def stage_plan(self) -> Iterator[tuple[int, str, str | None]]:
+        """The host's stages in forward order: block index, stage (``first``/``second``), id of the slot after it."""
+        for col in range(len(self.host.blocks)):
+            yield col, "first", self._position_slot.get((1, col))
+            yield col, "second", self._position_slot.get((0, col))
+
     def _stages(self) -> Iterator[tuple[Callable[[torch.Tensor], torch.Tensor], str | None]]:
         """The host's stages in forward order, each with the id of the enabled slot after it (or None)."""
-        for col in range(len(self.host.blocks)):
-            block = self.host.block(col)
-            yield block.first, self._position_slot.get((1, col))
-            yield block.second, self._position_slot.get((0, col))
+        for col, stage, slot_id in self.stage_plan():
+            yield getattr(self.host.block(col), stage), slot_id
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, alphas: Mapping[str, Alpha] | None = None) -> torch.Tensor:
         """Host input (images ``[B, C, H, W]`` or token ids ``[B, T]``) → logits ``[B, num_classes]`` or
-        ``[B, T, vocab]``, with every slot at its own alpha."""
+        ``[B, T, vocab]``, with every slot at its own alpha, or at ``alphas[slot_id]`` where given (the
+        batched host engine passes each environment's amplitudes to one shared model)."""
         h = x
         for stage, slot_id in self._stages():
             h = stage(h)
             if slot_id is not None:
-                h = self.slots[slot_id](h)
+                h = self.slots[slot_id](h, None if alphas is None else alphas.get(slot_id))
         return self.host.head(h)
 
     def forward_configs(self, x: torch.Tensor, alpha_table: Mapping[str, Sequence[float]]) -> torch.Tensor:

@@ -43,7 +43,7 @@ from esper.simic.env.architecture import FixedArchitecture
 from esper.simic.env.config import EnvConfig
 from esper.simic.env.datasets import TaskData, load_task
 from esper.simic.env.governor import Governor, Snapshot, restore_snapshot, take_snapshot
-from esper.simic.env.host_epoch import EpochStats, train_epoch
+from esper.simic.env.host_epoch import EpochStats, HostRun, train_epoch
 from esper.simic.env.hosts import build_host
 from esper.simic.env.model import MorphogeneticModel
 from esper.simic.env.objective import epoch_compute, objective_value
@@ -58,6 +58,7 @@ from esper.simic.env.rewards import (
     compute_reward,
     objective_terms,
 )
+from esper.simic.env.sgd import ModuleSGD, SGDSettings
 from esper.simic.env.signals import SignalTracker, TrackerSignals
 from esper.simic.env.slot import SeedSlot, SlotSettings
 from esper.simic.env.validation import ValidationResult, validate
@@ -78,6 +79,15 @@ def slot_trace(slot: SeedSlot) -> SlotTrace:
     """What an episode trace records of ``slot`` now."""
     blueprint = None if slot.blueprint is None else slot.blueprint.name
     return SlotTrace(slot.slot_id, slot.stage.name, blueprint, slot.alpha, slot.contribution, slot.num_params)
+
+
+@dataclass(frozen=True, slots=True)
+class _PendingStep:
+    """What :meth:`MorphogeneticEnv.begin_step` decided, for :meth:`MorphogeneticEnv.finish_step`."""
+
+    op: int
+    """The executed op (WAIT for an invalid action)."""
+    valid: bool
 
 
 class EpisodeOverError(RuntimeError):
@@ -145,13 +155,16 @@ class MorphogeneticEnv:
             config.lifecycle.embargo_epochs,
             config.seed_training.lr,
             config.seed_training.momentum,
+            config.seed_training.max_grad_norm,
         )
         self.governor = Governor(config.governor)
         self.tracker = SignalTracker()
         self.model: MorphogeneticModel | None = None
         self.snapshot: Snapshot | None = None
         self._generator = torch.Generator()
-        self._host_optimizer: torch.optim.SGD | None = None
+        self._host_sgd: ModuleSGD | None = None
+        self._host_key: tuple[object, ...] = ()
+        self._pending: _PendingStep | None = None
         self._masks: ActionMasks | None = None
         self._validation: ValidationResult | None = None
         self._epoch = 0
@@ -194,10 +207,10 @@ class MorphogeneticEnv:
         return self._epoch
 
     @property
-    def host_optimizer(self) -> torch.optim.SGD | None:
-        """The host's optimiser (read-only; None before the first reset). A governor rollback
-        replaces it, so the restored weights never inherit momentum from the failed epochs."""
-        return self._host_optimizer
+    def host_sgd(self) -> ModuleSGD | None:
+        """The host's optimiser state (read-only; None before the first reset). A governor rollback
+        resets its momentum, so the restored weights never inherit momentum from the failed epochs."""
+        return self._host_sgd
 
     @property
     def done(self) -> bool:
@@ -228,7 +241,9 @@ class MorphogeneticEnv:
         self.model = MorphogeneticModel(host, cfg.slot_ids, self._slot_settings, self.device).to(self.device)
         if architecture is not None:
             architecture.install_seeds(self.model, self._generator)
-        self._host_optimizer = self._make_host_optimizer()
+        self._host_sgd = self._make_host_sgd()
+        self._host_key = (cfg.host, preset, tuple(tuple(p.shape) for p in host.parameters()))
+        self._pending = None
         self.governor.reset()
         self.tracker.reset()
         self._epoch = 0
@@ -251,11 +266,11 @@ class MorphogeneticEnv:
         seed_params = sum(s.num_params for s in self.model.all_slots())
         return objective_terms(self._validation.accuracy, seed_params, self._tally.extra_compute, self.config.objective)
 
-    def _make_host_optimizer(self) -> torch.optim.SGD:
+    def _make_host_sgd(self) -> ModuleSGD:
         cfg = self.config.host_training
         assert self.model is not None
-        return torch.optim.SGD(
-            self.model.host.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, foreach=True
+        return ModuleSGD(
+            list(self.model.host.parameters()), SGDSettings(cfg.lr, cfg.momentum, cfg.weight_decay, cfg.max_grad_norm)
         )
 
     def _observe(self, signals: TrackerSignals, *, success: bool, op: int) -> tuple[Observation, ActionMasks]:
@@ -285,25 +300,53 @@ class MorphogeneticEnv:
     # ----------------------------------------------------------------------------------- step
     def step(self, action: Mapping[str, object]) -> EnvStep:
         """Execute ``action`` ({head: index}), train one epoch, and return the next observation (module docstring)."""
+        self.begin_step(action)
+        return self.finish_step(
+            train_epoch(self.host_run(), self.data, batch_size=self.config.host_training.batch_size)
+        )
+
+    def begin_step(self, action: Mapping[str, object]) -> None:
+        """Steps 1–2 of :meth:`step`: execute ``action`` and tick the lifecycle clock. The epoch is trained next
+        (by :meth:`step`, or by a host engine for several environments at once), then :meth:`finish_step`."""
         if self._done or self.model is None or self._masks is None or self._validation is None:
             raise EpisodeOverError("the episode is over (or was never started): call reset(seed) first")
+        if self._pending is not None:
+            raise RuntimeError("begin_step called twice: train the epoch and call finish_step first")
         model, cfg = self.model, self.config
         act = parse_action(action, self._space)
         slots = model.all_slots()
-        last_accuracy = self._validation.accuracy
-
         valid = action_allowed(act, self._masks, self._space)
-        valid = valid and execute_action(act, model, cfg.slot_ids, self._generator, last_accuracy)
+        valid = valid and execute_action(act, model, cfg.slot_ids, self._generator, self._validation.accuracy)
         op = act["op"] if valid else int(LifecycleOp.WAIT)
         self._tally.count_op(op, valid)
         if op == LifecycleOp.FOSSILIZE:
             self.snapshot = take_snapshot(model)
-
         for slot in slots:
             slot.tick(cfg.lifecycle.auto_advance)
         self._epoch += 1
         self._tally.extra_compute += epoch_compute(sum(s.num_params for s in slots), model.host.num_params)
-        rollback, reason, epoch_stats = self._train_and_check()
+        self._pending = _PendingStep(op=op, valid=valid)
+
+    def host_run(self) -> HostRun:
+        """What a host engine needs to train this environment's epoch (after :meth:`begin_step`)."""
+        if self.model is None or self._host_sgd is None or self._pending is None:
+            raise RuntimeError("host_run needs a step in progress: call begin_step first")
+        return HostRun(self.model, self._host_sgd, self._generator)
+
+    @property
+    def host_key(self) -> tuple[object, ...]:
+        """Equal for environments whose hosts have the same shape this episode (topology, preset, parameter
+        shapes): the batched host engine trains those together."""
+        return self._host_key
+
+    def finish_step(self, epoch_stats: EpochStats) -> EnvStep:
+        """Steps 4–7 of :meth:`step` once the epoch has trained: validate, governor, reward, observe."""
+        if self._pending is None or self.model is None or self._validation is None:
+            raise RuntimeError("finish_step needs a step in progress: call begin_step first")
+        pending, self._pending = self._pending, None
+        model, cfg = self.model, self.config
+        slots = model.all_slots()
+        rollback, reason = self._validate_and_check(epoch_stats)
         val = self._validation
         signals = self.tracker.update(val.loss, val.accuracy)
 
@@ -324,10 +367,10 @@ class MorphogeneticEnv:
         )
         self._tally.add_reward(reward, self.gamma)
         self._done = rollback or last_step
-        obs, self._masks = self._observe(signals, success=valid, op=op)
+        obs, self._masks = self._observe(signals, success=pending.valid, op=pending.op)
         info = StepInfo(
-            executed_op=op,
-            action_valid=valid,
+            executed_op=pending.op,
+            action_valid=pending.valid,
             epoch=self._epoch,
             train_loss=epoch_stats.train_loss,
             train_accuracy=epoch_stats.train_accuracy,
@@ -351,19 +394,10 @@ class MorphogeneticEnv:
             episode=self._episode_summary(val) if self._done else None,
         )
 
-    def _train_and_check(self) -> tuple[bool, str | None, EpochStats]:
-        """Train one epoch, validate, run the governor; returns ``(rolled_back, reason, epoch stats)``."""
+    def _validate_and_check(self, epoch_stats: EpochStats) -> tuple[bool, str | None]:
+        """Record the epoch's gradients, validate, run the governor; returns ``(rolled_back, reason)``."""
         model, cfg = self.model, self.config
-        assert model is not None and self._host_optimizer is not None
-        epoch_stats = train_epoch(
-            model,
-            self.data,
-            self._host_optimizer,
-            batch_size=cfg.host_training.batch_size,
-            generator=self._generator,
-            host_max_grad_norm=cfg.host_training.max_grad_norm,
-            seed_max_grad_norm=cfg.seed_training.max_grad_norm,
-        )
+        assert model is not None
         for slot in model.all_slots():
             slot.record_gradients(epoch_stats.seed_gradients.get(slot.slot_id))
         val = validate(model, self.data.val_x, self.data.val_y, chunk_size=cfg.host_training.val_batch_size)
@@ -376,7 +410,7 @@ class MorphogeneticEnv:
         elif self._epoch % cfg.governor.snapshot_interval == 0 and not self.governor.anomaly_pending:
             self.snapshot = take_snapshot(model)
         self._validation = val
-        return verdict.panic, verdict.reason, epoch_stats
+        return verdict.panic, verdict.reason
 
     def _rollback(self) -> None:
         """Restore the snapshot, prune every live seed, reset every optimiser's momentum."""
@@ -387,7 +421,8 @@ class MorphogeneticEnv:
             if slot.is_live:
                 slot.prune_now()
             slot.reset_optimizer()
-        self._host_optimizer = self._make_host_optimizer()
+        assert self._host_sgd is not None
+        self._host_sgd.reset()
         self._tally.rollbacks += 1
 
     def _episode_summary(self, val: ValidationResult) -> EpisodeSummary:

@@ -35,6 +35,7 @@ from torch import nn
 from esper.simic.env.alpha import AlphaController
 from esper.simic.env.blending import Alpha, blend, straight_through
 from esper.simic.env.blueprints import build_blueprint, build_gate
+from esper.simic.env.sgd import ModuleSGD, SGDSettings
 from esper.tamiyo.contract import (
     ACTIVE_STAGES,
     PRUNABLE_STAGES,
@@ -71,6 +72,8 @@ class SlotSettings:
     """SGD learning rate of the seed's optimiser."""
     seed_momentum: float = 0.9
     """SGD momentum of the seed's optimiser."""
+    seed_max_grad_norm: float = 1.0
+    """Global gradient-norm clip of the seed (with its gate); 0 does not clip."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +116,7 @@ class SeedSlot(nn.Module):
         self.device = torch.device(device)
         self.seed: nn.Module | None = None
         self.gate: nn.Module | None = None
-        self.optimizer: torch.optim.SGD | None = None
+        self.sgd: ModuleSGD | None = None
         self._clear()
 
     # ----------------------------------------------------------------------------------- state
@@ -121,7 +124,7 @@ class SeedSlot(nn.Module):
         """Empty slot: no module, DORMANT, every per-seed record reset."""
         self.seed = None
         self.gate = None
-        self.optimizer = None
+        self.sgd = None
         self.stage = SeedStage.DORMANT
         self.previous_stage = SeedStage.DORMANT
         self.previous_stage_epochs = 0
@@ -169,6 +172,11 @@ class SeedSlot(nn.Module):
         """Seed + gate parameters that currently take gradient steps (empty when frozen or empty)."""
         return [p for m in self._seed_modules() for p in m.parameters() if p.requires_grad]
 
+    @property
+    def trains(self) -> bool:
+        """The seed takes gradient steps this epoch: present, in an active stage and not frozen by a DOWN ramp."""
+        return self.sgd is not None and self.stage in ACTIVE_STAGES and bool(self.parameters_to_train())
+
     def mask_state(self) -> SlotState | None:
         """What the contract's mask rules need (``None`` for an empty DORMANT slot)."""
         if self.stage == SeedStage.DORMANT:
@@ -201,9 +209,12 @@ class SeedSlot(nn.Module):
         self.stage, self.epochs_in_stage = target, 0
 
     def _make_optimizer(self) -> None:
+        """Fresh optimiser state (no momentum) over the seed's and the gate's parameters."""
         params = [p for m in self._seed_modules() for p in m.parameters()]
-        self.optimizer = torch.optim.SGD(
-            params, lr=self.settings.seed_lr, momentum=self.settings.seed_momentum, foreach=True
+        settings = self.settings
+        self.sgd = ModuleSGD(
+            params,
+            SGDSettings(settings.seed_lr, settings.seed_momentum, max_grad_norm=settings.seed_max_grad_norm),
         )
 
     def _set_trainable(self, trainable: bool) -> None:
@@ -220,7 +231,7 @@ class SeedSlot(nn.Module):
             changed = True
         elif algorithm != AlphaAlgorithm.GATE:
             self.gate = None
-        if changed or self.optimizer is None:
+        if changed or self.sgd is None:
             self._make_optimizer()
 
     def germinate(
@@ -365,7 +376,7 @@ class SeedSlot(nn.Module):
         if not self.is_live:
             raise LifecycleError(f"cannot prune slot {self.slot_id}: it is {self.stage.name}")
         self._transition(SeedStage.PRUNED)
-        self.seed, self.gate, self.optimizer = None, None, None
+        self.seed, self.gate, self.sgd = None, None, None
         self.controller = AlphaController()
         self.scheduled_prune = False
         self.contribution, self.contribution_velocity, self.epochs_since_contribution = None, 0.0, None

@@ -17,6 +17,7 @@ import torch
 from esper.simic.env.architecture import FixedArchitecture
 from esper.simic.env.config import EnvConfig
 from esper.simic.env.datasets import TaskData, load_task
+from esper.simic.env.engines import HostEngine, make_engine
 from esper.simic.env.morphogenetic import MorphogeneticEnv
 from esper.simic.env.results import EpisodeSummary, StepInfo, VectorReset, VectorStep
 from esper.simic.env.rewards import DEFAULT_GAMMA
@@ -48,13 +49,16 @@ class VectorEnv:
         *,
         gamma: float = DEFAULT_GAMMA,
         data: TaskData | None = None,
+        engine: str = "auto",
     ) -> None:
-        """``gamma`` discounts the reward: pass the trainer's PPO gamma."""
+        """``gamma`` discounts the reward: pass the trainer's PPO gamma. ``engine`` trains the host epochs
+        (``auto``, ``loop`` or ``batched``: ``engines.py``)."""
         if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
         shared = (data if data is not None else load_task(config)).to(device)
         self.config = config
         self.envs = tuple(MorphogeneticEnv(config, device, gamma=gamma, data=shared) for _ in range(num_envs))
+        self.engine: HostEngine = make_engine(engine, num_envs)
         self._obs: list[Observation] = []
         self._masks: list[ActionMasks] = []
         self._active: list[bool] = [False] * num_envs
@@ -117,10 +121,12 @@ class VectorEnv:
         executed, active = [int(LifecycleOp.WAIT)] * n, list(self._active)
         infos: list[StepInfo | None] = [None] * n
         episodes: list[EpisodeSummary | None] = [None] * n
-        for i, env in enumerate(self.envs):
-            if not active[i]:
-                continue
-            result = env.step({head: column[i] for head, column in columns.items()})
+        stepping = [i for i in range(n) if active[i]]
+        for i in stepping:
+            self.envs[i].begin_step({head: column[i] for head, column in columns.items()})
+        epochs = self.engine.train([self.envs[i] for i in stepping])
+        for i, epoch in zip(stepping, epochs, strict=True):
+            result = self.envs[i].finish_step(epoch)
             self._obs[i], self._masks[i] = result.obs, result.masks
             rewards[i], terminated[i], truncated[i] = result.reward, result.terminated, result.truncated
             executed[i], infos[i], episodes[i] = result.info.executed_op, result.info, result.episode

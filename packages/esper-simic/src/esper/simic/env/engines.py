@@ -1,0 +1,87 @@
+"""Host engines: how a :class:`~esper.simic.env.VectorEnv` trains its environments' host epochs.
+
+Every step, each active environment executes its action and ticks its lifecycle
+(``MorphogeneticEnv.begin_step``); the engine then trains all their epochs; each environment
+validates, runs its governor and observes (``finish_step``). Engines differ only in how the epochs
+train, never in what they compute (up to float rounding):
+
+- ``loop``: one environment after another (``host_epoch.train_epoch``).
+- ``batched``: environments whose hosts have the same shape (equal ``host_key``) train as one
+  computation (``host_epoch.train_epochs_stacked``), seeds of the same blueprint in the same slot
+  stacked too; an environment alone in its group trains as in ``loop``. On fixed-host tasks every
+  environment is in one group; on ``digits-varied`` the hosts of one drawn shape group together.
+- ``auto`` (the default): ``batched`` when there are at least :data:`AUTO_BATCHED_MIN_ENVS`
+  environments, else ``loop``.
+
+Per-environment random streams (minibatch order, augmentation, seed initialisation) are the same
+in both engines, so an environment's episode differs between engines only by float rounding
+(batched matrix products sum in another order). Within one engine, the same seeds give the same
+numbers on the same machine.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal, Protocol, get_args
+
+from esper.simic.env.host_epoch import EpochStats, train_epoch, train_epochs_stacked
+
+if TYPE_CHECKING:
+    from esper.simic.env.morphogenetic import MorphogeneticEnv
+
+EngineName = Literal["auto", "loop", "batched"]
+ENGINE_NAMES: tuple[str, ...] = get_args(EngineName)
+#: ``auto`` batches from this many environments on (measured: ``scripts/bench_env.py``).
+AUTO_BATCHED_MIN_ENVS = 2
+
+
+class HostEngine(Protocol):
+    """Trains one host epoch of each environment (each after its ``begin_step``)."""
+
+    name: str
+
+    def train(self, envs: Sequence[MorphogeneticEnv]) -> list[EpochStats]:
+        """The epoch statistics of ``envs``, in order."""
+        ...
+
+
+class LoopEngine:
+    """One environment after another."""
+
+    name = "loop"
+
+    def train(self, envs: Sequence[MorphogeneticEnv]) -> list[EpochStats]:
+        return [train_epoch(env.host_run(), env.data, batch_size=env.config.host_training.batch_size) for env in envs]
+
+
+class BatchedEngine:
+    """Environments of equal structure as one computation; the rest one by one."""
+
+    name = "batched"
+
+    def train(self, envs: Sequence[MorphogeneticEnv]) -> list[EpochStats]:
+        groups: dict[tuple[object, ...], list[int]] = defaultdict(list)
+        for index, env in enumerate(envs):
+            groups[env.host_key].append(index)
+        stats: list[EpochStats | None] = [None] * len(envs)
+        for members in groups.values():
+            first = envs[members[0]]
+            batch_size = first.config.host_training.batch_size
+            if len(members) == 1:
+                stats[members[0]] = train_epoch(first.host_run(), first.data, batch_size=batch_size)
+                continue
+            runs = [envs[i].host_run() for i in members]
+            results = train_epochs_stacked(runs, first.data, batch_size=batch_size)
+            for index, result in zip(members, results, strict=True):
+                stats[index] = result
+        return [s for s in stats if s is not None]
+
+
+def make_engine(name: str, num_envs: int) -> HostEngine:
+    """The engine called ``name`` (``auto`` resolved for ``num_envs`` environments)."""
+    if name not in ENGINE_NAMES:
+        raise ValueError(f"unknown host engine {name!r}; expected one of {list(ENGINE_NAMES)}")
+    if name == "auto":
+        name = "batched" if num_envs >= AUTO_BATCHED_MIN_ENVS else "loop"
+    return BatchedEngine() if name == "batched" else LoopEngine()

@@ -1,0 +1,206 @@
+"""SGD with momentum for the host and its seeds, stepped as one fused update per minibatch.
+
+Each module that learns (the host; each seed together with its gate) keeps its own settings (learning
+rate, momentum, weight decay, clipping norm) and its own momentum buffer in a :class:`ModuleSGD`.
+An epoch gathers the modules that train into a :class:`FlatSGD`: every parameter and its momentum
+laid out side by side in one flat ``[E, P]`` tensor (``E`` environments trained together, 1 in the
+loop engine), with per-element learning rate, momentum and weight decay and a per-element index of
+its module. One minibatch update is then a dozen tensor operations whatever the number of modules,
+parameter tensors or environments:
+
+- the gradient norm of each module of each environment (one ``index_add``);
+- each module clipped by its own norm, as ``clip_grad_norm_`` would (``max_norm / (norm + 1e-6)``,
+  capped at 1; a ``max_grad_norm`` of 0 does not clip);
+- ``buf = momentum · buf + (clipped grad + weight_decay · p)``, ``p −= lr · buf``: PyTorch's SGD
+  (no dampening, no Nesterov), whose first step ``buf = grad`` is this with a zero buffer.
+
+Before, the host and every seed had a ``torch.optim.SGD`` and were clipped separately: about four
+``step()`` calls, four clips and four ``zero_grad`` per minibatch, most of it PyTorch dispatch on
+these small networks. The maths is the same up to float rounding, with one difference: PyTorch
+skips a parameter that received no gradient (``grad is None``); here its gradient is zero, so its
+momentum still moves it. That happens only to a seed whose blend amplitude is exactly 0 for a whole
+epoch, which the lifecycle does not produce (a ramp ticks before the epoch trains). Parameters that
+are frozen (a seed ramping down) take no step and keep their momentum, as in PyTorch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+#: Added to a gradient norm before dividing by it (``torch.nn.utils.clip_grad_norm_``'s constant).
+CLIP_EPSILON = 1e-6
+
+
+@dataclass(frozen=True, slots=True)
+class SGDSettings:
+    """One module's optimiser settings."""
+
+    lr: float
+    momentum: float
+    weight_decay: float = 0.0
+    max_grad_norm: float = 0.0
+    """Clip the module's gradient to this global L2 norm; 0 does not clip."""
+
+
+class ModuleSGD:
+    """SGD state of one module: its parameters (in a fixed order), settings and flat momentum buffer."""
+
+    def __init__(self, params: Sequence[nn.Parameter], settings: SGDSettings) -> None:
+        self.params = list(params)
+        self.settings = settings
+        self.momentum: torch.Tensor | None = None
+        """Momentum of every parameter, flattened in order (``None`` until the first step or after a reset)."""
+
+    @property
+    def numel(self) -> int:
+        return sum(p.numel() for p in self.params)
+
+    def reset(self) -> None:
+        """Forget the momentum (a governor rollback restarts from restored weights)."""
+        self.momentum = None
+
+    def momentum_or_zeros(self) -> torch.Tensor:
+        """The flat momentum buffer, zeros when there is none yet."""
+        if self.momentum is not None:
+            return self.momentum
+        device = self.params[0].device if self.params else None
+        return torch.zeros(self.numel, device=device)
+
+
+def _split(row: Sequence[ModuleSGD], numels: Sequence[int]) -> list[torch.Tensor]:
+    """The momentum of a row's modules, one flat tensor per parameter tensor."""
+    return list(torch.cat([m.momentum_or_zeros() for m in row]).split(list(numels)))
+
+
+class FlatSGD:
+    """Every module that trains this epoch, in one flat buffer of parameters, gradients and momentum.
+
+    The modules come in *blocks*: ``blocks[b][r]`` lists the modules of row ``r`` of block ``b``, and
+    all rows of a block list modules of the same sizes and settings (one row per environment: the
+    loop engine has one block of one row, the host and its training seeds; the batched engine a block
+    of the hosts of ``E`` environments and one per group of seeds trained together). Within a block
+    the buffer is laid out parameter tensor by parameter tensor, each tensor's rows side by side, so
+    parameter ``t`` of every row is one dense ``[R, *shape]`` view (:meth:`stacked`). A *segment* is
+    one module of one row: it is clipped by its own norm.
+
+    Construction copies parameters and momentum in; :meth:`write_back` points the modules'
+    parameters at their trained values and hands them their momentum.
+    """
+
+    def __init__(self, blocks: Sequence[Sequence[Sequence[ModuleSGD]]]) -> None:
+        self.blocks = [[list(row) for row in block] for block in blocks]
+        device = self.blocks[0][0][0].params[0].device
+        self._chunks: list[list[tuple[int, int]]] = []
+        """Per block, per parameter tensor: its start in the buffer and the numel of one row."""
+        self._segment_start: list[int] = []
+        self._tensor_start: list[int] = []
+        settings: list[SGDSettings] = []
+        segment_ids: list[torch.Tensor] = []
+        tensor_ids: list[torch.Tensor] = []
+        params: list[torch.Tensor] = []
+        momentum: list[torch.Tensor] = []
+        start = num_tensors = 0
+        for block in self.blocks:
+            template = block[0]
+            if any([(m.numel, m.settings) for m in row] != [(m.numel, m.settings) for m in template] for row in block):
+                raise ValueError("the rows of a block need modules of the same sizes and settings")
+            rows, modules = len(block), len(template)
+            module_of = [m for m, module in enumerate(template) for _ in module.params]
+            numels = [p.numel() for module in template for p in module.params]
+            self._segment_start.append(len(settings))
+            self._tensor_start.append(num_tensors)
+            settings += [m.settings for m in template] * rows
+            row_ids = torch.arange(rows, device=device)
+            row_params = [[p for m in row for p in m.params] for row in block]
+            row_momenta = [_split(row, numels) for row in block]
+            chunks = []
+            for t, numel in enumerate(numels):
+                chunks.append((start, numel))
+                segment_ids.append(
+                    (len(settings) - rows * modules + row_ids * modules + module_of[t]).repeat_interleave(numel)
+                )
+                tensor_ids.append((num_tensors + row_ids * len(numels) + t).repeat_interleave(numel))
+                params.append(torch.stack([ps[t].detach().reshape(-1) for ps in row_params]).reshape(-1))
+                momentum.append(torch.stack([ms[t] for ms in row_momenta]).reshape(-1))
+                start += rows * numel
+            num_tensors += rows * len(numels)
+            self._chunks.append(chunks)
+        self.params = torch.cat(params)
+        self.momentum = torch.cat(momentum)
+        self.grad = torch.zeros_like(self.params)
+        self.num_tensors = num_tensors
+        self._segment_index = torch.cat(segment_ids)
+        self._tensor_index = torch.cat(tensor_ids)
+        per_segment = torch.tensor([[s.lr, s.momentum, s.weight_decay] for s in settings], device=device)
+        lr, self._momentum_factor, decay = per_segment[self._segment_index].unbind(1)
+        self._neg_lr = -lr
+        self._decay = decay if any(s.weight_decay for s in settings) else None
+        self._max_norms = torch.tensor([s.max_grad_norm for s in settings], device=device)
+        self._clips = self._max_norms > 0
+
+    # ----------------------------------------------------------------------------------- layout
+    def stacked(self, block: int, index: int, shape: Sequence[int], *, grad: bool = False) -> torch.Tensor:
+        """Parameter ``index`` of block ``block`` in every row, ``[R, *shape]`` (of :attr:`grad` if ``grad``)."""
+        start, numel = self._chunks[block][index]
+        rows = len(self.blocks[block])
+        return (self.grad if grad else self.params)[start : start + rows * numel].view(rows, *shape)
+
+    def row_tensor(self, block: int, row: int, index: int, *, grad: bool = False) -> torch.Tensor:
+        """Parameter ``index`` of row ``row`` of block ``block``, flat (of :attr:`grad` if ``grad``)."""
+        start, numel = self._chunks[block][index]
+        return (self.grad if grad else self.params)[start + row * numel : start + (row + 1) * numel]
+
+    def segment(self, block: int, row: int, module: int) -> int:
+        """Index of module ``module`` of row ``row`` of block ``block`` among :meth:`step`'s norms."""
+        return self._segment_start[block] + row * len(self.blocks[block][0]) + module
+
+    def tensor_range(self, block: int, row: int, module: int) -> range:
+        """Indices of that module's parameter tensors among :meth:`tensor_norms`."""
+        template = self.blocks[block][0]
+        per_row = sum(len(m.params) for m in template)
+        first = self._tensor_start[block] + row * per_row + sum(len(m.params) for m in template[:module])
+        return range(first, first + len(template[module].params))
+
+    # ------------------------------------------------------------------------------------- step
+    def zero_grad(self) -> None:
+        self.grad.zero_()
+
+    def step(self) -> torch.Tensor:
+        """One fused clip-and-step of every segment; returns the pre-clip norm of each segment."""
+        grad = self.grad
+        with torch.no_grad():
+            segment_sq = torch.zeros(self._max_norms.numel(), device=grad.device, dtype=grad.dtype)
+            norms = segment_sq.index_add_(0, self._segment_index, grad.square()).sqrt()
+            coef = torch.where(self._clips, (self._max_norms / (norms + CLIP_EPSILON)).clamp(max=1.0), 1.0)
+            update = grad * coef[self._segment_index]
+            if self._decay is not None:
+                update.addcmul_(self.params, self._decay)
+            self.momentum.mul_(self._momentum_factor).add_(update)
+            self.params.addcmul_(self.momentum, self._neg_lr)
+        return norms
+
+    def tensor_norms(self) -> torch.Tensor:
+        """Pre-clip gradient norm of every parameter tensor (call before :meth:`step`)."""
+        grad = self.grad
+        with torch.no_grad():
+            sq = torch.zeros(self.num_tensors, device=grad.device, dtype=grad.dtype)
+            return sq.index_add_(0, self._tensor_index, grad.square()).sqrt()
+
+    def write_back(self) -> None:
+        """Point every module's parameters at their trained values (views) and hand it its momentum."""
+        params = self.params.detach()
+        for b, block in enumerate(self.blocks):
+            for r, row in enumerate(block):
+                index = 0
+                for module in row:
+                    momenta = []
+                    for p in module.params:
+                        start, numel = self._chunks[b][index]
+                        p.data = params[start + r * numel : start + (r + 1) * numel].view_as(p)
+                        momenta.append(self.momentum[start + r * numel : start + (r + 1) * numel])
+                        index += 1
+                    module.momentum = torch.cat(momenta) if len(momenta) != 1 else momenta[0]
