@@ -58,9 +58,12 @@ def test_same_seed_gives_identical_metrics(make_config: Callable[..., TrainConfi
     assert _without_timings(Path(other.config.out_dir or "") / "metrics.jsonl") != rows
 
 
-def test_resume_is_bit_identical_to_a_straight_run(make_config: Callable[..., TrainConfig], tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ["loop", "batched"])
+def test_resume_is_bit_identical_to_a_straight_run(
+    make_config: Callable[..., TrainConfig], tmp_path: Path, engine: str
+) -> None:
     # One env per minibatch, so the agent's shuffle generator is state that must be restored too.
-    run = {"num_envs": 3, "ppo": PPOConfig(update_epochs=2, num_minibatches=3)}
+    run = {"num_envs": 3, "engine": engine, "ppo": PPOConfig(update_epochs=2, num_minibatches=3)}
     straight = train(make_config("straight", rounds=3, **run))
     train(make_config("split", rounds=2, checkpoint_every=1, **run))
     resumed = train(make_config("split", rounds=3, **run), resume=tmp_path / "split" / "checkpoint_last.pt")

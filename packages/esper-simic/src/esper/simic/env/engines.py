@@ -6,10 +6,11 @@ validates, runs its governor and observes (``finish_step``). Engines differ only
 train, never in what they compute (up to float rounding):
 
 - ``loop``: one environment after another (``host_epoch.train_epoch``).
-- ``batched``: environments whose hosts have the same shape (equal ``host_key``) train as one
-  computation (``host_epoch.train_epochs_stacked``), seeds of the same blueprint in the same slot
-  stacked too; an environment alone in its group trains as in ``loop``. On fixed-host tasks every
-  environment is in one group; on ``digits-varied`` the hosts of one drawn shape group together.
+- ``batched``: environments whose hosts have the same shape (equal ``host_key``) run stacked
+  (``stacked_epoch.StackedPart``), seeds of the same blueprint in the same slot stacked too; an
+  environment alone in its shape runs its own model. Either way every minibatch of every
+  environment shares one backward and one fused update (``host_epoch.train_parts``). On fixed-host
+  tasks every environment is in one group; on ``digits-varied`` the hosts of one drawn shape.
 - ``auto`` (the default): ``batched`` when there are at least :data:`AUTO_BATCHED_MIN_ENVS`
   environments, else ``loop``.
 
@@ -25,7 +26,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal, Protocol, get_args
 
-from esper.simic.env.host_epoch import EpochStats, train_epoch, train_epochs_stacked
+from esper.simic.env.host_epoch import EpochPart, EpochStats, SinglePart, train_epoch, train_parts
+from esper.simic.env.stacked_epoch import StackedPart
 
 if TYPE_CHECKING:
     from esper.simic.env.morphogenetic import MorphogeneticEnv
@@ -64,17 +66,18 @@ class BatchedEngine:
         groups: dict[tuple[object, ...], list[int]] = defaultdict(list)
         for index, env in enumerate(envs):
             groups[env.host_key].append(index)
+        parts: list[EpochPart] = [
+            StackedPart([envs[i].host_run() for i in members])
+            if len(members) > 1
+            else SinglePart(envs[members[0]].host_run())
+            for members in groups.values()
+        ]
+        first = envs[0]
+        results = train_parts(parts, first.data, batch_size=first.config.host_training.batch_size)
+        order = [index for members in groups.values() for index in members]
         stats: list[EpochStats | None] = [None] * len(envs)
-        for members in groups.values():
-            first = envs[members[0]]
-            batch_size = first.config.host_training.batch_size
-            if len(members) == 1:
-                stats[members[0]] = train_epoch(first.host_run(), first.data, batch_size=batch_size)
-                continue
-            runs = [envs[i].host_run() for i in members]
-            results = train_epochs_stacked(runs, first.data, batch_size=batch_size)
-            for index, result in zip(members, results, strict=True):
-                stats[index] = result
+        for index, result in zip(order, results, strict=True):
+            stats[index] = result
         return [s for s in stats if s is not None]
 
 

@@ -24,6 +24,7 @@ import torch
 from esper.simic.agent import PPOConfig
 from esper.simic.checks import check_int
 from esper.simic.env import EnvConfig
+from esper.simic.env.engines import ENGINE_NAMES, EngineName
 from esper.simic.training.dataclass_io import from_plain, to_plain
 from esper.tamiyo.policy import COMPILE_MODES
 
@@ -96,6 +97,10 @@ class TrainConfig:
     cnn/cifar10."""
     compile_mode: CompileMode = "off"
     """torch.compile mode for the policy network ("off" disables compilation)."""
+    engine: EngineName = "auto"
+    """How the environments' host epochs train: "loop" one after another, "batched" hosts of one shape (and
+    seeds of one blueprint in one slot) as one stacked computation, "auto" batched from 2 environments on.
+    The engines agree to float rounding; a run resumes bit for bit only with the engine it started with."""
     checkpoint_every: int = 10
     """Write checkpoint_last.pt every this many rounds (0: only at the end of the run)."""
     keep_checkpoints: bool = False
@@ -133,6 +138,8 @@ class TrainConfig:
         if self.compile_mode not in COMPILE_MODES:
             raise ValueError(f"unknown compile_mode {self.compile_mode!r}; expected one of {list(COMPILE_MODES)}")
         check_device(self.device)
+        if self.engine not in ENGINE_NAMES:
+            raise ValueError(f"unknown engine {self.engine!r}; expected one of {list(ENGINE_NAMES)}")
         try:
             json.dumps(self.policy_kwargs)
         except (TypeError, ValueError) as exc:

@@ -32,6 +32,7 @@ from esper.simic.agent import ObservationNormalizer, PPOConfig
 from esper.simic.checks import check_int
 from esper.simic.env import EnvConfig, EpisodeSummary, VectorEnv
 from esper.simic.env.architecture import FixedArchitecture
+from esper.simic.env.engines import ENGINE_NAMES, EngineName
 from esper.simic.env.rewards import DEFAULT_GAMMA
 from esper.simic.env.variants import episode_preset
 from esper.simic.training.baselines import (
@@ -103,6 +104,8 @@ class EvalConfig:
     "cuda", "cuda:1", "mps")."""
     num_threads: int | None = 1
     """torch CPU threads while evaluating (None: torch's default; at most 1024: MAX_NUM_THREADS)."""
+    engine: EngineName = "auto"
+    """How the environments' host epochs train ("loop", "batched" or "auto"; see the training option)."""
     costly_baselines: bool = True
     """Also play the costly baselines: a fixed schedule per blueprint, the learned final network trained
     statically, and the widened host (``eval`` only)."""
@@ -113,6 +116,8 @@ class EvalConfig:
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
         check_device(self.device)
+        if self.engine not in ENGINE_NAMES:
+            raise ValueError(f"unknown engine {self.engine!r}; expected one of {list(ENGINE_NAMES)}")
         if not isinstance(self.costly_baselines, bool):
             raise TypeError(f"costly_baselines must be a bool, got {self.costly_baselines!r}")
 
@@ -146,16 +151,18 @@ class VectorEnvPool:
         *,
         gamma: float = DEFAULT_GAMMA,
         device: torch.device | str = "cpu",
+        engine: str = "auto",
     ) -> None:
         self.config = config
         self.batch_size = batch_size
         self.gamma = gamma
         self.device = torch.device(device)
+        self.engine = engine
         self._envs: dict[int, VectorEnv] = {}
 
     def get(self, num_envs: int) -> VectorEnv:
         if num_envs not in self._envs:
-            self._envs[num_envs] = VectorEnv(self.config, num_envs, self.device, gamma=self.gamma)
+            self._envs[num_envs] = VectorEnv(self.config, num_envs, self.device, gamma=self.gamma, engine=self.engine)
         return self._envs[num_envs]
 
     def batches(self, num_episodes: int) -> list[range]:
@@ -318,7 +325,9 @@ def evaluate_heuristic(
     are comparable with a default training run's.
     """
     device = resolve_device(config.device)
-    pool = VectorEnvPool(env_config, min(config.num_envs, config.episodes), gamma=gamma, device=device)
+    pool = VectorEnvPool(
+        env_config, min(config.num_envs, config.episodes), gamma=gamma, device=device, engine=config.engine
+    )
     seeds = config.episode_seeds()
     with torch_threads(config.num_threads), isolated_global_rngs(config.seed, device):
         row = play_row(HEURISTIC, pool, seeds, _heuristic_actor)
@@ -371,7 +380,9 @@ def _checkpoint_pool(
     data = read_checkpoint(checkpoint)
     env_config, gamma = _load_environment(data, confirm_data_dir(data["config"], data_dir, checkpoint=checkpoint))
     device = resolve_device(config.device)
-    return data, VectorEnvPool(env_config, min(config.num_envs, config.episodes), gamma=gamma, device=device)
+    return data, VectorEnvPool(
+        env_config, min(config.num_envs, config.episodes), gamma=gamma, device=device, engine=config.engine
+    )
 
 
 def checkpoint_baselines(

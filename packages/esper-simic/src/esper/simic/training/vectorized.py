@@ -310,7 +310,7 @@ def _train(
     sinks: TrainingSink = observer if run_dir is None else FanOutSink(run_dir, observer)
     started = time.perf_counter()
     with torch_threads(config.num_threads), isolated_global_rngs(config.seed, device), ExitStack() as held:
-        venv = VectorEnv(config.env, local_envs, device, gamma=config.ppo.gamma)
+        venv = VectorEnv(config.env, local_envs, device, gamma=config.ppo.gamma, engine=config.engine)
         if checkpoint is None:
             parts = _fresh_components(config, venv, ctx)
         else:
