@@ -10,9 +10,9 @@ import torch
 from esper.simic.env import DataError, EnvConfig, TextTask, load_task, load_text, read_corpus
 from esper.simic.env.grammar import generate_corpus
 from esper.simic.env.host_epoch import HostRun, train_epoch
-from esper.simic.env.sgd import ModuleSGD, SGDSettings
 from esper.simic.env.hosts import HostPreset, build_host
 from esper.simic.env.model import MorphogeneticModel
+from esper.simic.env.sgd import ModuleSGD, SGDSettings
 from esper.simic.env.slot import SlotSettings
 
 
