@@ -4,13 +4,15 @@ For each workload and each environment count (1, 4), one episode of a ``VectorEn
 scripted policy (germinate a seed whenever the masks allow it, fossilize every seed that reaches
 HOLDING), and every ``step`` call is timed. The step time is split into:
 
-* ``train_ms``: host training (``train_epoch``: host + seeds, both optimisers);
+* ``train_ms``: host training (the host engine's ``train``: host + seeds, one fused update);
 * ``validate_ms``: validation with the counterfactual configurations (``validate``);
 * ``other_ms``: everything else the environment adds (action checks and execution, lifecycle
   tick, governor, signals, reward, observation and masks, stacking across environments).
 
-The two phases are timed by wrapping the functions the environment calls
-(``esper.simic.env.morphogenetic.train_epoch`` / ``validate``) for the duration of the run.
+Training is timed by wrapping the vector environment's host engine, validation by wrapping the
+function the environment calls (``esper.simic.env.morphogenetic.validate``) for the duration of the run.
+Every configuration runs with each host engine of ``--engines`` (``loop``: one environment after
+another; ``batched``: hosts of one shape stacked, one backward and one update for all), side by side.
 
 Workloads (``--hosts``), one per host:
 
@@ -27,12 +29,14 @@ plain loop: minibatch SGD with the same optimisers and clipping, then one valida
 epoch, no lifecycle and no counterfactuals; it trains on the same samples per epoch as the
 environment (``epoch_samples`` for text) and applies the task's augmentation (cifar10).
 ``overhead_ratio`` is environment milliseconds per environment step divided by baseline
-milliseconds per epoch. Target: ``other_fraction`` (other / step) at most 0.15.
+milliseconds per epoch (target: at most 1.0); ``batched_speedup`` is the loop engine's step time
+divided by the batched one's. Target: ``other_fraction`` (other / step) at most 0.15.
 
 Usage::
 
     uv run python scripts/bench_env.py            # 40-epoch episodes, fastest of 3 runs each
     uv run python scripts/bench_env.py --quick    # 8-epoch episodes, one run each
+    uv run python scripts/bench_env.py --hosts mlp --num-envs 1 4 16 --engines loop batched
     uv run python scripts/bench_env.py --hosts cnn-cifar10 --cifar-dir ~/data/cifar-10-batches-py
 """
 
@@ -65,6 +69,7 @@ from esper.simic.env import (
     load_task,
 )
 from esper.simic.env.datasets import write_cifar10_batches
+from esper.simic.env.engines import HostEngine
 from esper.tamiyo.contract import (
     ACTIVE_STAGES,
     HEAD_NAMES,
@@ -141,8 +146,8 @@ def _timed(fn: Callable[..., T], add: Callable[[float], None]) -> Callable[..., 
 
 
 @contextmanager
-def timed_phases(clock: PhaseClock) -> Iterator[None]:
-    """Wrap the environment's training and validation functions so they add to ``clock``."""
+def timed_phases(vec: VectorEnv, clock: PhaseClock) -> Iterator[None]:
+    """Wrap ``vec``'s host engine and the environment's validation function so they add to ``clock``."""
 
     def add_train(s: float) -> None:
         clock.train_s += s
@@ -150,18 +155,23 @@ def timed_phases(clock: PhaseClock) -> Iterator[None]:
     def add_validate(s: float) -> None:
         clock.validate_s += s
 
-    originals = {name: getattr(morphogenetic_module, name) for name in ("train_epoch", "validate")}
-    wrapped = {
-        "train_epoch": _timed(originals["train_epoch"], add_train),
-        "validate": _timed(originals["validate"], add_validate),
-    }
-    for name, fn in wrapped.items():
-        setattr(morphogenetic_module, name, fn)
+    engine = vec.engine
+    original_validate = morphogenetic_module.validate
+    vec.engine = TimedEngine(engine, add_train)
+    morphogenetic_module.validate = _timed(original_validate, add_validate)
     try:
         yield
     finally:
-        for name, fn in originals.items():
-            setattr(morphogenetic_module, name, fn)
+        vec.engine = engine
+        morphogenetic_module.validate = original_validate
+
+
+class TimedEngine:
+    """A host engine whose ``train`` calls add their seconds to a clock."""
+
+    def __init__(self, inner: HostEngine, add: Callable[[float], None]) -> None:
+        self.name = inner.name
+        self.train = _timed(inner.train, add)
 
 
 def scripted_actions(masks: ActionMasks, space: ActionSpace, blueprint: BlueprintAction) -> dict[str, torch.Tensor]:
@@ -191,15 +201,17 @@ class SeedSchedule:
     epochs: tuple[tuple[tuple[int, int], ...], ...]
 
 
-def run_env(config: EnvConfig, num_envs: int, data: TaskData, seed: int) -> tuple[dict[str, float], SeedSchedule]:
+def run_env(
+    config: EnvConfig, num_envs: int, data: TaskData, seed: int, engine: str = "loop"
+) -> tuple[dict[str, float], SeedSchedule]:
     """One timed episode of ``num_envs`` environments; returns per-env-step milliseconds and env 0's seeds."""
-    vec = VectorEnv(config, num_envs, data=data)
+    vec = VectorEnv(config, num_envs, data=data, engine=engine)
     blueprint = SCRIPTED_BLUEPRINT[config.topology]
     blocks = [parse_slot_id(s)[1] for s in config.slot_ids]  # slot r0c{i} follows host block i
     clock = PhaseClock()
     schedule: list[tuple[tuple[int, int], ...]] = []
     total_s, env_steps, vector_steps, germinated = 0.0, 0, 0, 0
-    with timed_phases(clock):
+    with timed_phases(vec, clock):
         result: Any = vec.reset([seed + i for i in range(num_envs)])
         clock.clear()
         while True:
@@ -323,30 +335,42 @@ def plain_loop(config: EnvConfig, data: TaskData, seed: int, schedule: SeedSched
     }
 
 
-def bench(config: EnvConfig, num_envs: int, data: TaskData, seed: int, repeats: int) -> dict[str, Any]:
-    """Alternate ``repeats`` environment episodes and baseline runs; keep the fastest of each.
+def bench(
+    config: EnvConfig, num_envs: int, data: TaskData, seed: int, repeats: int, engines: Sequence[str]
+) -> dict[str, Any]:
+    """Alternate ``repeats`` environment episodes (one per engine) and baseline runs; keep the fastest of each.
 
     On a shared machine the minimum is the estimate least disturbed by other processes.
     """
-    env_runs, plain_runs = [], []
+    env_runs: dict[str, list[dict[str, float]]] = {engine: [] for engine in engines}
+    plain_runs = []
     for _ in range(repeats):
-        env_timing, schedule = run_env(config, num_envs, data, seed)
-        env_runs.append(env_timing)
+        for engine in engines:
+            env_timing, schedule = run_env(config, num_envs, data, seed, engine)
+            env_runs[engine].append(env_timing)
         plain_runs.append(plain_loop(config, data, seed, schedule))
-    env_timing = min(env_runs, key=lambda r: r["step_ms"])
     plain = min(plain_runs, key=lambda r: r["epoch_ms"])
-    return {
+    by_engine = {}
+    for engine, runs in env_runs.items():
+        env_timing = min(runs, key=lambda r: r["step_ms"])
+        by_engine[engine] = {
+            "env": env_timing,
+            "overhead_ratio": env_timing["step_ms"] / plain["epoch_ms"],
+            "other_within_target": env_timing["other_fraction"] <= 0.15,
+        }
+    report = {
         "host": config.host,
         "task": config.task,
         "impaired": config.impaired,
         "num_envs": num_envs,
         "episode_length": config.episode_length,
         "repeats": repeats,
-        "env": env_timing,
         "plain": plain,
-        "overhead_ratio": env_timing["step_ms"] / plain["epoch_ms"],
-        "other_within_target": env_timing["other_fraction"] <= 0.15,
+        "engines": by_engine,
     }
+    if "loop" in by_engine and "batched" in by_engine:
+        report["batched_speedup"] = by_engine["loop"]["env"]["step_ms"] / by_engine["batched"]["env"]["step_ms"]
+    return report
 
 
 def cifar_source(cifar_dir: str | None, scratch: Path, per_batch: int, num_val: int, seed: int) -> tuple[str, str]:
@@ -366,6 +390,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--episode-length", type=int, default=40, help="epochs per episode (default 40)")
     parser.add_argument("--hosts", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS), help="workloads")
     parser.add_argument("--num-envs", nargs="+", type=int, default=[1, 4])
+    parser.add_argument(
+        "--engines", nargs="+", default=["loop", "batched"], choices=["loop", "batched"], help="host engines to time"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per configuration, fastest kept (default 3)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     parser.add_argument("--seed", type=int, default=0)
@@ -389,7 +416,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_env(workload.config(2, data_dir), 1, data, args.seed)
             config = workload.config(episode_length, data_dir)
             results += [
-                {"workload": workload.name, **bench(config, n, data, args.seed, repeats)} for n in args.num_envs
+                {"workload": workload.name, **bench(config, n, data, args.seed, repeats, args.engines)}
+                for n in args.num_envs
             ]
     report = {
         "benchmark": "bench_env",

@@ -164,6 +164,7 @@ def test_engines_are_chosen_by_name() -> None:
     assert make_engine("loop", 8).name == "loop"
     assert make_engine("batched", 1).name == "batched"
     assert make_engine("auto", 1).name == "loop" and make_engine("auto", 4).name == "batched"
+    assert make_engine("auto", 4, "cnn").name == "batched" and make_engine("auto", 4, "transformer").name == "loop"
     with pytest.raises(ValueError, match="unknown host engine 'fast'"):
         make_engine("fast", 2)
     with pytest.raises(ValueError, match="unknown host engine"):

@@ -25,6 +25,7 @@ are frozen (a seed ramping down) take no step and keep their momentum, as in PyT
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -71,9 +72,78 @@ class ModuleSGD:
         return torch.zeros(self.numel, device=device)
 
 
-def _split(row: Sequence[ModuleSGD], numels: Sequence[int]) -> list[torch.Tensor]:
-    """The momentum of a row's modules, one flat tensor per parameter tensor."""
-    return list(torch.cat([m.momentum_or_zeros() for m in row]).split(list(numels)))
+#: One block's shape: rows, the numel of each parameter tensor of each module, each module's settings.
+BlockKey = tuple[int, tuple[tuple[int, ...], ...], tuple[SGDSettings, ...]]
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where everything lies in the flat buffer of blocks of given shapes (cached: shapes repeat epoch after epoch)."""
+
+    chunks: list[list[tuple[int, int]]]
+    """Per block, per parameter tensor: its start in the buffer and the numel of one row."""
+    segment_start: list[int]
+    tensor_start: list[int]
+    num_tensors: int
+    gather: torch.Tensor
+    """Buffer position → position in the row-major concatenation of every module's parameters."""
+    segment_index: torch.Tensor
+    tensor_index: torch.Tensor
+    momentum_factor: torch.Tensor
+    neg_lr: torch.Tensor
+    decay: torch.Tensor | None
+    max_norms: torch.Tensor
+    clips: torch.Tensor
+
+
+@functools.lru_cache(maxsize=512)
+def _layout(blocks: tuple[BlockKey, ...], device: torch.device) -> _Layout:
+    chunks: list[list[tuple[int, int]]] = []
+    segment_start: list[int] = []
+    tensor_start: list[int] = []
+    settings: list[SGDSettings] = []
+    gather: list[torch.Tensor] = []
+    segment_ids: list[torch.Tensor] = []
+    tensor_ids: list[torch.Tensor] = []
+    start = num_tensors = 0
+    for rows, module_numels, module_settings in blocks:
+        numels = [n for module in module_numels for n in module]
+        module_of = [m for m, module in enumerate(module_numels) for _ in module]
+        row_size, modules = sum(numels), len(module_numels)
+        segment_start.append(len(settings))
+        tensor_start.append(num_tensors)
+        row_ids = torch.arange(rows)
+        block_chunks = []
+        offset = 0
+        for t, numel in enumerate(numels):
+            block_chunks.append((start + rows * offset, numel))
+            within = torch.arange(numel)
+            gather.append((start + row_ids[:, None] * row_size + offset + within[None, :]).reshape(-1))
+            segment_ids.append((len(settings) + row_ids * modules + module_of[t]).repeat_interleave(numel))
+            tensor_ids.append((num_tensors + row_ids * len(numels) + t).repeat_interleave(numel))
+            offset += numel
+        chunks.append(block_chunks)
+        settings += list(module_settings) * rows
+        num_tensors += rows * len(numels)
+        start += rows * row_size
+    segment_index = torch.cat(segment_ids).to(device)
+    per_segment = torch.tensor([[s.lr, s.momentum, s.weight_decay] for s in settings], device=device)
+    lr, momentum_factor, decay = per_segment[segment_index].unbind(1)
+    max_norms = torch.tensor([s.max_grad_norm for s in settings], device=device)
+    return _Layout(
+        chunks=chunks,
+        segment_start=segment_start,
+        tensor_start=tensor_start,
+        num_tensors=num_tensors,
+        gather=torch.cat(gather).to(device),
+        segment_index=segment_index,
+        tensor_index=torch.cat(tensor_ids).to(device),
+        momentum_factor=momentum_factor,
+        neg_lr=-lr,
+        decay=decay if any(s.weight_decay for s in settings) else None,
+        max_norms=max_norms,
+        clips=max_norms > 0,
+    )
 
 
 class FlatSGD:
@@ -94,53 +164,22 @@ class FlatSGD:
     def __init__(self, blocks: Sequence[Sequence[Sequence[ModuleSGD]]]) -> None:
         self.blocks = [[list(row) for row in block] for block in blocks]
         device = self.blocks[0][0][0].params[0].device
-        self._chunks: list[list[tuple[int, int]]] = []
-        """Per block, per parameter tensor: its start in the buffer and the numel of one row."""
-        self._segment_start: list[int] = []
-        self._tensor_start: list[int] = []
-        settings: list[SGDSettings] = []
-        segment_ids: list[torch.Tensor] = []
-        tensor_ids: list[torch.Tensor] = []
-        params: list[torch.Tensor] = []
-        momentum: list[torch.Tensor] = []
-        start = num_tensors = 0
+        keys = []
         for block in self.blocks:
-            template = block[0]
-            if any([(m.numel, m.settings) for m in row] != [(m.numel, m.settings) for m in template] for row in block):
+            template = [(m.numel, m.settings) for m in block[0]]
+            if any([(m.numel, m.settings) for m in row] != template for row in block):
                 raise ValueError("the rows of a block need modules of the same sizes and settings")
-            rows, modules = len(block), len(template)
-            module_of = [m for m, module in enumerate(template) for _ in module.params]
-            numels = [p.numel() for module in template for p in module.params]
-            self._segment_start.append(len(settings))
-            self._tensor_start.append(num_tensors)
-            settings += [m.settings for m in template] * rows
-            row_ids = torch.arange(rows, device=device)
-            row_params = [[p for m in row for p in m.params] for row in block]
-            row_momenta = [_split(row, numels) for row in block]
-            chunks = []
-            for t, numel in enumerate(numels):
-                chunks.append((start, numel))
-                segment_ids.append(
-                    (len(settings) - rows * modules + row_ids * modules + module_of[t]).repeat_interleave(numel)
-                )
-                tensor_ids.append((num_tensors + row_ids * len(numels) + t).repeat_interleave(numel))
-                params.append(torch.stack([ps[t].detach().reshape(-1) for ps in row_params]).reshape(-1))
-                momentum.append(torch.stack([ms[t] for ms in row_momenta]).reshape(-1))
-                start += rows * numel
-            num_tensors += rows * len(numels)
-            self._chunks.append(chunks)
-        self.params = torch.cat(params)
-        self.momentum = torch.cat(momentum)
+            numels = tuple(tuple(p.numel() for p in m.params) for m in block[0])
+            keys.append((len(block), numels, tuple(m.settings for m in block[0])))
+        layout = _layout(tuple(keys), device)
+        self._layout = layout
+        self._chunks = layout.chunks
+        self.num_tensors = layout.num_tensors
+        modules = [m for block in self.blocks for row in block for m in row]
+        row_major = torch.cat([p.detach().reshape(-1) for m in modules for p in m.params])
+        self.params = row_major[layout.gather]
+        self.momentum = torch.cat([m.momentum_or_zeros() for m in modules])[layout.gather]
         self.grad = torch.zeros_like(self.params)
-        self.num_tensors = num_tensors
-        self._segment_index = torch.cat(segment_ids)
-        self._tensor_index = torch.cat(tensor_ids)
-        per_segment = torch.tensor([[s.lr, s.momentum, s.weight_decay] for s in settings], device=device)
-        lr, self._momentum_factor, decay = per_segment[self._segment_index].unbind(1)
-        self._neg_lr = -lr
-        self._decay = decay if any(s.weight_decay for s in settings) else None
-        self._max_norms = torch.tensor([s.max_grad_norm for s in settings], device=device)
-        self._clips = self._max_norms > 0
 
     # ----------------------------------------------------------------------------------- layout
     def stacked(self, block: int, index: int, shape: Sequence[int], *, grad: bool = False) -> torch.Tensor:
@@ -156,13 +195,13 @@ class FlatSGD:
 
     def segment(self, block: int, row: int, module: int) -> int:
         """Index of module ``module`` of row ``row`` of block ``block`` among :meth:`step`'s norms."""
-        return self._segment_start[block] + row * len(self.blocks[block][0]) + module
+        return self._layout.segment_start[block] + row * len(self.blocks[block][0]) + module
 
     def tensor_range(self, block: int, row: int, module: int) -> range:
         """Indices of that module's parameter tensors among :meth:`tensor_norms`."""
         template = self.blocks[block][0]
         per_row = sum(len(m.params) for m in template)
-        first = self._tensor_start[block] + row * per_row + sum(len(m.params) for m in template[:module])
+        first = self._layout.tensor_start[block] + row * per_row + sum(len(m.params) for m in template[:module])
         return range(first, first + len(template[module].params))
 
     # ------------------------------------------------------------------------------------- step
@@ -171,16 +210,16 @@ class FlatSGD:
 
     def step(self) -> torch.Tensor:
         """One fused clip-and-step of every segment; returns the pre-clip norm of each segment."""
-        grad = self.grad
+        grad, layout = self.grad, self._layout
         with torch.no_grad():
-            segment_sq = torch.zeros(self._max_norms.numel(), device=grad.device, dtype=grad.dtype)
-            norms = segment_sq.index_add_(0, self._segment_index, grad.square()).sqrt()
-            coef = torch.where(self._clips, (self._max_norms / (norms + CLIP_EPSILON)).clamp(max=1.0), 1.0)
-            update = grad * coef[self._segment_index]
-            if self._decay is not None:
-                update.addcmul_(self.params, self._decay)
-            self.momentum.mul_(self._momentum_factor).add_(update)
-            self.params.addcmul_(self.momentum, self._neg_lr)
+            segment_sq = torch.zeros(layout.max_norms.numel(), device=grad.device, dtype=grad.dtype)
+            norms = segment_sq.index_add_(0, layout.segment_index, grad.square()).sqrt()
+            coef = torch.where(layout.clips, (layout.max_norms / (norms + CLIP_EPSILON)).clamp(max=1.0), 1.0)
+            update = grad * coef[layout.segment_index]
+            if layout.decay is not None:
+                update.addcmul_(self.params, layout.decay)
+            self.momentum.mul_(layout.momentum_factor).add_(update)
+            self.params.addcmul_(self.momentum, layout.neg_lr)
         return norms
 
     def tensor_norms(self) -> torch.Tensor:
@@ -188,7 +227,7 @@ class FlatSGD:
         grad = self.grad
         with torch.no_grad():
             sq = torch.zeros(self.num_tensors, device=grad.device, dtype=grad.dtype)
-            return sq.index_add_(0, self._tensor_index, grad.square()).sqrt()
+            return sq.index_add_(0, self._layout.tensor_index, grad.square()).sqrt()
 
     def write_back(self) -> None:
         """Point every module's parameters at their trained values (views) and hand it its momentum."""

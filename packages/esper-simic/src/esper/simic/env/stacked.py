@@ -47,15 +47,19 @@ class StackedModule:
     def __init__(self, template: nn.Module, tensors: Mapping[str, torch.Tensor]) -> None:
         self.template = template
         self.tensors = tensors
+        self._children: dict[str, StackedModule] = {}
 
     def __getitem__(self, name: str) -> torch.Tensor:
         return self.tensors[name]
 
     def child(self, name: str) -> StackedModule:
-        """The stacked submodule ``name`` of the template."""
-        prefix = name + "."
-        inner = {key[len(prefix) :]: value for key, value in self.tensors.items() if key.startswith(prefix)}
-        return StackedModule(self.template.get_submodule(name), inner)
+        """The stacked submodule ``name`` of the template (built once: the tensors stay the same objects)."""
+        cached = self._children.get(name)
+        if cached is None:
+            prefix = name + "."
+            inner = {key[len(prefix) :]: value for key, value in self.tensors.items() if key.startswith(prefix)}
+            cached = self._children[name] = StackedModule(self.template.get_submodule(name), inner)
+        return cached
 
     def call(self, x: torch.Tensor, method: str = "forward") -> torch.Tensor:
         """``template.<method>`` of every environment on its row of ``x`` (``[E, B, ...]`` → ``[E, B, ...]``)."""
@@ -171,6 +175,8 @@ def _layer_norm(module: nn.Module, s: StackedModule, x: torch.Tensor) -> torch.T
     norm = cast(nn.LayerNorm, module)
     trailing = len(norm.normalized_shape)
     y = F.layer_norm(x, norm.normalized_shape, None, None, norm.eps)
+    if norm.weight is not None and norm.bias is not None:
+        return torch.addcmul(_per_env(s["bias"], x, trailing), y, _per_env(s["weight"], x, trailing))
     if norm.weight is not None:
         y = y * _per_env(s["weight"], x, trailing)
     if norm.bias is not None:

@@ -58,7 +58,7 @@ class VectorEnv:
         shared = (data if data is not None else load_task(config)).to(device)
         self.config = config
         self.envs = tuple(MorphogeneticEnv(config, device, gamma=gamma, data=shared) for _ in range(num_envs))
-        self.engine: HostEngine = make_engine(engine, num_envs)
+        self.engine: HostEngine = make_engine(engine, num_envs, config.topology)
         self._obs: list[Observation] = []
         self._masks: list[ActionMasks] = []
         self._active: list[bool] = [False] * num_envs

@@ -99,8 +99,8 @@ class TrainConfig:
     """torch.compile mode for the policy network ("off" disables compilation)."""
     engine: EngineName = "auto"
     """How the environments' host epochs train: "loop" one after another, "batched" hosts of one shape (and
-    seeds of one blueprint in one slot) as one stacked computation, "auto" batched from 2 environments on.
-    The engines agree to float rounding; a run resumes bit for bit only with the engine it started with."""
+    seeds of one blueprint in one slot) as one stacked computation, "auto" batched from 2 environments on for
+    mlp and cnn hosts. The engines agree to float rounding; a run resumes bit for bit only with its engine."""
     checkpoint_every: int = 10
     """Write checkpoint_last.pt every this many rounds (0: only at the end of the run)."""
     keep_checkpoints: bool = False
