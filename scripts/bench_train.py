@@ -29,6 +29,7 @@ import tempfile
 import time
 from dataclasses import replace
 from statistics import mean
+from typing import Any
 
 import torch
 
@@ -52,7 +53,7 @@ def _peak_rss_mib() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
 
 
-def run(config: TrainConfig) -> dict[str, object]:
+def run(config: TrainConfig) -> dict[str, Any]:
     """Train ``config`` in a temporary run directory; the figures of one engine."""
     sink = RecordingSink()
     with tempfile.TemporaryDirectory() as out_dir:
@@ -118,8 +119,7 @@ def main() -> None:
         "peak_rss_mib": _peak_rss_mib(),
     }
     if "loop" in engines and "batched" in engines:
-        loop, batched = engines["loop"]["env_steps_per_s"], engines["batched"]["env_steps_per_s"]
-        report["batched_speedup"] = float(batched) / float(loop)  # type: ignore[arg-type]
+        report["batched_speedup"] = engines["batched"]["env_steps_per_s"] / engines["loop"]["env_steps_per_s"]
     print(json.dumps(report, indent=2))
 
 
