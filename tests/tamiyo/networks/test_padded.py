@@ -16,11 +16,12 @@ from esper.tamiyo.networks import (
     choose_actions,
     head_log_probs,
     log_prob_of,
+    masked_logits,
     normalised_entropy,
     score_actions,
     with_op_slot_mask,
 )
-from esper.tamiyo.networks.distributions import exponential_noise, race_actions
+from esper.tamiyo.networks.distributions import race_actions, race_noise
 from esper.tamiyo.networks.padded import canonicalise_padded, pad_heads, padded_layout, unpad_heads
 
 SPACE = morphogenetic_action_space(SlotConfig.for_count(3))
@@ -108,7 +109,7 @@ def test_the_race_draws_each_valid_action_with_its_probability() -> None:
     draws = 10_000
     mask = torch.tensor([True, False, True, True, False, True])
     log_probs = head_log_probs(torch.tensor([1.0, 9.0, 0.0, -1.0, 9.0, 2.0]), mask).expand(draws, -1)
-    noise = exponential_noise((draws, 6), log_probs, torch.Generator().manual_seed(3))
+    noise = race_noise((draws, 6), log_probs, torch.Generator().manual_seed(3))
     counts = torch.bincount(race_actions(log_probs, mask.expand(draws, -1), noise), minlength=6)
     probs = log_probs[0].exp()
     assert counts[~mask].sum() == 0
@@ -117,8 +118,27 @@ def test_the_race_draws_each_valid_action_with_its_probability() -> None:
 
 
 def test_the_race_never_picks_a_masked_action_whatever_the_noise() -> None:
-    """Zero, infinite and tiny noise included: the masked cell always scores below every valid one."""
+    """Uniform draws of 0 and just below 1 included, and valid actions of probability 0."""
     log_probs = torch.tensor([[0.0, MASKED_LOGIT, -200.0]]).expand(4, -1)
     mask = torch.tensor([[False, True, True]]).expand(4, -1)
-    noise = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0], [float("inf")] * 3, [1e-30, 1e-30, 1e30]])
+    almost_one = 1.0 - 2.0**-24
+    noise = torch.tensor([[almost_one, 0.0, 0.0], [0.0, almost_one, almost_one], [0.0] * 3, [1e-30, 0.5, 0.5]])
     assert mask.gather(1, race_actions(log_probs, mask, noise)[:, None]).all()
+
+
+@pytest.mark.parametrize("batch", [1, 3, 16, 64, 600])
+def test_padded_log_softmax_rounds_like_the_per_head_one(batch: int) -> None:
+    """The rollout's one padded ``log_softmax`` and the update's per-head ones give the same bits.
+
+    Rollout/update parity rests on it (``scoring`` module docstring): padding cells are
+    ``MASKED_LOGIT`` and add an exact 0 to each row's sum.
+    """
+    generator = torch.Generator().manual_seed(batch)
+    layout = padded_layout(SPACE, torch.device("cpu"))
+    masks, _ = _random_masks(batch, generator)
+    logits = [torch.randn(batch, n, generator=generator) * 4 for n in SPACE.head_sizes]
+    padded_masks = pad_heads(layout, [masks[h] for h in SPACE.head_names], False)
+    padded = torch.log_softmax(masked_logits(pad_heads(layout, logits, 0.0), padded_masks), dim=-1)
+    for head, values, row in zip(SPACE.head_names, logits, unpad_heads(layout, padded), strict=True):
+        expected = head_log_probs(values, masks[head])
+        assert torch.equal(row[masks[head]], expected[masks[head]]), head

@@ -104,23 +104,30 @@ def sample_actions(log_probs: torch.Tensor, generator: torch.Generator | None = 
     return torch.multinomial(log_probs.exp(), 1, generator=generator).squeeze(-1)
 
 
-def exponential_noise(
+def race_noise(
     shape: torch.Size | tuple[int, ...], like: torch.Tensor, generator: torch.Generator | None
 ) -> torch.Tensor:
-    """Independent Exp(1) draws of ``shape`` (``like``'s device, FP32), the randomness of :func:`race_actions`."""
-    return torch.empty(shape, dtype=torch.float32, device=like.device).exponential_(generator=generator)
+    """Uniform [0, 1) FP32 draws of ``shape`` on ``like``'s device: the randomness of :func:`race_actions`.
 
-
-def race_actions(log_probs: torch.Tensor, mask: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-    """Draw int64 ``[...]`` actions from ``log_probs [..., n]`` as ``argmax(p / noise)`` over the valid actions.
-
-    With ``noise`` i.i.d. Exp(1) this is an exact categorical draw (the exponential race: action i
-    wins with probability ``p_i / sum p``); it is also how ``torch.multinomial`` draws one sample,
-    minus the input checks that cost it a dozen ops and two host syncs per call. Invalid actions
-    score -1 and valid ones >= 0 (or NaN, which argmax prefers), so a masked action is never drawn
-    whatever the noise holds; any leading dims, so one call draws every head of a padded batch.
+    ``torch.rand`` and a ``log`` in :func:`race_actions` rather than ``exponential_``, which draws
+    each value in double precision one at a time (about 5x slower on CPU for a ``[16, 8, 13]`` batch).
     """
-    return torch.where(mask, log_probs.exp() / noise, -1.0).argmax(dim=-1)
+    return torch.rand(shape, device=like.device, generator=generator)
+
+
+def race_actions(log_probs: torch.Tensor, mask: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+    """Draw int64 ``[...]`` actions from ``log_probs [..., n]`` by an exponential race over the valid actions.
+
+    With ``E = -log(uniform)`` i.i.d. Exp(1), ``argmax(p / E)`` is an exact categorical draw
+    (action i wins with probability ``p_i / sum p``); it is how ``torch.multinomial`` draws one
+    sample, without the input checks that cost it a dozen ops and two host syncs per call, and it
+    takes any leading dims, so one call draws every head of a padded batch. Computed as
+    ``argmin(p / log(uniform))``: valid actions score <= 0 (``-0.0`` when ``uniform`` is 0), invalid
+    ones 1, so a masked action is never drawn whatever the noise. Invalid log-probs are zeroed
+    before the ``exp`` (``exp`` of ~``MASKED_LOGIT`` takes a slow path on CPU).
+    """
+    probs = torch.where(mask, log_probs, 0.0).exp()
+    return torch.where(mask, probs / uniform.log(), 1.0).argmin(dim=-1)
 
 
 def greedy_actions(log_probs: torch.Tensor) -> torch.Tensor:

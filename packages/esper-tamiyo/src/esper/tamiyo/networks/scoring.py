@@ -8,9 +8,13 @@ functions over tensors: no module, no hidden RNG, no host sync, compile-friendly
 Both work on all heads together in the padded ``[..., H, N]`` layout of
 :mod:`esper.tamiyo.networks.padded`: canonicalisation, sampling, the chosen actions' log-probs and
 the entropies are one op each for every head (on the rollout leg, at small batches, op count is
-what the latency follows). Only the masked ``log_softmax`` (and the optional floor) runs per head
-at the head's own size: over ``[B*T, H, N]`` padded rows it costs the update leg ~3x more than over
-the exact widths, and per head it rounds exactly as before.
+what the latency follows). The masked ``log_softmax`` is the one step the legs run differently,
+each the way that is fast for it: the rollout once over the padded ``[B, H, N]`` rows, the update
+per head at its own width (padded ``[B*T, H, N]`` rows cost it ~3x more). The results are the
+same bits: a padding cell is ``MASKED_LOGIT``, whose ``exp`` is exactly 0, so it changes neither
+the row max nor the sum (``test_padded_log_softmax_rounds_like_the_per_head_one`` guards this for
+the morphogenetic head sizes). With a probability floor both legs score per head (the floor's
+sums would round differently over padded rows).
 """
 
 from __future__ import annotations
@@ -24,12 +28,13 @@ from esper.tamiyo.contract import ActionSpace
 from esper.tamiyo.networks.canonical import with_op_slot_mask
 from esper.tamiyo.networks.distributions import (
     MASKED_LOGIT,
-    exponential_noise,
     greedy_actions,
     head_log_probs,
     log_prob_of,
+    masked_logits,
     normalised_entropy,
     race_actions,
+    race_noise,
 )
 from esper.tamiyo.networks.padded import (
     PaddedLayout,
@@ -69,7 +74,7 @@ def choose_actions(
     one-hot at its canonical action, and every other head is drawn from its distribution under
     those masks. Sampling is one exponential race (:func:`race_actions`) over all heads, with
     noise drawn once for the whole ``[B, H, N]`` step; the op uses its own row of that noise, and
-    the op row's second draw is discarded.
+    the op row's second draw (the same op) is discarded.
 
     Args:
         action_space: head order, op head, relevance and placeholders.
@@ -88,11 +93,11 @@ def choose_actions(
     if deterministic:
         ops = greedy_actions(op_log_probs)
     else:
-        noise = exponential_noise((*op_mask.shape[:-1], action_space.num_heads, layout.width), op_mask, generator)
+        noise = race_noise((*op_mask.shape[:-1], action_space.num_heads, layout.width), op_mask, generator)
         ops = race_actions(op_log_probs, op_mask, noise[..., layout.op_index, : op_mask.shape[-1]])
     conditioned = masks if slot_by_op is None else with_op_slot_mask(action_space, masks, slot_by_op, ops)
     canonical = _canonical_masks(action_space, layout, conditioned, ops)
-    log_probs = _log_probs(action_space, layout, floors, logits, canonical, {op_head: op_log_probs})
+    log_probs = _rollout_log_probs(action_space, layout, floors, logits, canonical)
     drawn = greedy_actions(log_probs) if noise is None else race_actions(log_probs, canonical, noise)
     actions = torch.where(layout.is_op, ops.unsqueeze(-1), drawn)
     return _scores(action_space, actions, log_probs, canonical)
@@ -113,7 +118,7 @@ def score_actions(
     stacked = torch.stack([actions[head].long() for head in action_space.head_names], dim=-1)
     layout = padded_layout(action_space, stacked.device)
     canonical = _canonical_masks(action_space, layout, masks, stacked[..., layout.op_index])
-    log_probs = _log_probs(action_space, layout, floors, logits, canonical, {})
+    log_probs = _per_head_log_probs(action_space, layout, floors, logits, canonical)
     return _scores(action_space, stacked, log_probs, canonical)
 
 
@@ -125,21 +130,34 @@ def _canonical_masks(
     return canonicalise_padded(layout, ops, padded)
 
 
-def _log_probs(
+def _rollout_log_probs(
     action_space: ActionSpace,
     layout: PaddedLayout,
     floors: Mapping[str, float],
     logits: Mapping[str, torch.Tensor],
     canonical: torch.Tensor,
-    known: Mapping[str, torch.Tensor],
 ) -> torch.Tensor:
-    """Padded FP32 log-probs ``[..., H, N]`` of every head under its canonical mask (padding: ``MASKED_LOGIT``).
+    """Padded FP32 log-probs ``[B, H, N]`` of every head under its canonical mask: one ``log_softmax``.
 
-    Per head at its own width (see the module docstring), both legs through this one function so
-    they round alike. ``known`` holds heads already scored under the same mask (the rollout's op).
+    With any probability floor (not the default) the heads are scored one by one, as the update
+    leg scores them: the floor's sums would round differently over padded rows.
     """
+    if any(floor > 0.0 for floor in floors.values()):
+        return _per_head_log_probs(action_space, layout, floors, logits, canonical)
+    padded = pad_heads(layout, [logits[head] for head in action_space.head_names], 0.0)
+    return torch.log_softmax(masked_logits(padded, canonical), dim=-1)
+
+
+def _per_head_log_probs(
+    action_space: ActionSpace,
+    layout: PaddedLayout,
+    floors: Mapping[str, float],
+    logits: Mapping[str, torch.Tensor],
+    canonical: torch.Tensor,
+) -> torch.Tensor:
+    """Padded FP32 log-probs ``[..., H, N]`` of every head, each scored at its own width (padding: ``MASKED_LOGIT``)."""
     per_head = [
-        known[head] if head in known else head_log_probs(logits[head], mask, floors.get(head, 0.0))
+        head_log_probs(logits[head], mask, floors.get(head, 0.0))
         for head, mask in zip(action_space.head_names, unpad_heads(layout, canonical), strict=True)
     ]
     return pad_heads(layout, per_head, MASKED_LOGIT)

@@ -37,6 +37,7 @@ from esper.tamiyo.policy._checks import (
     check_actions,
     check_blueprint_indices,
     check_compile_mode,
+    check_finite_logits,
     check_hidden,
     check_masks,
     check_observation,
@@ -141,7 +142,8 @@ class TrainablePolicyBundle:
 
         Runs in inference mode. ``generator`` (on the policy's device) makes sampling
         reproducible; None uses torch's global RNG. Raises ``EmptyMaskError`` if a mask row (or the
-        slot row of a valid op) has no valid action, ``ValueError`` on mis-shaped inputs.
+        slot row of a valid op) has no valid action, ``ValueError`` on mis-shaped inputs or
+        non-finite logits (a NaN observation).
         """
         (batch,) = check_observation(obs, self._feature_dim, self._slot_config.num_slots, sequence=False)
         check_masks(masks, self._action_space, batch_shape=(batch,), rollout=True)
@@ -150,10 +152,12 @@ class TrainablePolicyBundle:
         check_rollout_rows(masks, self._action_space)
         with torch.inference_mode():
             out = self._rollout_forward(obs, hidden)
+            logits = {h: values[:, 0] for h, values in out.logits.items()}
+            check_finite_logits(logits)
             scores = choose_actions(
                 self._action_space,
                 self._floors,
-                {h: logits[:, 0] for h, logits in out.logits.items()},
+                logits,
                 masks.heads,
                 masks.slot_by_op,
                 deterministic=deterministic,
