@@ -5,12 +5,11 @@ scripted policy (germinate a seed whenever the masks allow it, fossilize every s
 HOLDING), and every ``step`` call is timed. The step time is split into:
 
 * ``train_ms``: host training (the host engine's ``train``: host + seeds, one fused update);
-* ``validate_ms``: validation with the counterfactual configurations (``validate``);
+* ``validate_ms``: validation with the counterfactual configurations (the engine's ``validate``);
 * ``other_ms``: everything else the environment adds (action checks and execution, lifecycle
   tick, governor, signals, reward, observation and masks, stacking across environments).
 
-Training is timed by wrapping the vector environment's host engine, validation by wrapping the
-function the environment calls (``esper.simic.env.morphogenetic.validate``) for the duration of the run.
+Both phases are timed by wrapping the vector environment's host engine (its ``train`` and ``validate``).
 Every configuration runs with each host engine of ``--engines`` (``loop``: one environment after
 another; ``batched``: hosts of one shape stacked, one backward and one update for all), side by side.
 
@@ -57,7 +56,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import esper.simic.env.morphogenetic as morphogenetic_module
 from esper.simic.env import (
     EnvConfig,
     HostNetwork,
@@ -147,7 +145,7 @@ def _timed(fn: Callable[..., T], add: Callable[[float], None]) -> Callable[..., 
 
 @contextmanager
 def timed_phases(vec: VectorEnv, clock: PhaseClock) -> Iterator[None]:
-    """Wrap ``vec``'s host engine and the environment's validation function so they add to ``clock``."""
+    """Wrap ``vec``'s host engine so its training and validation add to ``clock``."""
 
     def add_train(s: float) -> None:
         clock.train_s += s
@@ -156,22 +154,20 @@ def timed_phases(vec: VectorEnv, clock: PhaseClock) -> Iterator[None]:
         clock.validate_s += s
 
     engine = vec.engine
-    original_validate = morphogenetic_module.validate
-    vec.engine = TimedEngine(engine, add_train)
-    morphogenetic_module.validate = _timed(original_validate, add_validate)
+    vec.engine = TimedEngine(engine, add_train, add_validate)
     try:
         yield
     finally:
         vec.engine = engine
-        morphogenetic_module.validate = original_validate
 
 
 class TimedEngine:
-    """A host engine whose ``train`` calls add their seconds to a clock."""
+    """A host engine whose ``train`` and ``validate`` calls add their seconds to a clock."""
 
-    def __init__(self, inner: HostEngine, add: Callable[[float], None]) -> None:
+    def __init__(self, inner: HostEngine, add_train: Callable[[float], None], add_validate: Callable[[float], None]):
         self.name = inner.name
-        self.train = _timed(inner.train, add)
+        self.train = _timed(inner.train, add_train)
+        self.validate = _timed(inner.validate, add_validate)
 
 
 def scripted_actions(masks: ActionMasks, space: ActionSpace, blueprint: BlueprintAction) -> dict[str, torch.Tensor]:

@@ -9,11 +9,14 @@ from typing import Any
 import pytest
 import torch
 
-from esper.simic.env import EnvConfig, MorphogeneticEnv, VectorEnv
+from esper.simic.env import EnvConfig, MorphogeneticEnv, MorphogeneticModel, VectorEnv, load_task
 from esper.simic.env.config import HostTraining, TextTask
 from esper.simic.env.engines import BatchedEngine, HostEngine, LoopEngine, make_engine
 from esper.simic.env.host_epoch import EpochStats
-from esper.tamiyo.contract import ActionMasks, LifecycleOp
+from esper.simic.env.slot import GradientStats
+from esper.simic.env.stacked_validation import validate_stacked
+from esper.simic.env.validation import ValidationResult, validate
+from esper.tamiyo.contract import ActionMasks, BlueprintAction, GerminationStyle, LifecycleOp, SeedStage
 
 DIGITS = EnvConfig(task="digits", episode_length=10)
 CONFIGS = {
@@ -30,16 +33,21 @@ CONFIGS = {
 
 
 class _Recording:
-    """Wraps an engine and keeps the epoch statistics it returned on its last call."""
+    """Wraps an engine and keeps the epoch statistics and validations it returned on its last calls."""
 
     def __init__(self, inner: HostEngine) -> None:
         self.inner = inner
         self.name = inner.name
         self.last: list[EpochStats] = []
+        self.validations: list[ValidationResult] = []
 
     def train(self, envs: Any) -> list[EpochStats]:
         self.last = self.inner.train(envs)
         return self.last
+
+    def validate(self, envs: Any) -> list[ValidationResult]:
+        self.validations = self.inner.validate(envs)
+        return self.validations
 
 
 def _pick(mask: torch.Tensor, generator: torch.Generator) -> int:
@@ -85,14 +93,81 @@ def test_batched_epochs_match_the_loop_per_minibatch(host: str) -> None:
             for slot_id, stats in alone.seed_gradients.items():
                 assert together.seed_gradients[slot_id].finite == stats.finite
                 assert together.seed_gradients[slot_id].norm == pytest.approx(stats.norm, rel=1e-4, abs=1e-6)
+        for alone, together in zip(loop.validations, batched.validations, strict=True):
+            assert together.num_configs == alone.num_configs
+            assert together.loss == pytest.approx(alone.loss, rel=1e-5, abs=1e-5)
+            for name in ("accuracy", "all_off_accuracy", "committed_accuracy"):  # one sample in 256 may flip
+                assert getattr(together, name) == pytest.approx(getattr(alone, name), abs=0.5)
+            assert together.contributions == pytest.approx(alone.contributions, abs=1.0)
         for a, b in zip(result.infos, twin_result.infos, strict=True):
             assert a is not None and b is not None
             assert a.val_loss == pytest.approx(b.val_loss, rel=1e-5, abs=1e-5)
-            assert a.contributions.keys() == b.contributions.keys()
         blueprints = [tuple(s.blueprint for s in info.slots) for info in result.infos if info is not None]
         grouped_seeds = max(grouped_seeds, len(blueprints) - len(set(blueprints)))
         masks = result.masks
     assert grouped_seeds > 0  # some step trained two environments' identical seed layouts stacked
+
+
+def _grown(host: str) -> list[MorphogeneticModel]:
+    """Four trained-looking models of one host shape whose seeds differ in slot, blueprint, blend and stage."""
+    venv = VectorEnv(EnvConfig(task="digits", host=host, impaired=False), 4, engine="loop")
+    venv.reset([0, 1, 2, 3])
+    models = [env.model for env in venv.envs if env.model is not None]
+    generator = torch.Generator().manual_seed(0)
+    first, second = (
+        (BlueprintAction.MLP, BlueprintAction.NORM)
+        if host == "mlp"
+        else (
+            BlueprintAction.CONV_LIGHT,
+            BlueprintAction.NORM,
+        )
+    )
+    plan = [  # (env, slot, blueprint, style, ticks, fossilize)
+        (0, "r0c0", first, GerminationStyle.LINEAR_ADD, 8, True),
+        (0, "r0c1", second, GerminationStyle.LINEAR_ADD, 7, False),
+        (0, "r0c2", first, GerminationStyle.LINEAR_ADD, 8, False),
+        (1, "r0c0", first, GerminationStyle.LINEAR_ADD, 5, False),
+        (2, "r0c0", first, GerminationStyle.LINEAR_ADD, 8, True),
+        (2, "r0c2", second, GerminationStyle.GATED_GATE, 7, False),
+        (3, "r0c2", second, GerminationStyle.LINEAR_ADD, 1, False),
+    ]
+    for env, slot_id, blueprint, style, ticks, fossilize in plan:
+        slot = models[env].slot(slot_id)
+        slot.germinate(blueprint, style, 3, 1.0, generator, accuracy=50.0)
+        for _ in range(ticks):
+            slot.record_gradients(GradientStats(norm=1.0, finite=True, vanishing_fraction=0.0, exploding_fraction=0.0))
+            slot.tick(auto_advance=True)
+        if fossilize:
+            slot.record_contribution(1.0)
+            assert slot.fossilize()
+    with torch.no_grad():
+        for model in models:
+            for p in model.parameters():
+                p.add_(0.2 * torch.randn(p.shape, generator=generator))
+            for module in model.modules():
+                if isinstance(module, torch.nn.BatchNorm2d):
+                    module.running_mean.normal_(0.0, 0.1, generator=generator)
+    return models
+
+
+@pytest.mark.parametrize("host", ["mlp", "cnn"])
+def test_stacked_validation_matches_each_model(host: str) -> None:
+    """Fossils, blends at several alphas, a gate, a TRAINING seed: every counterfactual of every model."""
+    models = _grown(host)
+    stages = {m.slot(sid).stage for m in models for sid in m.slots}
+    assert {SeedStage.FOSSILIZED, SeedStage.BLENDING, SeedStage.TRAINING} <= stages
+    data = load_task(EnvConfig(task="digits"))
+    alone = [validate(m, data.val_x, data.val_y, chunk_size=100) for m in models]
+    together = validate_stacked(models, data.val_x, data.val_y, chunk_size=100)
+    assert [v.num_configs for v in alone] == [v.num_configs for v in together] and max(
+        v.num_configs for v in alone
+    ) >= 4
+    for a, b in zip(alone, together, strict=True):
+        assert b.loss == pytest.approx(a.loss, rel=1e-5, abs=1e-6)
+        assert b.contributions.keys() == a.contributions.keys()
+        for name in ("accuracy", "all_off_accuracy", "committed_accuracy"):
+            assert getattr(b, name) == pytest.approx(getattr(a, name), abs=0.5)
+        assert b.contributions == pytest.approx(a.contributions, abs=1.0)
 
 
 def test_digits_varied_groups_hosts_by_shape() -> None:

@@ -26,14 +26,17 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal, Protocol, get_args
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar, get_args
 
 from esper.simic.env.host_epoch import EpochPart, EpochStats, SinglePart, train_epoch, train_parts
 from esper.simic.env.stacked_epoch import StackedPart
+from esper.simic.env.stacked_validation import validate_stacked
+from esper.simic.env.validation import ValidationResult, validate
 
 if TYPE_CHECKING:
     from esper.simic.env.morphogenetic import MorphogeneticEnv
 
+T = TypeVar("T")
 EngineName = Literal["auto", "loop", "batched"]
 ENGINE_NAMES: tuple[str, ...] = get_args(EngineName)
 #: ``auto`` batches from this many environments on (measured: ``scripts/bench_env.py``).
@@ -43,13 +46,37 @@ AUTO_BATCHED_TOPOLOGIES: frozenset[str] = frozenset({"mlp", "cnn"})
 
 
 class HostEngine(Protocol):
-    """Trains one host epoch of each environment (each after its ``begin_step``)."""
+    """Trains one host epoch of each environment (each after its ``begin_step``), then validates them."""
 
     name: str
 
     def train(self, envs: Sequence[MorphogeneticEnv]) -> list[EpochStats]:
         """The epoch statistics of ``envs``, in order."""
         ...
+
+    def validate(self, envs: Sequence[MorphogeneticEnv]) -> list[ValidationResult]:
+        """The validation (with counterfactuals) of each of ``envs``' models as trained, in order."""
+        ...
+
+
+def _validate(env: MorphogeneticEnv) -> ValidationResult:
+    assert env.model is not None
+    return validate(env.model, env.data.val_x, env.data.val_y, chunk_size=env.config.host_training.val_batch_size)
+
+
+def _by_host_shape(envs: Sequence[MorphogeneticEnv]) -> list[list[int]]:
+    """Indices of ``envs`` grouped by ``host_key``, in order of first appearance."""
+    groups: dict[tuple[object, ...], list[int]] = defaultdict(list)
+    for index, env in enumerate(envs):
+        groups[env.host_key].append(index)
+    return list(groups.values())
+
+
+def _in_order(groups: list[list[int]], results: Sequence[T]) -> list[T]:
+    """``results`` (one per index, in the order of ``groups``) back in index order."""
+    order = [index for members in groups for index in members]
+    placed: dict[int, T] = dict(zip(order, results, strict=True))
+    return [placed[index] for index in range(len(order))]
 
 
 class LoopEngine:
@@ -60,6 +87,9 @@ class LoopEngine:
     def train(self, envs: Sequence[MorphogeneticEnv]) -> list[EpochStats]:
         return [train_epoch(env.host_run(), env.data, batch_size=env.config.host_training.batch_size) for env in envs]
 
+    def validate(self, envs: Sequence[MorphogeneticEnv]) -> list[ValidationResult]:
+        return [_validate(env) for env in envs]
+
 
 class BatchedEngine:
     """Environments of equal structure as one computation; the rest one by one."""
@@ -67,22 +97,30 @@ class BatchedEngine:
     name = "batched"
 
     def train(self, envs: Sequence[MorphogeneticEnv]) -> list[EpochStats]:
-        groups: dict[tuple[object, ...], list[int]] = defaultdict(list)
-        for index, env in enumerate(envs):
-            groups[env.host_key].append(index)
+        groups = _by_host_shape(envs)
         parts: list[EpochPart] = [
             StackedPart([envs[i].host_run() for i in members])
             if len(members) > 1
             else SinglePart(envs[members[0]].host_run())
-            for members in groups.values()
+            for members in groups
         ]
         first = envs[0]
-        results = train_parts(parts, first.data, batch_size=first.config.host_training.batch_size)
-        order = [index for members in groups.values() for index in members]
-        stats: list[EpochStats | None] = [None] * len(envs)
-        for index, result in zip(order, results, strict=True):
-            stats[index] = result
-        return [s for s in stats if s is not None]
+        return _in_order(groups, train_parts(parts, first.data, batch_size=first.config.host_training.batch_size))
+
+    def validate(self, envs: Sequence[MorphogeneticEnv]) -> list[ValidationResult]:
+        groups = _by_host_shape(envs)
+        results: list[ValidationResult] = []
+        for members in groups:
+            if len(members) == 1:
+                results.append(_validate(envs[members[0]]))
+                continue
+            first = envs[members[0]]
+            models = [envs[i].model for i in members]
+            chunk = first.config.host_training.val_batch_size
+            results += validate_stacked(
+                [m for m in models if m is not None], first.data.val_x, first.data.val_y, chunk_size=chunk
+            )
+        return _in_order(groups, results)
 
 
 def make_engine(name: str, num_envs: int, topology: str = "mlp") -> HostEngine:

@@ -339,14 +339,15 @@ class MorphogeneticEnv:
         shapes): the batched host engine trains those together."""
         return self._host_key
 
-    def finish_step(self, epoch_stats: EpochStats) -> EnvStep:
-        """Steps 4–7 of :meth:`step` once the epoch has trained: validate, governor, reward, observe."""
+    def finish_step(self, epoch_stats: EpochStats, validation: ValidationResult | None = None) -> EnvStep:
+        """Steps 4–7 of :meth:`step` once the epoch has trained: validate (unless a host engine passes the
+        ``validation`` of the trained model), governor, reward, observe."""
         if self._pending is None or self.model is None or self._validation is None:
             raise RuntimeError("finish_step needs a step in progress: call begin_step first")
         pending, self._pending = self._pending, None
         model, cfg = self.model, self.config
         slots = model.all_slots()
-        rollback, reason = self._validate_and_check(epoch_stats)
+        rollback, reason = self._validate_and_check(epoch_stats, validation)
         val = self._validation
         signals = self.tracker.update(val.loss, val.accuracy)
 
@@ -394,13 +395,17 @@ class MorphogeneticEnv:
             episode=self._episode_summary(val) if self._done else None,
         )
 
-    def _validate_and_check(self, epoch_stats: EpochStats) -> tuple[bool, str | None]:
+    def _validate_and_check(
+        self, epoch_stats: EpochStats, validation: ValidationResult | None
+    ) -> tuple[bool, str | None]:
         """Record the epoch's gradients, validate, run the governor; returns ``(rolled_back, reason)``."""
         model, cfg = self.model, self.config
         assert model is not None
         for slot in model.all_slots():
             slot.record_gradients(epoch_stats.seed_gradients.get(slot.slot_id))
-        val = validate(model, self.data.val_x, self.data.val_y, chunk_size=cfg.host_training.val_batch_size)
+        val = validation or validate(
+            model, self.data.val_x, self.data.val_y, chunk_size=cfg.host_training.val_batch_size
+        )
         for slot in model.all_slots():
             slot.record_contribution(val.contributions.get(slot.slot_id))
         verdict = self.governor.check(val.loss)

@@ -11,13 +11,14 @@ statistics are stacked for the epoch and copied back into each host at its end.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from esper.simic.env.blending import blend, straight_through
 from esper.simic.env.host_epoch import HostRun, SeedPlaces
+from esper.simic.env.model import MorphogeneticModel
 from esper.simic.env.sgd import FlatSGD, ModuleSGD
 from esper.simic.env.slot import SeedSlot
 from esper.simic.env.stacked import StackedModule
@@ -36,28 +37,22 @@ def seed_key(slot: SeedSlot) -> tuple[object, ...]:
     return (slot.blueprint, slot.algorithm, slot.gate is not None, slot.stage == SeedStage.TRAINING, slot.trains)
 
 
-class _SeedGroup:
-    """The seeds of one slot that run stacked for an epoch: their rows among the part's, parameters, alphas.
+class SeedGroup:
+    """Seeds of one slot (equal :func:`seed_key`) run stacked on some rows of the activation.
 
-    ``block`` is where the seeds' update lies in the epoch's :class:`FlatSGD`; ``None`` for frozen
-    seeds (ramping down), whose parameters are stacked once for the epoch and take no gradient.
+    ``tensors`` are the seed's and gate's parameters stacked over those rows (in the order of
+    :func:`seed_parameters`) and ``alpha`` their blend amplitudes ``[G]``.
     """
 
-    def __init__(
-        self, slots: list[SeedSlot], rows: list[int], block: int | None, flat: FlatSGD, device: torch.device
-    ) -> None:
-        self.template = slots[0]
+    def __init__(self, template: SeedSlot, rows: list[int], tensors: list[torch.Tensor], alpha: torch.Tensor) -> None:
+        self.template = template
         self.rows = rows
-        self.row_index = torch.tensor(rows, device=device)
-        self.alpha = torch.tensor([s.alpha for s in slots], device=device)
-        named = _seed_parameters(slots[0])
-        if block is None:
-            tensors = [torch.stack([p.detach() for p in ps]) for ps in zip(*map(_param_list, slots), strict=True)]
-        else:
-            tensors = [_leaf(flat, block, i, p.shape) for i, (_, p) in enumerate(named)]
-        stacked = StackedModule(self.template, dict(zip((name for name, _ in named), tensors, strict=True)))
+        self.row_index = torch.tensor(rows, device=alpha.device)
+        self.alpha = alpha
+        names = (name for name, _ in seed_parameters(template))
+        stacked = StackedModule(template, dict(zip(names, tensors, strict=True)))
         self.seed = stacked.child("seed")
-        self.gate = stacked.child("gate") if self.template.gate is not None else None
+        self.gate = stacked.child("gate") if template.gate is not None else None
 
     def apply(self, h: torch.Tensor) -> torch.Tensor:
         """Slot output of the group's rows of ``h`` (``[G, B, ...]`` in, same out)."""
@@ -69,7 +64,7 @@ class _SeedGroup:
         return blend(slot.algorithm, h, seed.call(h), alpha, gate)
 
 
-def _seed_parameters(slot: SeedSlot) -> list[tuple[str, torch.nn.Parameter]]:
+def seed_parameters(slot: SeedSlot) -> list[tuple[str, torch.nn.Parameter]]:
     """The seed's and the gate's parameters, named from the slot, in the order of the slot's optimiser."""
     named = list(slot.seed.named_parameters(prefix="seed")) if slot.seed is not None else []
     return named + (list(slot.gate.named_parameters(prefix="gate")) if slot.gate is not None else [])
@@ -83,8 +78,24 @@ def _leaf(flat: FlatSGD, block: int, index: int, shape: Sequence[int]) -> torch.
     return leaf
 
 
-def _param_list(slot: SeedSlot) -> list[torch.nn.Parameter]:
-    return [p for _, p in _seed_parameters(slot)]
+def run_stacked(
+    template: MorphogeneticModel,
+    stages: Sequence[StackedModule],
+    head: StackedModule,
+    slot_groups: Mapping[str, Sequence[SeedGroup]],
+    x: torch.Tensor,
+) -> torch.Tensor:
+    """The stacked morphogenetic forward: ``stages[col]`` is host block ``col``; at each slot its seed groups run
+    on their rows and the other rows pass through (``[R, B, ...]`` inputs → ``[R, B, ...]`` logits)."""
+    h = x
+    for col, stage, slot_id in template.stage_plan():
+        h = stages[col].call(h, stage)
+        for group in slot_groups.get(slot_id, ()) if slot_id is not None else ():
+            if len(group.rows) == h.shape[0]:
+                h = group.apply(h)
+            else:
+                h = h.index_put((group.row_index,), group.apply(h[group.row_index]))
+    return head.call(h)
 
 
 class StackedPart:
@@ -118,7 +129,7 @@ class StackedPart:
         self.buffer_names = [name for name, _ in self.template.host.named_buffers()]
         self._own_buffers = [dict(model.host.named_buffers()) for model in models]
         self.buffers = {name: torch.stack([own[name] for own in self._own_buffers]) for name in self.buffer_names}
-        self.slot_groups: dict[str, list[_SeedGroup]] = {}
+        self.slot_groups: dict[str, list[SeedGroup]] = {}
         self._places: list[SeedPlaces] = [[] for _ in runs]
 
     def blocks(self) -> list[list[list[ModuleSGD]]]:
@@ -137,31 +148,23 @@ class StackedPart:
         for slot_id, groups in self._groups.items():
             bound = []
             for slots, rows, block in groups:
-                absolute = None if block is None else first_block + block
-                bound.append(_SeedGroup(slots, rows, absolute, flat, self._device))
-                if absolute is not None:
+                named = seed_parameters(slots[0])
+                if block is None:  # frozen: stacked once, no gradient
+                    params = zip(*(seed_parameters(s) for s in slots), strict=True)
+                    tensors = [torch.stack([p.detach() for _, p in ps]) for ps in params]
+                else:
+                    tensors = [_leaf(flat, first_block + block, i, p.shape) for i, (_, p) in enumerate(named)]
                     for index, row in enumerate(rows):
-                        self._places[row].append((slot_id, absolute, index, 0))
+                        self._places[row].append((slot_id, first_block + block, index, 0))
+                alpha = torch.tensor([s.alpha for s in slots], device=self._device)
+                bound.append(SeedGroup(slots[0], rows, tensors, alpha))
             self.slot_groups[slot_id] = bound
 
     def places(self) -> list[SeedPlaces]:
         return self._places
 
-    def _slot(self, slot_id: str, h: torch.Tensor) -> torch.Tensor:
-        for group in self.slot_groups.get(slot_id, []):
-            if len(group.rows) == h.shape[0]:
-                h = group.apply(h)
-            else:
-                h = h.index_put((group.row_index,), group.apply(h[group.row_index]))
-        return h
-
     def forward(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = xb
-        for col, stage, slot_id in self.template.stage_plan():
-            h = self._stages[col].call(h, stage)
-            if slot_id is not None:
-                h = self._slot(slot_id, h)
-        logits = self._head.call(h)
+        logits = run_stacked(self.template, self._stages, self._head, self.slot_groups, xb)
         per_prediction = F.cross_entropy(logits.flatten(0, -2), yb.flatten(), reduction="none")
         return per_prediction.view(len(xb), -1).mean(dim=1), logits
 

@@ -100,8 +100,12 @@ def validate(model: MorphogeneticModel, x: torch.Tensor, y: torch.Tensor, *, chu
             loss_sum += F.cross_entropy(logits.transpose(1, 2), targets, reduction="none").sum(dim=1)
             correct += (logits.argmax(dim=-1) == targets).sum(dim=1)
     n = y.numel()
-    losses = (loss_sum / n).tolist()
-    accuracies = (100.0 * correct.double() / n).tolist()
+    return validation_result((loss_sum / n).tolist(), (100.0 * correct.double() / n).tolist(), index)
+
+
+def validation_result(losses: list[float], accuracies: list[float], index: dict[str, int]) -> ValidationResult:
+    """The result from each configuration's loss and accuracy (``index`` from :func:`build_configs`)."""
+    num_configs = max(index.values()) + 1
     main = accuracies[index["main"]]
     return ValidationResult(
         loss=losses[index["main"]],

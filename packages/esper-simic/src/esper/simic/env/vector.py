@@ -124,9 +124,11 @@ class VectorEnv:
         stepping = [i for i in range(n) if active[i]]
         for i in stepping:
             self.envs[i].begin_step({head: column[i] for head, column in columns.items()})
-        epochs = self.engine.train([self.envs[i] for i in stepping])
-        for i, epoch in zip(stepping, epochs, strict=True):
-            result = self.envs[i].finish_step(epoch)
+        envs = [self.envs[i] for i in stepping]
+        epochs = self.engine.train(envs) if envs else []
+        validations = self.engine.validate(envs) if envs else []
+        for i, epoch, validation in zip(stepping, epochs, validations, strict=True):
+            result = self.envs[i].finish_step(epoch, validation)
             self._obs[i], self._masks[i] = result.obs, result.masks
             rewards[i], terminated[i], truncated[i] = result.reward, result.terminated, result.truncated
             executed[i], infos[i], episodes[i] = result.info.executed_op, result.info, result.episode
