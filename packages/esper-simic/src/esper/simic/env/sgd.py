@@ -78,17 +78,27 @@ BlockKey = tuple[int, tuple[tuple[int, ...], ...], tuple[SGDSettings, ...]]
 
 @dataclass(frozen=True)
 class _Layout:
-    """Where everything lies in the flat buffer of blocks of given shapes (cached: shapes repeat epoch after epoch)."""
+    """Where everything lies in the flat buffer of blocks of given shapes (cached: shapes repeat epoch after epoch).
+
+    The buffer is a sequence of *chunks*, one per parameter tensor per row (block by block, tensor
+    by tensor, row by row), so per-chunk sums are one ``segment_reduce`` and per-element values
+    one ``repeat_interleave``: both several times faster on a CPU than a gather or ``index_add_``
+    over every element.
+    """
 
     chunks: list[list[tuple[int, int]]]
     """Per block, per parameter tensor: its start in the buffer and the numel of one row."""
     segment_start: list[int]
     tensor_start: list[int]
     num_tensors: int
+    numel: int
     gather: torch.Tensor
     """Buffer position → position in the row-major concatenation of every module's parameters."""
-    segment_index: torch.Tensor
-    tensor_index: torch.Tensor
+    chunk_lengths: torch.Tensor
+    chunk_segment: torch.Tensor
+    """The segment (module of a row) of each chunk."""
+    chunk_of_tensor: torch.Tensor
+    """For each parameter tensor in :meth:`FlatSGD.tensor_norms` order (row by row), its chunk."""
     momentum_factor: torch.Tensor
     neg_lr: torch.Tensor
     decay: torch.Tensor | None
@@ -103,8 +113,9 @@ def _layout(blocks: tuple[BlockKey, ...], device: torch.device) -> _Layout:
     tensor_start: list[int] = []
     settings: list[SGDSettings] = []
     gather: list[torch.Tensor] = []
-    segment_ids: list[torch.Tensor] = []
-    tensor_ids: list[torch.Tensor] = []
+    lengths: list[int] = []
+    chunk_segment: list[int] = []
+    chunk_of_tensor: dict[int, int] = {}
     start = num_tensors = 0
     for rows, module_numels, module_settings in blocks:
         numels = [n for module in module_numels for n in module]
@@ -119,25 +130,30 @@ def _layout(blocks: tuple[BlockKey, ...], device: torch.device) -> _Layout:
             block_chunks.append((start + rows * offset, numel))
             within = torch.arange(numel)
             gather.append((start + row_ids[:, None] * row_size + offset + within[None, :]).reshape(-1))
-            segment_ids.append((len(settings) + row_ids * modules + module_of[t]).repeat_interleave(numel))
-            tensor_ids.append((num_tensors + row_ids * len(numels) + t).repeat_interleave(numel))
+            for row in range(rows):
+                chunk_of_tensor[num_tensors + row * len(numels) + t] = len(lengths)
+                lengths.append(numel)
+                chunk_segment.append(len(settings) + row * modules + module_of[t])
             offset += numel
         chunks.append(block_chunks)
         settings += list(module_settings) * rows
         num_tensors += rows * len(numels)
         start += rows * row_size
-    segment_index = torch.cat(segment_ids).to(device)
-    per_segment = torch.tensor([[s.lr, s.momentum, s.weight_decay] for s in settings], device=device)
-    lr, momentum_factor, decay = per_segment[segment_index].unbind(1)
+    chunk_lengths = torch.tensor(lengths, device=device)
+    segments = torch.tensor(chunk_segment, device=device)
+    per_chunk = torch.tensor([[s.lr, s.momentum, s.weight_decay] for s in settings], device=device)[segments]
+    lr, momentum_factor, decay = per_chunk.repeat_interleave(chunk_lengths, dim=0, output_size=start).unbind(1)
     max_norms = torch.tensor([s.max_grad_norm for s in settings], device=device)
     return _Layout(
         chunks=chunks,
         segment_start=segment_start,
         tensor_start=tensor_start,
         num_tensors=num_tensors,
+        numel=start,
         gather=torch.cat(gather).to(device),
-        segment_index=segment_index,
-        tensor_index=torch.cat(tensor_ids).to(device),
+        chunk_lengths=chunk_lengths,
+        chunk_segment=segments,
+        chunk_of_tensor=torch.tensor([chunk_of_tensor[i] for i in range(num_tensors)], device=device),
         momentum_factor=momentum_factor,
         neg_lr=-lr,
         decay=decay if any(s.weight_decay for s in settings) else None,
@@ -208,14 +224,19 @@ class FlatSGD:
     def zero_grad(self) -> None:
         self.grad.zero_()
 
+    def _chunk_squares(self) -> torch.Tensor:
+        """Sum of squared gradients of every chunk (one parameter tensor of one row)."""
+        return torch.segment_reduce(self.grad.square(), "sum", lengths=self._layout.chunk_lengths)
+
     def step(self) -> torch.Tensor:
         """One fused clip-and-step of every segment; returns the pre-clip norm of each segment."""
         grad, layout = self.grad, self._layout
         with torch.no_grad():
             segment_sq = torch.zeros(layout.max_norms.numel(), device=grad.device, dtype=grad.dtype)
-            norms = segment_sq.index_add_(0, layout.segment_index, grad.square()).sqrt()
+            norms = segment_sq.index_add_(0, layout.chunk_segment, self._chunk_squares()).sqrt()
             coef = torch.where(layout.clips, (layout.max_norms / (norms + CLIP_EPSILON)).clamp(max=1.0), 1.0)
-            update = grad * coef[layout.segment_index]
+            per_element = coef[layout.chunk_segment].repeat_interleave(layout.chunk_lengths, output_size=layout.numel)
+            update = grad * per_element
             if layout.decay is not None:
                 update.addcmul_(self.params, layout.decay)
             self.momentum.mul_(layout.momentum_factor).add_(update)
@@ -224,10 +245,8 @@ class FlatSGD:
 
     def tensor_norms(self) -> torch.Tensor:
         """Pre-clip gradient norm of every parameter tensor (call before :meth:`step`)."""
-        grad = self.grad
         with torch.no_grad():
-            sq = torch.zeros(self.num_tensors, device=grad.device, dtype=grad.dtype)
-            return sq.index_add_(0, self._layout.tensor_index, grad.square()).sqrt()
+            return self._chunk_squares()[self._layout.chunk_of_tensor].sqrt()
 
     def write_back(self) -> None:
         """Point every module's parameters at their trained values (views) and hand it its momentum."""
