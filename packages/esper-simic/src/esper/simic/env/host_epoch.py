@@ -153,7 +153,7 @@ def train_parts(parts: Sequence[EpochPart], data: TaskData, *, batch_size: int) 
     """One epoch of every environment of ``parts``; stats in the order of the parts' runs."""
     runs = [run for part in parts for run in part.runs]
     for run in runs:
-        run.model.train()
+        run.model.set_training(True)
     blocks: list[list[list[ModuleSGD]]] = []
     starts: list[int] = []
     for part in parts:

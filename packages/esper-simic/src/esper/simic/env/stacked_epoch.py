@@ -78,11 +78,39 @@ def _leaf(flat: FlatSGD, block: int, index: int, shape: Sequence[int]) -> torch.
     return leaf
 
 
+class SlotSeeds:
+    """One slot's seed groups over ``num_rows`` rows: each group runs on its rows, the other rows pass through.
+
+    The pieces are concatenated and put back in row order by one index (rather than one
+    ``index_put`` per group, each of which copies the whole activation forward and backward).
+    """
+
+    def __init__(self, groups: list[SeedGroup], num_rows: int, device: torch.device) -> None:
+        self.groups = groups
+        covered = [row for group in groups for row in group.rows]
+        passing = sorted(set(range(num_rows)) - set(covered))
+        self.whole = len(groups) == 1 and len(covered) == num_rows
+        self.passing = torch.tensor(passing, device=device) if passing else None
+        inverse = [0] * num_rows
+        for position, row in enumerate(passing + covered):
+            inverse[row] = position
+        self.inverse = torch.tensor(inverse, device=device)
+
+    def apply(self, h: torch.Tensor) -> torch.Tensor:
+        if not self.groups:
+            return h
+        if self.whole:
+            return self.groups[0].apply(h)
+        pieces = [] if self.passing is None else [h[self.passing]]
+        pieces += [group.apply(h[group.row_index]) for group in self.groups]
+        return torch.cat(pieces)[self.inverse]
+
+
 def run_stacked(
     template: MorphogeneticModel,
     stages: Sequence[StackedModule],
     head: StackedModule,
-    slot_groups: Mapping[str, Sequence[SeedGroup]],
+    slots: Mapping[str, SlotSeeds],
     x: torch.Tensor,
 ) -> torch.Tensor:
     """The stacked morphogenetic forward: ``stages[col]`` is host block ``col``; at each slot its seed groups run
@@ -90,11 +118,8 @@ def run_stacked(
     h = x
     for col, stage, slot_id in template.stage_plan():
         h = stages[col].call(h, stage)
-        for group in slot_groups.get(slot_id, ()) if slot_id is not None else ():
-            if len(group.rows) == h.shape[0]:
-                h = group.apply(h)
-            else:
-                h = h.index_put((group.row_index,), group.apply(h[group.row_index]))
+        if slot_id is not None and slot_id in slots:
+            h = slots[slot_id].apply(h)
     return head.call(h)
 
 
@@ -123,13 +148,13 @@ class StackedPart:
                     self._blocks.append([[s.sgd] for s in slots if s.sgd is not None])
                 groups.append((slots, rows, block))
             self._groups[slot_id] = groups
-        named = list(self.template.host.named_parameters())
+        named = list(self.template.host_parameters.items())
         self.host_names = [name for name, _ in named]
         self.host_shapes = [p.shape for _, p in named]
-        self.buffer_names = [name for name, _ in self.template.host.named_buffers()]
-        self._own_buffers = [dict(model.host.named_buffers()) for model in models]
+        self.buffer_names = list(self.template.host_buffers)
+        self._own_buffers = [model.host_buffers for model in models]
         self.buffers = {name: torch.stack([own[name] for own in self._own_buffers]) for name in self.buffer_names}
-        self.slot_groups: dict[str, list[SeedGroup]] = {}
+        self.slot_groups: dict[str, SlotSeeds] = {}
         self._places: list[SeedPlaces] = [[] for _ in runs]
 
     def blocks(self) -> list[list[list[ModuleSGD]]]:
@@ -158,7 +183,7 @@ class StackedPart:
                         self._places[row].append((slot_id, first_block + block, index, 0))
                 alpha = torch.tensor([s.alpha for s in slots], device=self._device)
                 bound.append(SeedGroup(slots[0], rows, tensors, alpha))
-            self.slot_groups[slot_id] = bound
+            self.slot_groups[slot_id] = SlotSeeds(bound, len(self.runs), self._device)
 
     def places(self) -> list[SeedPlaces]:
         return self._places

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from esper.simic.env.model import MorphogeneticModel
 from esper.simic.env.stacked import StackedModule
-from esper.simic.env.stacked_epoch import SeedGroup, run_stacked, seed_key, seed_parameters
+from esper.simic.env.stacked_epoch import SeedGroup, SlotSeeds, run_stacked, seed_key, seed_parameters
 from esper.simic.env.validation import ValidationResult, build_configs, validation_result
 from esper.tamiyo.contract import ACTIVE_STAGES, SeedStage
 
@@ -65,14 +65,16 @@ def validate_stacked(
     rows, indexes = _rows(models)
     env_of_row = torch.tensor([env for env, _ in rows], device=x.device)
     for model in models:
-        model.eval()
+        model.set_training(False)
     with torch.inference_mode():
-        states = [dict(list(m.host.named_parameters()) + list(m.host.named_buffers())) for m in models]
+        states = [{**m.host_parameters, **m.host_buffers} for m in models]
         tensors = {name: torch.stack([s[name].detach() for s in states])[env_of_row] for name in states[0]}
         host = StackedModule(template.host, tensors)
         stages = [host.child(f"blocks.{col}") for col in range(len(template.host.blocks))]
         head = host.child("head")
-        groups = {slot_id: _seed_groups(models, rows, slot_id) for slot_id in template.slots}
+        groups = {
+            slot_id: SlotSeeds(_seed_groups(models, rows, slot_id), len(rows), x.device) for slot_id in template.slots
+        }
         loss_sum = torch.zeros(len(rows), device=x.device)
         correct = torch.zeros(len(rows), dtype=torch.long, device=x.device)
         for start in range(0, x.shape[0], chunk_size):

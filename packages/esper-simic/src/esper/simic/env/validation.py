@@ -90,7 +90,7 @@ def validate(model: MorphogeneticModel, x: torch.Tensor, y: torch.Tensor, *, chu
     num_configs = max(index.values()) + 1
     loss_sum = torch.zeros(num_configs, device=x.device)
     correct = torch.zeros(num_configs, dtype=torch.long, device=x.device)
-    model.eval()
+    model.set_training(False)
     with torch.inference_mode():
         for start in range(0, x.shape[0], chunk_size):
             xb, yb = x[start : start + chunk_size], y[start : start + chunk_size]
