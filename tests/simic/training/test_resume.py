@@ -58,6 +58,16 @@ def test_num_threads_cannot_change_on_resume() -> None:
         check_resume_config(TrainConfig(num_threads=1).to_dict(), TrainConfig(num_threads=4))
 
 
+def test_the_host_engine_cannot_change_on_resume() -> None:
+    """The engines agree only to float rounding; a checkpoint without the field (before engines) reads as auto."""
+    assert "engine" not in RESUME_OVERRIDABLE
+    with pytest.raises(CheckpointError, match=r"\(engine: checkpoint 'loop' vs now 'batched'\)"):
+        check_resume_config(TrainConfig(engine="loop").to_dict(), TrainConfig(engine="batched"))
+    before_engines = {k: v for k, v in TrainConfig().to_dict().items() if k != "engine"}
+    with pytest.raises(CheckpointError, match=r"engine: checkpoint \(absent\) vs now 'auto'"):
+        check_resume_config(before_engines, TrainConfig())
+
+
 @pytest.mark.parametrize(
     ("change", "notices"),
     [
