@@ -176,13 +176,13 @@ class StackedPart:
                 named = seed_parameters(slots[0])
                 if block is None:  # frozen: stacked once, no gradient
                     params = zip(*(seed_parameters(s) for s in slots), strict=True)
-                    tensors = [torch.stack([p.detach() for _, p in ps]) for ps in params]
+                    seed_tensors = [torch.stack([p.detach() for _, p in ps]) for ps in params]
                 else:
-                    tensors = [_leaf(flat, first_block + block, i, p.shape) for i, (_, p) in enumerate(named)]
+                    seed_tensors = [_leaf(flat, first_block + block, i, p.shape) for i, (_, p) in enumerate(named)]
                     for index, row in enumerate(rows):
                         self._places[row].append((slot_id, first_block + block, index, 0))
                 alpha = torch.tensor([s.alpha for s in slots], device=self._device)
-                bound.append(SeedGroup(slots[0], rows, tensors, alpha))
+                bound.append(SeedGroup(slots[0], rows, seed_tensors, alpha))
             self.slot_groups[slot_id] = SlotSeeds(bound, len(self.runs), self._device)
 
     def places(self) -> list[SeedPlaces]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 from torch import nn
@@ -79,7 +79,7 @@ class FlatPolicy(NamedTuple):
     """``[H * N, head_hidden]``: head h's output weight in rows ``h*N .. h*N + n_h``, zero rows between."""
     out_bias: torch.Tensor
     """``[H * N]``, zero in the padding."""
-    views: tuple[tuple[nn.Parameter, int], ...]
+    views: tuple[tuple[torch.Tensor, int], ...]
     """Each policy parameter with the address it had when flattened, to notice a broken alias."""
 
 
@@ -121,6 +121,7 @@ class ActorCriticHeads(nn.Module):
         rows = [
             s + j if j < n else total for s, n in zip(starts, self.head_sizes, strict=True) for j in range(self.width)
         ]
+        self.out_rows: torch.Tensor
         self.register_buffer("out_rows", torch.tensor(rows), persistent=False)
         self._flat: FlatPolicy | None = None
         self.flatten_policy()
@@ -143,6 +144,10 @@ class ActorCriticHeads(nn.Module):
         out = torch.baddbmm(out_bias.view(heads, 1, width), per_head, out_weight.view(heads, width, -1).transpose(1, 2))
         return out.transpose(0, 1).unflatten(0, trunk.shape[:-1])
 
+    def _layers(self, index: int) -> list[nn.Linear]:
+        """Layer ``index`` of every head's MLP, in head order (0: the hidden layer, 2: the output layer)."""
+        return [cast(nn.Linear, cast(nn.Sequential, self.policy[name])[index]) for name in self.head_names]
+
     def _fused_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """The flat tensors when no gradient is needed and the aliases hold, else the same values concatenated."""
         flat = self._flat
@@ -153,8 +158,7 @@ class ActorCriticHeads(nn.Module):
             and all(param.data_ptr() == address for param, address in flat.views)
         ):
             return flat.hidden_weight, flat.hidden_bias, flat.out_weight, flat.out_bias
-        firsts = [self.policy[name][0] for name in self.head_names]
-        outs = [self.policy[name][2] for name in self.head_names]
+        firsts, outs = self._layers(0), self._layers(2)
         out_weight = torch.cat([*(layer.weight for layer in outs), outs[0].weight.new_zeros(1, self.head_hidden)])
         out_bias = torch.cat([*(layer.bias for layer in outs), outs[0].bias.new_zeros(1)])
         return (
@@ -171,8 +175,7 @@ class ActorCriticHeads(nn.Module):
         Parameter objects (and so optimiser references) are kept; only their storage changes.
         """
         with torch.inference_mode(False):
-            firsts = [self.policy[name][0] for name in self.head_names]
-            outs = [self.policy[name][2] for name in self.head_names]
+            firsts, outs = self._layers(0), self._layers(2)
             hidden_weight = torch.cat([layer.weight for layer in firsts])
             hidden_bias = torch.cat([layer.bias for layer in firsts])
             rows = self.out_rows.to(hidden_weight.device)
