@@ -200,12 +200,11 @@ def _run_epoch(
 ) -> list[EpochStats]:
     places = [row for part in parts for row in part.places()]
     x_all, y_all, num_batches, size = _minibatch_source(runs, data, batch_size)
-    device = x_all.device
     num_envs = len(runs)
-    finite = torch.ones((), dtype=torch.bool, device=device)
     batch_losses: list[torch.Tensor] = []
-    correct = torch.zeros(num_envs, dtype=torch.long, device=device)
-    first_norms = tensor_norms = torch.zeros(0)
+    batch_norms: list[torch.Tensor] = []
+    batch_logits: list[torch.Tensor] = []
+    tensor_norms = torch.zeros(0)
     for b in range(num_batches):
         xb, yb = x_all[:, b * size : (b + 1) * size], y_all[:, b * size : (b + 1) * size]
         if data.augmentation is not None:
@@ -216,16 +215,18 @@ def _run_epoch(
         losses.sum().backward()
         if b == 0:
             tensor_norms = flat.tensor_norms()
-        norms = flat.step()
-        if b == 0:
-            first_norms = norms
-        finite = finite & torch.isfinite(norms)
+        batch_norms.append(flat.step())
         batch_losses.append(losses.detach())
-        correct += (logits.detach().argmax(dim=-1) == yb).flatten(1).sum(1)
+        batch_logits.append(logits.detach())
+    # Per-minibatch bookkeeping is stacked and reduced once per epoch: fewer operator calls.
+    targets = y_all[:, : num_batches * size]
+    guesses = torch.stack(batch_logits, dim=1).argmax(dim=-1).view(targets.shape)
+    correct_out = (guesses == targets).flatten(1).sum(1).tolist()
     predictions = num_batches * size * data.train_y[0].numel()
-    losses_out, correct_out = torch.stack(batch_losses, dim=1).tolist(), correct.tolist()
-    norms_out, tensors_out = first_norms.tolist(), tensor_norms.tolist()
-    finite_out = finite.tolist() if finite.dim() else []
+    norms = torch.stack(batch_norms)
+    losses_out = torch.stack(batch_losses, dim=1).tolist()
+    norms_out, tensors_out = norms[0].tolist(), tensor_norms.tolist()
+    finite_out = torch.isfinite(norms).all(dim=0).tolist()
     return [
         EpochStats(
             train_loss=sum(losses_out[row]) / num_batches,

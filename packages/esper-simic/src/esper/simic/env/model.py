@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
-from esper.simic.env.blending import Alpha
 from esper.simic.env.config import NUM_SLOT_ROWS
 from esper.simic.env.hosts import HostNetwork
 from esper.simic.env.slot import SeedSlot, SlotSettings
@@ -80,20 +79,28 @@ class MorphogeneticModel(nn.Module):
             yield col, "first", self._position_slot.get((1, col))
             yield col, "second", self._position_slot.get((0, col))
 
+    @functools.cached_property
+    def _plan(self) -> list[tuple[Callable[[torch.Tensor], torch.Tensor], SeedSlot | None]]:
+        """:meth:`stage_plan` as the stages' bound methods and the slots after them, built once (forward runs
+        it every minibatch, and the host and slots never change within an episode)."""
+        return [
+            (getattr(self.host.block(col), stage), None if slot_id is None else self.slot(slot_id))
+            for col, stage, slot_id in self.stage_plan()
+        ]
+
     def _stages(self) -> Iterator[tuple[Callable[[torch.Tensor], torch.Tensor], str | None]]:
         """The host's stages in forward order, each with the id of the enabled slot after it (or None)."""
-        for col, stage, slot_id in self.stage_plan():
-            yield getattr(self.host.block(col), stage), slot_id
+        for stage, slot in self._plan:
+            yield stage, None if slot is None else slot.slot_id
 
-    def forward(self, x: torch.Tensor, alphas: Mapping[str, Alpha] | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Host input (images ``[B, C, H, W]`` or token ids ``[B, T]``) → logits ``[B, num_classes]`` or
-        ``[B, T, vocab]``, with every slot at its own alpha, or at ``alphas[slot_id]`` where given (the
-        batched host engine passes each environment's amplitudes to one shared model)."""
+        ``[B, T, vocab]``, with every slot at its own alpha."""
         h = x
-        for stage, slot_id in self._stages():
+        for stage, slot in self._plan:
             h = stage(h)
-            if slot_id is not None:
-                h = self.slots[slot_id](h, None if alphas is None else alphas.get(slot_id))
+            if slot is not None:
+                h = slot(h)
         return self.host.head(h)
 
     def forward_configs(self, x: torch.Tensor, alpha_table: Mapping[str, Sequence[float]]) -> torch.Tensor:
