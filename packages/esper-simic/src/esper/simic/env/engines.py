@@ -1,9 +1,9 @@
 """Host engines: how a :class:`~esper.simic.env.VectorEnv` trains its environments' host epochs.
 
 Every step, each active environment executes its action and ticks its lifecycle
-(``MorphogeneticEnv.begin_step``); the engine then trains all their epochs; each environment
-validates, runs its governor and observes (``finish_step``). Engines differ only in how the epochs
-train, never in what they compute (up to float rounding):
+(``MorphogeneticEnv.begin_step``); the engine then trains all their epochs and validates the
+trained models; each environment runs its governor and observes (``finish_step``). Engines differ
+only in how they train and validate, never in what they compute (up to float rounding):
 
 - ``loop``: one environment after another (``host_epoch.train_epoch``).
 - ``batched``: environments whose hosts have the same shape (equal ``host_key``) run stacked
@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal, Protocol, TypeVar, get_args
 
 from esper.simic.env.host_epoch import EpochPart, EpochStats, SinglePart, train_epoch, train_parts
+from esper.simic.env.model import MorphogeneticModel
 from esper.simic.env.stacked_epoch import StackedPart
 from esper.simic.env.stacked_validation import validate_stacked
 from esper.simic.env.validation import ValidationResult, validate
@@ -59,9 +60,14 @@ class HostEngine(Protocol):
         ...
 
 
+def _model(env: MorphogeneticEnv) -> MorphogeneticModel:
+    if env.model is None:
+        raise RuntimeError("a host engine needs environments that have been reset")
+    return env.model
+
+
 def _validate(env: MorphogeneticEnv) -> ValidationResult:
-    assert env.model is not None
-    return validate(env.model, env.data.val_x, env.data.val_y, chunk_size=env.config.host_training.val_batch_size)
+    return validate(_model(env), env.data.val_x, env.data.val_y, chunk_size=env.config.host_training.val_batch_size)
 
 
 def _by_host_shape(envs: Sequence[MorphogeneticEnv]) -> list[list[int]]:
@@ -92,7 +98,7 @@ class LoopEngine:
 
 
 class BatchedEngine:
-    """Environments of equal structure as one computation; the rest one by one."""
+    """Hosts of one shape stacked, validated in one pass; every environment's minibatch in one backward and update."""
 
     name = "batched"
 
@@ -115,11 +121,9 @@ class BatchedEngine:
                 results.append(_validate(envs[members[0]]))
                 continue
             first = envs[members[0]]
-            models = [envs[i].model for i in members]
+            models = [_model(envs[i]) for i in members]
             chunk = first.config.host_training.val_batch_size
-            results += validate_stacked(
-                [m for m in models if m is not None], first.data.val_x, first.data.val_y, chunk_size=chunk
-            )
+            results += validate_stacked(models, first.data.val_x, first.data.val_y, chunk_size=chunk)
         return _in_order(groups, results)
 
 
