@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ import torch
 
 from esper.simic.env import EnvConfig, MorphogeneticEnv, MorphogeneticModel, VectorEnv, load_task
 from esper.simic.env.config import HostTraining, TextTask
+from esper.simic.env.datasets import write_cifar10_batches
 from esper.simic.env.engines import BatchedEngine, HostEngine, LoopEngine, make_engine
 from esper.simic.env.host_epoch import EpochStats
 from esper.simic.env.slot import GradientStats
@@ -106,6 +108,33 @@ def test_batched_epochs_match_the_loop_per_minibatch(host: str) -> None:
         grouped_seeds = max(grouped_seeds, len(blueprints) - len(set(blueprints)))
         masks = result.masks
     assert grouped_seeds > 0  # some step trained two environments' identical seed layouts stacked
+
+
+def test_augmented_cifar_epochs_match_the_loop(tmp_path: Path) -> None:
+    """Every environment augments its minibatches from its own generator in the batched engine too."""
+    root = write_cifar10_batches(tmp_path / "cifar", per_batch=40, num_val=20, seed=0)
+    config = EnvConfig(
+        task="cifar10",
+        host="cnn",
+        data_dir=str(root),
+        episode_length=3,
+        host_training=HostTraining(batch_size=50),
+    )
+    venv = VectorEnv(config, 3, engine="loop")
+    generator = torch.Generator().manual_seed(0)
+    masks = venv.reset([0, 1, 2]).masks
+    for _ in range(config.episode_length):
+        actions = _actions(venv, masks, generator)
+        twin = copy.deepcopy(venv)
+        loop, batched = _Recording(LoopEngine()), _Recording(BatchedEngine())
+        venv.engine, twin.engine = loop, batched
+        masks = venv.step(actions).masks
+        twin.step(actions)
+        for alone, together in zip(loop.last, batched.last, strict=True):
+            assert alone.num_batches == 4
+            torch.testing.assert_close(
+                torch.tensor(together.batch_losses), torch.tensor(alone.batch_losses), rtol=1e-5, atol=1e-5
+            )
 
 
 def _grown(host: str) -> list[MorphogeneticModel]:
