@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import functools
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -220,9 +221,10 @@ class HostNetwork(nn.Module):
             x = block(x)
         return self.head(x)
 
-    @property
+    @functools.cached_property
     def num_params(self) -> int:
-        """Trainable parameter count."""
+        """Trainable parameter count (counted once: a host's parameters never change within an episode, and the
+        environment reads the count several times a step)."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
 

@@ -134,40 +134,42 @@ def compute_action_masks(
     enabled = list(config.slot_ids) if enabled_slots is None else list(enabled_slots)
     _validate_inputs(slot_states, enabled, config, topology)
 
+    # Built in Python lists and converted once: per-element tensor writes cost microseconds each.
     num_slots = config.num_slots
-    slot = torch.zeros(num_slots, dtype=torch.bool)
-    slot_by_op = torch.zeros(len(LifecycleOp), num_slots, dtype=torch.bool)
+    slot = [False] * num_slots
+    by_op = [[False] * num_slots for _ in LifecycleOp]
     blocked = False
     for slot_id in enabled:
         i = config.index_of(slot_id)
         slot[i] = True
         state = slot_states[slot_id]
         if state is None:
-            slot_by_op[LifecycleOp.GERMINATE, i] = True
+            by_op[LifecycleOp.GERMINATE][i] = True
             continue
         stage = SeedStage(state.stage)
         idle = state.alpha_mode == AlphaMode.HOLD
         blocked |= stage in GERMINATION_BLOCKING_STAGES
-        slot_by_op[LifecycleOp.ADVANCE, i] = not auto_advance and stage in ADVANCEABLE_STAGES
-        slot_by_op[LifecycleOp.FOSSILIZE, i] = stage == SeedStage.HOLDING
-        slot_by_op[LifecycleOp.PRUNE, i] = stage in PRUNABLE_STAGES and state.age_epochs >= min_prune_age and idle
-        slot_by_op[LifecycleOp.SET_ALPHA_TARGET, i] = stage in (SeedStage.BLENDING, SeedStage.HOLDING) and idle
+        by_op[LifecycleOp.ADVANCE][i] = not auto_advance and stage in ADVANCEABLE_STAGES
+        by_op[LifecycleOp.FOSSILIZE][i] = stage == SeedStage.HOLDING
+        by_op[LifecycleOp.PRUNE][i] = stage in PRUNABLE_STAGES and state.age_epochs >= min_prune_age and idle
+        by_op[LifecycleOp.SET_ALPHA_TARGET][i] = stage in (SeedStage.BLENDING, SeedStage.HOLDING) and idle
     if blocked or (max_seeds > 0 and total_seeds >= max_seeds):
-        slot_by_op[LifecycleOp.GERMINATE] = False
-    slot_by_op[LifecycleOp.WAIT] = slot
-
-    op = slot_by_op.any(dim=1)
+        by_op[LifecycleOp.GERMINATE] = [False] * num_slots
+    by_op[LifecycleOp.WAIT] = list(slot)
+    op = [any(row) for row in by_op]
     op[LifecycleOp.WAIT] = True
-    choosing_style = bool(op[LifecycleOp.GERMINATE] or op[LifecycleOp.SET_ALPHA_TARGET])
+    choosing_style = op[LifecycleOp.GERMINATE] or op[LifecycleOp.SET_ALPHA_TARGET]
+    slot_by_op = torch.tensor(by_op, dtype=torch.bool)
 
     heads: dict[str, torch.Tensor] = {}
     for name, size in space.sizes().items():
         heads[name] = torch.ones(size, dtype=torch.bool)
-    heads["slot"] = slot
-    heads["op"] = op
-    blueprint = torch.zeros(space.size("blueprint"), dtype=torch.bool)
-    blueprint[[int(b) for b in topology_blueprints(topology)]] = True
-    heads["blueprint"] = blueprint
+    heads["slot"] = torch.tensor(slot, dtype=torch.bool)
+    heads["op"] = torch.tensor(op, dtype=torch.bool)
+    blueprint = [False] * space.size("blueprint")
+    for allowed in topology_blueprints(topology):
+        blueprint[int(allowed)] = True
+    heads["blueprint"] = torch.tensor(blueprint, dtype=torch.bool)
     if not choosing_style:
         heads["style"] = _one_hot(space.size("style"), GerminationStyle.SIGMOID_ADD)
         heads["alpha_target"] = _one_hot(space.size("alpha_target"), AlphaTargetAction.FULL)
@@ -175,9 +177,7 @@ def compute_action_masks(
 
 
 def _one_hot(size: int, index: int) -> torch.Tensor:
-    mask = torch.zeros(size, dtype=torch.bool)
-    mask[index] = True
-    return mask
+    return torch.tensor([i == index for i in range(size)], dtype=torch.bool)
 
 
 def compute_batch_masks(
